@@ -1,0 +1,2 @@
+/* balancer.c - placeholder until written */
+typedef int ahoyd_placeholder_balancer;

@@ -1,0 +1,2 @@
+/* breaker.c - placeholder until written */
+typedef int ahoyd_placeholder_breaker;

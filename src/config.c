@@ -1,0 +1,2 @@
+/* config.c - placeholder until written */
+typedef int ahoyd_placeholder_config;

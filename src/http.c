@@ -1,0 +1,2 @@
+/* http.c - placeholder until written */
+typedef int ahoyd_placeholder_http;

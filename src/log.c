@@ -1,0 +1,2 @@
+/* log.c - placeholder until written */
+typedef int ahoyd_placeholder_log;

@@ -1,0 +1,2 @@
+/* loop.c - placeholder until written */
+typedef int ahoyd_placeholder_loop;

@@ -1,0 +1,2 @@
+/* proxy.c - placeholder until written */
+typedef int ahoyd_placeholder_proxy;

@@ -1,0 +1,2 @@
+/* retry.c - placeholder until written */
+typedef int ahoyd_placeholder_retry;

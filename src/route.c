@@ -1,0 +1,2 @@
+/* route.c - placeholder until written */
+typedef int ahoyd_placeholder_route;

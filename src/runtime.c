@@ -1,0 +1,2 @@
+/* runtime.c - placeholder until written */
+typedef int ahoyd_placeholder_runtime;

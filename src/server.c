@@ -1,0 +1,2 @@
+/* server.c - placeholder until written */
+typedef int ahoyd_placeholder_server;

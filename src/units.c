@@ -1,0 +1,2 @@
+/* units.c - placeholder until written */
+typedef int ahoyd_placeholder_units;

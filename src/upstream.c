@@ -1,0 +1,2 @@
+/* upstream.c - placeholder until written */
+typedef int ahoyd_placeholder_upstream;
