@@ -1,2 +1,504 @@
-/* http.c - placeholder until written */
-typedef int ahoyd_placeholder_http;
+/*
+ * http.c - pure HTTP helpers shared by the server, the proxy and named calls.
+ *
+ * Request-target safety (SPEC 3.3), cutting a target into service / rest /
+ * query and joining rest onto an endpoint's base path (3.1), RFC 9110 token
+ * and field-value checks, hop-by-hop header filtering, X-Request-Id, the JSON
+ * error body (5), reason phrases and percent-encoding. Everything works on the
+ * raw bytes as received: routing on a decoded copy is how proxies get escaped.
+ * Pure: no I/O, no clock; the request-id generator takes its RNG state.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http.h"
+
+/* ---- character classes (RFC 3986, RFC 9110) ------------------------------- */
+
+static bool is_alnum(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+static bool is_unreserved(unsigned char c)
+{
+    return is_alnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+/* Bytes a request-target may carry raw: unreserved, gen-delims but '#',
+ * sub-delims, and '%' (whose escape is checked separately). */
+static bool is_target_char(unsigned char c)
+{
+    if (is_unreserved(c))
+        return true;
+    switch (c) {
+    case ':': case '/': case '?': case '[': case ']': case '@':          /* gen-delims */
+    case '!': case '$': case '&': case '\'': case '(': case ')':           /* sub-delims */
+    case '*': case '+': case ',': case ';': case '=':
+    case '%':
+        return true;
+    default:
+        return false;
+    }
+}
+
+static int hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static bool is_tchar(unsigned char c)
+{
+    return is_alnum(c) || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* ---- target safety (SPEC 3.3) --------------------------------------------- */
+
+/*
+ * One raw path segment: decode it and look at the pieces between decoded '/'
+ * and '\'. A piece "." or ".." (however it was spelled) could climb out of the
+ * base path once some upstream decodes it; control characters have no
+ * business in a path and NUL truncates C strings downstream.
+ */
+static bool segment_is_safe(const char *seg, size_t len, const char **why)
+{
+    size_t piece = 0; /* length of the current decoded piece */
+    int dots = 0;     /* how many of its bytes are '.' */
+    for (size_t i = 0; i <= len; i++) {
+        int c;
+        if (i == len) {
+            c = '/';
+        } else if (seg[i] == '%') {
+            c = hex_value((unsigned char)seg[i + 1]) * 16 + hex_value((unsigned char)seg[i + 2]);
+            i += 2;
+        } else {
+            c = (unsigned char)seg[i];
+        }
+        if (c < 0x20 || c == 0x7f) {
+            *why = "control character in path";
+            return false;
+        }
+        if (c == '/' || c == '\\') {
+            if (piece > 0 && piece == (size_t)dots && dots <= 2) {
+                *why = "dot segment in path";
+                return false;
+            }
+            piece = 0;
+            dots = 0;
+            continue;
+        }
+        piece++;
+        if (c == '.')
+            dots++;
+    }
+    return true;
+}
+
+bool http_target_is_safe(const char *target, size_t len, const char **why)
+{
+    const char *dummy;
+    if (why == NULL)
+        why = &dummy;
+    if (target == NULL || len == 0) {
+        *why = "empty request-target";
+        return false;
+    }
+    if (target[0] != '/') {
+        *why = "request-target must start with '/'";
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)target[i];
+        if (c == '#') {
+            *why = "'#' in request-target";
+            return false;
+        }
+        if (!is_target_char(c)) {
+            *why = "character not allowed in request-target";
+            return false;
+        }
+        if (c == '%') {
+            if (i + 2 >= len || hex_value((unsigned char)target[i + 1]) < 0 ||
+                hex_value((unsigned char)target[i + 2]) < 0) {
+                *why = "bad %-escape in request-target";
+                return false;
+            }
+            i += 2;
+        }
+    }
+    size_t path_len = len;
+    const char *q = memchr(target, '?', len);
+    if (q != NULL)
+        path_len = (size_t)(q - target);
+    size_t i = 1;
+    while (i <= path_len) {
+        size_t start = i;
+        while (i < path_len && target[i] != '/')
+            i++;
+        if (!segment_is_safe(target + start, i - start, why))
+            return false;
+        i++;
+    }
+    return true;
+}
+
+/* ---- split and join (SPEC 3.1) -------------------------------------------- */
+
+void http_split_target(const char *target, size_t len, struct target_parts *out)
+{
+    const char *q = memchr(target, '?', len);
+    size_t path_len = q != NULL ? (size_t)(q - target) : len;
+    out->query = target + path_len;
+    out->query_len = len - path_len;
+    size_t s = path_len > 0 && target[0] == '/' ? 1 : 0;
+    size_t e = s;
+    while (e < path_len && target[e] != '/')
+        e++;
+    out->service = target + s;
+    out->service_len = e - s;
+    out->rest = target + e;
+    out->rest_len = path_len - e;
+}
+
+char *http_join_path(const char *base_path, const char *rest, size_t rest_len,
+                     const char *query, size_t query_len)
+{
+    if (base_path == NULL)
+        base_path = "";
+    size_t base_len = strlen(base_path);
+    /* rest "/..." goes after the base path without its trailing '/' */
+    if (rest_len > 0)
+        while (base_len > 0 && base_path[base_len - 1] == '/')
+            base_len--;
+    bool slash_only = rest_len == 0 && base_len == 0;
+    size_t n = base_len + rest_len + query_len + (slash_only ? 1 : 0);
+    char *out = malloc(n + 1);
+    if (out == NULL)
+        return NULL;
+    size_t o = 0;
+    memcpy(out + o, base_path, base_len);
+    o += base_len;
+    if (slash_only)
+        out[o++] = '/';
+    if (rest_len > 0)
+        memcpy(out + o, rest, rest_len);
+    o += rest_len;
+    if (query_len > 0)
+        memcpy(out + o, query, query_len);
+    o += query_len;
+    out[o] = '\0';
+    return out;
+}
+
+/* ---- header checks ---------------------------------------------------------- */
+
+bool http_is_token(const char *s, size_t len)
+{
+    if (s == NULL || len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!is_tchar((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+bool http_header_value_ok(const char *s, size_t len)
+{
+    if (s == NULL)
+        return len == 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+bool http_list_has_token(const char *list, const char *token)
+{
+    if (list == NULL || token == NULL)
+        return false;
+    size_t tlen = strlen(token);
+    if (tlen == 0)
+        return false;
+    const char *p = list;
+    while (*p != '\0') {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *start = p;
+        while (*p != '\0' && *p != ',')
+            p++;
+        const char *end = p;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if ((size_t)(end - start) == tlen && strncasecmp(start, token, tlen) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool has_prefix_ci(const char *s, const char *prefix)
+{
+    return strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* The hop-by-hop set both directions share (RFC 9110 7.6.1 and old practice). */
+static bool is_hop_by_hop(const char *name)
+{
+    static const char *const names[] = {"Connection", "Keep-Alive", "TE", "Trailer",
+                                        "Transfer-Encoding", "Upgrade"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcasecmp(name, names[i]) == 0)
+            return true;
+    return has_prefix_ci(name, "Proxy-");
+}
+
+bool http_request_header_dropped(const char *name, const char *connection)
+{
+    if (name == NULL)
+        return true;
+    if (is_hop_by_hop(name) || strcasecmp(name, "Host") == 0 ||
+        strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Expect") == 0 ||
+        has_prefix_ci(name, "X-Ahoyd-"))
+        return true;
+    return connection != NULL && http_list_has_token(connection, name);
+}
+
+bool http_response_header_dropped(const char *name, const char *connection)
+{
+    if (name == NULL)
+        return true;
+    if (is_hop_by_hop(name) || strcasecmp(name, "Content-Length") == 0)
+        return true;
+    return connection != NULL && http_list_has_token(connection, name);
+}
+
+/* ---- X-Request-Id ----------------------------------------------------------- */
+
+bool http_request_id_ok(const char *s)
+{
+    if (s == NULL)
+        return false;
+    size_t n = 0;
+    for (; s[n] != '\0'; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (c < 0x21 || c > 0x7e || n >= 128)
+            return false;
+    }
+    return n >= 1;
+}
+
+static uint64_t xorshift64(uint64_t *state)
+{
+    uint64_t x = *state;
+    if (x == 0)
+        x = 0x9e3779b97f4a7c15ULL; /* xorshift is stuck at 0 */
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    return x;
+}
+
+void http_request_id_new(char out[37], uint64_t *rng)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char b[16];
+    uint64_t hi = xorshift64(rng);
+    uint64_t lo = xorshift64(rng);
+    for (int i = 0; i < 8; i++) {
+        b[i] = (unsigned char)(hi >> (56 - 8 * i));
+        b[8 + i] = (unsigned char)(lo >> (56 - 8 * i));
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* variant 10xx */
+    size_t o = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 0x0f];
+    }
+    out[o] = '\0';
+}
+
+/* ---- JSON error body (SPEC 5) ----------------------------------------------- */
+
+struct buf {
+    char *p;
+    size_t len, cap;
+    bool failed;
+};
+
+static void buf_add(struct buf *b, const char *s, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 128;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (p == NULL) {
+            b->failed = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void buf_str(struct buf *b, const char *s)
+{
+    buf_add(b, s, strlen(s));
+}
+
+/* A JSON string literal. Bytes >= 0x80 are copied as they are (a client's
+ * service name or request id cannot carry them: both are checked first). */
+static void buf_json_string(struct buf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    buf_add(b, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        char esc[7];
+        switch (*p) {
+        case '"': buf_add(b, "\\\"", 2); break;
+        case '\\': buf_add(b, "\\\\", 2); break;
+        case '\n': buf_add(b, "\\n", 2); break;
+        case '\r': buf_add(b, "\\r", 2); break;
+        case '\t': buf_add(b, "\\t", 2); break;
+        default:
+            if (*p < 0x20 || *p == 0x7f) {
+                memcpy(esc, "\\u00", 4);
+                esc[4] = hex[*p >> 4];
+                esc[5] = hex[*p & 0x0f];
+                buf_add(b, esc, 6);
+            } else {
+                buf_add(b, (const char *)p, 1);
+            }
+        }
+    }
+    buf_add(b, "\"", 1);
+}
+
+char *http_error_body(const char *code, const char *message, int status, const char *service,
+                      int attempts, const char *request_id, size_t *len)
+{
+    struct buf b = {0};
+    char num[32];
+    buf_str(&b, "{\"error\":{\"code\":");
+    buf_json_string(&b, code ? code : "");
+    buf_str(&b, ",\"message\":");
+    buf_json_string(&b, message ? message : "");
+    snprintf(num, sizeof(num), "%d", status);
+    buf_str(&b, ",\"status\":");
+    buf_str(&b, num);
+    buf_str(&b, ",\"service\":");
+    if (service != NULL)
+        buf_json_string(&b, service);
+    else
+        buf_str(&b, "null");
+    snprintf(num, sizeof(num), "%d", attempts);
+    buf_str(&b, ",\"attempts\":");
+    buf_str(&b, num);
+    buf_str(&b, ",\"request_id\":");
+    buf_json_string(&b, request_id ? request_id : "");
+    buf_str(&b, "}}");
+    if (b.failed) {
+        free(b.p);
+        return NULL;
+    }
+    if (len != NULL)
+        *len = b.len;
+    return b.p;
+}
+
+const char *http_status_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 425: return "Too Early";
+    case 426: return "Upgrade Required";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 499: return "Client Closed Request";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+/* ---- percent-encoding --------------------------------------------------------- */
+
+static char *percent_encode(const char *s, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char *out = malloc(len * 3 + 1);
+    if (out == NULL)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (is_unreserved(c)) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 0x0f];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+char *http_encode_segment(const char *s, size_t len)
+{
+    return percent_encode(s, len);
+}
+
+char *http_encode_query(const char *s, size_t len)
+{
+    return percent_encode(s, len);
+}

@@ -1,2 +1,264 @@
-/* log.c - placeholder until written */
-typedef int ahoyd_placeholder_log;
+/*
+ * log.c - error log and access log.
+ *
+ * The error log goes to stderr. When stderr is connected to the journal
+ * (JOURNAL_STREAM names the same device and inode) every line starts with a
+ * "<N>" syslog priority and carries no timestamp, because journald adds its
+ * own; otherwise lines carry an ISO-8601 UTC timestamp.
+ *
+ * The access log is written with one write(2) per line, so lines from a
+ * single process never interleave and a reopen (SIGUSR1) loses none: the old
+ * descriptor is closed only after the new one is in place. Every field that
+ * carries client data is quoted and escaped (SPEC 7), so a client cannot
+ * forge a log line.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static enum log_level current_level = LOG_LEVEL_INFO;
+static bool to_journal;
+
+static int access_fd = -1; /* -1: off */
+static bool access_is_file;
+static char *access_path;
+static enum access_log_format access_format;
+
+static bool stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2)
+        return false;
+    if (fstat(STDERR_FILENO, &st) != 0)
+        return false;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+void log_init(enum log_level level)
+{
+    current_level = level;
+    to_journal = stderr_is_journal();
+}
+
+void log_set_level(enum log_level level)
+{
+    current_level = level;
+}
+
+bool log_enabled(enum log_level level)
+{
+    return level <= current_level;
+}
+
+static size_t format_time(char *buf, size_t cap)
+{
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    n += (size_t)snprintf(buf + n, cap - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+    return n;
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+    static const int priority[] = {3, 4, 6, 7};
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    char line[4096];
+    size_t n;
+    va_list ap;
+
+    if (!log_enabled(level))
+        return;
+    if (to_journal) {
+        n = (size_t)snprintf(line, sizeof line, "<%d>", priority[level]);
+    } else {
+        n = format_time(line, sizeof line);
+        n += (size_t)snprintf(line + n, sizeof line - n, " ahoyd[%d] %s: ", (int)getpid(),
+                              names[level]);
+    }
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - n, fmt, ap);
+    va_end(ap);
+    if (m < 0)
+        return;
+    n += (size_t)m;
+    if (n > sizeof line - 2)
+        n = sizeof line - 2;
+    /* one line per message: a newline inside would forge a second line */
+    for (size_t i = 0; i < n; i++)
+        if (line[i] == '\n' || line[i] == '\r')
+            line[i] = ' ';
+    line[n++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, n);
+    (void)w;
+}
+
+/* ---- access log ---------------------------------------------------------- */
+
+static int open_append(const char *path)
+{
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
+
+int access_log_open(const char *target, enum access_log_format format)
+{
+    access_log_close();
+    access_format = format;
+    if (!target || strcmp(target, "off") == 0)
+        return 0;
+    if (strcmp(target, "stderr") == 0) {
+        access_fd = STDERR_FILENO;
+        return 0;
+    }
+    int fd = open_append(target);
+    if (fd < 0)
+        return -1;
+    access_fd = fd;
+    access_is_file = true;
+    access_path = strdup(target);
+    return 0;
+}
+
+int access_log_reopen(void)
+{
+    if (!access_is_file)
+        return 0;
+    int fd = open_append(access_path);
+    if (fd < 0)
+        return -1;
+    int old = access_fd;
+    access_fd = fd;
+    close(old);
+    return 0;
+}
+
+void access_log_close(void)
+{
+    if (access_is_file && access_fd >= 0)
+        close(access_fd);
+    access_fd = -1;
+    access_is_file = false;
+    free(access_path);
+    access_path = NULL;
+}
+
+bool access_log_enabled(void)
+{
+    return access_fd >= 0;
+}
+
+size_t log_quote(char *buf, size_t len, size_t cap, const char *s, bool json)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (cap - len < 3)
+        return len;
+    if (!s) {
+        const char *none = json ? "null" : "\"-\"";
+        size_t k = strlen(none);
+        if (cap - len > k) {
+            memcpy(buf + len, none, k);
+            len += k;
+        }
+        return len;
+    }
+    buf[len++] = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (cap - len < 8)
+            break;
+        unsigned char c = *p;
+        if (c == '"' || c == '\\') {
+            buf[len++] = '\\';
+            buf[len++] = (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            buf[len++] = '\\';
+            if (c == '\n') {
+                buf[len++] = 'n';
+            } else if (c == '\r') {
+                buf[len++] = 'r';
+            } else if (c == '\t') {
+                buf[len++] = 't';
+            } else {
+                /* \u00XX is valid JSON and unambiguous in logfmt */
+                len += (size_t)snprintf(buf + len, cap - len, "u00%c%c", hex[c >> 4], hex[c & 15]);
+            }
+        } else if (c >= 0x80 && !json) {
+            /* logfmt readers expect text: escape raw bytes */
+            len += (size_t)snprintf(buf + len, cap - len, "\\x%c%c", hex[c >> 4], hex[c & 15]);
+        } else if (c >= 0x80) {
+            len += (size_t)snprintf(buf + len, cap - len, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
+        } else {
+            buf[len++] = (char)c;
+        }
+    }
+    buf[len++] = '"';
+    return len;
+}
+
+void access_log_write(const struct access_entry *e)
+{
+    char line[8192];
+    char tbuf[40];
+    size_t n = 0;
+    bool json = access_format == ACCESS_LOG_JSON;
+    char dur[32], up[32];
+
+    if (access_fd < 0)
+        return;
+    format_time(tbuf, sizeof tbuf);
+    snprintf(dur, sizeof dur, "%.3f", (double)e->duration_us / 1e6);
+    if (e->upstream_us >= 0)
+        snprintf(up, sizeof up, "%.3f", (double)e->upstream_us / 1e6);
+    else
+        snprintf(up, sizeof up, "-");
+
+    if (json) {
+        n += (size_t)snprintf(line + n, sizeof line - n, "{\"time\":\"%s\",\"request_id\":", tbuf);
+        n = log_quote(line, n, sizeof line, e->request_id, true);
+        n += (size_t)snprintf(line + n, sizeof line - n, ",\"method\":");
+        n = log_quote(line, n, sizeof line, e->method, true);
+        n += (size_t)snprintf(line + n, sizeof line - n, ",\"service\":");
+        n = log_quote(line, n, sizeof line, e->service, true);
+        n += (size_t)snprintf(line + n, sizeof line - n, ",\"path\":");
+        n = log_quote(line, n, sizeof line, e->path, true);
+        n += (size_t)snprintf(line + n, sizeof line - n,
+                              ",\"status\":%d,\"attempts\":%d,\"endpoint\":", e->status,
+                              e->attempts);
+        n = log_quote(line, n, sizeof line, e->endpoint, true);
+        n += (size_t)snprintf(line + n, sizeof line - n,
+                              ",\"duration\":%s,\"upstream_time\":%s,\"flags\":\"%s\"}", dur,
+                              e->upstream_us >= 0 ? up : "null", e->flags ? e->flags : "");
+    } else {
+        n += (size_t)snprintf(line + n, sizeof line - n, "time=%s request_id=", tbuf);
+        n = log_quote(line, n, sizeof line, e->request_id, false);
+        n += (size_t)snprintf(line + n, sizeof line - n, " method=");
+        n = log_quote(line, n, sizeof line, e->method, false);
+        n += (size_t)snprintf(line + n, sizeof line - n, " service=");
+        n = log_quote(line, n, sizeof line, e->service, false);
+        n += (size_t)snprintf(line + n, sizeof line - n, " path=");
+        n = log_quote(line, n, sizeof line, e->path, false);
+        n += (size_t)snprintf(line + n, sizeof line - n, " status=%d attempts=%d endpoint=",
+                              e->status, e->attempts);
+        n = log_quote(line, n, sizeof line, e->endpoint, false);
+        n += (size_t)snprintf(line + n, sizeof line - n,
+                              " duration=%s upstream_time=%s flags=%s", dur, up,
+                              e->flags && *e->flags ? e->flags : "-");
+    }
+    if (n > sizeof line - 1)
+        n = sizeof line - 1;
+    line[n++] = '\n';
+    ssize_t w = write(access_fd, line, n);
+    (void)w;
+}

@@ -1,1 +1,54 @@
-/* placeholder */
+/*
+ * log.h - the error log (leveled, to stderr, with <N> priority prefixes when
+ * stderr is the journal) and the access log (one line per request, logfmt or
+ * JSON, to stderr, a file, or nowhere).
+ */
+#ifndef AHOYD_LOG_H
+#define AHOYD_LOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+
+void log_init(enum log_level level);
+void log_set_level(enum log_level level);
+bool log_enabled(enum log_level level);
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_debug(...)                                                                         \
+    do {                                                                                       \
+        if (log_enabled(LOG_LEVEL_DEBUG))                                                      \
+            log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__);                                             \
+    } while (0)
+
+/* One access-log record (SPEC 7). Strings may be NULL (written as "-"/null). */
+struct access_entry {
+    const char *request_id;
+    const char *method;
+    const char *service;
+    const char *path;       /* raw request-target */
+    int status;
+    int attempts;
+    const char *endpoint;   /* URL of the last endpoint tried */
+    int64_t duration_us;
+    int64_t upstream_us;    /* time spent in upstream attempts; -1 when none */
+    const char *flags;      /* "UO,URX" or "" */
+};
+
+/* target: "stderr", "off" or a file path (opened for append). Returns 0 or -1 (errno). */
+int access_log_open(const char *target, enum access_log_format format);
+/* SIGUSR1: reopen the file (no-op for stderr/off). Returns 0 or -1. */
+int access_log_reopen(void);
+void access_log_close(void);
+bool access_log_enabled(void);
+void access_log_write(const struct access_entry *e);
+
+/* Append s to a buffer as a quoted, escaped string (logfmt or JSON style); returns new length.
+ * Exposed for tests. */
+size_t log_quote(char *buf, size_t len, size_t cap, const char *s, bool json);
+
+#endif

@@ -1,1 +1,398 @@
-int main(void){return 0;}
+/*
+ * main.c - command line, start-up, signals, reload and drain.
+ *
+ * The only file that may end the process. Exit codes (SPEC 1): 0 ok,
+ * 1 bad configuration, 2 usage, 3 runtime failure (bind, ...).
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "admin.h"
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "loop.h"
+#include "runtime.h"
+#include "server.h"
+#include "upstream.h"
+
+
+extern char **environ;
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+#define DEFAULT_CONFIG SYSCONFDIR "/ahoyd/ahoyd.yaml"
+
+enum { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
+
+struct daemon_state {
+    struct config_options opts;
+    struct loop *loop;
+    struct upstream *upstream;
+    struct server server;
+    struct admin *admin;
+    bool ready;
+    struct loop_io signal_io;
+    int signal_fd;
+    struct loop_timer drain_timer;    /* polls for the end of the drain */
+    struct loop_timer shutdown_timer; /* shutdown-timeout */
+    struct loop_timer watchdog_timer;
+    int64_t watchdog_ms;
+    int64_t drain_deadline_ms;
+    bool draining;
+    bool aborted;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ahoyd [-c FILE] [-p PROFILES] [--check-config] [--dump-config] [-l LEVEL] "
+            "[-V] [-h]\n"
+            "  -c, --config FILE     configuration file (default %s)\n"
+            "  -p, --profile LIST    active profiles, comma-separated\n"
+            "  -l, --log-level LEVEL error | warn | info | debug\n"
+            "      --check-config    validate the configuration and exit\n"
+            "      --dump-config     print the effective configuration and exit\n"
+            "  -V, --version         print the version and exit\n"
+            "  -h, --help            print this help and exit\n",
+            DEFAULT_CONFIG);
+}
+
+static void print_messages(const struct config_messages *m)
+{
+    for (size_t i = 0; i < m->n_warnings; i++)
+        fprintf(stderr, "%s\n", m->warnings[i]);
+    for (size_t i = 0; i < m->n_errors; i++)
+        fprintf(stderr, "%s\n", m->errors[i]);
+}
+
+/* ---- reload ------------------------------------------------------------------------ */
+
+static void add_error(char ***errors, size_t *n, const char *msg)
+{
+    char **e = realloc(*errors, (*n + 1) * sizeof *e);
+    if (!e)
+        return;
+    *errors = e;
+    e[(*n)++] = strdup(msg);
+}
+
+/* Load the configuration again (SPEC 2.6). Returns 0 when it took effect; otherwise -1
+ * and every error logged and, when errors is not NULL, handed back. */
+static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
+{
+    struct config_messages msgs = {0};
+    char buf[64];
+    int rc = -1;
+    snprintf(buf, sizeof buf, "RELOADING=1\nMONOTONIC_USEC=%lld", (long long)monotonic_us());
+    sd_notify(0, buf);
+    log_info("reloading configuration from %s", d->opts.path);
+    struct config *cfg = config_load(&d->opts, &msgs);
+    for (size_t i = 0; i < msgs.n_warnings; i++)
+        log_warn("%s", msgs.warnings[i]);
+    if (!cfg) {
+        for (size_t i = 0; i < msgs.n_errors; i++) {
+            log_error("%s", msgs.errors[i]);
+            if (errors)
+                add_error(errors, n_errors, msgs.errors[i]);
+        }
+        goto done;
+    }
+    char *err = NULL;
+    struct runtime *rt = runtime_new(cfg, d->server.rt, d->loop, &err);
+    if (!rt) {
+        log_error("%s", err ? err : "cannot build the runtime");
+        if (errors)
+            add_error(errors, n_errors, err ? err : "cannot build the runtime");
+        free(err);
+        config_free(cfg);
+        goto done;
+    }
+    if (strcmp(rt->cfg->listen.text, d->server.rt->cfg->listen.text) != 0)
+        log_warn("listen address changes take effect at restart (still on %s)",
+                 d->server.bound);
+    log_set_level(d->opts.log_level ? d->server.rt->cfg->log_level : rt->cfg->log_level);
+    if (d->admin)
+        admin_set_token(d->admin, rt->cfg->admin_token);
+    runtime_unref(d->server.rt);
+    d->server.rt = rt;
+    log_info("configuration reloaded: %zu services", rt->n_services);
+    rc = 0;
+done:
+    if (rc != 0)
+        log_error("reload failed: keeping the previous configuration");
+    metrics_note_reload(rc == 0, (int64_t)time(NULL));
+    config_messages_free(&msgs);
+    sd_notify(0, "READY=1");
+    return rc;
+}
+
+static struct runtime *hook_current(void *arg)
+{
+    struct daemon_state *d = arg;
+    return d->server.rt;
+}
+
+static bool hook_ready(void *arg)
+{
+    struct daemon_state *d = arg;
+    return d->ready && !d->draining;
+}
+
+static int hook_reload(void *arg, char ***errors, size_t *n_errors)
+{
+    struct daemon_state *d = arg;
+    if (d->draining) {
+        add_error(errors, n_errors, "ahoyd is shutting down");
+        return -1;
+    }
+    return reload(d, errors, n_errors);
+}
+
+/* ---- drain ------------------------------------------------------------------------- */
+
+static void on_drain_poll(void *arg)
+{
+    struct daemon_state *d = arg;
+    if (d->server.requests == 0) {
+        loop_stop(d->loop);
+        return;
+    }
+    loop_timer_start(d->loop, &d->drain_timer, 20);
+}
+
+static void on_shutdown_timeout(void *arg)
+{
+    struct daemon_state *d = arg;
+    if (!d->aborted) {
+        /* calls still running get 503 shutting_down; give the answers a second to leave */
+        d->aborted = true;
+        log_warn("shutdown timeout: answering %zu calls still running with 503", d->server.calls);
+        server_abort_calls(&d->server);
+        loop_timer_start(d->loop, &d->shutdown_timer, 1000);
+        return;
+    }
+    loop_stop(d->loop);
+}
+
+static void start_drain(struct daemon_state *d)
+{
+    if (d->draining) {
+        log_warn("second stop signal: exiting now");
+        loop_stop(d->loop);
+        return;
+    }
+    d->draining = true;
+    sd_notify(0, "STOPPING=1");
+    log_info("draining: %zu requests in progress", d->server.requests);
+    d->server.draining = true;
+    server_stop_accepting(&d->server);
+    int64_t t = d->server.rt->cfg->shutdown_timeout_ms;
+    loop_timer_start(d->loop, &d->shutdown_timer, t);
+    loop_timer_start(d->loop, &d->drain_timer, 0);
+}
+
+static void on_signal(void *arg, uint32_t events)
+{
+    struct daemon_state *d = arg;
+    struct signalfd_siginfo si;
+    while (read(d->signal_fd, &si, sizeof si) == (ssize_t)sizeof si) {
+        switch (si.ssi_signo) {
+        case SIGHUP:
+            if (!d->draining)
+                reload(d, NULL, NULL);
+            break;
+        case SIGTERM:
+        case SIGINT:
+            start_drain(d);
+            break;
+        case SIGUSR1:
+            if (access_log_reopen() != 0)
+                log_error("cannot reopen the access log: %s", strerror(errno));
+            else
+                log_info("access log reopened");
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static void on_watchdog(void *arg)
+{
+    struct daemon_state *d = arg;
+    sd_notify(0, "WATCHDOG=1");
+    loop_timer_start(d->loop, &d->watchdog_timer, d->watchdog_ms);
+}
+
+static int setup_signals(struct daemon_state *d)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+        return -1;
+    d->signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (d->signal_fd < 0)
+        return -1;
+    return loop_io_add(d->loop, &d->signal_io, d->signal_fd, EPOLLIN, on_signal, d);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"profile", required_argument, NULL, 'p'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"check-config", no_argument, NULL, 'C'},
+        {"dump-config", no_argument, NULL, 'D'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct daemon_state d = {.signal_fd = -1};
+    bool check = false, dump = false;
+    int c;
+
+    d.opts.path = DEFAULT_CONFIG;
+    d.opts.env = environ;
+    while ((c = getopt_long(argc, argv, "c:p:l:Vh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': d.opts.path = optarg; break;
+        case 'p': d.opts.profiles = optarg; break;
+        case 'l':
+            if (strcmp(optarg, "error") && strcmp(optarg, "warn") && strcmp(optarg, "info") &&
+                strcmp(optarg, "debug")) {
+                fprintf(stderr, "ahoyd: invalid log level '%s' (error, warn, info, debug)\n",
+                        optarg);
+                return EXIT_USAGE;
+            }
+            d.opts.log_level = optarg;
+            break;
+        case 'C': check = true; break;
+        case 'D': dump = true; break;
+        case 'V': printf("ahoyd %s\n", PACKAGE_VERSION); return EXIT_OK;
+        case 'h': usage(stdout); return EXIT_OK;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ahoyd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+
+    struct config_messages msgs = {0};
+    if (dump) {
+        int rc = config_dump(&d.opts, stdout, &msgs);
+        print_messages(&msgs);
+        config_messages_free(&msgs);
+        return rc == 0 ? EXIT_OK : EXIT_CONFIG;
+    }
+    struct config *cfg = config_load(&d.opts, &msgs);
+    print_messages(&msgs);
+    config_messages_free(&msgs);
+    if (!cfg)
+        return EXIT_CONFIG;
+    if (check) {
+        printf("configuration OK\n");
+        config_free(cfg);
+        return EXIT_OK;
+    }
+
+    log_init(cfg->log_level);
+    signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_error("cannot initialise libcurl");
+        config_free(cfg);
+        return EXIT_RUNTIME;
+    }
+    if (access_log_open(cfg->access_log, cfg->access_log_format) != 0) {
+        log_error("cannot open the access log %s: %s", cfg->access_log, strerror(errno));
+        config_free(cfg);
+        return EXIT_RUNTIME;
+    }
+
+    int rc = EXIT_RUNTIME;
+    char *err = NULL;
+    struct runtime *rt = NULL;
+    d.loop = loop_new();
+    d.upstream = d.loop ? upstream_new(d.loop) : NULL;
+    if (!d.upstream) {
+        log_error("cannot create the event loop");
+        config_free(cfg);
+        goto out;
+    }
+    rt = runtime_new(cfg, NULL, d.loop, &err);
+    if (!rt) {
+        log_error("%s", err ? err : "cannot build the runtime");
+        free(err);
+        config_free(cfg);
+        goto out;
+    }
+    if (setup_signals(&d) != 0) {
+        log_error("cannot set up signal handling: %s", strerror(errno));
+        goto out;
+    }
+    if (server_start(&d.server, d.loop, d.upstream, rt) != 0)
+        goto out;
+    loop_timer_init(&d.drain_timer, on_drain_poll, &d);
+    loop_timer_init(&d.shutdown_timer, on_shutdown_timeout, &d);
+    loop_timer_init(&d.watchdog_timer, on_watchdog, &d);
+    uint64_t wd_usec = 0;
+    if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
+        d.watchdog_ms = (int64_t)(wd_usec / 2000);
+        loop_timer_start(d.loop, &d.watchdog_timer, d.watchdog_ms);
+    }
+    if (rt->cfg->admin_listen.kind != LISTEN_OFF) {
+        struct admin_hooks hooks = {
+            .arg = &d, .current = hook_current, .ready = hook_ready, .reload = hook_reload};
+        d.admin = admin_start(d.loop, &rt->cfg->admin_listen, rt->cfg->admin_token, &hooks);
+        if (!d.admin)
+            goto out;
+    }
+    metrics_note_reload(true, (int64_t)time(NULL));
+    d.ready = true;
+    sd_notifyf(0, "READY=1\nSTATUS=listening on %s", d.server.bound);
+    log_info("ahoyd %s ready: %zu services", PACKAGE_VERSION, rt->n_services);
+
+    if (loop_run(d.loop) != 0) {
+        log_error("event loop failed: %s", strerror(errno));
+        rc = EXIT_RUNTIME;
+    } else {
+        rc = EXIT_OK;
+    }
+    log_info("stopped");
+
+out:
+    if (d.loop)
+        loop_timer_stop(d.loop, &d.watchdog_timer);
+    if (d.admin)
+        admin_stop(d.admin);
+    server_free(&d.server);
+    runtime_unref(rt);
+    upstream_free(d.upstream);
+    if (d.signal_fd >= 0) {
+        loop_io_del(d.loop, &d.signal_io);
+        close(d.signal_fd);
+    }
+    loop_free(d.loop);
+    access_log_close();
+    curl_global_cleanup();
+    return rc;
+}

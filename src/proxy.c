@@ -1,2 +1,419 @@
-/* proxy.c - placeholder until written */
-typedef int ahoyd_placeholder_proxy;
+/*
+ * proxy.c - one call, SPEC 4.1 step by step.
+ *
+ *   proxy_begin: max-inflight, effective deadline and max-attempts, budget
+ *   attempt_next: deadline check, breakers ticked, balancer picks an endpoint
+ *                 whose breaker admits, the attempt starts with
+ *                 timeout = min(timeout, time left)
+ *   on_attempt_done: outcome recorded on that endpoint's breaker, the newest
+ *                 response kept, retry_decide() -> backoff timer or finish
+ *   finish:       the newest upstream response, or ahoyd's error for the last
+ *                 outcome
+ *
+ * The policy lives in breaker.c, retry.c and balancer.c; this file only
+ * sequences it on the loop. A backoff is a loop timer, never a sleep.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "http.h"
+#include "log.h"
+#include "proxy.h"
+
+static void attempt_next(struct request *r);
+
+void request_add_flag(struct request *r, const char *flag)
+{
+    size_t n = strlen(r->flags), k = strlen(flag);
+    /* no duplicates */
+    const char *p = r->flags;
+    while ((p = strstr(p, flag))) {
+        if ((p == r->flags || p[-1] == ',') && (p[k] == ',' || p[k] == '\0'))
+            return;
+        p += k;
+    }
+    if (n + k + 2 > sizeof r->flags)
+        return;
+    if (n)
+        r->flags[n++] = ',';
+    memcpy(r->flags + n, flag, k + 1);
+}
+
+void request_set_error(struct request *r, int status, const char *code, const char *message)
+{
+    if (r->resp) {
+        upstream_response_free(r->resp);
+        free(r->resp);
+        r->resp = NULL;
+    }
+    free(r->err_message);
+    r->status = status;
+    r->err_code = code;
+    r->err_message = strdup(message);
+}
+
+static void respond_error(struct request *r, int status, const char *code, const char *message)
+{
+    request_set_error(r, status, code, message);
+    server_respond(r);
+}
+
+static void call_end(struct request *r)
+{
+    if (r->call_running) {
+        r->call_running = false;
+        r->svc->state->inflight--;
+    }
+}
+
+/* The answer when no attempt is left: the newest response, else the last outcome. */
+static void finish(struct request *r)
+{
+    call_end(r);
+    if (r->resp) {
+        r->status = r->resp->status;
+        server_respond(r);
+        return;
+    }
+    switch (r->last_outcome.kind) {
+    case OUTCOME_CONNECT_FAILURE:
+        respond_error(r, 502, "upstream_unreachable", "could not connect to the upstream");
+        break;
+    case OUTCOME_RESET:
+        respond_error(r, 502, "upstream_reset", "the upstream connection failed mid-request");
+        break;
+    case OUTCOME_RESPONSE_TOO_LARGE:
+        respond_error(r, 502, "upstream_response_too_large",
+                      "the upstream response is over the configured limit");
+        break;
+    case OUTCOME_TIMEOUT:
+    case OUTCOME_CANCELLED:
+    default:
+        respond_error(r, 504, "upstream_timeout", "the upstream did not answer in time");
+        break;
+    }
+}
+
+static void on_backoff(void *arg)
+{
+    attempt_next(arg);
+}
+
+void proxy_begin(struct request *r)
+{
+    struct service_rt *svc = r->svc;
+    const struct service_conf *sc = svc->conf;
+    int64_t now = loop_now_ms(r->srv->loop);
+
+    if (sc->max_inflight > 0 && svc->state->inflight >= sc->max_inflight) {
+        respond_error(r, 503, "overloaded", "too many calls in flight for this service");
+        return;
+    }
+    svc->state->inflight++;
+    r->call_running = true;
+
+    r->max_attempts = sc->retry.max_attempts;
+    if (r->hdr_max_attempts > 0 && r->hdr_max_attempts < r->max_attempts)
+        r->max_attempts = r->hdr_max_attempts;
+    int64_t deadline = sc->deadline_ms;
+    if (r->hdr_timeout_ms > 0 && (deadline == 0 || r->hdr_timeout_ms < deadline))
+        deadline = r->hdr_timeout_ms;
+    r->deadline_ms = deadline > 0 ? r->received_us / 1000 + deadline : 0;
+
+    bool may_retry_sent = retry_method_is_idempotent(r->upstream_method) ||
+                          sc->retry.retry_non_idempotent || r->has_idempotency_key;
+    r->allow_resend = r->max_attempts > 1 && may_retry_sent;
+
+    r->tried = calloc(svc->n_endpoints ? svc->n_endpoints : 1, sizeof *r->tried);
+    if (!r->tried) {
+        call_end(r);
+        respond_error(r, 503, "overloaded", "out of memory");
+        return;
+    }
+    r->current = r->previous = -1;
+    r->upstream_us = -1;
+    loop_timer_init(&r->backoff_timer, on_backoff, r);
+    if (sc->retry.budget_enabled)
+        retry_budget_note_request(&svc->state->budget, now);
+    attempt_next(r);
+}
+
+static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_response *resp,
+                            int64_t elapsed_us);
+
+static char *endpoint_url(const struct endpoint_conf *ec, const char *path)
+{
+    size_t n = strlen(ec->origin) + strlen(ec->base_path) + strlen(path) + 1;
+    char *url = malloc(n);
+    if (url)
+        snprintf(url, n, "%s%s", ec->origin, path);
+    return url;
+}
+
+/* Seconds until the earliest endpoint of svc goes half-open, at least 1. */
+static int64_t retry_after_seconds(struct service_rt *svc, int64_t now)
+{
+    int64_t best = -1;
+    for (size_t i = 0; i < svc->n_endpoints; i++) {
+        struct endpoint_rt *ep = svc->endpoints[i];
+        int64_t ms = breaker_ms_until_half_open(&ep->breaker, ep->policy, now);
+        if (best < 0 || ms < best)
+            best = ms;
+    }
+    int64_t s = best < 0 ? 1 : (best + 999) / 1000;
+    return s < 1 ? 1 : s;
+}
+
+static void attempt_next(struct request *r)
+{
+    struct server *srv = r->srv;
+    struct service_rt *svc = r->svc;
+    const struct service_conf *sc = svc->conf;
+    int64_t now = loop_now_ms(srv->loop);
+    int k = r->attempts + 1;
+
+    if (r->deadline_ms && now >= r->deadline_ms) {
+        if (r->last_outcome.kind != OUTCOME_STATUS || !r->resp)
+            r->last_outcome.kind = OUTCOME_TIMEOUT;
+        request_add_flag(r, "UT");
+        finish(r);
+        return;
+    }
+
+    struct balancer_slot slots_small[8];
+    struct balancer_slot *slots = slots_small;
+    size_t n = svc->n_endpoints;
+    if (n > 8 && !(slots = calloc(n, sizeof *slots))) {
+        call_end(r);
+        respond_error(r, 503, "overloaded", "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct endpoint_rt *ep = svc->endpoints[i];
+        endpoint_tick(ep, now);
+        enum breaker_state st = breaker_peek(&ep->breaker, ep->policy);
+        slots[i].weight = ep->conf->weight;
+        slots[i].inflight = ep->inflight;
+        slots[i].admit = st == BREAKER_CLOSED ? ADMIT_CLOSED
+                         : st == BREAKER_HALF_OPEN ? ADMIT_PROBE
+                                                   : ADMIT_NO;
+        slots[i].tried = r->tried[i];
+        slots[i].previous = (int)i == r->previous;
+        slots[i].state = &ep->lb;
+    }
+    int idx = balancer_pick(sc->load_balancer, slots, (int)n, k > 1, &srv->rng);
+    if (slots != slots_small)
+        free(slots);
+
+    if (idx < 0) {
+        request_add_flag(r, "UO");
+        if (k == 1) {
+            /* fail fast: not retried, not counted as a failure */
+            char ra[32];
+            call_end(r);
+            snprintf(ra, sizeof ra, "%lld", (long long)retry_after_seconds(svc, now));
+            header_list_add(&r->extra, "Retry-After", 11, ra, strlen(ra));
+            respond_error(r, 503, "circuit_open",
+                          "every endpoint of this service has its circuit open");
+            return;
+        }
+        request_add_flag(r, "URX");
+        finish(r);
+        return;
+    }
+
+    struct endpoint_rt *ep = svc->endpoints[idx];
+    if (!breaker_admit(&ep->breaker, ep->policy, now, &r->ticket)) {
+        /* cannot happen single-threaded: peek said yes */
+        request_add_flag(r, "UO");
+        finish(r);
+        return;
+    }
+    ep->refs++; /* held while the attempt runs, even across a reload */
+    ep->inflight++;
+    r->current_ep = ep;
+    r->current = idx;
+    r->tried[idx] = true;
+    r->attempts = k;
+    r->last_endpoint = ep->url;
+
+    int64_t timeout = sc->timeout_ms;
+    r->attempt_cut_by_deadline = false;
+    int64_t left = 0;
+    if (r->deadline_ms) {
+        left = r->deadline_ms - now;
+        if (left < timeout) {
+            timeout = left;
+            r->attempt_cut_by_deadline = true;
+        }
+    }
+
+    /* per-attempt headers after the shared ones */
+    char attempt_hdr[40], deadline_hdr[48];
+    const char *lines_small[40];
+    const char **lines = lines_small;
+    size_t nl = r->n_fwd + 3;
+    if (nl > 40 && !(lines = calloc(nl, sizeof *lines))) {
+        lines = NULL;
+    }
+    char *url = endpoint_url(ep->conf, r->upstream_path);
+    struct upstream_attempt *a = NULL;
+    if (lines && url) {
+        size_t j = 0;
+        for (size_t i = 0; i < r->n_fwd; i++)
+            lines[j++] = r->fwd_headers[i];
+        snprintf(attempt_hdr, sizeof attempt_hdr, "X-Ahoyd-Attempt: %d", k);
+        lines[j++] = attempt_hdr;
+        if (r->deadline_ms) {
+            snprintf(deadline_hdr, sizeof deadline_hdr, "X-Ahoyd-Deadline-Ms: %lld",
+                     (long long)left);
+            lines[j++] = deadline_hdr;
+        }
+        lines[j] = NULL;
+        struct upstream_request req = {
+            .url = url,
+            .method = r->upstream_method,
+            .headers = lines,
+            .body = r->body,
+            .body_len = r->body_len,
+            .timeout_ms = timeout,
+            .connect_timeout_ms = sc->connect_timeout_ms,
+            .allow_resend = r->allow_resend,
+            .max_body = r->rt->cfg->max_response_body,
+            .max_header_bytes = r->rt->cfg->max_response_header_bytes,
+            .tls = &sc->tls,
+        };
+        a = upstream_start(srv->upstream, &req, on_attempt_done, r);
+    }
+    free(url);
+    if (lines != lines_small)
+        free(lines);
+    if (!a) {
+        struct outcome o = {.kind = OUTCOME_CONNECT_FAILURE};
+        on_attempt_done(r, &o, NULL, 0);
+        return;
+    }
+    r->attempt = a;
+}
+
+static enum breaker_result breaker_result_of(const struct outcome *o)
+{
+    switch (o->kind) {
+    case OUTCOME_STATUS:
+        return o->status >= 500 ? BREAKER_FAILURE : BREAKER_SUCCESS;
+    case OUTCOME_RESPONSE_TOO_LARGE:
+        return BREAKER_SUCCESS; /* the endpoint answered; the answer was too big */
+    case OUTCOME_CANCELLED:
+        return BREAKER_NEUTRAL;
+    default:
+        return BREAKER_FAILURE;
+    }
+}
+
+/* Give back what the running attempt holds on its endpoint. */
+static void attempt_settle(struct request *r, const struct outcome *o)
+{
+    struct endpoint_rt *ep = r->current_ep;
+    struct breaker_transition tr;
+    if (!ep)
+        return;
+    ep->inflight--;
+    if (o->kind != OUTCOME_CANCELLED)
+        ep->attempts[outcome_label_index(o)]++;
+    if (breaker_record(&ep->breaker, ep->policy, &r->ticket, breaker_result_of(o),
+                       loop_now_ms(r->srv->loop), &tr))
+        endpoint_note_transition(ep, &tr);
+    r->current_ep = NULL;
+    r->previous = r->current;
+    r->current = -1;
+    endpoint_unref(ep);
+}
+
+static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_response *resp,
+                            int64_t elapsed_us)
+{
+    struct request *r = arg;
+    struct service_rt *svc = r->svc;
+    const struct retry_policy *rp = &svc->conf->retry;
+    struct outcome oc = *o;
+
+    r->attempt = NULL;
+    r->upstream_us = (r->upstream_us < 0 ? 0 : r->upstream_us) + elapsed_us;
+    if (oc.kind == OUTCOME_TIMEOUT && r->attempt_cut_by_deadline)
+        oc.kind = OUTCOME_CANCELLED; /* the call's deadline, not the attempt's timeout */
+    attempt_settle(r, &oc);
+
+    const char *retry_after = NULL;
+    if (resp) {
+        if (r->resp) {
+            upstream_response_free(r->resp);
+            free(r->resp);
+        }
+        r->resp = resp;
+        if (resp->status == 429 || resp->status == 503)
+            retry_after = header_list_get(&resp->headers, "Retry-After");
+    }
+    r->last_outcome = oc;
+    switch (oc.kind) {
+    case OUTCOME_CONNECT_FAILURE: request_add_flag(r, "UF"); break;
+    case OUTCOME_RESET: request_add_flag(r, "UR"); break;
+    case OUTCOME_TIMEOUT:
+    case OUTCOME_CANCELLED: request_add_flag(r, "UT"); break;
+    default: break;
+    }
+    if (oc.kind == OUTCOME_CANCELLED) {
+        finish(r); /* the deadline is spent */
+        return;
+    }
+
+    int64_t now = loop_now_ms(r->srv->loop);
+    struct retry_input in = {
+        .outcome = oc,
+        .attempt = r->attempts,
+        .max_attempts = r->max_attempts,
+        .method = r->upstream_method,
+        .has_idempotency_key = r->has_idempotency_key,
+        .retry_after = rp->honor_retry_after ? retry_after : NULL,
+        .now_ms = now,
+        .now_unix_s = (int64_t)time(NULL),
+        .deadline_ms = r->deadline_ms,
+    };
+    int64_t delay = 0;
+    enum retry_verdict v = retry_decide(rp, &in, &svc->state->budget, &r->srv->rng, &delay);
+    if (v == RETRY_YES) {
+        svc->state->retries++;
+        log_debug("retrying request %s on service %s in %lld ms (attempt %d: %s)",
+                  r->request_id, svc->conf->name, (long long)delay, r->attempts,
+                  outcome_label_name(outcome_label_index(&oc)));
+        loop_timer_start(r->srv->loop, &r->backoff_timer, delay);
+        return;
+    }
+    if (v == RETRY_NO_ATTEMPTS && r->max_attempts > 1)
+        request_add_flag(r, "URX");
+    if (v == RETRY_NO_BUDGET) {
+        request_add_flag(r, "RB");
+        request_add_flag(r, "URX");
+    }
+    finish(r);
+}
+
+void proxy_cancel(struct request *r)
+{
+    if (r->attempt) {
+        upstream_cancel(r->srv->upstream, r->attempt);
+        r->attempt = NULL;
+        struct outcome o = {.kind = OUTCOME_CANCELLED};
+        attempt_settle(r, &o);
+    }
+    loop_timer_stop(r->srv->loop, &r->backoff_timer);
+    call_end(r);
+}
+
+void proxy_release(struct request *r)
+{
+    proxy_cancel(r);
+    free(r->tried);
+    r->tried = NULL;
+}

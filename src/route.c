@@ -1,2 +1,862 @@
-/* route.c - placeholder until written */
-typedef int ahoyd_placeholder_route;
+/*
+ * route.c - declared methods (SPEC 3.1, last bullet) and named calls (3.2).
+ *
+ * A service's "VERB /path/{param}" templates are checked by config.c with
+ * route_template_valid(), compiled once per configuration into segment lists
+ * (route_table_build) and matched against the raw rest of a request-target,
+ * segment by segment, never against a decoded copy. Named calls turn a JSON
+ * object of arguments into method + path + query + body the way PyFly's
+ * declarative clients do. Pure: no I/O, no clock, no globals.
+ */
+#include <ctype.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+
+#include "http.h"
+#include "route.h"
+
+/* ---- templates ------------------------------------------------------------ */
+
+static bool is_name_start(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+
+static bool is_name_char(char c)
+{
+    return is_name_start(c) || (c >= '0' && c <= '9');
+}
+
+static bool is_hex(char c)
+{
+    return isxdigit((unsigned char)c) != 0;
+}
+
+/* A byte a literal template segment may hold: RFC 3986 pchar minus '%'
+ * (checked separately); anything else could never match a safe target. */
+static bool is_literal_char(char c)
+{
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+        return true;
+    return c != '\0' && strchr("-._~!$&'()*+,;=:@", c) != NULL;
+}
+
+/* Does path[0..end) hold a whole segment equal to seg? */
+static bool placeholder_seen(const char *path, size_t end, const char *seg, size_t seg_len)
+{
+    size_t i = 1;
+    while (i < end) {
+        size_t start = i;
+        while (i < end && path[i] != '/')
+            i++;
+        if (i - start == seg_len && memcmp(path + start, seg, seg_len) == 0)
+            return true;
+        i++;
+    }
+    return false;
+}
+
+/*
+ * Check one template path ("/a/{b}/c/"): starts with '/', literal segments of
+ * pchar bytes and valid %XX escapes, no "." or ".." segment, placeholders
+ * "{name}" filling whole segments, names [A-Za-z_][A-Za-z0-9_]* used once.
+ */
+static bool template_path_valid(const char *path, size_t len, const char **why)
+{
+    if (len == 0 || path[0] != '/') {
+        *why = "path must start with '/'";
+        return false;
+    }
+    size_t i = 1;
+    while (i <= len) {
+        size_t start = i;
+        while (i < len && path[i] != '/')
+            i++;
+        const char *seg = path + start;
+        size_t seg_len = i - start;
+        if (seg_len > 0 && seg[0] == '{') {
+            if (seg_len == 2 && seg[1] == '}') {
+                *why = "empty placeholder name";
+                return false;
+            }
+            if (seg[seg_len - 1] != '}' || seg_len < 3) {
+                *why = seg_len >= 2 && memchr(seg + 1, '}', seg_len - 1) != NULL
+                           ? "a {placeholder} must fill a whole path segment"
+                           : "unbalanced '{' in path";
+                return false;
+            }
+            if (!is_name_start(seg[1])) {
+                *why = "placeholder name must match [A-Za-z_][A-Za-z0-9_]*";
+                return false;
+            }
+            for (size_t k = 2; k + 1 < seg_len; k++) {
+                if (seg[k] == '{' || seg[k] == '}') {
+                    *why = "nested or unbalanced braces in path";
+                    return false;
+                }
+                if (!is_name_char(seg[k])) {
+                    *why = "placeholder name must match [A-Za-z_][A-Za-z0-9_]*";
+                    return false;
+                }
+            }
+            /* the same name twice would make a named call ambiguous */
+            if (placeholder_seen(path, start, seg, seg_len)) {
+                *why = "placeholder name used twice in path";
+                return false;
+            }
+        } else {
+            for (size_t k = 0; k < seg_len; k++) {
+                char c = seg[k];
+                if (c == '{' || c == '}') {
+                    *why = memchr(seg, '{', seg_len) && memchr(seg, '}', seg_len)
+                               ? "a {placeholder} must fill a whole path segment"
+                               : "unbalanced brace in path";
+                    return false;
+                }
+                if (c == '?' || c == '#') {
+                    *why = "no '?' or '#' allowed in a method path";
+                    return false;
+                }
+                if (c == ' ' || c == '\t') {
+                    *why = "no spaces allowed in a method path";
+                    return false;
+                }
+                if (c == '%') {
+                    if (k + 2 >= seg_len || !is_hex(seg[k + 1]) || !is_hex(seg[k + 2])) {
+                        *why = "bad %-escape in path";
+                        return false;
+                    }
+                    k += 2;
+                    continue;
+                }
+                if (!is_literal_char(c)) {
+                    *why = "character not allowed in a method path";
+                    return false;
+                }
+            }
+            if ((seg_len == 1 && seg[0] == '.') ||
+                (seg_len == 2 && seg[0] == '.' && seg[1] == '.')) {
+                *why = "'.' and '..' segments are not allowed in a method path";
+                return false;
+            }
+        }
+        i++; /* skip the '/' (or step past the end) */
+    }
+    return true;
+}
+
+bool route_template_valid(const char *spec, const char **why)
+{
+    const char *dummy;
+    if (why == NULL)
+        why = &dummy;
+    if (spec == NULL) {
+        *why = "empty method template";
+        return false;
+    }
+    size_t n = strlen(spec);
+    size_t v = 0;
+    while (v < n && spec[v] != ' ')
+        v++;
+    if (v == 0 || !http_is_token(spec, v)) {
+        *why = "method must be 'VERB /path' with VERB an HTTP token";
+        return false;
+    }
+    if (v == n) {
+        *why = "method must be 'VERB /path'";
+        return false;
+    }
+    size_t p = v;
+    while (p < n && spec[p] == ' ')
+        p++;
+    return template_path_valid(spec + p, n - p, why);
+}
+
+/* ---- compiling and matching --------------------------------------------------- */
+
+static char *dup_range(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d != NULL) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+static char *format_message(const char *fmt, const char *a, const char *b)
+{
+    int n = snprintf(NULL, 0, fmt, a, b);
+    char *m = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (m != NULL)
+        snprintf(m, (size_t)n + 1, fmt, a, b);
+    return m;
+}
+
+static void method_free(struct route_method *m)
+{
+    for (size_t i = 0; i < m->n_segments; i++) {
+        free(m->segments[i].literal);
+        free(m->segments[i].param);
+    }
+    free(m->segments);
+    m->segments = NULL;
+    m->n_segments = 0;
+}
+
+/* Compile a template path checked by template_path_valid(). */
+static int method_compile(struct route_method *m, const char *path)
+{
+    size_t len = strlen(path);
+    m->trailing_slash = len > 0 && path[len - 1] == '/';
+    size_t body_len = m->trailing_slash ? len - 1 : len; /* without the trailing '/' */
+    size_t n = 0;
+    for (size_t i = 0; i < body_len; i++)
+        if (path[i] == '/')
+            n++;
+    m->segments = n > 0 ? calloc(n, sizeof(*m->segments)) : NULL;
+    if (n > 0 && m->segments == NULL)
+        return -1;
+    m->n_segments = n;
+    size_t i = 1, k = 0;
+    while (k < n) {
+        size_t start = i;
+        while (i < body_len && path[i] != '/')
+            i++;
+        const char *seg = path + start;
+        size_t seg_len = i - start;
+        if (seg_len >= 2 && seg[0] == '{')
+            m->segments[k].param = dup_range(seg + 1, seg_len - 2);
+        else
+            m->segments[k].literal = dup_range(seg, seg_len);
+        if (m->segments[k].param == NULL && m->segments[k].literal == NULL)
+            return -1;
+        k++;
+        i++;
+    }
+    return 0;
+}
+
+int route_table_build(const struct service_conf *svc, struct route_table *out, char **err)
+{
+    out->methods = NULL;
+    out->n_methods = 0;
+    if (err != NULL)
+        *err = NULL;
+    if (svc == NULL || svc->n_methods == 0)
+        return 0;
+    out->methods = calloc(svc->n_methods, sizeof(*out->methods));
+    if (out->methods == NULL)
+        goto oom;
+    for (size_t i = 0; i < svc->n_methods; i++) {
+        const struct method_conf *mc = &svc->methods[i];
+        const char *why = "missing verb or path";
+        if (mc->verb == NULL || mc->path == NULL || !http_is_token(mc->verb, strlen(mc->verb)) ||
+            !template_path_valid(mc->path, strlen(mc->path), &why)) {
+            if (mc->verb != NULL && mc->path != NULL && !http_is_token(mc->verb, strlen(mc->verb)))
+                why = "method must be 'VERB /path' with VERB an HTTP token";
+            if (err != NULL)
+                *err = format_message("method '%s': %s", mc->name ? mc->name : "?", why);
+            route_table_free(out);
+            return -1;
+        }
+        out->methods[i].conf = mc;
+        out->n_methods = i + 1;
+        if (method_compile(&out->methods[i], mc->path) < 0)
+            goto oom;
+    }
+    return 0;
+oom:
+    route_table_free(out);
+    if (err != NULL)
+        *err = format_message("%s%s", "out of memory", "");
+    return -1;
+}
+
+void route_table_free(struct route_table *t)
+{
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < t->n_methods; i++)
+        method_free(&t->methods[i]);
+    free(t->methods);
+    t->methods = NULL;
+    t->n_methods = 0;
+}
+
+/*
+ * Does the raw rest match m's path? Walks both segment by segment; a literal
+ * must equal the raw segment byte for byte, a placeholder takes one non-empty
+ * raw segment ("a%2Fb" is one). rest "" is matched as "/".
+ */
+static bool path_matches(const struct route_method *m, const char *rest, size_t len)
+{
+    if (len == 0) {
+        rest = "/";
+        len = 1;
+    }
+    if (rest[0] != '/')
+        return false;
+    bool trailing = rest[len - 1] == '/';
+    if (trailing != m->trailing_slash)
+        return false;
+    size_t body_len = trailing ? len - 1 : len;
+    size_t i = 1, k = 0;
+    if (body_len == 0)
+        return m->n_segments == 0;
+    while (i <= body_len) {
+        size_t start = i;
+        while (i < body_len && rest[i] != '/')
+            i++;
+        if (k >= m->n_segments)
+            return false;
+        const struct route_segment *seg = &m->segments[k++];
+        size_t seg_len = i - start;
+        if (seg->param != NULL) {
+            if (seg_len == 0)
+                return false;
+        } else if (strlen(seg->literal) != seg_len ||
+                   memcmp(seg->literal, rest + start, seg_len) != 0) {
+            return false;
+        }
+        i++;
+    }
+    return k == m->n_segments;
+}
+
+/* Is a more specific than b? The first segment where one has a literal and
+ * the other a placeholder decides ("/p/search" beats "/p/{id}"). */
+static bool more_specific(const struct route_method *a, const struct route_method *b)
+{
+    size_t n = a->n_segments < b->n_segments ? a->n_segments : b->n_segments;
+    for (size_t i = 0; i < n; i++) {
+        bool la = a->segments[i].literal != NULL, lb = b->segments[i].literal != NULL;
+        if (la != lb)
+            return la;
+    }
+    return false;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* "GET, HEAD, POST": the sorted unique verbs of the methods matching the path. */
+static char *allow_list(const struct route_table *t, const bool *path_ok)
+{
+    const char **verbs = malloc((t->n_methods + 1) * sizeof(*verbs));
+    if (verbs == NULL)
+        return NULL;
+    size_t n = 0;
+    bool get = false;
+    for (size_t i = 0; i < t->n_methods; i++) {
+        if (!path_ok[i])
+            continue;
+        verbs[n++] = t->methods[i].conf->verb;
+        if (strcmp(t->methods[i].conf->verb, "GET") == 0)
+            get = true;
+    }
+    if (get)
+        verbs[n++] = "HEAD";
+    qsort(verbs, n, sizeof(*verbs), cmp_str);
+    size_t total = 1;
+    for (size_t i = 0; i < n; i++)
+        total += strlen(verbs[i]) + 2;
+    char *out = malloc(total);
+    if (out != NULL) {
+        size_t o = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (i > 0 && strcmp(verbs[i], verbs[i - 1]) == 0)
+                continue;
+            if (o > 0) {
+                memcpy(out + o, ", ", 2);
+                o += 2;
+            }
+            size_t l = strlen(verbs[i]);
+            memcpy(out + o, verbs[i], l);
+            o += l;
+        }
+        out[o] = '\0';
+    }
+    free(verbs);
+    return out;
+}
+
+enum route_match route_match(const struct route_table *t, const char *verb, const char *rest,
+                             size_t rest_len, const struct route_method **matched, char **allow)
+{
+    if (matched != NULL)
+        *matched = NULL;
+    if (allow != NULL)
+        *allow = NULL;
+    if (t == NULL || t->n_methods == 0)
+        return ROUTE_NO_ROUTE;
+    if (verb == NULL)
+        verb = "";
+    if (rest == NULL)
+        rest_len = 0;
+    bool *path_ok = calloc(t->n_methods, sizeof(*path_ok));
+    bool any_path = false;
+    const struct route_method *exact = NULL, *via_get = NULL;
+    for (size_t i = 0; i < t->n_methods; i++) {
+        const struct route_method *m = &t->methods[i];
+        if (!path_matches(m, rest, rest_len))
+            continue;
+        any_path = true;
+        if (path_ok != NULL)
+            path_ok[i] = true;
+        if (strcmp(m->conf->verb, verb) == 0) {
+            if (exact == NULL || more_specific(m, exact))
+                exact = m;
+        } else if (strcmp(verb, "HEAD") == 0 && strcmp(m->conf->verb, "GET") == 0) {
+            if (via_get == NULL || more_specific(m, via_get))
+                via_get = m;
+        }
+    }
+    enum route_match r;
+    if (exact != NULL || via_get != NULL) {
+        if (matched != NULL)
+            *matched = exact != NULL ? exact : via_get;
+        r = ROUTE_OK;
+    } else if (!any_path) {
+        r = ROUTE_NO_ROUTE;
+    } else {
+        r = ROUTE_NO_METHOD;
+        if (allow != NULL && path_ok != NULL)
+            *allow = allow_list(t, path_ok);
+    }
+    free(path_ok);
+    return r;
+}
+
+const struct route_method *route_find_operation(const struct route_table *t, const char *name)
+{
+    if (t == NULL || name == NULL)
+        return NULL;
+    for (size_t i = 0; i < t->n_methods; i++)
+        if (t->methods[i].conf->name != NULL && strcmp(t->methods[i].conf->name, name) == 0)
+            return &t->methods[i];
+    return NULL;
+}
+
+/* ---- named calls (SPEC 3.2) ----------------------------------------------------- */
+
+/* Largest magnitude an integer argument may have: beyond 2^53 - 1 a double
+ * (all cJSON has) no longer tells neighbours apart: 9007199254740993 parses
+ * as 9007199254740992, so 2^53 itself is refused too. */
+#define SAFE_INTEGER_MAX 9007199254740991.0
+
+struct strbuf {
+    char *p;
+    size_t len, cap;
+    bool failed;
+};
+
+static void sb_add(struct strbuf *b, const char *s, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (p == NULL) {
+            b->failed = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_str(struct strbuf *b, const char *s)
+{
+    sb_add(b, s, strlen(s));
+}
+
+/* Append s percent-encoded (unreserved kept, the rest %XX). */
+static void sb_encoded(struct strbuf *b, const char *s, bool segment)
+{
+    char *e = segment ? http_encode_segment(s, strlen(s)) : http_encode_query(s, strlen(s));
+    if (e == NULL) {
+        b->failed = true;
+        return;
+    }
+    sb_str(b, e);
+    free(e);
+}
+
+enum number_check { NUMBER_OK, NUMBER_TOO_BIG, NUMBER_NOT_FINITE };
+
+static enum number_check number_check(double d)
+{
+    if (!isfinite(d))
+        return NUMBER_NOT_FINITE;
+    if (d == trunc(d) && fabs(d) > SAFE_INTEGER_MAX)
+        return NUMBER_TOO_BIG;
+    return NUMBER_OK;
+}
+
+/* JSON form of a checked number: integers as integers, others with the
+ * fewest digits (15..17) that read back as the same double. */
+static void format_number(double d, char out[40])
+{
+    if (d == trunc(d)) {
+        snprintf(out, 40, "%lld", (long long)d);
+        return;
+    }
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(out, 40, "%.*g", prec, d);
+        if (strtod(out, NULL) == d)
+            return;
+    }
+}
+
+/* A scalar as text: strings as is, numbers in JSON form, booleans. Returns
+ * false for anything else (null, array, object). */
+static bool scalar_text(const cJSON *v, char num[40], const char **text)
+{
+    if (cJSON_IsString(v)) {
+        *text = v->valuestring;
+    } else if (cJSON_IsNumber(v)) {
+        format_number(v->valuedouble, num);
+        *text = num;
+    } else if (cJSON_IsTrue(v)) {
+        *text = "true";
+    } else if (cJSON_IsFalse(v)) {
+        *text = "false";
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* Any number inside v that cJSON would print differently from what was sent? */
+static enum number_check tree_numbers_check(const cJSON *v)
+{
+    if (cJSON_IsNumber(v))
+        return number_check(v->valuedouble);
+    for (const cJSON *c = v->child; c != NULL; c = c->next) {
+        enum number_check r = tree_numbers_check(c);
+        if (r != NUMBER_OK)
+            return r;
+    }
+    return NUMBER_OK;
+}
+
+/*
+ * What cJSON does not check: a raw control character inside a string is not
+ * JSON (invalid_json), and a \u0000 escape would silently cut a C string
+ * short (refused as an invalid argument). Returns NULL when fine.
+ */
+static const char *scan_strings(const char *s, size_t len, const char **code)
+{
+    bool in = false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!in) {
+            if (c == '"')
+                in = true;
+            continue;
+        }
+        if (c == '"') {
+            in = false;
+        } else if (c == '\\') {
+            if (i + 5 < len && s[i + 1] == 'u' && memcmp(s + i + 2, "0000", 4) == 0) {
+                *code = "invalid_argument";
+                return "strings containing \\u0000 are not supported";
+            }
+            i++;
+        } else if (c < 0x20) {
+            *code = "invalid_json";
+            return "control character inside a JSON string";
+        }
+    }
+    return NULL;
+}
+
+static int cmp_member_names(const void *a, const void *b)
+{
+    const cJSON *x = *(const cJSON *const *)a, *y = *(const cJSON *const *)b;
+    return strcmp(x->string, y->string);
+}
+
+/* The first top-level name that appears twice, or NULL. */
+static const char *duplicate_name(const cJSON *obj, bool *oom)
+{
+    size_t n = 0;
+    for (const cJSON *c = obj->child; c != NULL; c = c->next)
+        n++;
+    *oom = false;
+    if (n < 2)
+        return NULL;
+    const cJSON **v = malloc(n * sizeof(*v));
+    if (v == NULL) {
+        *oom = true;
+        return NULL;
+    }
+    size_t i = 0;
+    for (const cJSON *c = obj->child; c != NULL; c = c->next)
+        v[i++] = c;
+    qsort(v, n, sizeof(*v), cmp_member_names);
+    const char *dup = NULL;
+    for (i = 1; i < n && dup == NULL; i++)
+        if (strcmp(v[i - 1]->string, v[i]->string) == 0)
+            dup = v[i]->string;
+    free(v);
+    return dup;
+}
+
+static bool verb_has_body(const char *verb)
+{
+    return strcmp(verb, "POST") == 0 || strcmp(verb, "PUT") == 0 || strcmp(verb, "PATCH") == 0;
+}
+
+/* Errors of the builder: status, code and a message naming the argument. */
+struct call_error {
+    const char *code;
+    char *message;
+    int status;
+};
+
+static int fail(struct call_error *e, int status, const char *code, const char *fmt,
+                const char *a, const char *b)
+{
+    e->status = status;
+    e->code = code;
+    e->message = format_message(fmt, a, b != NULL ? b : "");
+    return status;
+}
+
+static const char *number_problem(enum number_check r)
+{
+    return r == NUMBER_TOO_BIG ? "integers beyond +-2^53 lose digits; send it as a string"
+                               : "number out of range";
+}
+
+/* Fill the path from the template; used[] collects the arguments taken. */
+static int build_path(const struct route_method *m, const cJSON *args, struct strbuf *path,
+                      const cJSON **used, struct call_error *e)
+{
+    size_t n_used = 0;
+    if (m->n_segments == 0)
+        sb_add(path, "/", 1);
+    for (size_t i = 0; i < m->n_segments; i++) {
+        const struct route_segment *seg = &m->segments[i];
+        sb_add(path, "/", 1);
+        if (seg->literal != NULL) {
+            sb_str(path, seg->literal);
+            continue;
+        }
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(args, seg->param);
+        if (v == NULL)
+            return fail(e, 400, "missing_argument", "missing argument '%s' for {%s} in the path",
+                        seg->param, seg->param);
+        used[n_used++] = v;
+        if (cJSON_IsNumber(v) && number_check(v->valuedouble) != NUMBER_OK)
+            return fail(e, 400, "invalid_argument", "argument '%s': %s", seg->param,
+                        number_problem(number_check(v->valuedouble)));
+        char num[40];
+        const char *text;
+        if (!scalar_text(v, num, &text))
+            return fail(e, 400, "invalid_argument",
+                        "argument '%s': a path value must be a string, number or boolean",
+                        seg->param, NULL);
+        if (text[0] == '\0' || strcmp(text, ".") == 0 || strcmp(text, "..") == 0)
+            return fail(e, 400, "invalid_argument",
+                        "argument '%s': a path value may not be empty, '.' or '..'", seg->param,
+                        NULL);
+        /* the same check as a client's raw target (SPEC 3.3): no dot pieces
+         * between '/' or '\', no control characters, once an upstream decodes */
+        struct strbuf one = {0};
+        sb_add(&one, "/", 1);
+        sb_encoded(&one, text, true);
+        if (one.failed) {
+            free(one.p);
+            return fail(e, 500, "internal_error", "out of memory%s%s", "", NULL);
+        }
+        if (!http_target_is_safe(one.p, one.len, NULL)) {
+            free(one.p);
+            return fail(e, 400, "invalid_argument",
+                        "argument '%s': a path value may not hold '.' or '..' between '/' or "
+                        "'\\', or control characters",
+                        seg->param, NULL);
+        }
+        sb_add(path, one.p + 1, one.len - 1);
+        free(one.p);
+    }
+    if (m->trailing_slash && m->n_segments > 0)
+        sb_add(path, "/", 1);
+    return 0;
+}
+
+static void query_pair(struct strbuf *q, const char *key, const char *value)
+{
+    sb_add(q, q->len == 0 ? "?" : "&", 1);
+    sb_encoded(q, key, false);
+    sb_add(q, "=", 1);
+    sb_encoded(q, value, false);
+}
+
+/* One leftover argument as key=value pairs (arrays repeat the key). */
+static int query_argument(struct strbuf *q, const cJSON *v, struct call_error *e)
+{
+    const char *key = v->string;
+    if (cJSON_IsNull(v))
+        return 0;
+    if (cJSON_IsObject(v))
+        return fail(e, 400, "invalid_argument",
+                    "argument '%s': objects cannot be sent in the query string", key, NULL);
+    const cJSON *first = v, *stop = v->next;
+    if (cJSON_IsArray(v)) {
+        first = v->child;
+        stop = NULL;
+    }
+    for (const cJSON *el = first; el != stop; el = el->next) {
+        if (cJSON_IsNull(el))
+            continue;
+        if (cJSON_IsNumber(el) && number_check(el->valuedouble) != NUMBER_OK)
+            return fail(e, 400, "invalid_argument", "argument '%s': %s", key,
+                        number_problem(number_check(el->valuedouble)));
+        char num[40];
+        const char *text;
+        if (!scalar_text(el, num, &text))
+            return fail(e, 400, "invalid_argument",
+                        "argument '%s': array elements must be strings, numbers, booleans "
+                        "or null",
+                        key, NULL);
+        query_pair(q, key, text);
+    }
+    return 0;
+}
+
+static bool pointer_in(const cJSON *const *list, size_t n, const cJSON *p)
+{
+    for (size_t i = 0; i < n; i++)
+        if (list[i] == p)
+            return true;
+    return false;
+}
+
+static int build_call(const struct route_method *m, const cJSON *args, struct named_request *out,
+                      struct call_error *e)
+{
+    const char *verb = m->conf->verb;
+    size_t n_params = 0;
+    for (size_t i = 0; i < m->n_segments; i++)
+        if (m->segments[i].param != NULL)
+            n_params++;
+    const cJSON **used = calloc(n_params + 1, sizeof(*used));
+    struct strbuf path = {0}, query = {0};
+    int rc = used == NULL ? fail(e, 500, "internal_error", "out of memory%s%s", "", NULL)
+                          : build_path(m, args, &path, used, e);
+    const cJSON *body = NULL;
+    for (const cJSON *c = args->child; rc == 0 && c != NULL; c = c->next) {
+        if (pointer_in(used, n_params, c))
+            continue;
+        if (body == NULL && verb_has_body(verb) && strcmp(c->string, "body") == 0) {
+            body = c;
+            continue;
+        }
+        rc = query_argument(&query, c, e);
+    }
+    if (rc == 0 && body != NULL) {
+        enum number_check r = tree_numbers_check(body);
+        if (r != NUMBER_OK) {
+            rc = fail(e, 400, "invalid_argument", "argument '%s': %s", "body", number_problem(r));
+        } else {
+            char *printed = cJSON_PrintUnformatted(body);
+            out->body = printed != NULL ? strdup(printed) : NULL; /* plain malloc for free() */
+            if (printed != NULL)
+                cJSON_free(printed);
+            if (out->body == NULL)
+                rc = fail(e, 500, "internal_error", "out of memory%s%s", "", NULL);
+            else
+                out->body_len = strlen(out->body);
+        }
+    }
+    if (rc == 0) {
+        sb_add(&path, query.p ? query.p : "", query.len);
+        out->method = strdup(verb);
+        if (path.failed || query.failed || out->method == NULL)
+            rc = fail(e, 500, "internal_error", "out of memory%s%s", "", NULL);
+        else
+            out->path_query = path.p, path.p = NULL;
+    }
+    free(path.p);
+    free(query.p);
+    free(used);
+    return rc;
+}
+
+int route_build_named_call(const struct route_method *m, const char *json, size_t len,
+                           struct named_request *out, const char **code, char **message)
+{
+    struct call_error e = {NULL, NULL, 0};
+    memset(out, 0, sizeof(*out));
+    *code = NULL;
+    *message = NULL;
+    if (len == 0) {
+        json = "{}";
+        len = 2;
+    }
+    const char *scan_code = NULL;
+    const char *problem = scan_strings(json, len, &scan_code);
+    if (problem != NULL) {
+        *code = scan_code;
+        *message = strdup(problem);
+        return 400;
+    }
+    const char *end = NULL;
+    cJSON *args = cJSON_ParseWithLengthOpts(json, len, &end, false);
+    if (args != NULL) {
+        size_t off = (size_t)(end - json);
+        while (off < len && (json[off] == ' ' || json[off] == '\t' || json[off] == '\n' ||
+                             json[off] == '\r'))
+            off++;
+        if (off != len) {
+            cJSON_Delete(args);
+            args = NULL;
+        }
+    }
+    int rc;
+    bool oom = false;
+    const char *dup = NULL;
+    if (args == NULL)
+        rc = fail(&e, 400, "invalid_json", "the arguments are not valid JSON%s%s", "", NULL);
+    else if (!cJSON_IsObject(args))
+        rc = fail(&e, 400, "invalid_json", "the arguments must be a JSON object%s%s", "", NULL);
+    else if ((dup = duplicate_name(args, &oom)) != NULL)
+        rc = fail(&e, 400, "invalid_json", "duplicate argument '%s'%s", dup, NULL);
+    else if (oom)
+        rc = fail(&e, 500, "internal_error", "out of memory%s%s", "", NULL);
+    else
+        rc = build_call(m, args, out, &e);
+    cJSON_Delete(args);
+    if (rc != 0) {
+        named_request_free(out);
+        *code = e.code;
+        *message = e.message;
+    }
+    return rc;
+}
+
+void named_request_free(struct named_request *r)
+{
+    if (r == NULL)
+        return;
+    free(r->method);
+    free(r->path_query);
+    free(r->body);
+    memset(r, 0, sizeof(*r));
+}

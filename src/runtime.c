@@ -1,2 +1,207 @@
-/* runtime.c - placeholder until written */
-typedef int ahoyd_placeholder_runtime;
+/*
+ * runtime.c - building the live state from a config, and handing breaker and
+ * budget state across reloads.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "runtime.h"
+
+static void on_recovery_timer(void *arg)
+{
+    struct endpoint_rt *ep = arg;
+    endpoint_tick(ep, loop_now_ms(ep->loop));
+}
+
+void endpoint_note_transition(struct endpoint_rt *ep, const struct breaker_transition *tr)
+{
+    enum log_level level = tr->to == BREAKER_OPEN ? LOG_LEVEL_WARN : LOG_LEVEL_INFO;
+    log_msg(level, "circuit breaker service=%s endpoint=%s %s -> %s (%s)", ep->service_name,
+            ep->url, breaker_state_name(tr->from), breaker_state_name(tr->to), tr->reason);
+    ep->transitions_to[tr->to]++;
+    if (tr->to == BREAKER_OPEN)
+        loop_timer_start(ep->loop, &ep->recovery_timer, ep->policy->recovery_timeout_ms);
+    else
+        loop_timer_stop(ep->loop, &ep->recovery_timer);
+}
+
+void endpoint_tick(struct endpoint_rt *ep, int64_t now_ms)
+{
+    struct breaker_transition tr;
+    if (breaker_tick(&ep->breaker, ep->policy, now_ms, &tr))
+        endpoint_note_transition(ep, &tr);
+    else if (ep->breaker.state == BREAKER_OPEN && !loop_timer_active(&ep->recovery_timer))
+        loop_timer_start(ep->loop, &ep->recovery_timer,
+                         breaker_ms_until_half_open(&ep->breaker, ep->policy, now_ms));
+}
+
+static struct endpoint_rt *endpoint_find(const struct runtime *prev, const char *svc,
+                                         const char *url)
+{
+    if (!prev)
+        return NULL;
+    for (size_t i = 0; i < prev->n_services; i++) {
+        const struct service_rt *s = &prev->services[i];
+        if (strcmp(s->conf->name, svc) != 0)
+            continue;
+        for (size_t j = 0; j < s->n_endpoints; j++)
+            if (strcmp(s->endpoints[j]->url, url) == 0)
+                return s->endpoints[j];
+    }
+    return NULL;
+}
+
+static struct service_state *state_find(const struct runtime *prev, const char *svc)
+{
+    if (!prev)
+        return NULL;
+    for (size_t i = 0; i < prev->n_services; i++)
+        if (strcmp(prev->services[i].conf->name, svc) == 0)
+            return prev->services[i].state;
+    return NULL;
+}
+
+void endpoint_unref(struct endpoint_rt *ep)
+{
+    if (!ep || --ep->refs > 0)
+        return;
+    loop_timer_stop(ep->loop, &ep->recovery_timer);
+    free(ep->service_name);
+    free(ep->url);
+    free(ep);
+}
+
+static void state_unref(struct service_state *st)
+{
+    if (!st || --st->refs > 0)
+        return;
+    metrics_service_free(st->metrics);
+    free(st->name);
+    free(st);
+}
+
+struct runtime *runtime_new(struct config *cfg, const struct runtime *prev, struct loop *loop,
+                            char **err)
+{
+    struct runtime *rt = calloc(1, sizeof *rt);
+    if (!rt)
+        return NULL;
+    rt->refs = 1;
+    rt->services = calloc(cfg->n_services ? cfg->n_services : 1, sizeof *rt->services);
+    if (!rt->services)
+        goto fail;
+    for (size_t i = 0; i < cfg->n_services; i++) {
+        const struct service_conf *sc = &cfg->services[i];
+        struct service_rt *s = &rt->services[i];
+        s->conf = sc;
+        rt->n_services++;
+        if (route_table_build(sc, &s->routes, err) != 0)
+            goto fail;
+        s->state = state_find(prev, sc->name);
+        if (s->state) {
+            s->state->refs++;
+        } else {
+            s->state = calloc(1, sizeof *s->state);
+            if (!s->state)
+                goto fail;
+            s->state->refs = 1;
+            s->state->name = strdup(sc->name);
+            retry_budget_init(&s->state->budget);
+        }
+        s->endpoints = calloc(sc->n_endpoints ? sc->n_endpoints : 1, sizeof *s->endpoints);
+        if (!s->endpoints)
+            goto fail;
+        for (size_t j = 0; j < sc->n_endpoints; j++) {
+            const struct endpoint_conf *ec = &sc->endpoints[j];
+            struct endpoint_rt *ep = endpoint_find(prev, sc->name, ec->url);
+            if (ep) {
+                ep->refs++;
+            } else {
+                ep = calloc(1, sizeof *ep);
+                if (!ep)
+                    goto fail;
+                ep->refs = 1;
+                ep->service_name = strdup(sc->name);
+                ep->url = strdup(ec->url);
+                ep->loop = loop;
+                breaker_init(&ep->breaker);
+                loop_timer_init(&ep->recovery_timer, on_recovery_timer, ep);
+            }
+            ep->conf = ec;
+            ep->policy = &sc->breaker;
+            s->endpoints[j] = ep;
+            s->n_endpoints++;
+        }
+    }
+    rt->cfg = cfg;
+    return rt;
+fail:
+    if (!*err)
+        *err = strdup("out of memory building the runtime");
+    rt->cfg = NULL; /* the caller keeps cfg */
+    runtime_unref(rt);
+    return NULL;
+}
+
+struct runtime *runtime_ref(struct runtime *rt)
+{
+    rt->refs++;
+    return rt;
+}
+
+void runtime_unref(struct runtime *rt)
+{
+    if (!rt || --rt->refs > 0)
+        return;
+    for (size_t i = 0; i < rt->n_services; i++) {
+        struct service_rt *s = &rt->services[i];
+        for (size_t j = 0; j < s->n_endpoints; j++)
+            endpoint_unref(s->endpoints[j]);
+        free(s->endpoints);
+        route_table_free(&s->routes);
+        state_unref(s->state);
+    }
+    free(rt->services);
+    config_free(rt->cfg);
+    free(rt);
+}
+
+struct service_rt *runtime_find(struct runtime *rt, const char *name, size_t len)
+{
+    for (size_t i = 0; i < rt->n_services; i++) {
+        const char *n = rt->services[i].conf->name;
+        if (strlen(n) == len && memcmp(n, name, len) == 0)
+            return &rt->services[i];
+    }
+    return NULL;
+}
+
+int outcome_label_index(const struct outcome *o)
+{
+    switch (o->kind) {
+    case OUTCOME_STATUS:
+        if (o->status >= 500)
+            return 3;
+        if (o->status >= 400)
+            return 2;
+        if (o->status >= 300)
+            return 1;
+        return 0;
+    case OUTCOME_CONNECT_FAILURE: return 4;
+    case OUTCOME_RESET: return 5;
+    case OUTCOME_TIMEOUT:
+    case OUTCOME_CANCELLED: return 6;
+    case OUTCOME_RESPONSE_TOO_LARGE: return 7;
+    }
+    return 5;
+}
+
+const char *outcome_label_name(int index)
+{
+    static const char *const names[OUTCOME_LABELS] = {
+        "2xx", "3xx", "4xx", "5xx", "connect_failure", "reset", "timeout", "response_too_large"};
+    return index >= 0 && index < OUTCOME_LABELS ? names[index] : "reset";
+}

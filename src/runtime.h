@@ -1,1 +1,90 @@
-/* placeholder */
+/*
+ * runtime.h - the live state built from one struct config: per service its
+ * endpoints (each with its circuit breaker, balancer state and in-flight
+ * count), its compiled method table and its retry budget.
+ *
+ * A runtime is reference-counted: a request holds the runtime it began with
+ * until it ends, so a reload can swap in a new one while old calls finish.
+ * Endpoint and service state objects are reference-counted too and are handed
+ * from the old runtime to the new one for every unchanged (service, endpoint
+ * URL) pair, so breaker state and counters survive a reload (SPEC 2.6).
+ */
+#ifndef AHOYD_RUNTIME_H
+#define AHOYD_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "balancer.h"
+#include "breaker.h"
+#include "config.h"
+#include "loop.h"
+#include "retry.h"
+#include "route.h"
+
+#define OUTCOME_LABELS 8 /* 2xx 3xx 4xx 5xx connect_failure reset timeout response_too_large */
+
+struct service_rt;
+
+struct endpoint_rt {
+    int refs;
+    char *service_name;
+    char *url;                         /* identity within the service */
+    const struct endpoint_conf *conf;  /* of the newest runtime that holds it */
+    const struct breaker_policy *policy;
+    struct breaker breaker;
+    struct balancer_state lb;
+    int inflight;
+    struct loop *loop;
+    struct loop_timer recovery_timer;  /* OPEN -> HALF_OPEN made visible by a timer */
+    uint64_t attempts[OUTCOME_LABELS];
+    uint64_t transitions_to[3];
+};
+
+/* Per-service state that outlives reloads (matched by service name). */
+struct service_state {
+    int refs;
+    char *name;
+    struct retry_budget budget;
+    int inflight;
+    uint64_t retries;
+    struct service_metrics *metrics; /* metrics.c: requests, errors, durations */
+};
+
+struct service_rt {
+    const struct service_conf *conf;
+    struct endpoint_rt **endpoints;
+    size_t n_endpoints;
+    struct route_table routes;
+    struct service_state *state;
+};
+
+struct runtime {
+    int refs;
+    struct config *cfg;           /* owned */
+    struct service_rt *services;  /* config order */
+    size_t n_services;
+};
+
+/* Build from cfg (takes ownership of cfg on success). prev (may be NULL) lends its
+ * endpoint and service state objects. Returns NULL with *err (malloc'd) on failure. */
+struct runtime *runtime_new(struct config *cfg, const struct runtime *prev, struct loop *loop,
+                            char **err);
+struct runtime *runtime_ref(struct runtime *rt);
+void runtime_unref(struct runtime *rt);
+
+struct service_rt *runtime_find(struct runtime *rt, const char *name, size_t len);
+
+/* An attempt holds its endpoint even across a reload that removes it. */
+void endpoint_unref(struct endpoint_rt *ep);
+
+/* Bucket an outcome for metrics: index into attempts[] and its label. */
+int outcome_label_index(const struct outcome *o);
+const char *outcome_label_name(int index);
+
+/* Log a breaker transition and keep its counters and recovery timer in step. */
+void endpoint_note_transition(struct endpoint_rt *ep, const struct breaker_transition *tr);
+/* breaker_tick with the transition noted. */
+void endpoint_tick(struct endpoint_rt *ep, int64_t now_ms);
+
+#endif

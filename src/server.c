@@ -1,2 +1,993 @@
-/* server.c - placeholder until written */
-typedef int ahoyd_placeholder_server;
+/*
+ * server.c - the client side of ahoyd on libmicrohttpd (MHD).
+ *
+ * MHD runs with MHD_USE_EPOLL and no thread of its own: its epoll fd sits in
+ * ahoyd's loop and MHD_run() is called when it is readable or when MHD's own
+ * timeout is due. A request goes through these handler calls:
+ *
+ *   URI log callback  raw request-target saved (MHD's url is decoded, so all
+ *                     routing uses the raw copy), request-timeout timer armed
+ *   first call        head checks of SPEC 3.3/3.4; an error that must close
+ *                     the connection is queued here (MHD adds
+ *                     Connection: close to a first-call response), any other
+ *                     error is remembered and answered after the body, so
+ *                     keep-alive survives a 404
+ *   body calls        body buffered up to max-request-body
+ *   last call         the call starts (proxy.c) and the connection is
+ *                     suspended; its fd is watched for EPOLLRDHUP because MHD
+ *                     does not watch suspended connections
+ *   after resume      the answer is queued
+ *
+ * A request-timeout that fires before the request is complete writes a 408
+ * straight onto the socket and shuts it down: MHD has no way to answer a
+ * connection from outside its handler, and the handler is not called while
+ * a client is silent.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "proxy.h"
+#include "server.h"
+
+#define CONNECTION_RESERVE 16 /* connections above max-connections for the 503 answer */
+
+/* ---- listening socket ----------------------------------------------------------- */
+
+static int bind_inet(const struct listen_addr *la, char *bound, size_t cap)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char port[16];
+    snprintf(port, sizeof port, "%d", la->port);
+    int rc = getaddrinfo(la->host, port, &hints, &res);
+    if (rc != 0) {
+        log_error("cannot resolve listen address %s: %s", la->text, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (ai->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0)
+            break;
+        log_error("cannot listen on %s: %s", la->text, strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    int p = 0;
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
+        p = ntohs(sin->sin_port);
+        snprintf(bound, cap, "%s:%d", host, p);
+    } else {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
+        p = ntohs(sin6->sin6_port);
+        snprintf(bound, cap, "[%s]:%d", host, p);
+    }
+    return fd;
+}
+
+static int bind_unix(const struct listen_addr *la, char *bound, size_t cap)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    struct stat st;
+    if (strlen(la->path) >= sizeof sun.sun_path) {
+        log_error("unix socket path too long: %s", la->path);
+        return -1;
+    }
+    strcpy(sun.sun_path, la->path);
+    /* a stale socket from a previous run is replaced; any other file is not */
+    if (lstat(la->path, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(la->path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (bind(fd, (struct sockaddr *)&sun, sizeof sun) != 0 || listen(fd, 1024) != 0) {
+        log_error("cannot listen on %s: %s", la->text, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    chmod(la->path, 0660);
+    snprintf(bound, cap, "unix:%s", la->path);
+    return fd;
+}
+
+int server_listen_socket(const struct listen_addr *la, char *bound, size_t cap)
+{
+    return la->kind == LISTEN_UNIX ? bind_unix(la, bound, cap) : bind_inet(la, bound, cap);
+}
+
+/* ---- answering ------------------------------------------------------------------- */
+
+static void request_log(struct request *r)
+{
+    if (r->logged)
+        return;
+    r->logged = true;
+    metrics_note_request(r->svc ? r->svc->state : NULL, r->status, r->resp ? NULL : r->err_code,
+                         loop_now_us(r->srv->loop) - r->start_us);
+    if (!access_log_enabled())
+        return;
+    struct access_entry e = {
+        .request_id = r->request_id[0] ? r->request_id : NULL,
+        .method = r->method,
+        .service = r->svc ? r->svc->conf->name : NULL,
+        .path = r->target,
+        .status = r->status,
+        .attempts = r->attempts,
+        .endpoint = r->last_endpoint,
+        .duration_us = loop_now_us(r->srv->loop) - r->start_us,
+        .upstream_us = r->attempts ? r->upstream_us : -1,
+        .flags = r->flags,
+    };
+    access_log_write(&e);
+}
+
+static ssize_t no_body(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    return MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+static bool is_head(const struct request *r)
+{
+    return r->method && strcmp(r->method, "HEAD") == 0;
+}
+
+static struct MHD_Response *build_response(struct request *r)
+{
+    struct MHD_Response *resp;
+    struct upstream_response *up = r->resp;
+
+    if (up) {
+        if (is_head(r) && up->content_length >= 0) {
+            resp = MHD_create_response_from_callback((uint64_t)up->content_length, 4096,
+                                                     no_body, NULL, NULL);
+        } else {
+            resp = MHD_create_response_from_buffer(up->body_len, up->body,
+                                                   MHD_RESPMEM_MUST_FREE);
+            if (resp) {
+                up->body = NULL; /* MHD frees it */
+                up->body_len = up->body_cap = 0;
+            }
+        }
+        if (!resp)
+            return NULL;
+        const char *connection = header_list_get(&up->headers, "Connection");
+        for (size_t i = 0; i < up->headers.n; i++) {
+            const struct header *h = &up->headers.items[i];
+            if (!*h->value || http_response_header_dropped(h->name, connection) ||
+                strcasecmp(h->name, "X-Request-Id") == 0 ||
+                strncasecmp(h->name, "X-Ahoyd-", 8) == 0)
+                continue;
+            MHD_add_response_header(resp, h->name, h->value);
+        }
+        char n[16];
+        snprintf(n, sizeof n, "%d", r->attempts);
+        MHD_add_response_header(resp, "X-Ahoyd-Attempts", n);
+        if (r->last_endpoint)
+            MHD_add_response_header(resp, "X-Ahoyd-Upstream", r->last_endpoint);
+    } else {
+        size_t len = 0;
+        char *body = http_error_body(r->err_code ? r->err_code : "internal_error",
+                                     r->err_message ? r->err_message : "internal error",
+                                     r->status, r->svc ? r->svc->conf->name : NULL, r->attempts,
+                                     r->request_id, &len);
+        if (!body)
+            return NULL;
+        resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+            free(body);
+            return NULL;
+        }
+        MHD_add_response_header(resp, "Content-Type", "application/json");
+        if (r->attempts > 0) {
+            char n[16];
+            snprintf(n, sizeof n, "%d", r->attempts);
+            MHD_add_response_header(resp, "X-Ahoyd-Attempts", n);
+            if (r->last_endpoint)
+                MHD_add_response_header(resp, "X-Ahoyd-Upstream", r->last_endpoint);
+        }
+    }
+    for (size_t i = 0; i < r->extra.n; i++)
+        MHD_add_response_header(resp, r->extra.items[i].name, r->extra.items[i].value);
+    if (r->request_id[0])
+        MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+    if (r->close)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    return resp;
+}
+
+static enum MHD_Result queue_answer(struct request *r)
+{
+    struct MHD_Response *resp = build_response(r);
+    if (!resp)
+        return MHD_NO;
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    request_log(r);
+    return ret;
+}
+
+static void client_watch_stop(struct request *r)
+{
+    loop_io_del(r->srv->loop, &r->client_io);
+}
+
+static void unlink_suspended(struct request *r)
+{
+    struct server *s = r->srv;
+    if (r->prev_suspended)
+        r->prev_suspended->next_suspended = r->next_suspended;
+    else if (s->suspended == r)
+        s->suspended = r->next_suspended;
+    if (r->next_suspended)
+        r->next_suspended->prev_suspended = r->prev_suspended;
+    r->next_suspended = r->prev_suspended = NULL;
+}
+
+static void resume(struct request *r)
+{
+    if (!r->suspended)
+        return;
+    client_watch_stop(r);
+    unlink_suspended(r);
+    r->suspended = false;
+    r->srv->calls--;
+    MHD_resume_connection(r->conn);
+}
+
+void server_respond(struct request *r)
+{
+    r->response_ready = true;
+    resume(r); /* when not suspended, the handler queues it on return */
+}
+
+/* The client closed (or half-closed) while its call ran: cancel it (SPEC 7). */
+static void on_client_event(void *arg, uint32_t events)
+{
+    struct request *r = arg;
+    if (!(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+        return;
+    r->client_gone = true;
+    proxy_cancel(r);
+    r->status = 499;
+    request_add_flag(r, "DC");
+    request_log(r);
+    resume(r);
+}
+
+/* ---- request-timeout ------------------------------------------------------------ */
+
+static int connection_fd(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
+static void on_request_timeout(void *arg)
+{
+    struct request *r = arg;
+    int fd = connection_fd(r->conn);
+    if (fd < 0 || r->received_us)
+        return;
+    if (!r->request_id[0])
+        http_request_id_new(r->request_id, &r->srv->rng);
+    size_t len = 0;
+    char *body = http_error_body("request_timeout", "the request was not received in time", 408,
+                                 r->svc ? r->svc->conf->name : NULL, 0, r->request_id, &len);
+    char head[512];
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\nConnection: close\r\nX-Request-Id: %s\r\n\r\n",
+                      len, r->request_id);
+    if (body && hl > 0 && (size_t)hl < sizeof head) {
+        ssize_t w = send(fd, head, (size_t)hl, MSG_NOSIGNAL);
+        if (w == hl)
+            w = send(fd, body, len, MSG_NOSIGNAL);
+        (void)w;
+    }
+    free(body);
+    shutdown(fd, SHUT_RDWR); /* MHD sees the close and completes the request */
+    r->status = 408;
+    r->close = true;
+    request_log(r);
+}
+
+/* ---- MHD callbacks ------------------------------------------------------------------ */
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct server *s = cls;
+    struct request *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->srv = s;
+    r->conn = conn;
+    r->rt = runtime_ref(s->rt);
+    r->target_len = strlen(uri);
+    r->target = strdup(uri);
+    r->start_us = loop_now_us(s->loop);
+    r->current = r->previous = -1;
+    r->upstream_us = -1;
+    loop_timer_init(&r->request_timer, on_request_timeout, r);
+    if (r->rt->cfg->request_timeout_ms > 0)
+        loop_timer_start(s->loop, &r->request_timer, r->rt->cfg->request_timeout_ms);
+    s->requests++;
+    return r;
+}
+
+static void request_free(struct request *r)
+{
+    struct server *s = r->srv;
+    loop_timer_stop(s->loop, &r->request_timer);
+    client_watch_stop(r);
+    unlink_suspended(r);
+    proxy_release(r);
+    if (r->resp) {
+        upstream_response_free(r->resp);
+        free(r->resp);
+    }
+    header_list_clear(&r->extra);
+    free(r->extra.items);
+    for (size_t i = 0; i < r->n_fwd; i++)
+        free((char *)r->fwd_headers[i]);
+    free(r->fwd_headers);
+    free(r->err_message);
+    free(r->upstream_path);
+    free(r->upstream_method);
+    free(r->body);
+    free(r->method);
+    free(r->target);
+    runtime_unref(r->rt);
+    s->requests--;
+    loop_defer_free(s->loop, r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct request *r = *con_cls;
+    if (!r)
+        return;
+    *con_cls = NULL;
+    if (!r->logged && r->head_checked) {
+        /* the client left before an answer was queued (mid-body, or during the call) */
+        r->status = 499;
+        request_add_flag(r, "DC");
+        request_log(r);
+    }
+    request_free(r);
+}
+
+struct head_scan {
+    size_t bytes;
+    bool bad;
+    const char *bad_why;
+    int n_host, n_te, n_cl;
+    const char *te, *cl;
+    bool cl_conflict;
+    const char *connection, *upgrade, *request_id, *idempotency_key, *x_timeout, *x_attempts;
+};
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    struct head_scan *h = cls;
+    h->bytes += key_size + value_size + 4;
+    if (!http_is_token(key, key_size)) {
+        h->bad = true;
+        h->bad_why = "malformed header name";
+        return MHD_YES;
+    }
+    if (!value)
+        value = "";
+    if (!http_header_value_ok(value, value_size) || strlen(value) != value_size) {
+        h->bad = true;
+        h->bad_why = "control character in a header value";
+        return MHD_YES;
+    }
+    if (strcasecmp(key, "Host") == 0) {
+        h->n_host++;
+    } else if (strcasecmp(key, "Transfer-Encoding") == 0) {
+        h->n_te++;
+        h->te = value;
+    } else if (strcasecmp(key, "Content-Length") == 0) {
+        if (h->n_cl && strcmp(h->cl, value) != 0)
+            h->cl_conflict = true;
+        h->n_cl++;
+        h->cl = value;
+    } else if (strcasecmp(key, "Connection") == 0) {
+        h->connection = value;
+    } else if (strcasecmp(key, "Upgrade") == 0) {
+        h->upgrade = value;
+    } else if (strcasecmp(key, "X-Request-Id") == 0) {
+        h->request_id = value;
+    } else if (strcasecmp(key, "Idempotency-Key") == 0) {
+        h->idempotency_key = value;
+    } else if (strcasecmp(key, "X-Ahoyd-Timeout") == 0) {
+        h->x_timeout = value;
+    } else if (strcasecmp(key, "X-Ahoyd-Max-Attempts") == 0) {
+        h->x_attempts = value;
+    }
+    return MHD_YES;
+}
+
+/* Decide an error now; close says whether the connection must close with it. */
+static void fail(struct request *r, int status, const char *code, const char *msg, bool close)
+{
+    request_set_error(r, status, code, msg);
+    r->close = close;
+    r->body_discard = true;
+}
+
+static bool digits_only(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
+static void route_request(struct request *r)
+{
+    struct runtime *rt = r->rt;
+    struct target_parts *p = &r->parts;
+
+    http_split_target(r->target, r->target_len, p);
+    if (p->service_len == 5 && memcmp(p->service, "_call", 5) == 0) {
+        /* POST /_call/<service>/<operation> (SPEC 3.2) */
+        const char *s = p->rest, *end = p->rest + p->rest_len;
+        if (s < end && *s == '/')
+            s++;
+        const char *slash = memchr(s, '/', (size_t)(end - s));
+        size_t slen = slash ? (size_t)(slash - s) : (size_t)(end - s);
+        r->svc = runtime_find(rt, s, slen);
+        if (!r->svc) {
+            fail(r, 404, "unknown_service", "no service of that name is configured", false);
+            return;
+        }
+        if (strcmp(r->method, "POST") != 0) {
+            header_list_add(&r->extra, "Allow", 5, "POST", 4);
+            fail(r, 405, "method_not_allowed", "named calls take POST", false);
+            return;
+        }
+        char op[256];
+        size_t olen = slash ? (size_t)(end - slash - 1) : 0;
+        if (olen == 0 || olen >= sizeof op) {
+            fail(r, 404, "unknown_operation", "no operation of that name is declared", false);
+            return;
+        }
+        memcpy(op, slash + 1, olen);
+        op[olen] = '\0';
+        r->operation = route_find_operation(&r->svc->routes, op);
+        if (!r->operation)
+            fail(r, 404, "unknown_operation", "no operation of that name is declared", false);
+        return;
+    }
+    r->svc = runtime_find(rt, p->service, p->service_len);
+    if (!r->svc) {
+        request_add_flag(r, "NR");
+        fail(r, 404, "unknown_service", "no service of that name is configured", false);
+        return;
+    }
+    if (r->svc->routes.n_methods > 0) {
+        const struct route_method *m = NULL;
+        char *allow = NULL;
+        switch (route_match(&r->svc->routes, r->method, p->rest, p->rest_len, &m, &allow)) {
+        case ROUTE_OK:
+            break;
+        case ROUTE_NO_ROUTE:
+            request_add_flag(r, "NR");
+            fail(r, 404, "no_route", "no declared method matches this path", false);
+            break;
+        case ROUTE_NO_METHOD:
+            request_add_flag(r, "NR");
+            if (allow)
+                header_list_add(&r->extra, "Allow", 5, allow, strlen(allow));
+            fail(r, 405, "method_not_allowed", "the declared methods of this path take other verbs",
+                 false);
+            break;
+        }
+        free(allow);
+    }
+}
+
+static void check_head(struct request *r, const char *version)
+{
+    struct server *s = r->srv;
+    const struct config *cfg = r->rt->cfg;
+    struct head_scan h = {0};
+    const char *why = NULL;
+
+    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, scan_header, &h);
+    h.bytes += strlen(r->method) + r->target_len + strlen(version) + 4;
+
+    if (h.request_id && http_request_id_ok(h.request_id))
+        snprintf(r->request_id, sizeof r->request_id, "%s", h.request_id);
+    else
+        http_request_id_new(r->request_id, &s->rng);
+    r->has_idempotency_key = h.idempotency_key != NULL;
+    if (h.x_timeout) {
+        int64_t ms;
+        if (units_parse_duration(h.x_timeout, &ms) == 0 && ms > 0)
+            r->hdr_timeout_ms = ms;
+    }
+    if (h.x_attempts) {
+        int64_t n;
+        if (units_parse_int(h.x_attempts, 1, 1000, &n) == 0)
+            r->hdr_max_attempts = (int)n;
+    }
+
+    const union MHD_DaemonInfo *di =
+        MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    if (s->draining) {
+        fail(r, 503, "shutting_down", "ahoyd is shutting down", true);
+    } else if (di && (int64_t)di->num_connections > cfg->max_connections) {
+        fail(r, 503, "overloaded", "too many client connections", true);
+    } else if (h.bytes > cfg->max_header_bytes) {
+        fail(r, 431, "headers_too_large", "the request header block is over the limit", true);
+    } else if (strcmp(r->method, "CONNECT") == 0) {
+        fail(r, 405, "method_not_allowed", "CONNECT is not supported", true);
+    } else if (!http_target_is_safe(r->target, r->target_len, &why)) {
+        fail(r, 400, "bad_request", why ? why : "unsafe request target", true);
+    } else if (h.bad) {
+        fail(r, 400, "bad_request", h.bad_why, true);
+    } else if (h.n_te && (h.n_cl || h.n_te > 1 || strcasecmp(h.te, "chunked") != 0)) {
+        fail(r, 400, "bad_request",
+             h.n_cl ? "Transfer-Encoding together with Content-Length"
+                    : "unsupported Transfer-Encoding",
+             true);
+    } else if (h.cl_conflict || (h.n_cl && !digits_only(h.cl))) {
+        fail(r, 400, "bad_request", "invalid Content-Length", true);
+    } else if (strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && h.n_host != 1) {
+        fail(r, 400, "bad_request", h.n_host ? "more than one Host header" : "missing Host header",
+             true);
+    } else if (h.n_cl && strtoull(h.cl, NULL, 10) > cfg->max_request_body) {
+        fail(r, 413, "payload_too_large", "the request body is over the limit", true);
+    } else if (h.upgrade) {
+        fail(r, 501, "not_implemented", "protocol upgrades are not supported", true);
+    } else {
+        route_request(r);
+    }
+    if (r->err_code && r->close)
+        return;
+    if (r->body_discard)
+        return;
+    /* the client address for X-Forwarded-For */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci && ci->client_addr) {
+        const struct sockaddr *sa = ci->client_addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->client_addr,
+                      sizeof r->client_addr);
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->client_addr,
+                      sizeof r->client_addr);
+    }
+}
+
+/* ---- forwarded headers ------------------------------------------------------------- */
+
+struct fwd_build {
+    struct request *r;
+    const char *connection;
+    char **lines;
+    size_t n, cap;
+    char *xff, *via;
+    bool oom;
+};
+
+static void fwd_add(struct fwd_build *b, char *line)
+{
+    if (!line) {
+        b->oom = true;
+        return;
+    }
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 32;
+        char **l = realloc(b->lines, cap * sizeof *l);
+        if (!l) {
+            free(line);
+            b->oom = true;
+            return;
+        }
+        b->lines = l;
+        b->cap = cap;
+    }
+    b->lines[b->n++] = line;
+}
+
+static char *fmt_line(const char *name, size_t nl, const char *value, size_t vl)
+{
+    char *s = malloc(nl + vl + 3);
+    if (!s)
+        return NULL;
+    memcpy(s, name, nl);
+    s[nl] = ':';
+    s[nl + 1] = ' ';
+    memcpy(s + nl + 2, value, vl);
+    s[nl + 2 + vl] = '\0';
+    return s;
+}
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      size_t key_size, const char *value, size_t value_size)
+{
+    struct fwd_build *b = cls;
+    const struct service_conf *sc = b->r->svc->conf;
+    if (!value)
+        value = "";
+    if (strcasecmp(key, "Connection") == 0) {
+        b->connection = value;
+        return MHD_YES;
+    }
+    if (strcasecmp(key, "X-Forwarded-For") == 0) {
+        if (!b->xff)
+            b->xff = strndup(value, value_size);
+        return MHD_YES;
+    }
+    if (strcasecmp(key, "Via") == 0) {
+        if (!b->via)
+            b->via = strndup(value, value_size);
+        return MHD_YES;
+    }
+    if (strcasecmp(key, "X-Request-Id") == 0 || strcasecmp(key, "X-Forwarded-Proto") == 0)
+        return MHD_YES;
+    if (b->r->operation && b->r->body && strcasecmp(key, "Content-Type") == 0)
+        return MHD_YES; /* a named call's body is JSON */
+    for (size_t i = 0; i < sc->n_headers; i++)
+        if (strcasecmp(key, sc->headers[i].name) == 0)
+            return MHD_YES; /* replaced by the service's value */
+    fwd_add(b, fmt_line(key, key_size, value, value_size));
+    return MHD_YES;
+}
+
+static int build_forward_headers(struct request *r)
+{
+    struct fwd_build b = {.r = r};
+    const struct service_conf *sc = r->svc->conf;
+    char buf[512];
+
+    /* find Connection first: the headers it names are hop-by-hop */
+    b.connection = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Connection");
+    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, collect_header, &b);
+    /* drop the hop-by-hop ones now that Connection is known */
+    size_t j = 0;
+    for (size_t i = 0; i < b.n; i++) {
+        char *colon = strchr(b.lines[i], ':');
+        *colon = '\0';
+        bool drop = http_request_header_dropped(b.lines[i], b.connection);
+        *colon = ':';
+        if (drop)
+            free(b.lines[i]);
+        else
+            b.lines[j++] = b.lines[i];
+    }
+    b.n = j;
+    for (size_t i = 0; i < sc->n_headers; i++)
+        fwd_add(&b, fmt_line(sc->headers[i].name, strlen(sc->headers[i].name),
+                             sc->headers[i].value, strlen(sc->headers[i].value)));
+    if (r->operation && r->body)
+        fwd_add(&b, strdup("Content-Type: application/json"));
+    if (r->client_addr[0]) {
+        if (b.xff && *b.xff)
+            snprintf(buf, sizeof buf, "X-Forwarded-For: %s, %s", b.xff, r->client_addr);
+        else
+            snprintf(buf, sizeof buf, "X-Forwarded-For: %s", r->client_addr);
+        fwd_add(&b, strdup(buf));
+    } else if (b.xff && *b.xff) {
+        fwd_add(&b, fmt_line("X-Forwarded-For", 15, b.xff, strlen(b.xff)));
+    }
+    fwd_add(&b, strdup("X-Forwarded-Proto: http"));
+    if (b.via && *b.via)
+        snprintf(buf, sizeof buf, "Via: %.400s, 1.1 ahoyd", b.via);
+    else
+        snprintf(buf, sizeof buf, "Via: 1.1 ahoyd");
+    fwd_add(&b, strdup(buf));
+    snprintf(buf, sizeof buf, "X-Request-Id: %s", r->request_id);
+    fwd_add(&b, strdup(buf));
+    free(b.xff);
+    free(b.via);
+    r->fwd_headers = (const char **)b.lines;
+    r->n_fwd = b.n;
+    return b.oom ? -1 : 0;
+}
+
+/* The whole request is in: build what the call sends and start it. */
+static void start_call(struct request *r)
+{
+    if (r->operation) {
+        struct named_request nr = {0};
+        const char *code = NULL;
+        char *msg = NULL;
+        int st = route_build_named_call(r->operation, r->body, r->body_len, &nr, &code, &msg);
+        if (st != 0) {
+            request_set_error(r, st, code, msg ? msg : "invalid arguments");
+            free(msg);
+            server_respond(r);
+            return;
+        }
+        free(r->body);
+        r->body = nr.body;
+        r->body_len = nr.body_len;
+        r->upstream_method = nr.method;
+        r->upstream_path = nr.path_query;
+    } else {
+        r->upstream_method = strdup(r->method);
+        r->upstream_path = strndup(r->parts.rest, r->parts.rest_len + r->parts.query_len);
+    }
+    if (!r->upstream_method || !r->upstream_path || build_forward_headers(r) != 0) {
+        request_set_error(r, 503, "overloaded", "out of memory");
+        server_respond(r);
+        return;
+    }
+    proxy_begin(r);
+}
+
+static int body_append(struct request *r, const char *data, size_t n, uint64_t limit)
+{
+    if ((uint64_t)r->body_len + n > limit)
+        return -1;
+    if (r->body_discard) {
+        r->body_len += n; /* counted, not kept */
+        return 0;
+    }
+    if (r->body_len + n > r->body_cap) {
+        size_t cap = r->body_cap ? r->body_cap * 2 : 4096;
+        while (cap < r->body_len + n)
+            cap *= 2;
+        char *b = realloc(r->body, cap);
+        if (!b)
+            return -1;
+        r->body = b;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, data, n);
+    r->body_len += n;
+    return 0;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+    struct server *s = cls;
+    struct request *r = *con_cls;
+
+    if (!r)
+        return MHD_NO;
+    r->conn = conn;
+    if (r->client_gone)
+        return MHD_NO; /* the client left during the call: close */
+    if (r->response_ready)
+        return queue_answer(r);
+
+    if (!r->head_checked) {
+        r->head_checked = true;
+        r->method = strdup(method);
+        if (!r->method)
+            return MHD_NO;
+        check_head(r, version);
+        if (r->err_code && r->close) {
+            r->response_ready = true;
+            return queue_answer(r);
+        }
+        return MHD_YES; /* queue later: a first-call answer loses keep-alive */
+    }
+
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (r->response_ready)
+            return MHD_YES;
+        if (body_append(r, upload_data, n, r->rt->cfg->max_request_body) != 0) {
+            fail(r, 413, "payload_too_large", "the request body is over the limit", true);
+            r->response_ready = true;
+            return queue_answer(r);
+        }
+        return MHD_YES;
+    }
+
+    /* the whole request is in */
+    loop_timer_stop(s->loop, &r->request_timer);
+    r->received_us = loop_now_us(s->loop);
+    if (r->err_code) {
+        r->response_ready = true;
+        return queue_answer(r);
+    }
+    start_call(r);
+    if (r->response_ready)
+        return queue_answer(r);
+
+    /* wait for the upstream: suspend, and watch the client ourselves */
+    MHD_suspend_connection(conn);
+    r->suspended = true;
+    s->calls++;
+    r->next_suspended = s->suspended;
+    if (s->suspended)
+        s->suspended->prev_suspended = r;
+    s->suspended = r;
+    int fd = connection_fd(conn);
+    if (fd >= 0)
+        loop_io_add(s->loop, &r->client_io, fd, EPOLLRDHUP, on_client_event, r);
+    return MHD_YES;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    if (!log_enabled(LOG_LEVEL_DEBUG))
+        return;
+    char buf[512];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    log_debug("libmicrohttpd: %s", buf);
+}
+
+/* ---- the daemon on the loop ------------------------------------------------------- */
+
+static struct loop_timer mhd_timer;
+
+static void mhd_run(struct server *s)
+{
+    MHD_run(s->mhd);
+}
+
+static void on_mhd_io(void *arg, uint32_t events)
+{
+    mhd_run(arg);
+}
+
+static void on_mhd_timer(void *arg)
+{
+    mhd_run(arg);
+}
+
+static int64_t on_prepare(void *arg)
+{
+    struct server *s = arg;
+    MHD_UNSIGNED_LONG_LONG to;
+    if (s->mhd && MHD_get_timeout(s->mhd, &to) == MHD_YES) {
+        if (to == 0) {
+            MHD_run(s->mhd);
+            if (MHD_get_timeout(s->mhd, &to) != MHD_YES)
+                return -1;
+        }
+        loop_timer_start(s->loop, &mhd_timer, (int64_t)to);
+    } else {
+        loop_timer_stop(s->loop, &mhd_timer);
+    }
+    return -1;
+}
+
+int server_start(struct server *s, struct loop *loop, struct upstream *up, struct runtime *rt)
+{
+    const struct config *cfg = rt->cfg;
+    char bound[300];
+
+    s->loop = loop;
+    s->listen_fd = -1;
+    s->upstream = up;
+    s->rt = runtime_ref(rt);
+    s->rng = (uint64_t)monotonic_us() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ULL;
+    s->listen_fd = server_listen_socket(&cfg->listen, bound, sizeof bound);
+    if (s->listen_fd < 0)
+        return -1;
+    s->bound = strdup(bound);
+
+    unsigned idle_s = cfg->idle_timeout_ms > 0 ? (unsigned)((cfg->idle_timeout_ms + 999) / 1000)
+                                               : 0;
+    size_t pool = (size_t)(cfg->max_header_bytes + cfg->max_response_header_bytes) + 16384;
+    struct MHD_OptionItem ops[] = {
+        {MHD_OPTION_LISTEN_SOCKET, s->listen_fd, NULL},
+        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, s},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
+        {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)(cfg->max_connections + CONNECTION_RESERVE),
+         NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)idle_s, NULL},
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    s->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0,
+                              NULL, NULL, on_access, s, MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
+    if (!s->mhd) {
+        log_error("cannot start the HTTP server on %s", bound);
+        close(s->listen_fd);
+        s->listen_fd = -1;
+        return -1;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!di || loop_io_add(loop, &s->mhd_io, di->epoll_fd, EPOLLIN, on_mhd_io, s) != 0) {
+        log_error("cannot watch the HTTP server's epoll fd");
+        return -1;
+    }
+    loop_timer_init(&mhd_timer, on_mhd_timer, s);
+    loop_set_prepare(loop, on_prepare, s);
+    log_info("proxy listening on %s", bound);
+    return 0;
+}
+
+void server_stop_accepting(struct server *s)
+{
+    if (!s->mhd || s->listen_fd < 0)
+        return;
+    MHD_socket fd = MHD_quiesce_daemon(s->mhd);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    if (s->rt->cfg->listen.kind == LISTEN_UNIX)
+        unlink(s->rt->cfg->listen.path);
+    s->listen_fd = -1;
+}
+
+void server_abort_calls(struct server *s)
+{
+    while (s->suspended) {
+        struct request *r = s->suspended;
+        proxy_cancel(r);
+        request_set_error(r, 503, "shutting_down", "ahoyd is shutting down");
+        r->close = true;
+        server_respond(r); /* unlinks r */
+    }
+}
+
+void server_free(struct server *s)
+{
+    if (!s->loop)
+        return; /* never started */
+    if (s->mhd) {
+        /* MHD must not be stopped with suspended connections */
+        while (s->suspended) {
+            struct request *r = s->suspended;
+            proxy_cancel(r);
+            r->client_gone = true;
+            resume(r);
+        }
+        MHD_run(s->mhd);
+        loop_io_del(s->loop, &s->mhd_io);
+        loop_timer_stop(s->loop, &mhd_timer);
+        MHD_stop_daemon(s->mhd);
+        s->mhd = NULL;
+    }
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
+    s->listen_fd = -1;
+    runtime_unref(s->rt);
+    s->rt = NULL;
+    free(s->bound);
+    s->bound = NULL;
+}

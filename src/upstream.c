@@ -1,2 +1,556 @@
-/* upstream.c - placeholder until written */
-typedef int ahoyd_placeholder_upstream;
+/*
+ * upstream.c - upstream attempts on libcurl's multi socket API.
+ *
+ * curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION) and when to
+ * wake it (CURLMOPT_TIMERFUNCTION); the loop calls curl_multi_socket_action
+ * with what happened and we collect finished transfers with
+ * curl_multi_info_read. No transfer ever blocks the loop.
+ *
+ * Traps handled here (LIBRARY-NOTES.md):
+ * - curl silently re-sends a request when a reused connection dies before any
+ *   response byte. For requests that may not be retried we count
+ *   CURLOPT_PREREQFUNCTION calls and abort the second one (outcome: reset).
+ * - PREREQFUNCTION marks the moment the request is about to be written, which
+ *   separates connect-failure (nothing sent) from reset/timeout.
+ * - MAXFILESIZE only checks a declared length in 7.88: the body and header
+ *   limits are enforced in the write and header callbacks.
+ * - Every easy handle is reset and given the full option set: path as is, no
+ *   proxy from the environment, HTTP/1.1, http/https only, no redirects, no
+ *   content decoding, no Expect: 100-continue, no default Accept/Content-Type.
+ */
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+
+#include "log.h"
+#include "upstream.h"
+
+#define IDLE_HANDLES_MAX 256
+/* Idle upstream connections are dropped before common upstream keep-alive timeouts
+ * (Node.js: 5 s) so that curl rarely writes onto a connection the upstream closed. */
+#define UPSTREAM_MAX_IDLE_AGE_S 4
+
+struct upstream {
+    struct loop *loop;
+    CURLM *multi;
+    struct loop_timer timer;
+    struct upstream_attempt *idle; /* free list of attempts with their easy handles */
+    size_t n_idle;
+    size_t active;
+};
+
+struct upstream_attempt {
+    struct upstream *u;
+    CURL *easy;
+    struct curl_slist *headers;
+    upstream_done_cb cb;
+    void *arg;
+    struct upstream_response *resp;
+    int prereq_calls;
+    bool allow_resend;
+    bool too_large;
+    bool resend_aborted;
+    bool headers_done;
+    bool connect_timeout_decides; /* connect-timeout <= timeout: a pre-send timeout is a
+                                     connect failure */
+    uint64_t header_bytes;
+    uint64_t max_body, max_header_bytes;
+    int64_t start_us;
+    struct upstream_attempt *next_idle;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+struct sock_watch {
+    struct loop_io io;
+    struct upstream *u;
+};
+
+/* ---- header lists ------------------------------------------------------------ */
+
+void header_list_add(struct header_list *l, const char *name, size_t name_len, const char *value,
+                     size_t value_len)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        struct header *items = realloc(l->items, cap * sizeof *items);
+        if (!items)
+            return;
+        l->items = items;
+        l->cap = cap;
+    }
+    l->items[l->n].name = strndup(name, name_len);
+    l->items[l->n].value = strndup(value, value_len);
+    l->n++;
+}
+
+const char *header_list_get(const struct header_list *l, const char *name)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcasecmp(l->items[i].name, name) == 0)
+            return l->items[i].value;
+    return NULL;
+}
+
+void header_list_clear(struct header_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->items[i].name);
+        free(l->items[i].value);
+    }
+    l->n = 0;
+}
+
+void upstream_response_free(struct upstream_response *r)
+{
+    if (!r)
+        return;
+    header_list_clear(&r->headers);
+    free(r->headers.items);
+    free(r->body);
+}
+
+/* ---- curl callbacks -------------------------------------------------------------- */
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    struct upstream_attempt *a = userdata;
+    struct upstream_response *r = a->resp;
+    size_t n = size * nmemb;
+
+    if ((uint64_t)r->body_len + n > a->max_body) {
+        a->too_large = true;
+        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+    }
+    if (r->body_len + n > r->body_cap) {
+        size_t cap = r->body_cap ? r->body_cap * 2 : 4096;
+        while (cap < r->body_len + n)
+            cap *= 2;
+        if ((uint64_t)cap > a->max_body)
+            cap = (size_t)a->max_body;
+        char *b = realloc(r->body, cap);
+        if (!b)
+            return 0;
+        r->body = b;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, data, n);
+    r->body_len += n;
+    return n;
+}
+
+static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
+{
+    struct upstream_attempt *a = userdata;
+    struct upstream_response *r = a->resp;
+    size_t n = size * nmemb;
+
+    if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+        /* a new status line: an interim 1xx response before it is forgotten */
+        header_list_clear(&r->headers);
+        a->header_bytes = n;
+        a->headers_done = false;
+        r->content_length = -1;
+        return n;
+    }
+    if (a->headers_done)
+        return n; /* trailers are not forwarded */
+    if (n <= 2 && (line[0] == '\r' || line[0] == '\n')) {
+        a->headers_done = true;
+        if (r->content_length > 0 && (uint64_t)r->content_length <= a->max_body &&
+            r->body_cap == 0) {
+            r->body = malloc((size_t)r->content_length);
+            if (r->body)
+                r->body_cap = (size_t)r->content_length;
+        }
+        return n;
+    }
+    a->header_bytes += n;
+    if (a->header_bytes > a->max_header_bytes) {
+        a->too_large = true;
+        return 0;
+    }
+    const char *colon = memchr(line, ':', n);
+    if (!colon || colon == line)
+        return n; /* obs-fold continuation or junk: not forwarded */
+    size_t name_len = (size_t)(colon - line);
+    const char *v = colon + 1;
+    const char *end = line + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    if (name_len == 14 && strncasecmp(line, "Content-Length", 14) == 0) {
+        char tmp[32];
+        size_t k = (size_t)(end - v) < sizeof tmp - 1 ? (size_t)(end - v) : sizeof tmp - 1;
+        memcpy(tmp, v, k);
+        tmp[k] = '\0';
+        r->content_length = strtoll(tmp, NULL, 10);
+    }
+    header_list_add(&r->headers, line, name_len, v, (size_t)(end - v));
+    return n;
+}
+
+static int on_prereq(void *clientp, char *primary_ip, char *local_ip, int primary_port,
+                     int local_port)
+{
+    struct upstream_attempt *a = clientp;
+    a->prereq_calls++;
+    if (a->prereq_calls > 1 && !a->allow_resend) {
+        /* curl is about to re-send on a new connection: not for this request (SPEC 4.3) */
+        a->resend_aborted = true;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
+}
+
+/* ---- socket and timer glue ------------------------------------------------------- */
+
+static void check_done(struct upstream *u);
+
+static void on_socket_event(void *arg, uint32_t events)
+{
+    struct sock_watch *w = arg;
+    struct upstream *u = w->u;
+    int flags = 0, running;
+    if (events & EPOLLIN)
+        flags |= CURL_CSELECT_IN;
+    if (events & EPOLLOUT)
+        flags |= CURL_CSELECT_OUT;
+    if (events & (EPOLLERR | EPOLLHUP))
+        flags |= CURL_CSELECT_ERR;
+    curl_multi_socket_action(u->multi, w->io.fd, flags, &running);
+    check_done(u);
+}
+
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    struct upstream *u = userp;
+    struct sock_watch *w = socketp;
+
+    if (what == CURL_POLL_REMOVE) {
+        if (w) {
+            loop_io_del(u->loop, &w->io);
+            curl_multi_assign(u->multi, s, NULL);
+            loop_defer_free(u->loop, w);
+        }
+        return 0;
+    }
+    uint32_t ev = 0;
+    if (what & CURL_POLL_IN)
+        ev |= EPOLLIN;
+    if (what & CURL_POLL_OUT)
+        ev |= EPOLLOUT;
+    if (!w) {
+        w = calloc(1, sizeof *w);
+        if (!w)
+            return -1;
+        w->u = u;
+        if (loop_io_add(u->loop, &w->io, s, ev, on_socket_event, w) != 0) {
+            free(w);
+            return -1;
+        }
+        curl_multi_assign(u->multi, s, w);
+    } else if (loop_io_mod(u->loop, &w->io, ev) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static void on_timer_fire(void *arg)
+{
+    struct upstream *u = arg;
+    int running;
+    curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(u);
+}
+
+static int on_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct upstream *u = userp;
+    if (timeout_ms < 0)
+        loop_timer_stop(u->loop, &u->timer);
+    else
+        loop_timer_start(u->loop, &u->timer, timeout_ms);
+    return 0;
+}
+
+/* ---- attempts ---------------------------------------------------------------------- */
+
+struct upstream *upstream_new(struct loop *loop)
+{
+    struct upstream *u = calloc(1, sizeof *u);
+    if (!u)
+        return NULL;
+    u->loop = loop;
+    u->multi = curl_multi_init();
+    if (!u->multi) {
+        free(u);
+        return NULL;
+    }
+    loop_timer_init(&u->timer, on_timer_fire, u);
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
+    return u;
+}
+
+static void attempt_release(struct upstream_attempt *a)
+{
+    struct upstream *u = a->u;
+    curl_slist_free_all(a->headers);
+    a->headers = NULL;
+    if (a->resp) {
+        upstream_response_free(a->resp);
+        free(a->resp);
+        a->resp = NULL;
+    }
+    u->active--;
+    if (u->n_idle < IDLE_HANDLES_MAX) {
+        a->next_idle = u->idle;
+        u->idle = a;
+        u->n_idle++;
+    } else {
+        curl_easy_cleanup(a->easy);
+        free(a);
+    }
+}
+
+void upstream_free(struct upstream *u)
+{
+    if (!u)
+        return;
+    loop_timer_stop(u->loop, &u->timer);
+    while (u->idle) {
+        struct upstream_attempt *a = u->idle;
+        u->idle = a->next_idle;
+        curl_easy_cleanup(a->easy);
+        free(a);
+    }
+    curl_multi_cleanup(u->multi);
+    free(u);
+}
+
+size_t upstream_active(const struct upstream *u)
+{
+    return u->active;
+}
+
+static bool has_header(const char *const *headers, const char *name)
+{
+    size_t k = strlen(name);
+    for (size_t i = 0; headers && headers[i]; i++)
+        if (strncasecmp(headers[i], name, k) == 0 && headers[i][k] == ':')
+            return true;
+    return false;
+}
+
+static struct curl_slist *build_headers(const struct upstream_request *req)
+{
+    struct curl_slist *list = NULL, *t;
+    char buf[1024];
+    for (size_t i = 0; req->headers && req->headers[i]; i++) {
+        const char *h = req->headers[i];
+        const char *colon = strchr(h, ':');
+        const char *v = colon ? colon + 1 : NULL;
+        while (v && (*v == ' ' || *v == '\t'))
+            v++;
+        if (colon && v && *v == '\0' && (size_t)(colon - h) < sizeof buf - 2) {
+            /* curl drops "Name:"; "Name;" sends an empty value */
+            snprintf(buf, sizeof buf, "%.*s;", (int)(colon - h), h);
+            h = buf;
+        }
+        t = curl_slist_append(list, h);
+        if (!t)
+            goto fail;
+        list = t;
+    }
+    /* curl's own additions that a proxy must not make */
+    if (!(t = curl_slist_append(list, "Expect:")))
+        goto fail;
+    list = t;
+    if (!has_header(req->headers, "Accept")) {
+        if (!(t = curl_slist_append(list, "Accept:")))
+            goto fail;
+        list = t;
+    }
+    if (!has_header(req->headers, "Content-Type")) {
+        if (!(t = curl_slist_append(list, "Content-Type:")))
+            goto fail;
+        list = t;
+    }
+    return list;
+fail:
+    curl_slist_free_all(list);
+    return NULL;
+}
+
+static void set_method(CURL *e, const struct upstream_request *req)
+{
+    const char *m = req->method;
+    if (strcmp(m, "HEAD") == 0) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+        return;
+    }
+    bool wants_body = req->body_len > 0 || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
+                      strcmp(m, "PATCH") == 0;
+    if (wants_body) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body_len ? req->body : "");
+        if (strcmp(m, "POST") != 0)
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
+    } else if (strcmp(m, "GET") != 0) {
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
+    }
+}
+
+static void set_tls(CURL *e, const struct tls_conf *tls)
+{
+    if (!tls)
+        return;
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, tls->verify ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, tls->verify ? 2L : 0L);
+    if (tls->ca_file && *tls->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, tls->ca_file);
+    if (tls->cert_file && *tls->cert_file)
+        curl_easy_setopt(e, CURLOPT_SSLCERT, tls->cert_file);
+    if (tls->key_file && *tls->key_file)
+        curl_easy_setopt(e, CURLOPT_SSLKEY, tls->key_file);
+}
+
+struct upstream_attempt *upstream_start(struct upstream *u, const struct upstream_request *req,
+                                        upstream_done_cb cb, void *arg)
+{
+    struct upstream_attempt *a = u->idle;
+    if (a) {
+        u->idle = a->next_idle;
+        u->n_idle--;
+        curl_easy_reset(a->easy);
+    } else {
+        a = calloc(1, sizeof *a);
+        if (!a)
+            return NULL;
+        a->easy = curl_easy_init();
+        if (!a->easy) {
+            free(a);
+            return NULL;
+        }
+    }
+    u->active++;
+    CURL *e = a->easy;
+    a->u = u;
+    a->cb = cb;
+    a->arg = arg;
+    a->prereq_calls = 0;
+    a->allow_resend = req->allow_resend;
+    a->too_large = false;
+    a->resend_aborted = false;
+    a->headers_done = false;
+    a->header_bytes = 0;
+    a->max_body = req->max_body;
+    a->max_header_bytes = req->max_header_bytes;
+    a->connect_timeout_decides = req->connect_timeout_ms <= req->timeout_ms;
+    a->errbuf[0] = '\0';
+    a->resp = calloc(1, sizeof *a->resp);
+    a->headers = build_headers(req);
+    if (!a->resp || !a->headers) {
+        attempt_release(a);
+        return NULL;
+    }
+    a->resp->content_length = -1;
+
+    curl_easy_setopt(e, CURLOPT_PRIVATE, a);
+    curl_easy_setopt(e, CURLOPT_URL, req->url);
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, (long)UPSTREAM_MAX_IDLE_AGE_S);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(req->timeout_ms > 0 ? req->timeout_ms : 1));
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)(req->connect_timeout_ms > 0 ? req->connect_timeout_ms : 1));
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, a->headers);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, a);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, a);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, a);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, a->errbuf);
+    set_method(e, req);
+    if (strncmp(req->url, "https:", 6) == 0)
+        set_tls(e, req->tls);
+
+    a->start_us = monotonic_us();
+    if (curl_multi_add_handle(u->multi, e) != CURLM_OK) {
+        attempt_release(a);
+        return NULL;
+    }
+    return a;
+}
+
+void upstream_cancel(struct upstream *u, struct upstream_attempt *a)
+{
+    curl_multi_remove_handle(u->multi, a->easy);
+    attempt_release(a);
+}
+
+static void classify(struct upstream_attempt *a, CURLcode rc, struct outcome *o)
+{
+    bool sent = a->prereq_calls > 0;
+    o->status = 0;
+    if (a->too_large) {
+        o->kind = OUTCOME_RESPONSE_TOO_LARGE;
+    } else if (a->resend_aborted) {
+        o->kind = OUTCOME_RESET;
+    } else if (rc == CURLE_OK) {
+        long status = 0;
+        curl_easy_getinfo(a->easy, CURLINFO_RESPONSE_CODE, &status);
+        o->kind = OUTCOME_STATUS;
+        o->status = (int)status;
+    } else if (rc == CURLE_OPERATION_TIMEDOUT) {
+        o->kind = (!sent && a->connect_timeout_decides) ? OUTCOME_CONNECT_FAILURE
+                                                        : OUTCOME_TIMEOUT;
+    } else if (!sent) {
+        o->kind = OUTCOME_CONNECT_FAILURE;
+    } else {
+        o->kind = OUTCOME_RESET;
+    }
+}
+
+static void check_done(struct upstream *u)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(u->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        struct upstream_attempt *a = NULL;
+        CURL *e = msg->easy_handle;
+        CURLcode rc = msg->data.result;
+        curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&a);
+        struct outcome o;
+        classify(a, rc, &o);
+        if (o.kind != OUTCOME_STATUS)
+            log_debug("upstream attempt failed: %s (%s)", curl_easy_strerror(rc), a->errbuf);
+        curl_multi_remove_handle(u->multi, e);
+        struct upstream_response *resp = NULL;
+        if (o.kind == OUTCOME_STATUS) {
+            resp = a->resp;
+            resp->status = o.status;
+            a->resp = NULL;
+        }
+        int64_t elapsed = monotonic_us() - a->start_us;
+        upstream_done_cb cb = a->cb;
+        void *arg = a->arg;
+        attempt_release(a);
+        cb(arg, &o, resp, elapsed);
+    }
+}

@@ -1,1 +1,79 @@
-/* placeholder */
+/*
+ * upstream.h - upstream attempts over libcurl's multi socket API.
+ *
+ * One struct upstream per loop holds the multi handle (and so curl's
+ * connection cache and DNS cache) and a free list of easy handles. An attempt
+ * is started with everything it needs and reports exactly once through its
+ * callback, unless it is cancelled first.
+ */
+#ifndef AHOYD_UPSTREAM_H
+#define AHOYD_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "loop.h"
+#include "retry.h"
+
+struct upstream;
+struct upstream_attempt;
+
+struct header {
+    char *name;
+    char *value;
+};
+
+struct header_list {
+    struct header *items;
+    size_t n, cap;
+};
+
+void header_list_add(struct header_list *l, const char *name, size_t name_len, const char *value,
+                     size_t value_len);
+const char *header_list_get(const struct header_list *l, const char *name);
+void header_list_clear(struct header_list *l);
+
+struct upstream_request {
+    const char *url;             /* origin + path + query */
+    const char *method;
+    const char *const *headers;  /* "Name: value" lines, NULL-terminated */
+    const char *body;
+    size_t body_len;
+    int64_t timeout_ms;          /* whole attempt */
+    int64_t connect_timeout_ms;
+    bool allow_resend;           /* false: never let curl re-send on a new connection */
+    uint64_t max_body;
+    uint64_t max_header_bytes;
+    const struct tls_conf *tls;
+};
+
+struct upstream_response {
+    int status;
+    struct header_list headers;
+    char *body;
+    size_t body_len, body_cap;
+    int64_t content_length; /* declared, -1 if none (HEAD keeps it) */
+};
+
+void upstream_response_free(struct upstream_response *r);
+
+/* Called once per attempt. resp is non-NULL only for OUTCOME_STATUS; the callee takes
+ * ownership of it (free with upstream_response_free + free). elapsed_us = attempt time. */
+typedef void (*upstream_done_cb)(void *arg, const struct outcome *o,
+                                 struct upstream_response *resp, int64_t elapsed_us);
+
+struct upstream *upstream_new(struct loop *loop);
+void upstream_free(struct upstream *u);
+
+/* Start an attempt; NULL when it could not be started (treated as connect failure). */
+struct upstream_attempt *upstream_start(struct upstream *u, const struct upstream_request *req,
+                                        upstream_done_cb cb, void *arg);
+/* Cancel an attempt that has not reported yet: its callback is never called. */
+void upstream_cancel(struct upstream *u, struct upstream_attempt *a);
+
+/* Attempts in flight (for drain and tests). */
+size_t upstream_active(const struct upstream *u);
+
+#endif

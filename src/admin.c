@@ -1,0 +1,2 @@
+/* admin.c - placeholder until written */
+typedef int ahoyd_placeholder_admin;

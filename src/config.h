@@ -1,0 +1,156 @@
+/*
+ * config.h - the effective configuration (SPEC 2) as plain structs.
+ *
+ * config.c reads the YAML files (libyaml, keeping marks), layers them
+ * (includes, profiles, placeholders, environment overrides), validates every
+ * key against the schema and fills these structs. Nothing here does I/O after
+ * loading; the daemon treats a struct config as immutable and swaps it whole
+ * on reload.
+ */
+#ifndef AHOYD_CONFIG_H
+#define AHOYD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "balancer.h"
+#include "breaker.h"
+#include "retry.h"
+
+enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
+enum access_log_format { ACCESS_LOG_LOGFMT = 0, ACCESS_LOG_JSON };
+
+enum listen_kind { LISTEN_OFF = 0, LISTEN_INET, LISTEN_UNIX };
+struct listen_addr {
+    enum listen_kind kind;
+    char *text;  /* as written, e.g. "127.0.0.1:8080", "[::1]:8080", "unix:/run/x.sock", "off" */
+    char *host;  /* INET: numeric or name, without brackets ("::1") */
+    int port;    /* INET: 0..65535 (0 = any free port, used by tests) */
+    char *path;  /* UNIX: socket path */
+    bool loopback; /* INET on 127.0.0.0/8 or ::1 or "localhost", or UNIX */
+};
+
+struct endpoint_conf {
+    char *url;       /* as written, e.g. "http://127.0.0.1:9001/api" */
+    char *origin;    /* scheme://host[:port], no path: "http://127.0.0.1:9001" */
+    char *host;      /* host as written (brackets kept for IPv6): for the Host header */
+    char *base_path; /* "" or "/api" (trailing slashes dropped) */
+    int port;        /* explicit or scheme default */
+    bool tls;        /* https */
+    int weight;      /* >= 1, default 1 */
+};
+
+struct header_conf {
+    char *name;
+    char *value;
+};
+
+struct method_conf {
+    char *name;     /* operation name, e.g. "get_payment" */
+    char *verb;     /* "GET" */
+    char *path;     /* template, e.g. "/payments/{payment_id}" */
+    const char *file; int line, col; /* where declared, for messages */
+};
+
+struct tls_conf {
+    bool verify;       /* default true */
+    char *ca_file;     /* NULL or "" = system default */
+    char *cert_file;
+    char *key_file;
+    char *server_name; /* SNI / verification name override */
+};
+
+struct service_conf {
+    char *name;
+    struct endpoint_conf *endpoints;
+    size_t n_endpoints;
+    enum lb_policy load_balancer;
+    int64_t timeout_ms;
+    int64_t connect_timeout_ms;
+    int64_t deadline_ms; /* 0 = none */
+    struct retry_policy retry;     /* global overlaid by service map and shortcuts */
+    struct breaker_policy breaker; /* likewise */
+    struct header_conf *headers;
+    size_t n_headers;
+    int64_t max_inflight; /* 0 = no limit */
+    struct method_conf *methods;
+    size_t n_methods;
+    struct tls_conf tls;
+};
+
+struct config {
+    char *path; /* main file */
+    struct listen_addr listen;
+    struct listen_addr admin_listen;
+    char *admin_token;      /* resolved: from admin-token or admin-token-file; NULL if none */
+    char **include;         /* globs as written */
+    size_t n_include;
+    enum log_level log_level;
+    char *access_log;       /* "stderr", "off" or a path */
+    enum access_log_format access_log_format;
+    int64_t max_connections;
+    uint64_t max_request_body;
+    uint64_t max_response_body;
+    uint64_t max_header_bytes;
+    uint64_t max_response_header_bytes;
+    int64_t request_timeout_ms;  /* 0 = none */
+    int64_t idle_timeout_ms;     /* 0 = none */
+    int64_t shutdown_timeout_ms; /* 0 = none (exit at once) */
+    char **profiles;        /* the active profiles, in order */
+    size_t n_profiles;
+
+    /* pyfly.client.default / circuit-breaker / retry (the globals) */
+    int64_t default_timeout_ms;
+    int64_t default_connect_timeout_ms;
+    int64_t default_deadline_ms;
+    struct breaker_policy breaker;
+    struct retry_policy retry;
+
+    struct service_conf *services; /* in file order */
+    size_t n_services;
+};
+
+/* Errors and warnings, each a full line: "FILE:LINE:COL: message" or "env NAME: message". */
+struct config_messages {
+    char **errors;
+    size_t n_errors;
+    char **warnings;
+    size_t n_warnings;
+};
+
+struct config_options {
+    const char *path;          /* main file */
+    const char *profiles;      /* from -p/--profile, comma-separated, or NULL */
+    const char *log_level;     /* from -l, or NULL */
+    char *const *env;          /* environment (NULL-terminated), e.g. environ */
+};
+
+/* Load, layer and validate. Returns NULL when there is any error; every error
+ * is in msgs (warnings too, on success or not). */
+struct config *config_load(const struct config_options *opts, struct config_messages *msgs);
+void config_free(struct config *cfg);
+void config_messages_free(struct config_messages *msgs);
+
+/* --dump-config: the effective configuration as YAML with a provenance comment
+ * per value. Returns 0, or 1 after filling msgs when the configuration is invalid. */
+int config_dump(const struct config_options *opts, FILE *out, struct config_messages *msgs);
+
+/* Service by route name (len bytes, not NUL-terminated); NULL if none. */
+const struct service_conf *config_find_service(const struct config *cfg, const char *name,
+                                               size_t len);
+
+/* Parse helpers shared with the env overrides and the tests (units.c). */
+/* Duration "250ms", "1.5s", "2m", "1h", "30" (seconds) -> ms. Returns 0 ok, -1 bad. */
+int units_parse_duration(const char *s, int64_t *ms);
+/* Size "8MiB", "32k", "1024", "2GB" (binary) -> bytes. Returns 0 ok, -1 bad. */
+int units_parse_size(const char *s, uint64_t *bytes);
+/* Boolean true/false/yes/no/on/off (case-insensitive). Returns 0 ok, -1 bad. */
+int units_parse_bool(const char *s, bool *out);
+/* Non-negative decimal integer without sign or junk. Returns 0 ok, -1 bad. */
+int units_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
+
+const char *log_level_name(enum log_level l);
+
+#endif
