@@ -1,2 +1,629 @@
-/* admin.c - placeholder until written */
-typedef int ahoyd_placeholder_admin;
+/*
+ * admin.c - the admin API on admin-listen (SPEC 6): /healthz, /readyz,
+ * /metrics, /v1/services, POST /v1/reload and
+ * POST /v1/services/<s>/endpoints/<i>/reset.
+ *
+ * A second libmicrohttpd daemon, run like the proxy's (server.c): no thread,
+ * MHD_USE_EPOLL, MHD's epoll fd watched by ahoyd's loop and MHD_run() on
+ * readiness. The loop's one "prepare" hook belongs to server.c, so MHD's own
+ * timeouts are driven by a loop timer of ours, re-armed from MHD_get_timeout()
+ * after every MHD_run(). Nothing here is reachable from listen: it is another
+ * socket and another daemon.
+ *
+ * Every answer is computed synchronously from the current runtime (the hooks
+ * give it), so no connection is ever suspended. Answers are queued on the last
+ * handler call of a request, not the first, so keep-alive works (a response
+ * queued on the first call goes out with Connection: close).
+ *
+ * A reload that re-binds admin-listen calls admin_stop() on this daemon from
+ * inside its own handler (POST /v1/reload). MHD must not be stopped from its
+ * own callback, so then the listener is closed at once and the daemon is
+ * retired: it finishes sending its answers (with Connection: close) and is
+ * stopped after the MHD_run() in progress, within RETIRE_MAX_MS.
+ */
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+
+#include "admin.h"
+#include "log.h"
+#include "metrics.h"
+
+#define ADMIN_CONNECTION_LIMIT 64
+#define ADMIN_IDLE_TIMEOUT_S 60
+#define RETIRE_MAX_MS 2000 /* a retired daemon's answers get this long to leave */
+
+/* server.c: bind a listen_addr (inet or unix) and write the bound address into bound. */
+int server_listen_socket(const struct listen_addr *la, char *bound, size_t cap);
+
+struct admin {
+    struct loop *loop;
+    struct MHD_Daemon *mhd;
+    struct loop_io mhd_io;
+    struct loop_timer mhd_timer;
+    int listen_fd;
+    char bound[300];
+    char *unix_path;       /* set when listening on a unix socket we created */
+    dev_t unix_dev;
+    ino_t unix_ino;
+    char *token;           /* NULL = no Authorization required */
+    struct admin_hooks hooks;
+    int in_run;            /* inside MHD_run(): handlers may be on the stack */
+    bool retiring;         /* admin_stop() was called from a handler */
+    int64_t retire_deadline_ms;
+    struct admin *next_retired;
+};
+
+/* Daemons stopped from inside their own handler, waiting to be finished. */
+static struct admin *retired;
+
+/* ---- answers ------------------------------------------------------------------------ */
+
+static enum MHD_Result queue_body(struct admin *a, struct MHD_Connection *c, unsigned status,
+                                  const char *content_type, char *body, size_t len,
+                                  const char *const *headers)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", content_type);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    for (size_t i = 0; headers && headers[i]; i += 2)
+        MHD_add_response_header(resp, headers[i], headers[i + 1]);
+    if (a->retiring)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ret = MHD_queue_response(c, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* Serialise j (deleted here) and queue it as the JSON answer. */
+static enum MHD_Result queue_json(struct admin *a, struct MHD_Connection *c, unsigned status,
+                                  cJSON *j, const char *const *headers)
+{
+    char *text = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    if (!text)
+        return MHD_NO;
+    return queue_body(a, c, status, "application/json", text, strlen(text), headers);
+}
+
+/* {"error":{"code":..,"message":..,"status":..}} */
+static cJSON *error_json(const char *code, const char *message, unsigned status)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *e = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(e, "code", code);
+    cJSON_AddStringToObject(e, "message", message);
+    cJSON_AddNumberToObject(e, "status", status);
+    return root;
+}
+
+static enum MHD_Result queue_error(struct admin *a, struct MHD_Connection *c, unsigned status,
+                                   const char *code, const char *message,
+                                   const char *const *headers)
+{
+    return queue_json(a, c, status, error_json(code, message, status), headers);
+}
+
+static cJSON *status_json(const char *status)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "status", status);
+    return j;
+}
+
+/* ---- the services view ------------------------------------------------------------------ */
+
+static const char *jitter_name(enum jitter_mode j)
+{
+    switch (j) {
+    case JITTER_FULL: return "full";
+    case JITTER_EQUAL: return "equal";
+    case JITTER_NONE: break;
+    }
+    return "none";
+}
+
+static cJSON *retry_json(const struct retry_policy *p)
+{
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddNumberToObject(r, "max_attempts", p->max_attempts);
+    cJSON_AddNumberToObject(r, "base_delay_ms", (double)p->base_delay_ms);
+    cJSON_AddNumberToObject(r, "max_delay_ms", (double)p->max_delay_ms);
+    cJSON_AddStringToObject(r, "jitter", jitter_name(p->jitter));
+    cJSON *on = cJSON_AddArrayToObject(r, "retry_on");
+    static const struct {
+        unsigned flag;
+        const char *name;
+    } words[] = {{RETRY_ON_CONNECT_FAILURE, "connect-failure"},
+                 {RETRY_ON_RESET, "reset"},
+                 {RETRY_ON_TIMEOUT, "timeout"},
+                 {RETRY_ON_5XX, "5xx"},
+                 {RETRY_ON_GATEWAY_ERROR, "gateway-error"}};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (p->retry_on & words[i].flag)
+            cJSON_AddItemToArray(on, cJSON_CreateString(words[i].name));
+    for (int s = 0; s < RETRY_STATUS_WORDS * 64; s++)
+        if (retry_policy_has_status(p, s)) {
+            char n[16];
+            snprintf(n, sizeof n, "%d", s);
+            cJSON_AddItemToArray(on, cJSON_CreateString(n));
+        }
+    cJSON_AddBoolToObject(r, "retry_non_idempotent", p->retry_non_idempotent);
+    cJSON_AddBoolToObject(r, "honor_retry_after", p->honor_retry_after);
+    if (p->budget_enabled) {
+        cJSON *b = cJSON_AddObjectToObject(r, "budget");
+        cJSON_AddNumberToObject(b, "ratio", p->budget_ratio);
+        cJSON_AddNumberToObject(b, "min_per_second", p->budget_min_per_second);
+    } else {
+        cJSON_AddNullToObject(r, "budget");
+    }
+    return r;
+}
+
+static cJSON *breaker_json(const struct breaker_policy *p)
+{
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddBoolToObject(b, "enabled", p->enabled);
+    cJSON_AddNumberToObject(b, "failure_threshold", p->failure_threshold);
+    cJSON_AddNumberToObject(b, "recovery_timeout_ms", (double)p->recovery_timeout_ms);
+    cJSON_AddNumberToObject(b, "half_open_max_calls", p->half_open_max_calls);
+    return b;
+}
+
+static cJSON *endpoint_json(const struct service_rt *s, size_t index, int64_t now_ms)
+{
+    const struct endpoint_rt *ep = s->endpoints[index];
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "index", (double)index);
+    cJSON_AddStringToObject(e, "url", ep->url);
+    cJSON_AddNumberToObject(e, "weight", s->conf->endpoints[index].weight);
+    cJSON_AddStringToObject(e, "state", breaker_state_name(ep->breaker.state));
+    cJSON_AddNumberToObject(e, "consecutive_failures", ep->breaker.consecutive_failures);
+    int64_t ms = breaker_ms_until_half_open(&ep->breaker, ep->policy, now_ms);
+    cJSON_AddNumberToObject(e, "seconds_to_half_open", (double)ms / 1000.0);
+    cJSON_AddNumberToObject(e, "inflight", ep->inflight);
+    cJSON *att = cJSON_AddObjectToObject(e, "attempts");
+    for (int o = 0; o < OUTCOME_LABELS; o++)
+        cJSON_AddNumberToObject(att, outcome_label_name(o), (double)ep->attempts[o]);
+    cJSON *tr = cJSON_AddObjectToObject(e, "transitions");
+    for (int to = BREAKER_CLOSED; to <= BREAKER_HALF_OPEN; to++)
+        cJSON_AddNumberToObject(tr, breaker_state_name((enum breaker_state)to),
+                                (double)ep->transitions_to[to]);
+    return e;
+}
+
+static cJSON *service_json(const struct service_rt *s, int64_t now_ms)
+{
+    const struct service_conf *sc = s->conf;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "name", sc->name);
+    cJSON_AddStringToObject(j, "load_balancer", lb_policy_name(sc->load_balancer));
+    cJSON_AddNumberToObject(j, "timeout_ms", (double)sc->timeout_ms);
+    cJSON_AddNumberToObject(j, "connect_timeout_ms", (double)sc->connect_timeout_ms);
+    cJSON_AddNumberToObject(j, "deadline_ms", (double)sc->deadline_ms);
+    cJSON_AddNumberToObject(j, "max_inflight", (double)sc->max_inflight);
+    cJSON_AddNumberToObject(j, "inflight", s->state->inflight);
+    cJSON_AddNumberToObject(j, "retries", (double)s->state->retries);
+    cJSON_AddItemToObject(j, "retry", retry_json(&sc->retry));
+    cJSON_AddItemToObject(j, "circuit_breaker", breaker_json(&sc->breaker));
+    cJSON *eps = cJSON_AddArrayToObject(j, "endpoints");
+    for (size_t i = 0; i < s->n_endpoints; i++)
+        cJSON_AddItemToArray(eps, endpoint_json(s, i, now_ms));
+    return j;
+}
+
+/* Make OPEN -> HALF_OPEN visible now even if the recovery timer has not run yet. */
+static void tick_all(struct admin *a, struct runtime *rt)
+{
+    int64_t now = loop_now_ms(a->loop);
+    for (size_t i = 0; i < rt->n_services; i++)
+        for (size_t j = 0; j < rt->services[i].n_endpoints; j++)
+            endpoint_tick(rt->services[i].endpoints[j], now);
+}
+
+/* ---- routes ------------------------------------------------------------------------------- */
+
+static struct runtime *current(struct admin *a)
+{
+    return a->hooks.current ? a->hooks.current(a->hooks.arg) : NULL;
+}
+
+static enum MHD_Result get_metrics(struct admin *a, struct MHD_Connection *c)
+{
+    struct runtime *rt = current(a);
+    size_t len = 0;
+    if (rt)
+        tick_all(a, rt);
+    char *text = metrics_render(rt, &len);
+    if (!text)
+        return queue_error(a, c, 500, "internal_error", "out of memory", NULL);
+    return queue_body(a, c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL);
+}
+
+static enum MHD_Result get_services(struct admin *a, struct MHD_Connection *c)
+{
+    struct runtime *rt = current(a);
+    cJSON *root = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(root, "services");
+    if (rt) {
+        tick_all(a, rt);
+        for (size_t i = 0; i < rt->n_services; i++)
+            cJSON_AddItemToArray(arr, service_json(&rt->services[i], loop_now_ms(a->loop)));
+    }
+    return queue_json(a, c, 200, root, NULL);
+}
+
+static enum MHD_Result post_reload(struct admin *a, struct MHD_Connection *c)
+{
+    char **errors = NULL;
+    size_t n_errors = 0;
+    if (!a->hooks.reload)
+        return queue_error(a, c, 501, "not_implemented", "reload is not available", NULL);
+    int rc = a->hooks.reload(a->hooks.arg, &errors, &n_errors);
+    /* a may be retiring now (admin-listen re-bound): it still answers this request */
+    if (rc == 0) {
+        for (size_t i = 0; i < n_errors; i++)
+            free(errors[i]);
+        free(errors);
+        cJSON *j = status_json("reloaded");
+        struct runtime *rt = current(a);
+        cJSON_AddNumberToObject(j, "services", rt ? (double)rt->n_services : 0);
+        return queue_json(a, c, 200, j, NULL);
+    }
+    cJSON *root = error_json("invalid_config",
+                             "the configuration was not reloaded; the previous one stays in effect",
+                             422);
+    cJSON *list = cJSON_AddArrayToObject(cJSON_GetObjectItemCaseSensitive(root, "error"),
+                                         "errors");
+    for (size_t i = 0; i < n_errors; i++) {
+        cJSON_AddItemToArray(list, cJSON_CreateString(errors[i] ? errors[i] : ""));
+        free(errors[i]);
+    }
+    free(errors);
+    return queue_json(a, c, 422, root, NULL);
+}
+
+/* "<service>/endpoints/<index>/reset" after "/v1/services/"; false when not that shape. */
+static bool parse_reset_path(const char *p, const char **svc, size_t *svc_len,
+                             const char **index, size_t *index_len)
+{
+    const char *slash = strchr(p, '/');
+    if (!slash || slash == p || strncmp(slash, "/endpoints/", 11) != 0)
+        return false;
+    *svc = p;
+    *svc_len = (size_t)(slash - p);
+    const char *i = slash + 11;
+    const char *end = strchr(i, '/');
+    if (!end || end == i || strcmp(end, "/reset") != 0)
+        return false;
+    *index = i;
+    *index_len = (size_t)(end - i);
+    return true;
+}
+
+static enum MHD_Result post_reset(struct admin *a, struct MHD_Connection *c, const char *svc,
+                                  size_t svc_len, const char *index, size_t index_len)
+{
+    struct runtime *rt = current(a);
+    struct service_rt *s = rt ? runtime_find(rt, svc, svc_len) : NULL;
+    if (!s)
+        return queue_error(a, c, 404, "unknown_service", "no service of that name", NULL);
+    size_t i = 0;
+    bool ok = index_len > 0 && index_len <= 9;
+    for (size_t k = 0; ok && k < index_len; k++) {
+        if (index[k] < '0' || index[k] > '9')
+            ok = false;
+        else
+            i = i * 10 + (size_t)(index[k] - '0');
+    }
+    if (!ok || i >= s->n_endpoints)
+        return queue_error(a, c, 404, "unknown_endpoint",
+                           "the service has no endpoint of that index", NULL);
+    struct endpoint_rt *ep = s->endpoints[i];
+    struct breaker_transition tr;
+    if (breaker_reset(&ep->breaker, &tr))
+        endpoint_note_transition(ep, &tr);
+    log_info("admin: circuit breaker reset service=%s endpoint=%s", ep->service_name, ep->url);
+    return queue_json(a, c, 200, endpoint_json(s, i, loop_now_ms(a->loop)), NULL);
+}
+
+static enum MHD_Result not_allowed(struct admin *a, struct MHD_Connection *c, const char *allow)
+{
+    const char *const h[] = {"Allow", allow, NULL};
+    return queue_error(a, c, 405, "method_not_allowed", "method not allowed on this path", h);
+}
+
+/* ---- authorization ------------------------------------------------------------------------ */
+
+/* Compare the presented token with the expected one without an early exit: the time
+ * depends on the length of what was presented, never on where the first difference is. */
+static bool token_equal(const char *expected, const char *given)
+{
+    size_t n = strlen(expected), m = strlen(given);
+    size_t diff = n ^ m;
+    for (size_t i = 0; i < m; i++) {
+        unsigned char e = n ? (unsigned char)expected[i % n] : 0;
+        diff |= (size_t)((unsigned char)given[i] ^ e);
+    }
+    return diff == 0;
+}
+
+static bool authorized(const struct admin *a, struct MHD_Connection *c)
+{
+    if (!a->token)
+        return true;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    return token_equal(a->token, h);
+}
+
+/* ---- MHD ------------------------------------------------------------------------------------ */
+
+static enum MHD_Result dispatch(struct admin *a, struct MHD_Connection *c, const char *url,
+                                const char *method)
+{
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    bool post = strcmp(method, "POST") == 0;
+
+    if (!authorized(a, c)) {
+        const char *const h[] = {"WWW-Authenticate", "Bearer", NULL};
+        return queue_error(a, c, 401, "unauthorized", "a valid bearer token is required", h);
+    }
+    if (strcmp(url, "/healthz") == 0) {
+        if (!get)
+            return not_allowed(a, c, "GET, HEAD");
+        return queue_json(a, c, 200, status_json("ok"), NULL);
+    }
+    if (strcmp(url, "/readyz") == 0) {
+        if (!get)
+            return not_allowed(a, c, "GET, HEAD");
+        bool ready = a->hooks.ready ? a->hooks.ready(a->hooks.arg) : true;
+        return queue_json(a, c, ready ? 200 : 503, status_json(ready ? "ready" : "not ready"),
+                          NULL);
+    }
+    if (strcmp(url, "/metrics") == 0) {
+        if (!get)
+            return not_allowed(a, c, "GET, HEAD");
+        return get_metrics(a, c);
+    }
+    if (strcmp(url, "/v1/services") == 0) {
+        if (!get)
+            return not_allowed(a, c, "GET, HEAD");
+        return get_services(a, c);
+    }
+    if (strcmp(url, "/v1/reload") == 0) {
+        if (!post)
+            return not_allowed(a, c, "POST");
+        return post_reload(a, c);
+    }
+    const char *svc, *index;
+    size_t svc_len, index_len;
+    if (strncmp(url, "/v1/services/", 13) == 0 &&
+        parse_reset_path(url + 13, &svc, &svc_len, &index, &index_len)) {
+        if (!post)
+            return not_allowed(a, c, "POST");
+        return post_reset(a, c, svc, svc_len, index, index_len);
+    }
+    return queue_error(a, c, 404, "not_found", "no such admin resource", NULL);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+    static int seen; /* marks a request whose first call is done */
+    struct admin *a = cls;
+
+    if (*con_cls == NULL) {
+        *con_cls = &seen;
+        return MHD_YES; /* answer on a later call: keeps the connection alive */
+    }
+    if (*upload_data_size) {
+        *upload_data_size = 0; /* no admin route takes a body */
+        return MHD_YES;
+    }
+    return dispatch(a, c, url, method);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    if (!log_enabled(LOG_LEVEL_DEBUG))
+        return;
+    char buf[512];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    log_debug("admin libmicrohttpd: %s", buf);
+}
+
+static void finish(struct admin *a)
+{
+    loop_io_del(a->loop, &a->mhd_io);
+    loop_timer_stop(a->loop, &a->mhd_timer);
+    if (a->mhd)
+        MHD_stop_daemon(a->mhd); /* closes the listen socket unless quiesced */
+    else if (a->listen_fd >= 0)
+        close(a->listen_fd);
+    a->mhd = NULL;
+    a->listen_fd = -1;
+    free(a->token);
+    free(a->unix_path);
+    loop_defer_free(a->loop, a); /* a pending event of this batch may still name mhd_io */
+}
+
+static void unlink_retired(struct admin *a)
+{
+    for (struct admin **pp = &retired; *pp; pp = &(*pp)->next_retired)
+        if (*pp == a) {
+            *pp = a->next_retired;
+            return;
+        }
+}
+
+static void run(struct admin *a)
+{
+    MHD_UNSIGNED_LONG_LONG to;
+
+    a->in_run++;
+    MHD_run(a->mhd);
+    a->in_run--;
+    if (a->retiring) {
+        const union MHD_DaemonInfo *di =
+            MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        if (!di || di->num_connections == 0 || loop_now_ms(a->loop) >= a->retire_deadline_ms) {
+            unlink_retired(a);
+            finish(a);
+            return;
+        }
+        int64_t wait = 50;
+        if (MHD_get_timeout(a->mhd, &to) == MHD_YES && (int64_t)to < wait)
+            wait = (int64_t)to;
+        loop_timer_start(a->loop, &a->mhd_timer, wait);
+        return;
+    }
+    if (MHD_get_timeout(a->mhd, &to) == MHD_YES)
+        loop_timer_start(a->loop, &a->mhd_timer, (int64_t)to);
+    else
+        loop_timer_stop(a->loop, &a->mhd_timer);
+}
+
+static void on_mhd_io(void *arg, uint32_t events)
+{
+    run(arg);
+}
+
+static void on_mhd_timer(void *arg)
+{
+    run(arg);
+}
+
+/* ---- the interface ----------------------------------------------------------------------- */
+
+struct admin *admin_start(struct loop *loop, const struct listen_addr *la, const char *token,
+                          const struct admin_hooks *hooks)
+{
+    struct admin *a = calloc(1, sizeof *a);
+    if (!a) {
+        log_error("admin: out of memory");
+        return NULL;
+    }
+    a->loop = loop;
+    a->hooks = *hooks;
+    a->listen_fd = -1;
+    loop_timer_init(&a->mhd_timer, on_mhd_timer, a);
+    if (token && !(a->token = strdup(token)))
+        goto fail;
+    a->listen_fd = server_listen_socket(la, a->bound, sizeof a->bound);
+    if (a->listen_fd < 0)
+        goto fail;
+    if (la->kind == LISTEN_UNIX) {
+        struct stat st;
+        if (lstat(la->path, &st) == 0) {
+            a->unix_path = strdup(la->path);
+            a->unix_dev = st.st_dev;
+            a->unix_ino = st.st_ino;
+        }
+    }
+    struct MHD_OptionItem ops[] = {
+        {MHD_OPTION_LISTEN_SOCKET, a->listen_fd, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, ADMIN_CONNECTION_LIMIT, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, ADMIN_IDLE_TIMEOUT_S, NULL},
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, a},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    a->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_access, a,
+                              MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
+    if (!a->mhd) {
+        log_error("cannot start the admin API on %s", a->bound);
+        goto fail;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!di || loop_io_add(loop, &a->mhd_io, di->epoll_fd, EPOLLIN, on_mhd_io, a) != 0) {
+        log_error("cannot watch the admin API's epoll fd");
+        goto fail;
+    }
+    loop_timer_start(loop, &a->mhd_timer, 0);
+    log_info("admin listening on %s", a->bound);
+    return a;
+fail:
+    if (a->mhd)
+        MHD_stop_daemon(a->mhd);
+    else if (a->listen_fd >= 0)
+        close(a->listen_fd);
+    free(a->unix_path);
+    free(a->token);
+    free(a);
+    return NULL;
+}
+
+const char *admin_bound(const struct admin *a)
+{
+    return a->bound;
+}
+
+void admin_set_token(struct admin *a, const char *token)
+{
+    char *copy = token ? strdup(token) : NULL;
+    if (token && !copy) {
+        log_error("admin: out of memory replacing the token; keeping the old one");
+        return;
+    }
+    free(a->token);
+    a->token = copy;
+}
+
+/* Remove our unix socket file, unless another socket has replaced it since. */
+static void unlink_own_socket(struct admin *a)
+{
+    struct stat st;
+    if (a->unix_path && lstat(a->unix_path, &st) == 0 && st.st_dev == a->unix_dev &&
+        st.st_ino == a->unix_ino)
+        unlink(a->unix_path);
+}
+
+void admin_stop(struct admin *a)
+{
+    /* finish daemons retired earlier (at shutdown their timers may never have run) */
+    while (retired && retired != a) {
+        struct admin *r = retired;
+        if (r->in_run)
+            break;
+        retired = r->next_retired;
+        finish(r);
+    }
+    if (!a)
+        return;
+    unlink_own_socket(a);
+    if (!a->in_run) {
+        finish(a);
+        return;
+    }
+    /* called from our own handler (a reload re-binding admin-listen): stop listening now,
+     * answer what is in progress, and stop after MHD_run returns */
+    if (a->retiring)
+        return;
+    a->retiring = true;
+    a->retire_deadline_ms = loop_now_ms(a->loop) + RETIRE_MAX_MS;
+    MHD_socket fd = MHD_quiesce_daemon(a->mhd);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    a->listen_fd = -1;
+    a->next_retired = retired;
+    retired = a;
+}

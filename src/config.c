@@ -15,7 +15,11 @@
  *      suggestion), types, ranges and cross-field rules, filling struct config
  *      and, for --dump-config, a tree of rendered values with their origin.
  * Every error is collected (not only the first), then sorted by file and
- * position. Parse trees live in an arena freed at the end of the load; the
+ * position. Decisions the SPEC leaves open: top-level `x-*` keys are ignored
+ * (a home for anchors, as in docker-compose); placeholders apply to values,
+ * not keys, and a `${config.key}` reference takes that key's own substituted
+ * value (the inserted text is never scanned again); a value whose placeholder
+ * failed gets no further checks, so one mistake gives one error. Parse trees live in an arena freed at the end of the load; the
  * struct config owns plain malloc'd copies. The environment is only read from
  * config_options.env, never getenv(), so tests pass their own.
  */
@@ -184,7 +188,7 @@ static void sb_puts(struct sbuf *b, const char *s)
 /* Where a value came from: a file position, or a label ("env NAME", "--profile"). */
 struct src {
     const char *file;
-    int file_idx; /* load order, to sort messages */
+    int file_idx;  /* load order, to sort messages */
     int line, col; /* 1-based; line 0 = the file as a whole */
     const char *label;
 };
@@ -197,6 +201,7 @@ struct node {
     bool plain;     /* plain (unquoted) scalar */
     bool resolved;  /* placeholders substituted (or never to be) */
     bool resolving; /* being substituted: a reference back here is a cycle */
+    bool broken;    /* a placeholder failed (reported): no further checks */
     int height;     /* nesting below this node */
     char *text;     /* scalar */
     size_t n, cap;
@@ -235,9 +240,10 @@ struct ctx {
     const char **files; /* every file loaded, in order (file_idx) */
     size_t n_files, cap_files;
     char **real_paths; /* realpath() of the files, to skip duplicates */
-    const char *dir;    /* main file's directory with trailing '/', or "" */
+    const char *dir;   /* main file's directory with trailing '/', or "" */
     struct node *root;
     struct dnode *dump; /* NULL unless dumping */
+    int ref_depth;      /* placeholders resolving other keys' placeholders */
 };
 
 #define LABEL_IDX (1 << 30)
@@ -475,7 +481,8 @@ enum kd {
     KD_LIST,     /* env: comma-separated */
     KD_MAP,      /* a map of known keys; env: its keys */
     KD_SM,       /* a scalar or a map (retry, circuit-breaker, budget); env: both */
-    KD_NOENV,    /* shortcuts, headers, methods: no env override */
+    KD_NOENV,    /* headers, methods: maps, not overridable (a warning says so) */
+    KD_SHORTCUT, /* retry-base-delay...: no variable of their own */
     KD_SERVICES, /* the services map: env per declared service */
     KD_STEP0,    /* include, profiles.active: read before everything else */
 };
@@ -488,16 +495,15 @@ struct keydef {
 
 static const struct keydef budget_keys[] = {
     {"ratio", KD_SCALAR, NULL}, {"min-per-second", KD_SCALAR, NULL}, {NULL, 0, NULL}};
-static const struct keydef retry_keys[] = {
-    {"max-attempts", KD_SCALAR, NULL},
-    {"base-delay", KD_SCALAR, NULL},
-    {"max-delay", KD_SCALAR, NULL},
-    {"jitter", KD_SCALAR, NULL},
-    {"retry-on", KD_LIST, NULL},
-    {"retry-non-idempotent", KD_SCALAR, NULL},
-    {"honor-retry-after", KD_SCALAR, NULL},
-    {"budget", KD_SM, budget_keys},
-    {NULL, 0, NULL}};
+static const struct keydef retry_keys[] = {{"max-attempts", KD_SCALAR, NULL},
+                                           {"base-delay", KD_SCALAR, NULL},
+                                           {"max-delay", KD_SCALAR, NULL},
+                                           {"jitter", KD_SCALAR, NULL},
+                                           {"retry-on", KD_LIST, NULL},
+                                           {"retry-non-idempotent", KD_SCALAR, NULL},
+                                           {"honor-retry-after", KD_SCALAR, NULL},
+                                           {"budget", KD_SM, budget_keys},
+                                           {NULL, 0, NULL}};
 static const struct keydef breaker_keys[] = {{"failure-threshold", KD_SCALAR, NULL},
                                              {"recovery-timeout", KD_SCALAR, NULL},
                                              {"half-open-max-calls", KD_SCALAR, NULL},
@@ -507,9 +513,8 @@ static const struct keydef default_keys[] = {{"timeout", KD_SCALAR, NULL},
                                              {"deadline", KD_SCALAR, NULL},
                                              {NULL, 0, NULL}};
 static const struct keydef tls_keys[] = {
-    {"verify", KD_SCALAR, NULL},    {"ca-file", KD_SCALAR, NULL},
-    {"cert-file", KD_SCALAR, NULL}, {"key-file", KD_SCALAR, NULL},
-    {"server-name", KD_SCALAR, NULL}, {NULL, 0, NULL}};
+    {"verify", KD_SCALAR, NULL},   {"ca-file", KD_SCALAR, NULL},     {"cert-file", KD_SCALAR, NULL},
+    {"key-file", KD_SCALAR, NULL}, {"server-name", KD_SCALAR, NULL}, {NULL, 0, NULL}};
 static const struct keydef endpoint_keys[] = {
     {"url", KD_SCALAR, NULL}, {"weight", KD_SCALAR, NULL}, {NULL, 0, NULL}};
 static const struct keydef service_keys[] = {
@@ -521,9 +526,9 @@ static const struct keydef service_keys[] = {
     {"deadline", KD_SCALAR, NULL},
     {"retry", KD_SM, retry_keys},
     {"circuit-breaker", KD_SM, breaker_keys},
-    {"retry-base-delay", KD_NOENV, NULL},
-    {"circuit-breaker-failure-threshold", KD_NOENV, NULL},
-    {"circuit-breaker-recovery-timeout", KD_NOENV, NULL},
+    {"retry-base-delay", KD_SHORTCUT, NULL},
+    {"circuit-breaker-failure-threshold", KD_SHORTCUT, NULL},
+    {"circuit-breaker-recovery-timeout", KD_SHORTCUT, NULL},
     {"headers", KD_NOENV, NULL},
     {"max-inflight", KD_SCALAR, NULL},
     {"methods", KD_NOENV, NULL},
@@ -537,24 +542,23 @@ static const struct keydef client_keys[] = {{"default", KD_MAP, default_keys},
 static const struct keydef profiles_keys[] = {{"active", KD_STEP0, NULL}, {NULL, 0, NULL}};
 static const struct keydef pyfly_keys[] = {
     {"profiles", KD_MAP, profiles_keys}, {"client", KD_MAP, client_keys}, {NULL, 0, NULL}};
-static const struct keydef ahoyd_keys[] = {
-    {"listen", KD_SCALAR, NULL},
-    {"admin-listen", KD_SCALAR, NULL},
-    {"admin-token", KD_SCALAR, NULL},
-    {"admin-token-file", KD_SCALAR, NULL},
-    {"include", KD_STEP0, NULL},
-    {"log-level", KD_SCALAR, NULL},
-    {"access-log", KD_SCALAR, NULL},
-    {"access-log-format", KD_SCALAR, NULL},
-    {"max-connections", KD_SCALAR, NULL},
-    {"max-request-body", KD_SCALAR, NULL},
-    {"max-response-body", KD_SCALAR, NULL},
-    {"max-header-bytes", KD_SCALAR, NULL},
-    {"max-response-header-bytes", KD_SCALAR, NULL},
-    {"request-timeout", KD_SCALAR, NULL},
-    {"idle-timeout", KD_SCALAR, NULL},
-    {"shutdown-timeout", KD_SCALAR, NULL},
-    {NULL, 0, NULL}};
+static const struct keydef ahoyd_keys[] = {{"listen", KD_SCALAR, NULL},
+                                           {"admin-listen", KD_SCALAR, NULL},
+                                           {"admin-token", KD_SCALAR, NULL},
+                                           {"admin-token-file", KD_SCALAR, NULL},
+                                           {"include", KD_STEP0, NULL},
+                                           {"log-level", KD_SCALAR, NULL},
+                                           {"access-log", KD_SCALAR, NULL},
+                                           {"access-log-format", KD_SCALAR, NULL},
+                                           {"max-connections", KD_SCALAR, NULL},
+                                           {"max-request-body", KD_SCALAR, NULL},
+                                           {"max-response-body", KD_SCALAR, NULL},
+                                           {"max-header-bytes", KD_SCALAR, NULL},
+                                           {"max-response-header-bytes", KD_SCALAR, NULL},
+                                           {"request-timeout", KD_SCALAR, NULL},
+                                           {"idle-timeout", KD_SCALAR, NULL},
+                                           {"shutdown-timeout", KD_SCALAR, NULL},
+                                           {NULL, 0, NULL}};
 static const struct keydef top_keys[] = {
     {"ahoyd", KD_MAP, ahoyd_keys}, {"pyfly", KD_MAP, pyfly_keys}, {NULL, 0, NULL}};
 
@@ -563,6 +567,7 @@ static void check_keys(struct ctx *c, const struct node *map, const struct keyde
 {
     if (map == NULL || map->kind != N_MAP)
         return;
+    bool top = defs == top_keys;
     const char *names[32];
     size_t n = 0;
     for (const struct keydef *d = defs; d->name != NULL && n < 32; d++)
@@ -572,8 +577,8 @@ static void check_keys(struct ctx *c, const struct node *map, const struct keyde
         size_t j;
         for (j = 0; j < n && strcmp(names[j], k) != 0; j++)
             ;
-        if (j < n)
-            continue;
+        if (j < n || (top && strncmp(k, "x-", 2) == 0))
+            continue; /* x-*: top-level extension keys, a home for anchors */
         const char *s = suggest(k, names, n);
         if (s != NULL)
             err(c, map->keys[i], NULL, "unknown key '%s'; did you mean '%s'?", show(c, k), s);
@@ -619,8 +624,7 @@ static bool count_node(struct yparse *p, const struct src *at)
     if (p->failed)
         return false;
     if (++p->count > MAX_NODES_PER_FILE) {
-        err_src(p->c, at, NULL, "more than %d nodes after expanding aliases",
-                MAX_NODES_PER_FILE);
+        err_src(p->c, at, NULL, "more than %d nodes after expanding aliases", MAX_NODES_PER_FILE);
         p->failed = true;
         return false;
     }
@@ -665,7 +669,6 @@ static void finish_map(struct yparse *p, struct node *map)
     if (n == 0)
         return;
     bool *drop = xcalloc(n, sizeof(bool));
-    size_t extra = 0;
     for (size_t i = 0; i < n; i++) {
         struct node *k = map->keys[i];
         if (is_merge_key(k)) {
@@ -677,15 +680,9 @@ static void finish_map(struct yparse *p, struct node *map)
                     ok = ok && v->vals[j]->kind == N_MAP;
             }
             if (!ok) {
-                err(c, v, NULL, "merge key '<<' needs a map or a list of maps");
+                err(c, k, NULL, "merge key '<<' needs a map or a list of maps");
                 drop[i] = true;
-                continue;
             }
-            if (v->kind == N_MAP)
-                extra += v->n;
-            else
-                for (size_t j = 0; j < v->n; j++)
-                    extra += v->vals[j]->n;
             continue;
         }
         for (size_t j = 0; j < i; j++) {
@@ -719,7 +716,6 @@ static void finish_map(struct yparse *p, struct node *map)
             }
         }
     }
-    (void)extra;
     free(drop);
     /* the merged-in values are moved, not copied: the `<<` value is dropped */
     map->n = out->n;
@@ -810,8 +806,7 @@ static struct node *parse_yaml(struct ctx *c, const char *file, int file_idx,
         if (!yaml_parser_parse(&parser, &ev)) {
             struct src s = mark_src(&p, parser.problem_mark);
             if (parser.context != NULL)
-                err_src(c, &s, NULL, "YAML syntax error: %s %s", parser.problem,
-                        parser.context);
+                err_src(c, &s, NULL, "YAML syntax error: %s %s", parser.problem, parser.context);
             else
                 err_src(c, &s, NULL, "YAML syntax error: %s",
                         parser.problem ? parser.problem : "unknown error");
@@ -834,8 +829,8 @@ static struct node *parse_yaml(struct ctx *c, const char *file, int file_idx,
             if (!count_node(&p, &s))
                 break;
             n = new_node(c, N_SCALAR, &s);
-            n->text = arena_strndup(&c->a, (const char *)ev.data.scalar.value,
-                                    ev.data.scalar.length);
+            n->text =
+                arena_strndup(&c->a, (const char *)ev.data.scalar.value, ev.data.scalar.length);
             if (strlen(n->text) != ev.data.scalar.length)
                 err(c, n, NULL, "NUL character in a value");
             n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
@@ -871,11 +866,11 @@ static struct node *parse_yaml(struct ctx *c, const char *file, int file_idx,
             stack[depth].n = n;
             stack[depth].key = NULL;
             stack[depth].skip = false;
-            stack[depth].anchor = add_anchor(
-                &p,
-                ev.type == YAML_MAPPING_START_EVENT ? ev.data.mapping_start.anchor
-                                                    : ev.data.sequence_start.anchor,
-                n, false);
+            stack[depth].anchor =
+                add_anchor(&p,
+                           ev.type == YAML_MAPPING_START_EVENT ? ev.data.mapping_start.anchor
+                                                               : ev.data.sequence_start.anchor,
+                           n, false);
             depth++;
             break;
         case YAML_SEQUENCE_END_EVENT:
@@ -1011,8 +1006,7 @@ static struct node *find_dotted(struct node *root, const char *name)
     strcpy(buf, name);
     struct node *cur = root;
     char *save = NULL;
-    for (char *part = strtok_r(buf, ".", &save); part != NULL;
-         part = strtok_r(NULL, ".", &save)) {
+    for (char *part = strtok_r(buf, ".", &save); part != NULL; part = strtok_r(NULL, ".", &save)) {
         cur = get(cur, part);
         if (cur == NULL)
             return NULL;
@@ -1061,8 +1055,8 @@ static void resolve_scalar(struct ctx *c, struct node *n, const char *key, bool 
         const char *colon = memchr(s + 2, ':', (size_t)(close - s - 2));
         const char *name_end = colon != NULL ? colon : close;
         char *name = arena_strndup(&c->a, s + 2, (size_t)(name_end - s - 2));
-        char *def = colon != NULL ? arena_strndup(&c->a, colon + 1, (size_t)(close - colon - 1))
-                                  : NULL;
+        char *def =
+            colon != NULL ? arena_strndup(&c->a, colon + 1, (size_t)(close - colon - 1)) : NULL;
         if (name[0] == '\0') {
             err(c, n, key, "empty placeholder name in '%s'", show(c, n->text));
             ok = false;
@@ -1073,13 +1067,20 @@ static void resolve_scalar(struct ctx *c, struct node *n, const char *key, bool 
         if (val == NULL && !env_only) {
             struct node *ref = find_dotted(c->root, name);
             if (ref != NULL && ref->kind == N_SCALAR && !ref->is_null) {
-                if (ref->resolving) {
-                    err(c, n, key, "placeholder '${%s}' refers back to itself", show(c, name));
+                if (ref->resolving || c->ref_depth >= 32) {
+                    err(c, n, key, "placeholder '${%s}' is part of a cycle", show(c, name));
                     ok = false;
                     s = close + 1;
                     continue;
                 }
+                c->ref_depth++;
                 resolve_scalar(c, ref, NULL, false);
+                c->ref_depth--;
+                if (ref->broken) {
+                    ok = false; /* reported where it failed */
+                    s = close + 1;
+                    continue;
+                }
                 val = ref->text;
             }
         }
@@ -1095,6 +1096,7 @@ static void resolve_scalar(struct ctx *c, struct node *n, const char *key, bool 
     }
     if (ok)
         n->text = arena_strdup(&c->a, out.s);
+    n->broken = !ok;
     free(out.s);
     n->resolving = false;
     n->resolved = true;
@@ -1159,6 +1161,8 @@ static bool list_items(struct ctx *c, struct node *n, const char *key, bool env_
         if (n->is_null)
             return true;
         resolve_scalar(c, n, key, env_only);
+        if (n->broken)
+            return false;
         split_commas(c, n->text, &n->src, out, max);
         return true;
     }
@@ -1171,6 +1175,10 @@ static bool list_items(struct ctx *c, struct node *n, const char *key, bool env_
             continue;
         }
         resolve_scalar(c, it, key, env_only);
+        if (it->broken) {
+            ok = false;
+            continue;
+        }
         out->v[out->n].text = it->text;
         out->v[out->n].src = it->src;
         out->n++;
@@ -1187,11 +1195,10 @@ static void strip_step0(struct ctx *c, struct node *tree)
         struct node *sec = get(tree, paths[i][0]);
         if (i == 1)
             sec = get(sec, paths[i][1]);
-        const char *k = i == 0 ? "include" : "active";
-        long j = map_index(sec, k);
+        long j = map_index(sec, i == 0 ? "include" : "active");
         if (j < 0)
             continue;
-        err(c, sec->keys[j], k, "%s can only be set in the main file", paths[i][2]);
+        err(c, sec->keys[j], NULL, "%s can only be set in the main file", paths[i][2]);
         map_remove(sec, (size_t)j);
     }
 }
@@ -1314,8 +1321,8 @@ static char *env_stem(struct ctx *c, const char *prefix, const char *key)
     return s;
 }
 
-static void env_add(struct ctx *c, struct envtab *t, const char *name, const char **path,
-                    int depth, enum kd kind)
+static void env_add(struct ctx *c, struct envtab *t, const char *name, const char **path, int depth,
+                    enum kd kind)
 {
     if (t->n == t->cap) {
         t->cap = t->cap ? t->cap * 2 : 64;
@@ -1363,6 +1370,9 @@ static void env_gen(struct ctx *c, struct envtab *t, const char *prefix, const c
             break;
         }
         case KD_NOENV:
+            env_add(c, t, name, path, depth + 1, d->kind);
+            break;
+        case KD_SHORTCUT:
             break;
         }
     }
@@ -1515,6 +1525,14 @@ static void apply_env(struct ctx *c)
             continue;
         if (i > 0 && strcmp(t.v[i - 1].name, e->name) == 0)
             continue; /* reported with the first of the same name */
+        if (e->kind == KD_NOENV) {
+            struct src s = {NULL, 0, 0, 0, arena_printf(&c->a, "env %s", e->name)};
+            warn_src(c, &s, NULL,
+                     "%s is a map and cannot be overridden from the environment; "
+                     "ignored",
+                     dotted(c, e));
+            continue;
+        }
         if (e->ambiguous) {
             struct src s = {NULL, 0, 0, 0, arena_printf(&c->a, "env %s", e->name)};
             err_src(c, &s, NULL, "ambiguous: matches both %s and %s", dotted(c, e),
@@ -1701,6 +1719,8 @@ static void dprint_children(FILE *out, const struct dnode *d, int indent, bool d
 /* The scalar text of a value, or NULL after reporting why it is not one. */
 static const char *text_of(struct ctx *c, const struct node *n, const char *key, const char *what)
 {
+    if (n->broken)
+        return NULL;
     if (n->kind != N_SCALAR) {
         err(c, n, key, "expected %s, got %s", what, kind_name(n));
         return NULL;
@@ -1715,6 +1735,8 @@ static const char *text_of(struct ctx *c, const struct node *n, const char *key,
 /* A string value: null reads as "". */
 static const char *string_of(struct ctx *c, const struct node *n, const char *key)
 {
+    if (n->broken)
+        return NULL;
     if (n->kind != N_SCALAR) {
         err(c, n, key, "expected a string, got %s", kind_name(n));
         return NULL;
@@ -2030,8 +2052,8 @@ static bool parse_listen(const char *s, bool off_ok, struct listen_addr *out, co
         }
         static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
         static const unsigned char one[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-        out->loopback = memcmp(addr, one, 16) == 0 ||
-                        (memcmp(addr, v4mapped, 12) == 0 && addr[12] == 127);
+        out->loopback =
+            memcmp(addr, one, 16) == 0 || (memcmp(addr, v4mapped, 12) == 0 && addr[12] == 127);
     } else if (inet_pton(AF_INET, hbuf, addr) == 1) {
         out->loopback = addr[0] == 127;
     } else if (host_name_ok(hbuf, host_len)) {
@@ -2201,8 +2223,8 @@ static void retry_defaults(struct retry_policy *p, struct retry_prov *pv)
     p->budget_ratio = 0.2;
     p->budget_min_per_second = 10;
     pv->max_attempts = pv->base_delay = pv->max_delay = pv->jitter = pv->retry_on =
-        pv->non_idempotent = pv->honor_retry_after = pv->budget = pv->ratio =
-            pv->min_per_second = "default";
+        pv->non_idempotent = pv->honor_retry_after = pv->budget = pv->ratio = pv->min_per_second =
+            "default";
 }
 
 static void breaker_defaults(struct breaker_policy *p, struct breaker_prov *pv)
@@ -2263,7 +2285,7 @@ static void rd_budget(struct ctx *c, struct node *map, struct retry_policy *p,
 {
     struct node *n = get(map, "budget");
     bool b;
-    if (n == NULL)
+    if (n == NULL || n->broken)
         return;
     if (n->kind == N_SCALAR && !n->is_null && units_parse_bool(n->text, &b) == 0) {
         p->budget_enabled = b;
@@ -2272,8 +2294,7 @@ static void rd_budget(struct ctx *c, struct node *map, struct retry_policy *p,
     }
     if (n->kind != N_MAP) {
         err(c, n, "budget", "expected off or a map {ratio, min-per-second}, got %s",
-            n->kind == N_SCALAR ? arena_printf(&c->a, "'%s'", show(c, n->text))
-                                : kind_name(n));
+            n->kind == N_SCALAR ? arena_printf(&c->a, "'%s'", show(c, n->text)) : kind_name(n));
         return;
     }
     check_keys(c, n, budget_keys);
@@ -2304,8 +2325,7 @@ static void rd_breaker_map(struct ctx *c, struct node *map, struct breaker_polic
 {
     rd_int32(c, map, "failure-threshold", 1, 1000000, &p->failure_threshold,
              &pv->failure_threshold);
-    rd_duration(c, map, "recovery-timeout", false, &p->recovery_timeout_ms,
-                &pv->recovery_timeout);
+    rd_duration(c, map, "recovery-timeout", false, &p->recovery_timeout_ms, &pv->recovery_timeout);
     rd_int32(c, map, "half-open-max-calls", 1, 1000000, &p->half_open_max_calls,
              &pv->half_open_max_calls);
 }
@@ -2367,15 +2387,13 @@ static void dump_retry(struct ctx *c, struct dnode *d, const struct retry_policy
     }
     struct dnode *b = dmap(c, d, "budget", NULL);
     dleaf(c, b, "ratio", render_float(c, p->budget_ratio), pv->ratio);
-    dleaf(c, b, "min-per-second", render_float(c, p->budget_min_per_second),
-          pv->min_per_second);
+    dleaf(c, b, "min-per-second", render_float(c, p->budget_min_per_second), pv->min_per_second);
 }
 
 static void dump_breaker(struct ctx *c, struct dnode *d, const struct breaker_policy *p,
                          const struct breaker_prov *pv)
 {
-    dleaf(c, d, "failure-threshold", render_int(c, p->failure_threshold),
-          pv->failure_threshold);
+    dleaf(c, d, "failure-threshold", render_int(c, p->failure_threshold), pv->failure_threshold);
     dleaf(c, d, "recovery-timeout", render_duration(c, p->recovery_timeout_ms),
           pv->recovery_timeout);
     dleaf(c, d, "half-open-max-calls", render_int(c, p->half_open_max_calls),
@@ -2488,8 +2506,7 @@ static void conv_endpoints(struct ctx *c, struct service_conf *s, struct node *b
     }
 }
 
-static void conv_headers(struct ctx *c, struct service_conf *s, struct node *svc,
-                         struct dnode *ds)
+static void conv_headers(struct ctx *c, struct service_conf *s, struct node *svc, struct dnode *ds)
 {
     struct node *h = get(svc, "headers");
     if (h == NULL || h->is_null) {
@@ -2513,8 +2530,7 @@ static void conv_headers(struct ctx *c, struct service_conf *s, struct node *svc
             strncasecmp(name, "proxy-", 6) == 0 || strcasecmp(name, "te") == 0 ||
             strcasecmp(name, "trailer") == 0 || strcasecmp(name, "transfer-encoding") == 0 ||
             strcasecmp(name, "upgrade") == 0) {
-            err(c, h->keys[i], "headers", "'%s' is a hop-by-hop header and cannot be set",
-                name);
+            err(c, h->keys[i], "headers", "'%s' is a hop-by-hop header and cannot be set", name);
             continue;
         }
         if (strcasecmp(name, "host") == 0 || strcasecmp(name, "content-length") == 0 ||
@@ -2541,9 +2557,8 @@ static void conv_headers(struct ctx *c, struct service_conf *s, struct node *svc
         s->headers[s->n_headers].name = xstrdup(name);
         s->headers[s->n_headers].value = xstrdup(v);
         s->n_headers++;
-        dleaf(c, dh, render_str(c, name), header_is_secret(name) ? "\"<redacted>\""
-                                                                 : render_str(c, v),
-              prov_of(c, h->vals[i]));
+        dleaf(c, dh, render_str(c, name),
+              header_is_secret(name) ? "\"<redacted>\"" : render_str(c, v), prov_of(c, h->vals[i]));
     }
 }
 
@@ -2649,7 +2664,9 @@ static void conv_service_retry(struct ctx *c, struct service_conf *s, struct nod
     const char *rprov = NULL; /* set: dump `retry: false` */
     bool disabled = false;
     s->retry = g->retry;
-    if (r != NULL && r->kind == N_MAP) {
+    if (r != NULL && r->broken) {
+        /* reported */
+    } else if (r != NULL && r->kind == N_MAP) {
         rmap = r;
         check_keys(c, r, retry_keys);
         rd_retry_map(c, r, &s->retry, &pv);
@@ -2669,8 +2686,7 @@ static void conv_service_retry(struct ctx *c, struct service_conf *s, struct nod
                 pv.max_attempts = prov_of(c, r);
             }
         } else {
-            err(c, r, "retry",
-                "expected true, false, a number of attempts or a map, got '%s'",
+            err(c, r, "retry", "expected true, false, a number of attempts or a map, got '%s'",
                 show(c, r->text));
         }
     } else if (r != NULL && !r->is_null) {
@@ -2687,8 +2703,7 @@ static void conv_service_retry(struct ctx *c, struct service_conf *s, struct nod
             err(c, sc, "retry-base-delay", "sets the same field as retry.base-delay at %s",
                 pos_of(c, &field->src));
         } else if (field == NULL) {
-            rd_duration(c, svc, "retry-base-delay", false, &s->retry.base_delay_ms,
-                        &pv.base_delay);
+            rd_duration(c, svc, "retry-base-delay", false, &s->retry.base_delay_ms, &pv.base_delay);
         }
     }
     if (ds == NULL)
@@ -2708,7 +2723,9 @@ static void conv_service_breaker(struct ctx *c, struct service_conf *s, struct n
     struct node *bmap = NULL;
     const char *bprov = NULL;
     s->breaker = g->breaker;
-    if (b != NULL && b->kind == N_MAP) {
+    if (b != NULL && b->broken) {
+        /* reported */
+    } else if (b != NULL && b->kind == N_MAP) {
         bmap = b;
         check_keys(c, b, breaker_keys);
         rd_breaker_map(c, b, &s->breaker, &pv);
@@ -2762,8 +2779,7 @@ static void conv_service(struct ctx *c, struct config *cfg, struct node *key, st
     const char *name = key->text;
     struct service_conf *s = &cfg->services[cfg->n_services];
     if (name[0] == '_') {
-        err(c, key, NULL, "service name '%s' is reserved (names starting with '_')",
-            show(c, name));
+        err(c, key, NULL, "service name '%s' is reserved (names starting with '_')", show(c, name));
         return;
     }
     if (!service_name_ok(name)) {
@@ -2820,42 +2836,36 @@ static void conv_service(struct ctx *c, struct config *cfg, struct node *key, st
 /* ---- the whole configuration -------------------------------------------------------------- */
 
 static void conv_listen(struct ctx *c, struct node *ahoyd, const char *key, const char *def,
-                        bool off_ok, struct listen_addr *out, struct dnode *d,
-                        const char **prov_out)
+                        bool off_ok, struct listen_addr *out, struct dnode *d)
 {
     struct node *n = get(ahoyd, key);
-    const char *why = NULL;
+    const char *why = NULL, *prov = "default";
     const char *t = n != NULL ? text_of(c, n, key, "an address") : NULL;
-    *prov_out = "default";
-    if (t != NULL) {
-        if (parse_listen(t, off_ok, out, &why))
-            *prov_out = prov_of(c, n);
-        else
-            err(c, n, key, "bad address '%s': %s", show(c, t), why);
-    }
-    if (*prov_out[0] == 'd' && strcmp(*prov_out, "default") == 0 && out->text == NULL)
+    if (t != NULL && parse_listen(t, off_ok, out, &why))
+        prov = prov_of(c, n);
+    else if (t != NULL)
+        err(c, n, key, "bad address '%s': %s", show(c, t), why);
+    if (out->text == NULL)
         parse_listen(def, off_ok, out, &why);
-    dleaf(c, d, key, out->kind == LISTEN_OFF ? "off" : render_str(c, out->text), *prov_out);
+    dleaf(c, d, key, out->kind == LISTEN_OFF ? "off" : render_str(c, out->text), prov);
 }
 
-static void conv_admin_token(struct ctx *c, struct config *cfg, struct node *ahoyd,
-                             struct dnode *d, const char *listen_prov)
+static void conv_admin_token(struct ctx *c, struct config *cfg, struct node *ahoyd, struct dnode *d)
 {
     const char *tok = "", *tokp = "default", *file = "", *filep = "default";
     struct node *tn = rd_string(c, ahoyd, "admin-token", &tok, &tokp);
     struct node *fn = rd_string(c, ahoyd, "admin-token-file", &file, &filep);
+    file = rel_path(c, file);
     if (tok[0] != '\0' && file[0] != '\0') {
         err(c, fn, "admin-token-file", "set admin-token or admin-token-file, not both");
     } else if (tok[0] != '\0') {
         cfg->admin_token = xstrdup(tok);
     } else if (file[0] != '\0') {
-        file = rel_path(c, file);
         FILE *f = fopen(file, "rb");
         char buf[MAX_TOKEN_FILE_BYTES + 1];
         size_t len = 0;
         if (f == NULL) {
-            err(c, fn, "admin-token-file", "cannot open %s: %s", show(c, file),
-                strerror(errno));
+            err(c, fn, "admin-token-file", "cannot open %s: %s", show(c, file), strerror(errno));
         } else {
             len = fread(buf, 1, sizeof(buf), f);
             fclose(f);
@@ -2886,7 +2896,6 @@ static void conv_admin_token(struct ctx *c, struct config *cfg, struct node *aho
         err(c, an, "admin-listen", "%s is not loopback: set admin-token or admin-token-file",
             show(c, cfg->admin_listen.text));
     }
-    (void)listen_prov;
     dleaf(c, d, "admin-token", tok[0] ? "\"<redacted>\"" : "\"\"", tokp);
     dleaf(c, d, "admin-token-file", render_str(c, file), filep);
 }
@@ -2902,9 +2911,9 @@ static void convert(struct ctx *c, struct config *cfg, const struct items *inc,
     struct dnode *da = dmap(c, c->dump, "ahoyd", NULL);
     const char *p;
 
-    conv_listen(c, ahoyd, "listen", "127.0.0.1:8080", false, &cfg->listen, da, &p);
-    conv_listen(c, ahoyd, "admin-listen", "127.0.0.1:9901", true, &cfg->admin_listen, da, &p);
-    conv_admin_token(c, cfg, ahoyd, da, p);
+    conv_listen(c, ahoyd, "listen", "127.0.0.1:8080", false, &cfg->listen, da);
+    conv_listen(c, ahoyd, "admin-listen", "127.0.0.1:9901", true, &cfg->admin_listen, da);
+    conv_admin_token(c, cfg, ahoyd, da);
 
     cfg->include = xcalloc(inc->n + 1, sizeof(char *));
     for (size_t i = 0; i < inc->n; i++)
@@ -3045,8 +3054,7 @@ static void convert(struct ctx *c, struct config *cfg, const struct items *inc,
     cfg->default_deadline_ms = g.deadline;
     struct dnode *dd = dmap(c, dc, "default", NULL);
     dleaf(c, dd, "timeout", render_duration(c, g.timeout), g.timeout_prov);
-    dleaf(c, dd, "connect-timeout", render_duration(c, g.connect_timeout),
-          g.connect_timeout_prov);
+    dleaf(c, dd, "connect-timeout", render_duration(c, g.connect_timeout), g.connect_timeout_prov);
     dleaf(c, dd, "deadline", render_duration(c, g.deadline), g.deadline_prov);
 
     breaker_defaults(&g.breaker, &g.breaker_prov);
@@ -3061,9 +3069,9 @@ static void convert(struct ctx *c, struct config *cfg, const struct items *inc,
     dump_retry(c, dmap(c, dc, "retry", NULL), &g.retry, &g.retry_prov);
 
     struct node *svcs = section(c, client, "services", NULL);
-    struct dnode *dsv = svcs != NULL && svcs->n > 0 ? dmap(c, dc, "services", NULL)
-                                                   : dadd(c, dc, D_MAP, "services", NULL,
-                                                          "default");
+    struct dnode *dsv = svcs != NULL && svcs->n > 0
+                            ? dmap(c, dc, "services", NULL)
+                            : dadd(c, dc, D_MAP, "services", NULL, "default");
     if (svcs != NULL) {
         cfg->services = xcalloc(svcs->n, sizeof(*cfg->services));
         for (size_t i = 0; i < svcs->n; i++)
@@ -3161,7 +3169,8 @@ static int cmp_msg(const void *a, const void *b)
 /* Sorted by file and position, duplicates (an aliased value checked twice) dropped. */
 static void take_messages(struct msglist *l, char ***out, size_t *n_out)
 {
-    qsort(l->v, l->n, sizeof(*l->v), cmp_msg);
+    if (l->n > 0)
+        qsort(l->v, l->n, sizeof(*l->v), cmp_msg);
     *out = xcalloc(l->n + 1, sizeof(char *));
     *n_out = 0;
     for (size_t i = 0; i < l->n; i++) {
@@ -3238,8 +3247,7 @@ static int run(const struct config_options *opts, struct config_messages *msgs, 
     struct items inc, prof;
     const char *inc_prov, *prof_prov;
     step0(&c, &inc, &inc_prov, &prof, &prof_prov);
-    if (main_tree != NULL || inc_prov[0] == 'e')
-        load_includes(&c, &inc);
+    load_includes(&c, &inc);
     load_profiles(&c, &prof);
     resolve_tree(&c, c.root, NULL);
     apply_env(&c);

@@ -110,6 +110,11 @@ struct config {
 
     struct service_conf *services; /* in file order */
     size_t n_services;
+
+    /* Every file that was read (main, includes, profiles), in load order.
+     * method_conf.file points at one of these. */
+    char **files;
+    size_t n_files;
 };
 
 /* Errors and warnings, each a full line: "FILE:LINE:COL: message" or "env NAME: message". */

@@ -23,6 +23,9 @@ void metrics_note_request(struct service_state *st, int status, const char *erro
                           int64_t duration_us);
 /* A reload attempt finished (SIGHUP or POST /v1/reload). */
 void metrics_note_reload(bool ok, int64_t unix_time_s);
+/* The configuration loaded at start: sets the last-success timestamp without
+ * counting a reload. */
+void metrics_note_startup(int64_t unix_time_s);
 void metrics_service_free(struct service_metrics *m);
 
 /* The whole exposition for the current runtime, malloc'd; *len set. */

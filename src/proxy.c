@@ -143,12 +143,20 @@ void proxy_begin(struct request *r)
 static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_response *resp,
                             int64_t elapsed_us);
 
+/* origin + base path + rest + query, joined by the rules of SPEC 3.1. path is the
+ * base-path-relative part ("" or "/..."), optionally followed by "?query". */
 static char *endpoint_url(const struct endpoint_conf *ec, const char *path)
 {
-    size_t n = strlen(ec->origin) + strlen(ec->base_path) + strlen(path) + 1;
+    const char *q = strchr(path, '?');
+    size_t rest_len = q ? (size_t)(q - path) : strlen(path);
+    char *joined = http_join_path(ec->base_path, path, rest_len, q ? q : "", q ? strlen(q) : 0);
+    if (!joined)
+        return NULL;
+    size_t n = strlen(ec->origin) + strlen(joined) + 1;
     char *url = malloc(n);
     if (url)
-        snprintf(url, n, "%s%s", ec->origin, path);
+        snprintf(url, n, "%s%s", ec->origin, joined);
+    free(joined);
     return url;
 }
 

@@ -266,6 +266,8 @@ static void resume(struct request *r)
     r->suspended = false;
     r->srv->calls--;
     MHD_resume_connection(r->conn);
+    /* without its own thread MHD notices a resume only when it next runs */
+    r->srv->mhd_kick = true;
 }
 
 void server_respond(struct request *r)
@@ -860,8 +862,6 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- the daemon on the loop ------------------------------------------------------- */
 
-static struct loop_timer mhd_timer;
-
 static void mhd_run(struct server *s)
 {
     MHD_run(s->mhd);
@@ -881,15 +881,19 @@ static int64_t on_prepare(void *arg)
 {
     struct server *s = arg;
     MHD_UNSIGNED_LONG_LONG to;
+    if (s->mhd && s->mhd_kick) {
+        s->mhd_kick = false;
+        MHD_run(s->mhd);
+    }
     if (s->mhd && MHD_get_timeout(s->mhd, &to) == MHD_YES) {
         if (to == 0) {
             MHD_run(s->mhd);
             if (MHD_get_timeout(s->mhd, &to) != MHD_YES)
                 return -1;
         }
-        loop_timer_start(s->loop, &mhd_timer, (int64_t)to);
+        loop_timer_start(s->loop, &s->mhd_timer, (int64_t)to);
     } else {
-        loop_timer_stop(s->loop, &mhd_timer);
+        loop_timer_stop(s->loop, &s->mhd_timer);
     }
     return -1;
 }
@@ -913,6 +917,7 @@ int server_start(struct server *s, struct loop *loop, struct upstream *up, struc
                                                : 0;
     size_t pool = (size_t)(cfg->max_header_bytes + cfg->max_response_header_bytes) + 16384;
     struct MHD_OptionItem ops[] = {
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s},
         {MHD_OPTION_LISTEN_SOCKET, s->listen_fd, NULL},
         {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, s},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
@@ -920,7 +925,6 @@ int server_start(struct server *s, struct loop *loop, struct upstream *up, struc
          NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)idle_s, NULL},
-        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s},
         {MHD_OPTION_END, 0, NULL},
     };
     s->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0,
@@ -936,7 +940,7 @@ int server_start(struct server *s, struct loop *loop, struct upstream *up, struc
         log_error("cannot watch the HTTP server's epoll fd");
         return -1;
     }
-    loop_timer_init(&mhd_timer, on_mhd_timer, s);
+    loop_timer_init(&s->mhd_timer, on_mhd_timer, s);
     loop_set_prepare(loop, on_prepare, s);
     log_info("proxy listening on %s", bound);
     return 0;
@@ -979,7 +983,7 @@ void server_free(struct server *s)
         }
         MHD_run(s->mhd);
         loop_io_del(s->loop, &s->mhd_io);
-        loop_timer_stop(s->loop, &mhd_timer);
+        loop_timer_stop(s->loop, &s->mhd_timer);
         MHD_stop_daemon(s->mhd);
         s->mhd = NULL;
     }

@@ -23,6 +23,8 @@ struct server {
     struct runtime *rt;          /* current; requests hold their own reference */
     struct MHD_Daemon *mhd;
     struct loop_io mhd_io;
+    struct loop_timer mhd_timer; /* MHD's own timeouts */
+    bool mhd_kick;               /* a connection was resumed: run MHD before waiting */
     int listen_fd;
     char *bound;                 /* "127.0.0.1:8080" as bound (port 0 resolved) */
     uint64_t rng;

@@ -115,6 +115,9 @@ void harness_init(void)
     const char *tmp = getenv("TMPDIR");
 
     signal(SIGPIPE, SIG_IGN);
+    /* Daemons orphaned by a failed test (killed by PDEATHSIG) are reparented here
+     * rather than to init, and reaped by harness_finish(). */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     snprintf(temp_root, sizeof(temp_root), "%s/ahoyd-tests-XXXXXX",
              tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
@@ -160,6 +163,17 @@ int harness_finish(int failed)
     }
     remove_tree(temp_root);
     curl_global_cleanup();
+    {
+        /* Reap orphans (bounded: they were SIGKILLed when their test died). */
+        double end = harness_now_ms() + 2000;
+        while (harness_now_ms() < end) {
+            pid_t r = waitpid(-1, NULL, WNOHANG);
+            if (r < 0)
+                break;
+            if (r == 0)
+                sleep_ms(10);
+        }
+    }
     return failed;
 }
 
