@@ -360,6 +360,7 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
             free(r->resp);
         }
         r->resp = resp;
+        r->resp_endpoint = r->last_endpoint;
         if (resp->status == 429 || resp->status == 503)
             retry_after = header_list_get(&resp->headers, "Retry-After");
     }

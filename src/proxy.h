@@ -47,6 +47,7 @@ struct request {
     bool suspended;
     bool client_gone;
     bool logged;
+    bool raw_answered;              /* answered directly on the socket (408, late 413) */
 
     /* the call */
     bool call_running;              /* counted in service inflight */
@@ -77,6 +78,7 @@ struct request {
     bool response_ready;
     int status;
     struct upstream_response *resp; /* the upstream's, or NULL */
+    const char *resp_endpoint;      /* URL of the endpoint that gave resp */
     const char *err_code;           /* ahoyd's error, when resp is NULL */
     char *err_message;
     struct header_list extra;       /* Allow, Retry-After ... */

@@ -196,8 +196,8 @@ static struct MHD_Response *build_response(struct request *r)
         char n[16];
         snprintf(n, sizeof n, "%d", r->attempts);
         MHD_add_response_header(resp, "X-Ahoyd-Attempts", n);
-        if (r->last_endpoint)
-            MHD_add_response_header(resp, "X-Ahoyd-Upstream", r->last_endpoint);
+        if (r->resp_endpoint)
+            MHD_add_response_header(resp, "X-Ahoyd-Upstream", r->resp_endpoint);
     } else {
         size_t len = 0;
         char *body = http_error_body(r->err_code ? r->err_code : "internal_error",
@@ -299,33 +299,55 @@ static int connection_fd(struct MHD_Connection *c)
     return ci ? ci->connect_fd : -1;
 }
 
+/* Answer on the socket itself, for the two cases MHD cannot queue: a request-timeout
+ * while the handler is not running, and a body that grows over the limit mid-upload
+ * (MHD refuses a response between the first call and the end of the body). The write
+ * side is shut down after the answer; what the client still sends is read and dropped
+ * until it closes, so the answer is not lost to a reset (a lingering close). */
+static void raw_answer(struct request *r, int status, const char *code, const char *message,
+                       int how)
+{
+    int fd = connection_fd(r->conn);
+    if (!r->request_id[0])
+        http_request_id_new(r->request_id, &r->srv->rng);
+    request_set_error(r, status, code, message);
+    r->close = true;
+    r->raw_answered = true;
+    r->body_discard = true;
+    if (fd >= 0) {
+        size_t len = 0;
+        char *body = http_error_body(code, message, status, r->svc ? r->svc->conf->name : NULL,
+                                     0, r->request_id, &len);
+        char head[512];
+        int hl = snprintf(head, sizeof head,
+                          "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                          "Content-Length: %zu\r\nConnection: close\r\nX-Request-Id: %s\r\n\r\n",
+                          status, http_status_reason(status), len, r->request_id);
+        if (body && hl > 0 && (size_t)hl < sizeof head) {
+            ssize_t w = send(fd, head, (size_t)hl, MSG_NOSIGNAL);
+            if (w == hl)
+                w = send(fd, body, len, MSG_NOSIGNAL);
+            (void)w;
+        }
+        free(body);
+        shutdown(fd, how);
+    }
+    request_log(r);
+}
+
 static void on_request_timeout(void *arg)
 {
     struct request *r = arg;
-    int fd = connection_fd(r->conn);
-    if (fd < 0 || r->received_us)
+    if (r->received_us)
         return;
-    if (!r->request_id[0])
-        http_request_id_new(r->request_id, &r->srv->rng);
-    size_t len = 0;
-    char *body = http_error_body("request_timeout", "the request was not received in time", 408,
-                                 r->svc ? r->svc->conf->name : NULL, 0, r->request_id, &len);
-    char head[512];
-    int hl = snprintf(head, sizeof head,
-                      "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
-                      "Content-Length: %zu\r\nConnection: close\r\nX-Request-Id: %s\r\n\r\n",
-                      len, r->request_id);
-    if (body && hl > 0 && (size_t)hl < sizeof head) {
-        ssize_t w = send(fd, head, (size_t)hl, MSG_NOSIGNAL);
-        if (w == hl)
-            w = send(fd, body, len, MSG_NOSIGNAL);
-        (void)w;
+    if (r->raw_answered) {
+        /* answered already and the client is still sending: stop listening */
+        int fd = connection_fd(r->conn);
+        if (fd >= 0)
+            shutdown(fd, SHUT_RDWR);
+        return;
     }
-    free(body);
-    shutdown(fd, SHUT_RDWR); /* MHD sees the close and completes the request */
-    r->status = 408;
-    r->close = true;
-    request_log(r);
+    raw_answer(r, 408, "request_timeout", "the request was not received in time", SHUT_RDWR);
 }
 
 /* ---- MHD callbacks ------------------------------------------------------------------ */
@@ -797,6 +819,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     r->conn = conn;
     if (r->client_gone)
         return MHD_NO; /* the client left during the call: close */
+    if (r->raw_answered) {
+        /* answered on the socket: drop what still arrives, close at the end */
+        if (*upload_data_size) {
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        return MHD_NO;
+    }
     if (r->response_ready)
         return queue_answer(r);
 
@@ -819,9 +849,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         if (r->response_ready)
             return MHD_YES;
         if (body_append(r, upload_data, n, r->rt->cfg->max_request_body) != 0) {
-            fail(r, 413, "payload_too_large", "the request body is over the limit", true);
-            r->response_ready = true;
-            return queue_answer(r);
+            raw_answer(r, 413, "payload_too_large", "the request body is over the limit",
+                       SHUT_WR);
+            /* the lingering drain is bounded by request-timeout, or idle-timeout */
+            if (!loop_timer_active(&r->request_timer))
+                loop_timer_start(s->loop, &r->request_timer, 5000);
         }
         return MHD_YES;
     }

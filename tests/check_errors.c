@@ -74,13 +74,7 @@ START_TEST(upstream_unreachable_closed_port)
     int rc, port = closed_port();
 
     ck_assert_int_gt(port, 0);
-    if (asprintf(&yaml,
-                 "ahoyd:\n  listen: 127.0.0.1:0\n  admin-listen: off\n  access-log: stderr\n"
-                 "pyfly:\n  client:\n    services:\n"
-                 "      svc:\n        base-url: http://127.0.0.1:%d/base\n"
-                 "        retry: false\n        circuit-breaker: false\n",
-                 port) < 0)
-        ck_abort();
+    yaml = one_service_yaml(port, NULL, "retry: false\ncircuit-breaker: false");
     rc = ahoyd_start(&daemon_proc, yaml);
     free(yaml);
     ck_assert_int_eq(rc, 0);
@@ -98,14 +92,9 @@ START_TEST(upstream_unreachable_connect_timeout)
     double t0;
 
     ck_assert_int_gt(port, 0);
-    if (asprintf(&yaml,
-                 "ahoyd:\n  listen: 127.0.0.1:0\n  admin-listen: off\n  access-log: stderr\n"
-                 "pyfly:\n  client:\n    services:\n"
-                 "      svc:\n        base-url: http://127.0.0.1:%d/base\n"
-                 "        retry: false\n        circuit-breaker: false\n"
-                 "        connect-timeout: 300ms\n        timeout: 5s\n",
-                 port) < 0)
-        ck_abort();
+    yaml = one_service_yaml(port, NULL,
+                            "retry: false\ncircuit-breaker: false\n"
+                            "connect-timeout: 300ms\ntimeout: 5s");
     rc = ahoyd_start(&daemon_proc, yaml);
     free(yaml);
     ck_assert_int_eq(rc, 0);
@@ -525,49 +514,32 @@ END_TEST
 static Suite *errors_suite(void)
 {
     Suite *s = suite_create("errors");
-    TCase *tc = tcase_create("upstream");
+    TCase *tc = harness_tcase(s, "upstream");
 
-    tcase_add_checked_fixture(tc, harness_setup, harness_teardown);
-    tcase_set_timeout(tc, 120);
     tcase_add_test(tc, upstream_timeout);
     tcase_add_test(tc, upstream_unreachable_closed_port);
     tcase_add_test(tc, upstream_unreachable_connect_timeout);
     tcase_add_test(tc, upstream_reset);
     tcase_add_test(tc, upstream_response_too_large);
-    suite_add_tcase(s, tc);
 
-    tc = tcase_create("requests");
-    tcase_add_checked_fixture(tc, harness_setup, harness_teardown);
-    tcase_set_timeout(tc, 120);
+    tc = harness_tcase(s, "requests");
     tcase_add_test(tc, unknown_service);
     tcase_add_test(tc, error_shape);
     tcase_add_test(tc, dot_segments_and_bad_targets);
     tcase_add_test(tc, bad_headers_and_framing);
     tcase_add_test(tc, http10_without_host_is_fine);
     tcase_add_test(tc, connect_and_upgrade);
-    suite_add_tcase(s, tc);
 
-    tc = tcase_create("limits");
-    tcase_add_checked_fixture(tc, harness_setup, harness_teardown);
-    tcase_set_timeout(tc, 120);
+    tc = harness_tcase(s, "limits");
     tcase_add_test(tc, payload_too_large_content_length);
     tcase_add_test(tc, payload_too_large_chunked);
     tcase_add_test(tc, headers_too_large);
     tcase_add_test(tc, overloaded_max_inflight);
     tcase_add_test(tc, overloaded_max_connections);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
-
-    harness_init();
-    sr = srunner_create(errors_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return harness_finish(failed) != 0 ? 1 : 0;
+    return harness_main(errors_suite());
 }

@@ -715,18 +715,13 @@ END_TEST
 static Suite *forward_suite(void)
 {
     Suite *s = suite_create("forward");
-    TCase *tc = tcase_create("stub");
+    TCase *tc = harness_tcase(s, "stub");
 
-    tcase_add_checked_fixture(tc, harness_setup, harness_teardown);
-    tcase_set_timeout(tc, 120);
     tcase_add_test(tc, stub_echo_and_controls);
     tcase_add_test(tc, stub_faults);
     tcase_add_test(tc, stub_parallel_delays);
-    suite_add_tcase(s, tc);
 
-    tc = tcase_create("forward");
-    tcase_add_checked_fixture(tc, harness_setup, harness_teardown);
-    tcase_set_timeout(tc, 120);
+    tc = harness_tcase(s, "forward");
     tcase_add_test(tc, methods_and_bodies);
     tcase_add_test(tc, head_keeps_content_length);
     tcase_add_test(tc, base_path_join);
@@ -739,19 +734,10 @@ static Suite *forward_suite(void)
     tcase_add_test(tc, nothing_blocks);
     tcase_add_test(tc, access_log_line);
     tcase_add_test(tc, stops_cleanly);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
-
-    harness_init();
-    sr = srunner_create(forward_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return harness_finish(failed) != 0 ? 1 : 0;
+    return harness_main(forward_suite());
 }

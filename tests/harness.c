@@ -177,6 +177,29 @@ int harness_finish(int failed)
     return failed;
 }
 
+int harness_main(Suite *s)
+{
+    SRunner *sr;
+    int failed;
+
+    harness_init();
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return harness_finish(failed) != 0 ? 1 : 0;
+}
+
+TCase *harness_tcase(Suite *s, const char *name)
+{
+    TCase *tc = tcase_create(name);
+
+    tcase_add_checked_fixture(tc, harness_setup, harness_teardown);
+    tcase_set_timeout(tc, 120);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
 void harness_setup(void)
 {
     n_registered = 0;
@@ -246,6 +269,8 @@ static pid_t spawn(char *const *argv, int out_fd, int err_fd)
         _exit(127);
     if (err_fd >= 0 && dup2(err_fd, STDERR_FILENO) < 0)
         _exit(127);
+    /* ahoyd reads AHOYD_* as configuration overrides and warns about unknown ones. */
+    unsetenv("AHOYD_BIN");
     execv(argv[0], argv);
     fprintf(stderr, "harness: cannot exec %s: %s\n", argv[0], strerror(errno));
     _exit(127);
@@ -677,7 +702,7 @@ static struct curl_slist *setup_easy(CURL *h, const struct http_req *req, struct
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 30000L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 15000L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, t);
@@ -830,7 +855,7 @@ int http_parallel(const struct http_req *req, int n, long *statuses, double *ela
     struct http_resp *resp = calloc((size_t)n, sizeof(*resp));
     struct curl_slist **lists = calloc((size_t)n, sizeof(*lists));
     double start = harness_now_ms();
-    double end = start + (req->timeout_ms > 0 ? req->timeout_ms : 30000L) + 5000;
+    double end = start + (req->timeout_ms > 0 ? req->timeout_ms : 15000L) + 5000;
     int i, running = 0, ok = 0;
 
     if (multi == NULL || easy == NULL || t == NULL || resp == NULL || lists == NULL) {

@@ -37,6 +37,13 @@ struct proc {
     bool exited;
 };
 
+/* The whole main() of an integration suite: harness_init, run s (CK_NORMAL),
+ * harness_finish; returns the exit status (0 when every test passed). */
+int harness_main(Suite *s);
+/* A test case with the harness fixture (harness_setup/harness_teardown) and a
+ * 120 s timeout, added to s. */
+TCase *harness_tcase(Suite *s, const char *name);
+
 /* Call once in main() before srunner_run_all, and harness_finish() after it. */
 void harness_init(void);
 /* Prints the logs left by failed tests, removes the temp root; returns failed. */
@@ -85,7 +92,7 @@ struct http_req {
     const char *const *headers;       /* NULL-terminated "Name: value" list, or NULL */
     const void *body;                 /* NULL = no body; non-NULL with len 0 = empty body */
     size_t body_len;
-    long timeout_ms;                  /* 0 = 30 s */
+    long timeout_ms;                  /* 0 = 15 s */
     bool chunked;                     /* send the body with Transfer-Encoding: chunked */
 };
 
