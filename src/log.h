@@ -14,6 +14,7 @@
 void log_init(enum log_level level);
 void log_set_level(enum log_level level);
 bool log_enabled(enum log_level level);
+enum log_level log_level_current(void);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)

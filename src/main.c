@@ -43,6 +43,8 @@ struct daemon_state {
     struct upstream *upstream;
     struct server server;
     struct admin *admin;
+    struct admin *admin_retired;      /* replaced by a reload, stopped on the next turn */
+    struct loop_timer admin_reaper;
     bool ready;
     struct loop_io signal_io;
     int signal_fd;
@@ -89,6 +91,10 @@ static void add_error(char ***errors, size_t *n, const char *msg)
     e[(*n)++] = strdup(msg);
 }
 
+static struct runtime *hook_current(void *arg);
+static bool hook_ready(void *arg);
+static int hook_reload(void *arg, char ***errors, size_t *n_errors);
+
 /* Load the configuration again (SPEC 2.6). Returns 0 when it took effect; otherwise -1
  * and every error logged and, when errors is not NULL, handed back. */
 static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
@@ -110,6 +116,32 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
         }
         goto done;
     }
+    /* bind what the new configuration needs before changing anything */
+    struct listener *lst = NULL;
+    struct admin *new_admin = NULL;
+    const struct config *cur = d->server.rt->cfg;
+    if (server_prepare_reload(&d->server, cfg, &lst) != 0) {
+        const char *m = "cannot listen on the new listen address";
+        log_error("%s %s", m, cfg->listen.text);
+        if (errors)
+            add_error(errors, n_errors, m);
+        config_free(cfg);
+        goto done;
+    }
+    bool admin_moves = strcmp(cfg->admin_listen.text, cur->admin_listen.text) != 0;
+    if (admin_moves && cfg->admin_listen.kind != LISTEN_OFF) {
+        struct admin_hooks hooks = {
+            .arg = d, .current = hook_current, .ready = hook_ready, .reload = hook_reload};
+        new_admin = admin_start(d->loop, &cfg->admin_listen, cfg->admin_token, &hooks);
+        if (!new_admin) {
+            const char *m = "cannot listen on the new admin-listen address";
+            if (errors)
+                add_error(errors, n_errors, m);
+            server_discard_reload(&d->server, lst);
+            config_free(cfg);
+            goto done;
+        }
+    }
     char *err = NULL;
     struct runtime *rt = runtime_new(cfg, d->server.rt, d->loop, &err);
     if (!rt) {
@@ -117,17 +149,29 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
         if (errors)
             add_error(errors, n_errors, err ? err : "cannot build the runtime");
         free(err);
+        if (new_admin)
+            admin_stop(new_admin);
+        server_discard_reload(&d->server, lst);
         config_free(cfg);
         goto done;
     }
-    if (strcmp(rt->cfg->listen.text, d->server.rt->cfg->listen.text) != 0)
-        log_warn("listen address changes take effect at restart (still on %s)",
-                 d->server.bound);
-    log_set_level(d->opts.log_level ? d->server.rt->cfg->log_level : rt->cfg->log_level);
-    if (d->admin)
+    /* commit */
+    struct runtime *old = runtime_ref(d->server.rt);
+    server_commit_reload(&d->server, rt, lst);
+    runtime_retire_missing(old, rt);
+    runtime_unref(old);
+    runtime_unref(rt); /* the server holds it */
+    if (admin_moves) {
+        /* after a reload over HTTP the old admin is still answering: stop it later */
+        if (d->admin)
+            d->admin_retired = d->admin;
+        d->admin = new_admin;
+        if (d->admin_retired)
+            loop_timer_start(d->loop, &d->admin_reaper, 0);
+    } else if (d->admin) {
         admin_set_token(d->admin, rt->cfg->admin_token);
-    runtime_unref(d->server.rt);
-    d->server.rt = rt;
+    }
+    log_set_level(d->opts.log_level ? log_level_current() : rt->cfg->log_level);
     log_info("configuration reloaded: %zu services", rt->n_services);
     rc = 0;
 done:
@@ -137,6 +181,14 @@ done:
     config_messages_free(&msgs);
     sd_notify(0, "READY=1");
     return rc;
+}
+
+static void on_admin_reaper(void *arg)
+{
+    struct daemon_state *d = arg;
+    if (d->admin_retired)
+        admin_stop(d->admin_retired);
+    d->admin_retired = NULL;
 }
 
 static struct runtime *hook_current(void *arg)
@@ -199,6 +251,7 @@ static void start_drain(struct daemon_state *d)
     log_info("draining: %zu requests in progress", d->server.requests);
     d->server.draining = true;
     server_stop_accepting(&d->server);
+    server_close_idle(&d->server);
     int64_t t = d->server.rt->cfg->shutdown_timeout_ms;
     loop_timer_start(d->loop, &d->shutdown_timer, t);
     loop_timer_start(d->loop, &d->drain_timer, 0);
@@ -352,6 +405,7 @@ int main(int argc, char **argv)
     if (server_start(&d.server, d.loop, d.upstream, rt) != 0)
         goto out;
     loop_timer_init(&d.drain_timer, on_drain_poll, &d);
+    loop_timer_init(&d.admin_reaper, on_admin_reaper, &d);
     loop_timer_init(&d.shutdown_timer, on_shutdown_timeout, &d);
     loop_timer_init(&d.watchdog_timer, on_watchdog, &d);
     uint64_t wd_usec = 0;
@@ -368,7 +422,7 @@ int main(int argc, char **argv)
     }
     metrics_note_reload(true, (int64_t)time(NULL));
     d.ready = true;
-    sd_notifyf(0, "READY=1\nSTATUS=listening on %s", d.server.bound);
+    sd_notifyf(0, "READY=1\nSTATUS=listening on %s", server_bound(&d.server));
     log_info("ahoyd %s ready: %zu services", PACKAGE_VERSION, rt->n_services);
 
     if (loop_run(d.loop) != 0) {
@@ -384,6 +438,8 @@ out:
         loop_timer_stop(d.loop, &d.watchdog_timer);
     if (d.admin)
         admin_stop(d.admin);
+    if (d.admin_retired)
+        admin_stop(d.admin_retired);
     server_free(&d.server);
     runtime_unref(rt);
     upstream_free(d.upstream);

@@ -202,7 +202,9 @@ static void attempt_next(struct request *r)
         struct endpoint_rt *ep = svc->endpoints[i];
         endpoint_tick(ep, now);
         enum breaker_state st = breaker_peek(&ep->breaker, ep->policy);
-        slots[i].weight = ep->conf->weight;
+        if (ep->retired)
+            st = BREAKER_OPEN; /* removed by a reload: not a candidate any more */
+        slots[i].weight = sc->endpoints[i].weight;
         slots[i].inflight = ep->inflight;
         slots[i].admit = st == BREAKER_CLOSED ? ADMIT_CLOSED
                          : st == BREAKER_HALF_OPEN ? ADMIT_PROBE
@@ -266,7 +268,7 @@ static void attempt_next(struct request *r)
     if (nl > 40 && !(lines = calloc(nl, sizeof *lines))) {
         lines = NULL;
     }
-    char *url = endpoint_url(ep->conf, r->upstream_path);
+    char *url = endpoint_url(&sc->endpoints[idx], r->upstream_path);
     struct upstream_attempt *a = NULL;
     if (lines && url) {
         size_t j = 0;

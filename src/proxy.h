@@ -23,6 +23,8 @@ struct MHD_Connection;
 
 struct request {
     struct server *srv;
+    struct listener *lst;           /* the daemon this request arrived on */
+    struct client_conn *client_conn;
     struct MHD_Connection *conn;
     struct runtime *rt;             /* reference held for the life of the request */
     struct request *next_suspended, *prev_suspended;

@@ -130,10 +130,19 @@ struct runtime *runtime_new(struct config *cfg, const struct runtime *prev, stru
                 breaker_init(&ep->breaker);
                 loop_timer_init(&ep->recovery_timer, on_recovery_timer, ep);
             }
-            ep->conf = ec;
-            ep->policy = &sc->breaker;
             s->endpoints[j] = ep;
             s->n_endpoints++;
+        }
+    }
+    /* only now, when nothing can fail, do shared endpoints take the new settings */
+    for (size_t i = 0; i < rt->n_services; i++) {
+        struct service_rt *s = &rt->services[i];
+        for (size_t j = 0; j < s->n_endpoints; j++) {
+            struct endpoint_rt *ep = s->endpoints[j];
+            ep->conf = &s->conf->endpoints[j];
+            ep->policy_value = s->conf->breaker;
+            ep->policy = &ep->policy_value;
+            ep->retired = false;
         }
     }
     rt->cfg = cfg;
@@ -144,6 +153,18 @@ fail:
     rt->cfg = NULL; /* the caller keeps cfg */
     runtime_unref(rt);
     return NULL;
+}
+
+void runtime_retire_missing(struct runtime *old, struct runtime *cur)
+{
+    for (size_t i = 0; i < old->n_services; i++) {
+        struct service_rt *s = &old->services[i];
+        for (size_t j = 0; j < s->n_endpoints; j++)
+            if (!endpoint_find(cur, s->conf->name, s->endpoints[j]->url)) {
+                s->endpoints[j]->retired = true;
+                loop_timer_stop(s->endpoints[j]->loop, &s->endpoints[j]->recovery_timer);
+            }
+    }
 }
 
 struct runtime *runtime_ref(struct runtime *rt)

@@ -30,8 +30,11 @@ struct endpoint_rt {
     int refs;
     char *service_name;
     char *url;                         /* identity within the service */
-    const struct endpoint_conf *conf;  /* of the newest runtime that holds it */
-    const struct breaker_policy *policy;
+    const struct endpoint_conf *conf;  /* of the newest runtime that holds it (admin view) */
+    const struct breaker_policy *policy; /* = &policy_value */
+    struct breaker_policy policy_value;  /* a copy of the newest config's policy: an endpoint
+                                            may outlive every config that named it */
+    bool retired;                        /* no longer in the current runtime (SPEC 2.6) */
     struct breaker breaker;
     struct balancer_state lb;
     int inflight;
@@ -70,6 +73,9 @@ struct runtime {
  * endpoint and service state objects. Returns NULL with *err (malloc'd) on failure. */
 struct runtime *runtime_new(struct config *cfg, const struct runtime *prev, struct loop *loop,
                             char **err);
+/* After a swap: mark the endpoints of old that cur no longer has, so calls still
+ * running on old retry only among endpoints that exist. */
+void runtime_retire_missing(struct runtime *old, struct runtime *cur);
 struct runtime *runtime_ref(struct runtime *rt);
 void runtime_unref(struct runtime *rt);
 

@@ -224,7 +224,7 @@ static struct MHD_Response *build_response(struct request *r)
         MHD_add_response_header(resp, r->extra.items[i].name, r->extra.items[i].value);
     if (r->request_id[0])
         MHD_add_response_header(resp, "X-Request-Id", r->request_id);
-    if (r->close)
+    if (r->close || r->srv->draining)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     return resp;
 }
@@ -267,7 +267,7 @@ static void resume(struct request *r)
     r->srv->calls--;
     MHD_resume_connection(r->conn);
     /* without its own thread MHD notices a resume only when it next runs */
-    r->srv->mhd_kick = true;
+    r->lst->kick = true;
 }
 
 void server_respond(struct request *r)
@@ -354,12 +354,20 @@ static void on_request_timeout(void *arg)
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
-    struct server *s = cls;
+    struct listener *l = cls;
+    struct server *s = l->srv;
     struct request *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
     r->srv = s;
+    r->lst = l;
     r->conn = conn;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci && ci->socket_context) {
+        r->client_conn = ci->socket_context;
+        r->client_conn->request = r;
+    }
     r->rt = runtime_ref(s->rt);
     r->target_len = strlen(uri);
     r->target = strdup(uri);
@@ -376,6 +384,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 static void request_free(struct request *r)
 {
     struct server *s = r->srv;
+    if (r->client_conn)
+        r->client_conn->request = NULL;
     loop_timer_stop(s->loop, &r->request_timer);
     client_watch_stop(r);
     unlink_suspended(r);
@@ -577,11 +587,9 @@ static void check_head(struct request *r, const char *version)
             r->hdr_max_attempts = (int)n;
     }
 
-    const union MHD_DaemonInfo *di =
-        MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
     if (s->draining) {
         fail(r, 503, "shutting_down", "ahoyd is shutting down", true);
-    } else if (di && (int64_t)di->num_connections > cfg->max_connections) {
+    } else if ((int64_t)server_connections(s) > cfg->max_connections) {
         fail(r, 503, "overloaded", "too many client connections", true);
     } else if (h.bytes > cfg->max_header_bytes) {
         fail(r, 431, "headers_too_large", "the request header block is over the limit", true);
@@ -811,7 +819,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls)
 {
-    struct server *s = cls;
+    struct listener *l = cls;
+    struct server *s = l->srv;
     struct request *r = *con_cls;
 
     if (!r)
@@ -892,42 +901,176 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     log_debug("libmicrohttpd: %s", buf);
 }
 
-/* ---- the daemon on the loop ------------------------------------------------------- */
+/* ---- listeners: one MHD daemon each, on the loop --------------------------------- */
 
-static void mhd_run(struct server *s)
+static void listener_run(struct listener *l)
 {
-    MHD_run(s->mhd);
+    MHD_run(l->mhd);
 }
 
-static void on_mhd_io(void *arg, uint32_t events)
+static void on_listener_io(void *arg, uint32_t events)
 {
-    mhd_run(arg);
+    listener_run(arg);
 }
 
-static void on_mhd_timer(void *arg)
+static void on_listener_timer(void *arg)
 {
-    mhd_run(arg);
+    listener_run(arg);
 }
 
+static size_t listener_connections(const struct listener *l)
+{
+    const union MHD_DaemonInfo *di =
+        MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return di ? di->num_connections : 0;
+}
+
+size_t server_connections(const struct server *s)
+{
+    size_t n = 0;
+    for (const struct listener *l = s->listeners; l; l = l->next)
+        n += listener_connections(l);
+    return n;
+}
+
+static void listener_free(struct listener *l)
+{
+    struct server *s = l->srv;
+    loop_io_del(s->loop, &l->io);
+    loop_timer_stop(s->loop, &l->timer);
+    if (l->mhd)
+        MHD_stop_daemon(l->mhd); /* closes the listen socket unless quiesced */
+    free(l->bound);
+    free(l);
+}
+
+/* Run every daemon that needs it, arm their timers, and retire the quiesced
+ * daemons whose last connection has gone. */
 static int64_t on_prepare(void *arg)
 {
     struct server *s = arg;
-    MHD_UNSIGNED_LONG_LONG to;
-    if (s->mhd && s->mhd_kick) {
-        s->mhd_kick = false;
-        MHD_run(s->mhd);
-    }
-    if (s->mhd && MHD_get_timeout(s->mhd, &to) == MHD_YES) {
-        if (to == 0) {
-            MHD_run(s->mhd);
-            if (MHD_get_timeout(s->mhd, &to) != MHD_YES)
-                return -1;
+    struct listener **pp = &s->listeners;
+    while (*pp) {
+        struct listener *l = *pp;
+        MHD_UNSIGNED_LONG_LONG to;
+        if (l->kick) {
+            l->kick = false;
+            MHD_run(l->mhd);
         }
-        loop_timer_start(s->loop, &s->mhd_timer, (int64_t)to);
-    } else {
-        loop_timer_stop(s->loop, &s->mhd_timer);
+        if (l->fd < 0 && l != s->listeners && listener_connections(l) == 0) {
+            *pp = l->next; /* quiesced and empty */
+            listener_free(l);
+            continue;
+        }
+        if (MHD_get_timeout(l->mhd, &to) == MHD_YES) {
+            if (to == 0) {
+                MHD_run(l->mhd);
+                if (MHD_get_timeout(l->mhd, &to) != MHD_YES)
+                    to = 1000;
+            }
+            loop_timer_start(s->loop, &l->timer, (int64_t)to);
+        } else {
+            loop_timer_stop(s->loop, &l->timer);
+        }
+        pp = &l->next;
     }
     return -1;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct listener *l = cls;
+    struct server *s = l->srv;
+    struct client_conn *c = *socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        c = calloc(1, sizeof *c);
+        if (!c)
+            return;
+        c->conn = conn;
+        c->next = s->conns;
+        if (s->conns)
+            s->conns->prev = c;
+        s->conns = c;
+        *socket_context = c;
+        if (s->draining) {
+            /* accepted just before the listener closed: it may still ask once */
+        }
+        return;
+    }
+    if (!c)
+        return;
+    if (c->request)
+        c->request->client_conn = NULL;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    *socket_context = NULL;
+    free(c);
+}
+
+/* Start a daemon on an already listening fd. */
+static struct listener *listener_start(struct server *s, const struct config *cfg, int fd,
+                                       const char *bound)
+{
+    struct listener *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->srv = s;
+    l->fd = fd;
+    l->bound = strdup(bound);
+    loop_timer_init(&l->timer, on_listener_timer, l);
+    unsigned idle_s = cfg->idle_timeout_ms > 0 ? (unsigned)((cfg->idle_timeout_ms + 999) / 1000)
+                                               : 0;
+    size_t pool = (size_t)(cfg->max_header_bytes + cfg->max_response_header_bytes) + 16384;
+    struct MHD_OptionItem ops[] = {
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, l},
+        {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
+        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, l},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, l},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, l},
+        {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)(cfg->max_connections + CONNECTION_RESERVE),
+         NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)idle_s, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    l->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0,
+                              NULL, NULL, on_access, l, MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
+    const union MHD_DaemonInfo *di =
+        l->mhd ? MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
+    if (!di || loop_io_add(s->loop, &l->io, di->epoll_fd, EPOLLIN, on_listener_io, l) != 0) {
+        log_error("cannot start the HTTP server on %s", bound);
+        if (l->mhd) {
+            MHD_quiesce_daemon(l->mhd); /* the fd stays the caller's */
+            MHD_stop_daemon(l->mhd);
+        }
+        free(l->bound);
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+/* Stop accepting on l: the listen fd is closed (or handed back) and the daemon serves
+ * its open connections until they end. */
+static int listener_quiesce(struct listener *l, bool close_fd)
+{
+    int fd = l->fd;
+    if (fd < 0)
+        return -1;
+    MHD_socket q = MHD_quiesce_daemon(l->mhd);
+    l->fd = -1;
+    if (q == MHD_INVALID_SOCKET)
+        return -1;
+    if (close_fd) {
+        close(q);
+        return -1;
+    }
+    return q;
 }
 
 int server_start(struct server *s, struct loop *loop, struct upstream *up, struct runtime *rt)
@@ -936,58 +1079,113 @@ int server_start(struct server *s, struct loop *loop, struct upstream *up, struc
     char bound[300];
 
     s->loop = loop;
-    s->listen_fd = -1;
     s->upstream = up;
-    s->rt = runtime_ref(rt);
     s->rng = (uint64_t)monotonic_us() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ULL;
-    s->listen_fd = server_listen_socket(&cfg->listen, bound, sizeof bound);
-    if (s->listen_fd < 0)
+    int fd = server_listen_socket(&cfg->listen, bound, sizeof bound);
+    if (fd < 0)
         return -1;
-    s->bound = strdup(bound);
-
-    unsigned idle_s = cfg->idle_timeout_ms > 0 ? (unsigned)((cfg->idle_timeout_ms + 999) / 1000)
-                                               : 0;
-    size_t pool = (size_t)(cfg->max_header_bytes + cfg->max_response_header_bytes) + 16384;
-    struct MHD_OptionItem ops[] = {
-        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s},
-        {MHD_OPTION_LISTEN_SOCKET, s->listen_fd, NULL},
-        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, s},
-        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
-        {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)(cfg->max_connections + CONNECTION_RESERVE),
-         NULL},
-        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool, NULL},
-        {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)idle_s, NULL},
-        {MHD_OPTION_END, 0, NULL},
-    };
-    s->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0,
-                              NULL, NULL, on_access, s, MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
-    if (!s->mhd) {
-        log_error("cannot start the HTTP server on %s", bound);
-        close(s->listen_fd);
-        s->listen_fd = -1;
+    s->listeners = listener_start(s, cfg, fd, bound);
+    if (!s->listeners) {
+        close(fd);
         return -1;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    if (!di || loop_io_add(loop, &s->mhd_io, di->epoll_fd, EPOLLIN, on_mhd_io, s) != 0) {
-        log_error("cannot watch the HTTP server's epoll fd");
-        return -1;
-    }
-    loop_timer_init(&s->mhd_timer, on_mhd_timer, s);
+    s->rt = runtime_ref(rt);
     loop_set_prepare(loop, on_prepare, s);
     log_info("proxy listening on %s", bound);
     return 0;
 }
 
+const char *server_bound(const struct server *s)
+{
+    return s->listeners ? s->listeners->bound : "";
+}
+
+static bool listener_settings_differ(const struct config *a, const struct config *b)
+{
+    return strcmp(a->listen.text, b->listen.text) != 0 ||
+           a->max_connections != b->max_connections ||
+           a->max_header_bytes != b->max_header_bytes ||
+           a->max_response_header_bytes != b->max_response_header_bytes ||
+           a->idle_timeout_ms != b->idle_timeout_ms;
+}
+
+int server_prepare_reload(struct server *s, const struct config *cfg, struct listener **out)
+{
+    const struct config *cur = s->rt->cfg;
+    struct listener *active = s->listeners;
+    char bound[300];
+    int fd;
+
+    *out = NULL;
+    if (!active || active->fd < 0 || !listener_settings_differ(cur, cfg))
+        return 0;
+    bool same_address = strcmp(cur->listen.text, cfg->listen.text) == 0;
+    if (same_address) {
+        fd = active->fd; /* the new daemon takes over the same socket */
+        snprintf(bound, sizeof bound, "%s", active->bound);
+    } else {
+        fd = server_listen_socket(&cfg->listen, bound, sizeof bound);
+        if (fd < 0)
+            return -1;
+    }
+    struct listener *l = listener_start(s, cfg, fd, bound);
+    if (!l) {
+        if (!same_address)
+            close(fd);
+        return -1;
+    }
+    l->same_address = same_address;
+    *out = l;
+    return 0;
+}
+
+void server_discard_reload(struct server *s, struct listener *l)
+{
+    if (!l)
+        return;
+    int fd = listener_quiesce(l, false);
+    if (fd >= 0 && !l->same_address)
+        close(fd);
+    listener_free(l);
+}
+
+void server_commit_reload(struct server *s, struct runtime *rt, struct listener *l)
+{
+    if (l) {
+        struct listener *old = s->listeners;
+        const struct config *cur = s->rt->cfg;
+        /* the old daemon stops accepting; its connections finish on it */
+        listener_quiesce(old, !l->same_address);
+        if (!l->same_address && cur->listen.kind == LISTEN_UNIX)
+            unlink(cur->listen.path);
+        l->next = old;
+        s->listeners = l;
+        if (!l->same_address)
+            log_info("proxy listening on %s", l->bound);
+    }
+    runtime_unref(s->rt);
+    s->rt = runtime_ref(rt);
+}
+
 void server_stop_accepting(struct server *s)
 {
-    if (!s->mhd || s->listen_fd < 0)
+    struct listener *l = s->listeners;
+    if (!l || l->fd < 0)
         return;
-    MHD_socket fd = MHD_quiesce_daemon(s->mhd);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    listener_quiesce(l, true);
     if (s->rt->cfg->listen.kind == LISTEN_UNIX)
         unlink(s->rt->cfg->listen.path);
-    s->listen_fd = -1;
+}
+
+void server_close_idle(struct server *s)
+{
+    for (struct client_conn *c = s->conns; c; c = c->next) {
+        if (c->request)
+            continue;
+        int fd = connection_fd(c->conn);
+        if (fd >= 0)
+            shutdown(fd, SHUT_RDWR); /* MHD sees the close on its next read */
+    }
 }
 
 void server_abort_calls(struct server *s)
@@ -1005,25 +1203,22 @@ void server_free(struct server *s)
 {
     if (!s->loop)
         return; /* never started */
-    if (s->mhd) {
-        /* MHD must not be stopped with suspended connections */
-        while (s->suspended) {
-            struct request *r = s->suspended;
-            proxy_cancel(r);
-            r->client_gone = true;
-            resume(r);
-        }
-        MHD_run(s->mhd);
-        loop_io_del(s->loop, &s->mhd_io);
-        loop_timer_stop(s->loop, &s->mhd_timer);
-        MHD_stop_daemon(s->mhd);
-        s->mhd = NULL;
+    /* MHD must not be stopped with suspended connections */
+    while (s->suspended) {
+        struct request *r = s->suspended;
+        proxy_cancel(r);
+        r->client_gone = true;
+        resume(r);
     }
-    if (s->listen_fd >= 0)
-        close(s->listen_fd);
-    s->listen_fd = -1;
+    for (struct listener *l = s->listeners; l; l = l->next)
+        MHD_run(l->mhd);
+    while (s->listeners) {
+        struct listener *l = s->listeners;
+        s->listeners = l->next;
+        if (l->fd >= 0 && s->rt && s->rt->cfg->listen.kind == LISTEN_UNIX)
+            unlink(s->rt->cfg->listen.path);
+        listener_free(l);
+    }
     runtime_unref(s->rt);
     s->rt = NULL;
-    free(s->bound);
-    s->bound = NULL;
 }

@@ -15,18 +15,37 @@
 #include "upstream.h"
 
 struct MHD_Daemon;
+struct MHD_Connection;
 struct request;
+struct server;
+
+/* One libmicrohttpd daemon. The first in the server's list accepts; the others
+ * were quiesced by a reload (or the drain) and serve their open connections. */
+struct listener {
+    struct server *srv;
+    struct MHD_Daemon *mhd;
+    struct loop_io io;       /* MHD's epoll fd in our loop */
+    struct loop_timer timer; /* MHD's own timeouts */
+    int fd;                  /* listening socket; -1 once quiesced */
+    char *bound;             /* "127.0.0.1:8080" as bound (port 0 resolved) */
+    bool kick;               /* a connection was resumed: run MHD before waiting */
+    bool same_address;       /* (reload) took over the previous daemon's socket */
+    struct listener *next;
+};
+
+/* A client connection, tracked to close the idle ones at drain. */
+struct client_conn {
+    struct MHD_Connection *conn;
+    struct request *request; /* the request in progress, NULL when idle */
+    struct client_conn *prev, *next;
+};
 
 struct server {
     struct loop *loop;
     struct upstream *upstream;
     struct runtime *rt;          /* current; requests hold their own reference */
-    struct MHD_Daemon *mhd;
-    struct loop_io mhd_io;
-    struct loop_timer mhd_timer; /* MHD's own timeouts */
-    bool mhd_kick;               /* a connection was resumed: run MHD before waiting */
-    int listen_fd;
-    char *bound;                 /* "127.0.0.1:8080" as bound (port 0 resolved) */
+    struct listener *listeners;  /* the accepting one first */
+    struct client_conn *conns;
     uint64_t rng;
     size_t requests;             /* requests alive (URI seen, not yet completed) */
     size_t calls;                /* calls running upstream (suspended connections) */
@@ -41,8 +60,24 @@ int server_start(struct server *s, struct loop *loop, struct upstream *up, struc
  * Returns the listening fd, or -1 after logging. */
 int server_listen_socket(const struct listen_addr *la, char *bound, size_t cap);
 
+/* The accepting address as bound. */
+const char *server_bound(const struct server *s);
+/* Client connections open on every listener. */
+size_t server_connections(const struct server *s);
+
+/* Reload, in two steps so that nothing changes unless everything can (SPEC 2.6):
+ * prepare binds a new listener when listen, max-connections, the header limits or
+ * idle-timeout change (*out NULL when nothing needs one; -1 when the new address
+ * cannot be bound); commit swaps the runtime and the listener (the old one drains);
+ * discard undoes a prepare. */
+int server_prepare_reload(struct server *s, const struct config *cfg, struct listener **out);
+void server_commit_reload(struct server *s, struct runtime *rt, struct listener *l);
+void server_discard_reload(struct server *s, struct listener *l);
+
 /* Stop accepting: close the listener (drain). */
 void server_stop_accepting(struct server *s);
+/* Close the connections that have no request in progress (drain). */
+void server_close_idle(struct server *s);
 /* Answer every suspended call with 503 shutting_down (end of drain). */
 void server_abort_calls(struct server *s);
 void server_free(struct server *s);

@@ -51,11 +51,9 @@ START_TEST(upstream_timeout)
     start_one_service(&stub, &daemon_proc, NULL,
                       "retry: false\ncircuit-breaker: false\ntimeout: 400ms");
     t0 = harness_now_ms();
-    http_get(daemon_proc.port, "/svc/slow", (const char *[]){"X-Stub-Delay-Ms: 5000", NULL},
-             &r);
+    http_get(daemon_proc.port, "/svc/slow", (const char *[]){"X-Stub-Delay-Ms: 5000", NULL}, &r);
     assert_ahoyd_error(&r, 504, "upstream_timeout", "svc", 1);
-    ck_assert_msg(harness_now_ms() - t0 < 3000, "timeout took %.0f ms",
-                  harness_now_ms() - t0);
+    ck_assert_msg(harness_now_ms() - t0 < 3000, "timeout took %.0f ms", harness_now_ms() - t0);
     ck_assert_msg(harness_now_ms() - t0 >= 350, "timeout after only %.0f ms",
                   harness_now_ms() - t0);
     http_resp_free(&r);
@@ -139,21 +137,18 @@ START_TEST(upstream_response_too_large)
     /* Default retry policy on: too-large responses must not be retried. */
     start_one_service(&stub, &daemon_proc,
                       "max-response-body: 1KiB\nmax-response-header-bytes: 1KiB", NULL);
-    http_get(daemon_proc.port, "/svc/big", (const char *[]){"X-Stub-Body-Bytes: 5000", NULL},
-             &r);
+    http_get(daemon_proc.port, "/svc/big", (const char *[]){"X-Stub-Body-Bytes: 5000", NULL}, &r);
     assert_ahoyd_error(&r, 502, "upstream_response_too_large", "svc", 1);
     http_resp_free(&r);
     ck_assert_int_eq(stub_count(&stub), 1);
 
-    http_get(daemon_proc.port, "/svc/hdr", (const char *[]){"X-Stub-Header-Bytes: 4000", NULL},
-             &r);
+    http_get(daemon_proc.port, "/svc/hdr", (const char *[]){"X-Stub-Header-Bytes: 4000", NULL}, &r);
     assert_ahoyd_error(&r, 502, "upstream_response_too_large", "svc", 1);
     http_resp_free(&r);
     ck_assert_int_eq(stub_count(&stub), 2);
 
     /* At the limit: fine. */
-    http_get(daemon_proc.port, "/svc/fits", (const char *[]){"X-Stub-Body-Bytes: 1024", NULL},
-             &r);
+    http_get(daemon_proc.port, "/svc/fits", (const char *[]){"X-Stub-Body-Bytes: 1024", NULL}, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_uint_eq(r.body_len, 1024);
     http_resp_free(&r);
@@ -202,7 +197,10 @@ START_TEST(error_shape)
     ck_assert_int_eq(cJSON_GetArraySize(j), 1);
     err = json_path(j, "error");
     ck_assert(cJSON_IsObject(err));
-    cJSON_ArrayForEach(it, err) n++;
+    cJSON_ArrayForEach(it, err)
+    {
+        n++;
+    }
     ck_assert_int_eq(n, 6);
     ck_assert_str_eq(json_str(j, "error.code"), "unknown_service");
     ck_assert(cJSON_IsString(json_path(j, "error.message")));
@@ -226,9 +224,8 @@ START_TEST(error_shape)
     http_resp_free(&r);
 
     /* An upstream error names its service. */
-    http_get(daemon_proc.port, "/svc/x", (const char *[]){"X-Stub-Action: reset",
-                                                          "X-Ahoyd-Max-Attempts: 1", NULL},
-             &r);
+    http_get(daemon_proc.port, "/svc/x",
+             (const char *[]){"X-Stub-Action: reset", "X-Ahoyd-Max-Attempts: 1", NULL}, &r);
     ck_assert_int_eq(r.status, 502);
     j = json_body(&r);
     ck_assert_ptr_nonnull(j);
@@ -251,9 +248,9 @@ START_TEST(dot_segments_and_bad_targets)
     assert_bad_target("/svc/a/%2E./b");
     assert_bad_target("/svc/a/.%2e/b");
     assert_bad_target("/svc/a/%2e/b");
-    assert_bad_target("/svc/a%2F..%2Fb");   /* one raw segment, ".." after decoding */
-    assert_bad_target("/svc/a%5C..%5Cb");   /* backslash, encoded */
-    assert_bad_target("/svc/a\\..\\b");     /* backslash, raw (outside RFC 3986) */
+    assert_bad_target("/svc/a%2F..%2Fb"); /* one raw segment, ".." after decoding */
+    assert_bad_target("/svc/a%5C..%5Cb"); /* backslash, encoded */
+    assert_bad_target("/svc/a\\..\\b");   /* backslash, raw (outside RFC 3986) */
     assert_bad_target("/svc/..%5Cx");
     assert_bad_target("/svc/%zz");
     assert_bad_target("/svc/%4");
@@ -490,8 +487,7 @@ START_TEST(overloaded_max_connections)
 
     http_get(daemon_proc.port, "/svc/extra", NULL, &r);
     assert_ahoyd_error(&r, 503, "overloaded", SERVICE_ANY, 0);
-    ck_assert_str_eq(http_header(&r, "Connection") ? http_header(&r, "Connection") : "",
-                     "close");
+    ck_assert_str_eq(http_header(&r, "Connection") ? http_header(&r, "Connection") : "", "close");
     http_resp_free(&r);
 
     http_client_free(&held); /* closes the held connection */

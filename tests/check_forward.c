@@ -31,15 +31,14 @@ static char *hex_of(const unsigned char *p, size_t n)
 }
 
 /* GET through ahoyd and return the stub's echo (asserting a 200 JSON answer). */
-static cJSON *echo_of(int port, const char *method, const char *target,
-                      const char *const *headers, const void *body, size_t body_len,
-                      struct http_resp *resp)
+static cJSON *echo_of(int port, const char *method, const char *target, const char *const *headers,
+                      const void *body, size_t body_len, struct http_resp *resp)
 {
     cJSON *j;
 
     http_send(port, method, target, headers, body, body_len, resp);
-    ck_assert_msg(resp->status == 200, "%s %s: status %ld (curl %d), body %.300s", method,
-                  target, resp->status, resp->curl_code, resp->body);
+    ck_assert_msg(resp->status == 200, "%s %s: status %ld (curl %d), body %.300s", method, target,
+                  resp->status, resp->curl_code, resp->body);
     j = json_body(resp);
     ck_assert_msg(j != NULL, "%s %s: body is not JSON: %.300s", method, target, resp->body);
     return j;
@@ -219,8 +218,8 @@ START_TEST(methods_and_bodies)
     http_resp_free(&r);
 
     j = echo_of(daemon_proc.port, "POST", "/svc/post",
-                (const char *[]){"Content-Type: application/octet-stream", NULL}, bin,
-                sizeof(bin), &r);
+                (const char *[]){"Content-Type: application/octet-stream", NULL}, bin, sizeof(bin),
+                &r);
     want = hex_of(bin, sizeof(bin));
     ck_assert_str_eq(json_str(j, "method"), "POST");
     ck_assert_int_eq((int)json_num(j, "body_len", -1), 1024);
@@ -287,8 +286,7 @@ START_TEST(methods_and_bodies)
     }
 
     /* A response body with every byte the upstream sent. */
-    http_get(daemon_proc.port, "/svc/big", (const char *[]){"X-Stub-Body-Bytes: 70000", NULL},
-             &r);
+    http_get(daemon_proc.port, "/svc/big", (const char *[]){"X-Stub-Body-Bytes: 70000", NULL}, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_uint_eq(r.body_len, 70000);
     ck_assert_str_eq(http_header(&r, "Content-Type"), "text/plain");
@@ -304,8 +302,7 @@ START_TEST(head_keeps_content_length)
     cJSON *recs;
 
     start_one_service(&stub, &daemon_proc, NULL, "retry: false");
-    http_send(daemon_proc.port, "HEAD", "/svc/h", (const char *[]){"X-Stub-Body-Bytes: 1234",
-                                                                   NULL},
+    http_send(daemon_proc.port, "HEAD", "/svc/h", (const char *[]){"X-Stub-Body-Bytes: 1234", NULL},
               NULL, 0, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_int_eq(r.curl_code, CURLE_OK);
@@ -433,8 +430,7 @@ START_TEST(request_headers)
     http_resp_free(&r);
 
     /* Without X-Forwarded-For: just the client address. Expect is not forwarded. */
-    j = echo_of(daemon_proc.port, "POST", "/svc/e", (const char *[]){"Expect: 100-continue",
-                                                                     NULL},
+    j = echo_of(daemon_proc.port, "POST", "/svc/e", (const char *[]){"Expect: 100-continue", NULL},
                 "abc", 3, &r);
     ck_assert_str_eq(echo_header(j, "X-Forwarded-For"), "127.0.0.1");
     ck_assert_ptr_null(echo_header(j, "Expect"));
@@ -512,8 +508,7 @@ START_TEST(request_id)
 
     /* 129: replaced, upstream and back alike. */
     snprintf(long_bad, sizeof(long_bad), "X-Request-Id: %0129d", 7);
-    j = echo_of(daemon_proc.port, "GET", "/svc/4", (const char *[]){long_bad, NULL}, NULL, 0,
-                &r);
+    j = echo_of(daemon_proc.port, "GET", "/svc/4", (const char *[]){long_bad, NULL}, NULL, 0, &r);
     ck_assert_msg(is_uuid4(http_header(&r, "X-Request-Id")), "129-char id became %s",
                   http_header(&r, "X-Request-Id"));
     ck_assert_str_eq(echo_header(j, "X-Request-Id"), http_header(&r, "X-Request-Id"));
@@ -592,8 +587,8 @@ START_TEST(service_headers_replace)
     start_one_service(&stub, &daemon_proc, NULL,
                       "retry: false\nheaders: {X-Client: ahoyd, X-Team: core}");
     j = echo_of(daemon_proc.port, "GET", "/svc/h",
-                (const char *[]){"X-Client: mine", "x-team: other", "X-Other: o", NULL}, NULL,
-                0, &r);
+                (const char *[]){"X-Client: mine", "x-team: other", "X-Other: o", NULL}, NULL, 0,
+                &r);
     ck_assert_str_eq(echo_header(j, "X-Client"), "ahoyd");
     ck_assert_str_eq(echo_header(j, "X-Team"), "core");
     ck_assert_str_eq(echo_header(j, "X-Other"), "o");

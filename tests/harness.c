@@ -216,16 +216,46 @@ static void reap_registered(struct registered *r)
     }
 }
 
+/* SIGTERM, wait (bounded), SIGKILL if need be; returns the exit status. */
+static int stop_registered(struct registered *r)
+{
+    struct proc p;
+
+    memset(&p, 0, sizeof(p));
+    p.pid = r->pid;
+    r->pid = 0;
+    return proc_stop(&p);
+}
+
 void harness_teardown(void)
 {
-    int i;
+    int i, bad_status = 0;
+    pid_t bad_pid = 0;
 
+    /* Daemons get a graceful stop and must exit 0: under the sanitizers that is
+     * where leaks and late errors show. A failure keeps the temp dir, so that
+     * harness_finish() prints its log. */
+    for (i = 0; i < n_registered; i++) {
+        struct registered *r = &registered[i];
+        if (r->pid > 0 && r->dir[0] != '\0') {
+            pid_t pid = r->pid;
+            int st = stop_registered(r);
+            if (st != 0 && bad_pid == 0) {
+                bad_pid = pid;
+                bad_status = st;
+            }
+        } else {
+            reap_registered(r);
+        }
+    }
     for (i = 0; i < n_registered; i++) {
         reap_registered(&registered[i]);
-        remove_tree(registered[i].dir);
-        registered[i].dir[0] = '\0';
+        if (bad_pid == 0)
+            remove_tree(registered[i].dir);
     }
     n_registered = 0;
+    ck_assert_msg(bad_pid == 0, "ahoyd (pid %d) exited with status %d after SIGTERM", (int)bad_pid,
+                  bad_status);
 }
 
 static void register_proc(const struct proc *p)
@@ -338,8 +368,7 @@ int stub_start(struct proc *p, const char *name, const char *extra_args)
         const char *at = strstr(line, "stub listening on ");
         const char *colon = at ? strrchr(at, ':') : NULL;
         if (colon == NULL || (p->port = atoi(colon + 1)) <= 0) {
-            fprintf(stderr, "harness: stub %s did not report its port (got \"%s\")\n",
-                    name, line);
+            fprintf(stderr, "harness: stub %s did not report its port (got \"%s\")\n", name, line);
             proc_kill(p);
             return -1;
         }
@@ -486,8 +515,7 @@ int ahoyd_start_args(struct proc *p, const char *yaml, const char *const *extra_
             p->pid = 0;
             p->exited = true;
             p->exit_status = status_code(status);
-            fprintf(stderr, "harness: ahoyd exited with %d before listening\n",
-                    p->exit_status);
+            fprintf(stderr, "harness: ahoyd exited with %d before listening\n", p->exit_status);
             print_tail(p->log_path, "daemon log", 16384);
             return -1;
         }
@@ -595,7 +623,7 @@ int proc_log_count(const struct proc *p, const char *needle)
 struct transfer {
     struct http_resp *resp;
     size_t body_cap, raw_cap;
-    const char *upload;      /* chunked upload source */
+    const char *upload; /* chunked upload source */
     size_t upload_len, upload_pos;
 };
 
@@ -1001,10 +1029,10 @@ static bool raw_complete(const char *buf, size_t len, bool head_only)
             /* raw_header works on a NUL-terminated block: copy the head. */
             size_t hlen = (size_t)(body - start);
             char *head = strndup(start, hlen);
-            const char *cl = head ? raw_header(head, "Content-Length", cl_buf, sizeof(cl_buf))
-                                  : NULL;
-            const char *te = head ? raw_header(head, "Transfer-Encoding", te_buf, sizeof(te_buf))
-                                  : NULL;
+            const char *cl =
+                head ? raw_header(head, "Content-Length", cl_buf, sizeof(cl_buf)) : NULL;
+            const char *te =
+                head ? raw_header(head, "Transfer-Encoding", te_buf, sizeof(te_buf)) : NULL;
             bool done = false;
             if (cl != NULL)
                 done = body_len >= (size_t)strtoul(cl, NULL, 10);
@@ -1254,8 +1282,8 @@ char *one_service_yaml(int stub_port, const char *ahoyd_extra, const char *servi
     size_t len = 0, cap = 0;
 
     grow_append(&out, &len, &cap, "ahoyd:\n", 7);
-    append_indented(&out, &len, &cap,
-                    "listen: 127.0.0.1:0\nadmin-listen: off\naccess-log: stderr", 2);
+    append_indented(&out, &len, &cap, "listen: 127.0.0.1:0\nadmin-listen: off\naccess-log: stderr",
+                    2);
     append_indented(&out, &len, &cap, ahoyd_extra, 2);
     snprintf(head, sizeof(head),
              "pyfly:\n  client:\n    services:\n      svc:\n"
@@ -1338,11 +1366,10 @@ static void check_error_json(const char *file, int line, const char *body, int s
                   "%s:%d: error.code is %s, want %s (body %.300s)", file, line,
                   got_code ? got_code : "(none)", code, body);
     ck_assert_msg((int)json_num(j, "error.status", -1) == status,
-                  "%s:%d: error.status is %g, want %d", file, line,
-                  json_num(j, "error.status", -1), status);
+                  "%s:%d: error.status is %g, want %d", file, line, json_num(j, "error.status", -1),
+                  status);
     msg = json_str(j, "error.message");
-    ck_assert_msg(msg != NULL && *msg != '\0', "%s:%d: error.message missing or empty", file,
-                  line);
+    ck_assert_msg(msg != NULL && *msg != '\0', "%s:%d: error.message missing or empty", file, line);
     ck_assert_msg(ctype != NULL && strncasecmp(ctype, "application/json", 16) == 0,
                   "%s:%d: Content-Type is %s, want application/json", file, line,
                   ctype ? ctype : "(none)");
@@ -1362,8 +1389,8 @@ static void check_error_json(const char *file, int line, const char *body, int s
                           "%s:%d: error.service is %s, want %s", file, line,
                           cJSON_IsString(svc) ? svc->valuestring : "(not a string)", service);
     }
-    ck_assert_msg(cJSON_IsNumber(json_path(j, "error.attempts")),
-                  "%s:%d: error.attempts missing", file, line);
+    ck_assert_msg(cJSON_IsNumber(json_path(j, "error.attempts")), "%s:%d: error.attempts missing",
+                  file, line);
     if (attempts >= 0)
         ck_assert_msg((int)json_num(j, "error.attempts", -1) == attempts,
                       "%s:%d: error.attempts is %g, want %d", file, line,
@@ -1380,14 +1407,13 @@ void assert_ahoyd_error_at(const char *file, int line, const struct http_resp *r
                      http_header(r, "X-Request-Id"), true, service, attempts);
 }
 
-void assert_raw_error_at(const char *file, int line, const char *text, int status,
-                         const char *code)
+void assert_raw_error_at(const char *file, int line, const char *text, int status, const char *code)
 {
     char ctype[128], rid[256];
     const char *ct, *id;
 
-    ck_assert_msg(raw_status(text) == status, "%s:%d: raw status %d, want %d (got %.300s)",
-                  file, line, raw_status(text), status, text);
+    ck_assert_msg(raw_status(text) == status, "%s:%d: raw status %d, want %d (got %.300s)", file,
+                  line, raw_status(text), status, text);
     ct = raw_header(text, "Content-Type", ctype, sizeof(ctype));
     id = raw_header(text, "X-Request-Id", rid, sizeof(rid));
     check_error_json(file, line, raw_body(text), status, code, ct, id, false, NULL, -1);

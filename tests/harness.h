@@ -27,13 +27,13 @@
 /* ---- processes ---------------------------------------------------------------- */
 
 struct proc {
-    pid_t pid;          /* 0 when not running */
-    int port;           /* stub: its port; ahoyd: the proxy port */
-    int admin_port;     /* ahoyd: the admin port, 0 when the admin API is off */
-    char dir[256];      /* ahoyd: the temp dir (config, log); "" for a stub */
+    pid_t pid;      /* 0 when not running */
+    int port;       /* stub: its port; ahoyd: the proxy port */
+    int admin_port; /* ahoyd: the admin port, 0 when the admin API is off */
+    char dir[256];  /* ahoyd: the temp dir (config, log); "" for a stub */
     char conf_path[300];
     char log_path[300];
-    int exit_status;    /* after proc_stop/proc_wait: exit code, or 128 + signal */
+    int exit_status; /* after proc_stop/proc_wait: exit code, or 128 + signal */
     bool exited;
 };
 
@@ -49,8 +49,10 @@ void harness_init(void);
 /* Prints the logs left by failed tests, removes the temp root; returns failed. */
 int harness_finish(int failed);
 
-/* Checked-fixture functions: setup forgets old registrations, teardown stops
- * every process started in this test and removes its temp dirs. */
+/* Checked-fixture functions: setup forgets old registrations; teardown stops
+ * every process started in this test and still running (ahoyd with SIGTERM, and
+ * it fails the test unless ahoyd exits 0: sanitizer reports surface there; stubs
+ * with SIGKILL) and removes the temp dirs (kept when it fails, for the log). */
 void harness_setup(void);
 void harness_teardown(void);
 
@@ -87,13 +89,13 @@ int proc_log_count(const struct proc *p, const char *needle);
 /* ---- HTTP with libcurl ------------------------------------------------------------ */
 
 struct http_req {
-    const char *method;               /* NULL = GET */
+    const char *method; /* NULL = GET */
     const char *url;
-    const char *const *headers;       /* NULL-terminated "Name: value" list, or NULL */
-    const void *body;                 /* NULL = no body; non-NULL with len 0 = empty body */
+    const char *const *headers; /* NULL-terminated "Name: value" list, or NULL */
+    const void *body;           /* NULL = no body; non-NULL with len 0 = empty body */
     size_t body_len;
-    long timeout_ms;                  /* 0 = 15 s */
-    bool chunked;                     /* send the body with Transfer-Encoding: chunked */
+    long timeout_ms; /* 0 = 15 s */
+    bool chunked;    /* send the body with Transfer-Encoding: chunked */
 };
 
 struct http_header {
@@ -102,15 +104,15 @@ struct http_header {
 };
 
 struct http_resp {
-    long status;        /* 0 when no response */
-    int curl_code;      /* CURLcode of the transfer */
-    char *body;         /* always NUL-terminated (body_len excludes it) */
+    long status;   /* 0 when no response */
+    int curl_code; /* CURLcode of the transfer */
+    char *body;    /* always NUL-terminated (body_len excludes it) */
     size_t body_len;
-    char *headers_raw;  /* header block of the final response, as received */
+    char *headers_raw; /* header block of the final response, as received */
     size_t headers_len;
     struct http_header *hdrs;
     size_t n_hdrs;
-    long num_connects;  /* CURLINFO_NUM_CONNECTS: 0 when a connection was reused */
+    long num_connects; /* CURLINFO_NUM_CONNECTS: 0 when a connection was reused */
     double elapsed_ms;
 };
 
@@ -152,8 +154,7 @@ int http_async_finish(struct http_async *a, struct http_resp *out);
 /* Connect to 127.0.0.1:port, send n bytes, read until the peer closes, one whole
  * response arrived (Content-Length or chunked end), or timeout_ms. out is
  * NUL-terminated. Returns bytes read, -1 when the connection failed. */
-int raw_exchange(int port, const void *bytes, size_t n, char *out, size_t cap,
-                 int timeout_ms);
+int raw_exchange(int port, const void *bytes, size_t n, char *out, size_t cap, int timeout_ms);
 /* Status code of a raw response ("HTTP/1.1 400 ..."), 0 if none. */
 int raw_status(const char *resp);
 /* Pointer to the body of a raw response (after the blank line), "" if none. */
@@ -167,7 +168,7 @@ const char *raw_header(const char *resp, const char *name, char *buf, size_t cap
 cJSON *json_body(const struct http_resp *r);
 /* Walk "a.b.c" (case-sensitive keys). */
 cJSON *json_path(const cJSON *root, const char *path);
-const char *json_str(const cJSON *root, const char *path);     /* NULL if not a string */
+const char *json_str(const cJSON *root, const char *path); /* NULL if not a string */
 double json_num(const cJSON *root, const char *path, double dflt);
 /* The stub echo's header value (case-insensitive name), NULL if absent. */
 const char *echo_header(const cJSON *echo, const char *name);
@@ -209,13 +210,13 @@ int blackhole_port(int fds[3]);
 /* ahoyd's JSON error (SPEC 5): status, code, Content-Type application/json,
  * error.status == status, error.service (NULL = JSON null), error.attempts
  * (-1 = do not check), error.request_id == X-Request-Id header, message non-empty. */
-#define assert_ahoyd_error(r, st, code, service, attempts) \
+#define assert_ahoyd_error(r, st, code, service, attempts)                                         \
     assert_ahoyd_error_at(__FILE__, __LINE__, (r), (st), (code), (service), (attempts))
 void assert_ahoyd_error_at(const char *file, int line, const struct http_resp *r, int status,
                            const char *code, const char *service, int attempts);
 
 /* The same on a raw response text. */
-#define assert_raw_error(text, st, code) \
+#define assert_raw_error(text, st, code)                                                           \
     assert_raw_error_at(__FILE__, __LINE__, (text), (st), (code))
 void assert_raw_error_at(const char *file, int line, const char *text, int status,
                          const char *code);

@@ -47,32 +47,32 @@
 #define MAX_RECORDS 1000
 #define MAX_DELAY_MS 60000L
 #define HANG_MS 60000L
-#define MAX_BODY (64L * 1024 * 1024)     /* request bodies kept at most */
+#define MAX_BODY (64L * 1024 * 1024)        /* request bodies kept at most */
 #define MAX_BODY_BYTES (512L * 1024 * 1024) /* X-Stub-Body-Bytes cap */
-#define MAX_HEADER_BYTES (200L * 1024)   /* X-Stub-Header-Bytes cap (fits the pool) */
+#define MAX_HEADER_BYTES (200L * 1024)      /* X-Stub-Header-Bytes cap (fits the pool) */
 #define SLICE_MS 10
 
 enum action { ACTION_NONE = 0, ACTION_RESET, ACTION_CLOSE_MID_BODY, ACTION_HANG };
 
-/* A behaviour: every field optional ("has_*" or -1 = not set). */
+/* A behaviour: every field optional (see each field for its "not set" value). */
 struct behaviour {
-    int status;           /* 0 = not set */
-    long delay_ms;        /* -1 = not set */
-    enum action action;   /* ACTION_NONE = not set */
-    char *retry_after;    /* NULL = not set */
-    long body_bytes;      /* -1 = not set */
-    long header_bytes;    /* -1 = not set */
+    int status;         /* 0 = not set */
+    long delay_ms;      /* -1 = not set */
+    enum action action; /* ACTION_NONE = not set */
+    char *retry_after;  /* NULL = not set */
+    long body_bytes;    /* -1 = not set */
+    long header_bytes;  /* -1 = not set */
 };
 
 /* One request in flight: created by the URI log callback, freed on completion. */
 struct request {
-    char *target;       /* raw request-target as received */
-    uint64_t seq;       /* arrival order */
-    double arrival_ms;  /* monotonic */
+    char *target;      /* raw request-target as received */
+    uint64_t seq;      /* arrival order */
+    double arrival_ms; /* monotonic */
     char *body;
     size_t body_len, body_cap;
     bool body_truncated;
-    bool headers_seen;  /* first handler call done */
+    bool headers_seen; /* first handler call done */
 };
 
 static const char *stub_name = "demo";
@@ -84,7 +84,7 @@ static atomic_uint_fast64_t next_seq;
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct behaviour mode = {0, -1, ACTION_NONE, NULL, -1, -1};
 static bool mode_active;
-static long mode_count;          /* 0 = until changed */
+static long mode_count;            /* 0 = until changed */
 static char *records[MAX_RECORDS]; /* printed JSON objects, ring buffer */
 static uint64_t record_seq[MAX_RECORDS];
 static size_t record_start, record_n;
@@ -258,8 +258,7 @@ static void describe_request(cJSON *o, struct MHD_Connection *con, const char *m
     cJSON_AddNumberToObject(o, "body_len", (double)r->body_len);
 }
 
-static void record_request(struct MHD_Connection *con, const char *method,
-                           const struct request *r)
+static void record_request(struct MHD_Connection *con, const char *method, const struct request *r)
 {
     cJSON *o = cJSON_CreateObject();
     char *text;
@@ -418,8 +417,8 @@ static bool wait_ms(struct MHD_Connection *con, long ms)
 /* ---- responses --------------------------------------------------------------- */
 
 struct body_gen {
-    uint64_t total;    /* bytes to produce */
-    uint64_t fail_at;  /* produce this many, then report an error (UINT64_MAX = never) */
+    uint64_t total;   /* bytes to produce */
+    uint64_t fail_at; /* produce this many, then report an error (UINT64_MAX = never) */
 };
 
 static ssize_t body_gen_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -528,8 +527,7 @@ static enum MHD_Result answer_request(struct MHD_Connection *con, const char *me
             gen->total = (uint64_t)b.body_bytes;
             gen->fail_at = UINT64_MAX;
         }
-        resp = MHD_create_response_from_callback(gen->total, 64 * 1024, body_gen_read, gen,
-                                                 free);
+        resp = MHD_create_response_from_callback(gen->total, 64 * 1024, body_gen_read, gen, free);
         if (resp == NULL) {
             free(gen);
             behaviour_clear(&b);
@@ -691,9 +689,8 @@ static enum MHD_Result control(struct MHD_Connection *con, const char *method,
 /* ---- the handler ----------------------------------------------------------------- */
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *con, const char *url,
-                               const char *method, const char *version,
-                               const char *upload_data, size_t *upload_data_size,
-                               void **req_cls)
+                               const char *method, const char *version, const char *upload_data,
+                               size_t *upload_data_size, void **req_cls)
 {
     struct request *r = *req_cls;
 
@@ -838,15 +835,12 @@ int main(int argc, char **argv)
     if (v6)
         flags |= MHD_USE_IPv6;
     (void)sslen;
-    d = MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL,
-                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                         MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL,
-                         MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
-                         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)2000,
-                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(512 * 1024),
-                         MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024),
-                         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,
-                         MHD_OPTION_END);
+    d = MHD_start_daemon(
+        flags, 0, NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL, MHD_OPTION_NOTIFY_COMPLETED,
+        request_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)2000,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(512 * 1024), MHD_OPTION_THREAD_STACK_SIZE,
+        (size_t)(512 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024, MHD_OPTION_END);
     if (d == NULL) {
         fprintf(stderr, "stub_upstream: cannot listen on %s\n", listen_text);
         return 3;
