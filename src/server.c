@@ -46,7 +46,8 @@
 #include "proxy.h"
 #include "server.h"
 
-#define CONNECTION_RESERVE 16 /* connections above max-connections for the 503 answer */
+#define CONNECTION_RESERVE 16
+#define CLIENT_WATCH_DELAY_MS 20 /* a suspended call's client fd is watched after this */ /* connections above max-connections for the 503 answer */
 
 /* ---- listening socket ----------------------------------------------------------- */
 
@@ -242,6 +243,7 @@ static enum MHD_Result queue_answer(struct request *r)
 
 static void client_watch_stop(struct request *r)
 {
+    loop_timer_stop(r->srv->loop, &r->watch_timer);
     loop_io_del(r->srv->loop, &r->client_io);
 }
 
@@ -290,14 +292,23 @@ static void on_client_event(void *arg, uint32_t events)
     resume(r);
 }
 
-/* ---- request-timeout ------------------------------------------------------------ */
-
 static int connection_fd(struct MHD_Connection *c)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     return ci ? ci->connect_fd : -1;
 }
+
+static void on_watch_timer(void *arg)
+{
+    struct request *r = arg;
+    int fd = connection_fd(r->conn);
+    if (r->suspended && fd >= 0)
+        loop_io_add(r->srv->loop, &r->client_io, fd, EPOLLRDHUP, on_client_event, r);
+}
+
+/* ---- request-timeout ------------------------------------------------------------ */
+
 
 /* Answer on the socket itself, for the two cases MHD cannot queue: a request-timeout
  * while the handler is not running, and a body that grows over the limit mid-upload
@@ -886,9 +897,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     if (s->suspended)
         s->suspended->prev_suspended = r;
     s->suspended = r;
-    int fd = connection_fd(conn);
-    if (fd >= 0)
-        loop_io_add(s->loop, &r->client_io, fd, EPOLLRDHUP, on_client_event, r);
+    /* most calls end within a few milliseconds: watching their fd would cost two
+     * epoll_ctl calls each, so the watch starts only for calls still running later */
+    loop_timer_init(&r->watch_timer, on_watch_timer, r);
+    loop_timer_start(s->loop, &r->watch_timer, CLIENT_WATCH_DELAY_MS);
     return MHD_YES;
 }
 

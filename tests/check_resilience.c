@@ -189,7 +189,7 @@ START_TEST(breaker_half_open_one_probe_then_closes)
 {
     struct http_resp r;
     struct http_req req;
-    long statuses[2];
+    long statuses[3];
     double elapsed, opened;
     char url[64];
     const char *ra;
