@@ -52,13 +52,13 @@ struct admin {
     struct loop_timer mhd_timer;
     int listen_fd;
     char bound[300];
-    char *unix_path;       /* set when listening on a unix socket we created */
+    char *unix_path; /* set when listening on a unix socket we created */
     dev_t unix_dev;
     ino_t unix_ino;
-    char *token;           /* NULL = no Authorization required */
+    char *token; /* NULL = no Authorization required */
     struct admin_hooks hooks;
-    int in_run;            /* inside MHD_run(): handlers may be on the stack */
-    bool retiring;         /* admin_stop() was called from a handler */
+    int in_run;    /* inside MHD_run(): handlers may be on the stack */
+    bool retiring; /* admin_stop() was called from a handler */
     int64_t retire_deadline_ms;
     struct admin *next_retired;
 };
@@ -72,8 +72,7 @@ static enum MHD_Result queue_body(struct admin *a, struct MHD_Connection *c, uns
                                   const char *content_type, char *body, size_t len,
                                   const char *const *headers)
 {
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         free(body);
         return MHD_NO;
@@ -130,9 +129,12 @@ static cJSON *status_json(const char *status)
 static const char *jitter_name(enum jitter_mode j)
 {
     switch (j) {
-    case JITTER_FULL: return "full";
-    case JITTER_EQUAL: return "equal";
-    case JITTER_NONE: break;
+    case JITTER_FULL:
+        return "full";
+    case JITTER_EQUAL:
+        return "equal";
+    case JITTER_NONE:
+        break;
     }
     return "none";
 }
@@ -284,11 +286,10 @@ static enum MHD_Result post_reload(struct admin *a, struct MHD_Connection *c)
         cJSON_AddNumberToObject(j, "services", rt ? (double)rt->n_services : 0);
         return queue_json(a, c, 200, j, NULL);
     }
-    cJSON *root = error_json("invalid_config",
-                             "the configuration was not reloaded; the previous one stays in effect",
-                             422);
-    cJSON *list = cJSON_AddArrayToObject(cJSON_GetObjectItemCaseSensitive(root, "error"),
-                                         "errors");
+    cJSON *root =
+        error_json("invalid_config",
+                   "the configuration was not reloaded; the previous one stays in effect", 422);
+    cJSON *list = cJSON_AddArrayToObject(cJSON_GetObjectItemCaseSensitive(root, "error"), "errors");
     for (size_t i = 0; i < n_errors; i++) {
         cJSON_AddItemToArray(list, cJSON_CreateString(errors[i] ? errors[i] : ""));
         free(errors[i]);
@@ -298,8 +299,8 @@ static enum MHD_Result post_reload(struct admin *a, struct MHD_Connection *c)
 }
 
 /* "<service>/endpoints/<index>/reset" after "/v1/services/"; false when not that shape. */
-static bool parse_reset_path(const char *p, const char **svc, size_t *svc_len,
-                             const char **index, size_t *index_len)
+static bool parse_reset_path(const char *p, const char **svc, size_t *svc_len, const char **index,
+                             size_t *index_len)
 {
     const char *slash = strchr(p, '/');
     if (!slash || slash == p || strncmp(slash, "/endpoints/", 11) != 0)

@@ -420,7 +420,7 @@ int main(int argc, char **argv)
         if (!d.admin)
             goto out;
     }
-    metrics_note_reload(true, (int64_t)time(NULL));
+    metrics_note_startup((int64_t)time(NULL));
     d.ready = true;
     sd_notifyf(0, "READY=1\nSTATUS=listening on %s", server_bound(&d.server));
     log_info("ahoyd %s ready: %zu services", PACKAGE_VERSION, rt->n_services);

@@ -304,8 +304,7 @@ static void render_histogram(struct text *t, const char *svc, const struct servi
         value_u64(t, cumulative);
     }
     cumulative += m->buckets[N_BUCKETS];
-    sample_start(t, "ahoyd_request_duration_seconds_bucket", "service", svc, "le", "+Inf",
-                 NULL);
+    sample_start(t, "ahoyd_request_duration_seconds_bucket", "service", svc, "le", "+Inf", NULL);
     value_u64(t, cumulative);
     sample_start(t, "ahoyd_request_duration_seconds_sum", "service", svc, NULL);
     text_printf(t, "%lld.%06lld\n", (long long)(m->sum_us / 1000000),

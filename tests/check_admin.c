@@ -30,7 +30,7 @@ static struct proc stub, stub2, daemon_proc;
 /* ---- a strict parser for the text exposition format 0.0.4 ------------------------------ */
 
 struct expo_sample {
-    char *key;   /* name{k="v",...} with labels sorted by name, values escaped again */
+    char *key; /* name{k="v",...} with labels sorted by name, values escaped again */
     char *name;
     char *le;    /* the le label, or NULL */
     char *group; /* for histograms: name-less key without le (the series of one histogram) */
@@ -199,7 +199,7 @@ static bool parse_comment(struct expo *e, int ln, const char *line, struct expo_
         if (f)
             return expo_fail(e, ln, "second HELP (or HELP after TYPE) for %s", fname);
         for (const char *p = rest; *p; p++)
-            if (*p == '\\' && p[1] != '\\' && p[1] != 'n')
+            if (*p == '\\' && *++p != '\\' && *p != 'n')
                 return expo_fail(e, ln, "bad escape in HELP of %s", fname);
         if (*rest == '\0')
             return expo_fail(e, ln, "empty HELP for %s", fname);
@@ -308,8 +308,7 @@ static bool parse_sample(struct expo *e, int ln, const char *line, struct expo_f
         if (!bucket && !sum && !count)
             return expo_fail(e, ln, "sample %s outside its family (%s)", name, cur->name);
         if (bucket != (le != NULL))
-            return expo_fail(e, ln, "le label on %s: %s", bucket ? "missing" : "unexpected",
-                             line);
+            return expo_fail(e, ln, "le label on %s: %s", bucket ? "missing" : "unexpected", line);
         if (le) {
             double b;
             if (!parse_value(le, &b))
@@ -325,9 +324,9 @@ static bool parse_sample(struct expo *e, int ln, const char *line, struct expo_f
         return expo_fail(e, ln, "counter or histogram value %g is not >= 0", v);
 
     struct expo_sample s = {0};
+    s.le = le ? strdup(le) : NULL; /* before canonical_key sorts the labels under le */
     s.key = canonical_key(name, labels, nl, false);
     s.name = strdup(name);
-    s.le = le ? strdup(le) : NULL;
     s.group = canonical_key(cur->name, labels, nl, true);
     s.value = v;
     for (size_t i = 0; i < e->n; i++)
@@ -405,8 +404,8 @@ static bool check_histograms(struct expo *e)
                 continue;
             bool has = false;
             for (size_t k = 0; k < e->n && !has; k++)
-                has = strcmp(e->s[k].name, bucket) == 0 &&
-                      strcmp(e->s[k].group, e->s[j].group) == 0;
+                has =
+                    strcmp(e->s[k].name, bucket) == 0 && strcmp(e->s[k].group, e->s[j].group) == 0;
             if (!has)
                 return expo_fail(e, 0, "%s without buckets", e->s[j].key);
         }
@@ -477,8 +476,7 @@ static double expo_get(const struct expo *e, const char *name, ...)
 }
 
 /* How many series of that sample name carry label=value (label NULL: all). */
-static int expo_count(const struct expo *e, const char *name, const char *label,
-                      const char *value)
+static int expo_count(const struct expo *e, const char *name, const char *label, const char *value)
 {
     char needle[600];
     int n = 0;
@@ -499,7 +497,7 @@ static void scrape(const struct proc *p, struct expo *e)
     ck_assert_msg(strncmp(http_header(&r, "Content-Type"), "text/plain; version=0.0.4", 25) == 0,
                   "content type %s", http_header(&r, "Content-Type"));
     bool ok = expo_parse(r.body, e);
-    ck_assert_msg(ok, "exposition rejected: %s\n%s", e->error, r.body);
+    ck_assert_msg(ok, "exposition rejected: %s\n%.1500s", e->error, r.body);
     http_resp_free(&r);
 }
 
@@ -588,8 +586,8 @@ static cJSON *admin_json(const struct proc *p, const char *method, const char *p
 {
     struct http_resp r;
     http_send(p->admin_port, method, path, headers, NULL, 0, &r);
-    ck_assert_msg(r.status == want_status, "%s %s: status %ld, want %ld, body %.400s", method,
-                  path, r.status, want_status, r.body);
+    ck_assert_msg(r.status == want_status, "%s %s: status %ld, want %ld, body %.400s", method, path,
+                  r.status, want_status, r.body);
     ck_assert_ptr_nonnull(http_header(&r, "Content-Type"));
     ck_assert_str_eq(http_header(&r, "Content-Type"), "application/json");
     cJSON *j = json_body(&r);
@@ -601,8 +599,7 @@ static cJSON *admin_json(const struct proc *p, const char *method, const char *p
 /* An admin error: {"error":{"code":..,"message":..,"status":..}} */
 static void assert_admin_error(const struct http_resp *r, long status, const char *code)
 {
-    ck_assert_msg(r->status == status, "status %ld, want %ld (%.300s)", r->status, status,
-                  r->body);
+    ck_assert_msg(r->status == status, "status %ld, want %ld (%.300s)", r->status, status, r->body);
     ck_assert_str_eq(http_header(r, "Content-Type"), "application/json");
     cJSON *j = json_body(r);
     ck_assert_ptr_nonnull(j);
@@ -760,8 +757,8 @@ START_TEST(render_in_process)
     rt.services = &srv;
     rt.n_services = 1;
 
-    metrics_note_request(&st, 200, NULL, 4000);    /* le 0.005 */
-    metrics_note_request(&st, 200, NULL, 5000);    /* le 0.005 (bounds are inclusive) */
+    metrics_note_request(&st, 200, NULL, 4000);             /* le 0.005 */
+    metrics_note_request(&st, 200, NULL, 5000);             /* le 0.005 (bounds are inclusive) */
     metrics_note_request(&st, 503, "circuit_open", 300000); /* le 0.5 */
     metrics_note_request(&st, 504, "upstream_timeout", 20000000); /* +Inf only */
     metrics_note_request(NULL, 404, "unknown_service", 1500);
@@ -772,28 +769,27 @@ START_TEST(render_in_process)
     ck_assert_ptr_nonnull(text);
     ck_assert_uint_eq(len, strlen(text));
     bool ok = expo_parse(text, &e);
-    ck_assert_msg(ok, "%s\n%s", e.error, text);
+    ck_assert_msg(ok, "%s\n%.1500s", e.error, text);
 
     const char *svc = sc.name, *url = ep.url;
     ck_assert(expo_get(&e, "ahoyd_requests_total", "service", svc, "code", "200", NULL) == 2);
     ck_assert(expo_get(&e, "ahoyd_requests_total", "service", svc, "code", "503", NULL) == 1);
-    ck_assert(expo_get(&e, "ahoyd_requests_total", "service", "_none", "code", "404", NULL) ==
+    ck_assert(expo_get(&e, "ahoyd_requests_total", "service", "_none", "code", "404", NULL) == 1);
+    ck_assert(expo_get(&e, "ahoyd_errors_total", "service", svc, "error", "circuit_open", NULL) ==
               1);
-    ck_assert(expo_get(&e, "ahoyd_errors_total", "service", svc, "error", "circuit_open",
+    ck_assert(expo_get(&e, "ahoyd_errors_total", "service", "_none", "error", "unknown_service",
                        NULL) == 1);
-    ck_assert(expo_get(&e, "ahoyd_errors_total", "service", "_none", "error",
-                       "unknown_service", NULL) == 1);
     ck_assert_int_eq(expo_count(&e, "ahoyd_errors_total", NULL, NULL), 3);
-    ck_assert(expo_get(&e, "ahoyd_request_duration_seconds_bucket", "service", svc, "le",
-                       "0.005", NULL) == 2);
-    ck_assert(expo_get(&e, "ahoyd_request_duration_seconds_bucket", "service", svc, "le",
-                       "0.25", NULL) == 2);
+    ck_assert(expo_get(&e, "ahoyd_request_duration_seconds_bucket", "service", svc, "le", "0.005",
+                       NULL) == 2);
+    ck_assert(expo_get(&e, "ahoyd_request_duration_seconds_bucket", "service", svc, "le", "0.25",
+                       NULL) == 2);
     ck_assert(expo_get(&e, "ahoyd_request_duration_seconds_bucket", "service", svc, "le", "0.5",
                        NULL) == 3);
     ck_assert(expo_get(&e, "ahoyd_request_duration_seconds_bucket", "service", svc, "le", "10",
                        NULL) == 3);
-    ck_assert(expo_get(&e, "ahoyd_request_duration_seconds_bucket", "service", svc, "le",
-                       "+Inf", NULL) == 4);
+    ck_assert(expo_get(&e, "ahoyd_request_duration_seconds_bucket", "service", svc, "le", "+Inf",
+                       NULL) == 4);
     ck_assert_int_eq(expo_count(&e, "ahoyd_request_duration_seconds_bucket", "service", "_none"),
                      12);
     ck_assert(fabs(expo_get(&e, "ahoyd_request_duration_seconds_sum", "service", svc, NULL) -
@@ -809,10 +805,10 @@ START_TEST(render_in_process)
     ck_assert(expo_get(&e, "ahoyd_retries_total", "service", svc, NULL) == 7);
     ck_assert(expo_get(&e, "ahoyd_inflight_requests", "service", svc, NULL) == 2);
     ck_assert(expo_get(&e, "ahoyd_circuit_state", "service", svc, "endpoint", url, NULL) == 2);
-    ck_assert(expo_get(&e, "ahoyd_circuit_transitions_total", "service", svc, "endpoint", url,
-                       "to", "open", NULL) == 3);
-    ck_assert(expo_get(&e, "ahoyd_circuit_transitions_total", "service", svc, "endpoint", url,
-                       "to", "half_open", NULL) == 0);
+    ck_assert(expo_get(&e, "ahoyd_circuit_transitions_total", "service", svc, "endpoint", url, "to",
+                       "open", NULL) == 3);
+    ck_assert(expo_get(&e, "ahoyd_circuit_transitions_total", "service", svc, "endpoint", url, "to",
+                       "half_open", NULL) == 0);
     ck_assert(expo_get(&e, "ahoyd_config_reloads_total", "result", "success", NULL) == 1);
     ck_assert(expo_get(&e, "ahoyd_config_reloads_total", "result", "failure", NULL) == 1);
     ck_assert(expo_get(&e, "ahoyd_config_last_reload_success_timestamp_seconds", NULL) ==
@@ -831,7 +827,7 @@ START_TEST(render_in_process)
     text = metrics_render(NULL, &len);
     ck_assert_ptr_nonnull(text);
     ok = expo_parse(text, &e);
-    ck_assert_msg(ok, "%s\n%s", e.error, text);
+    ck_assert_msg(ok, "%s\n%.1500s", e.error, text);
     ck_assert_int_eq((int)e.nf, 11);
     expo_free(&e);
     free(text);
@@ -894,8 +890,7 @@ START_TEST(routes_and_fields)
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "services")), 2);
     /* config order */
     ck_assert_str_eq(json_str(cJSON_GetArrayItem(json_path(j, "services"), 0), "name"), "pool");
-    ck_assert_str_eq(json_str(cJSON_GetArrayItem(json_path(j, "services"), 1), "name"),
-                     "plain");
+    ck_assert_str_eq(json_str(cJSON_GetArrayItem(json_path(j, "services"), 1), "name"), "plain");
     s = service_of(j, "pool");
     ck_assert_ptr_nonnull(s);
     ck_assert_str_eq(json_str(s, "load_balancer"), "least-request");
@@ -942,9 +937,14 @@ START_TEST(routes_and_fields)
         ck_assert(json_num(ep, "seconds_to_half_open", -1) == 0);
         ck_assert(json_num(ep, "inflight", -1) == 0);
         ck_assert_int_eq(cJSON_GetArraySize(json_path(ep, "attempts")), 8);
-        static const char *const outcomes[] = {"2xx",   "3xx",     "4xx",
-                                               "5xx",   "connect_failure", "reset",
-                                               "timeout", "response_too_large"};
+        static const char *const outcomes[] = {"2xx",
+                                               "3xx",
+                                               "4xx",
+                                               "5xx",
+                                               "connect_failure",
+                                               "reset",
+                                               "timeout",
+                                               "response_too_large"};
         for (int o = 0; o < 8; o++)
             ck_assert(json_num(json_path(ep, "attempts"), outcomes[o], -1) == 0);
     }
@@ -960,10 +960,15 @@ START_TEST(routes_and_fields)
     cJSON_Delete(j);
 
     /* unknown paths: 404 JSON */
-    static const char *const unknown[] = {"/", "/healthz/", "/metrics/x", "/v1", "/v1/service",
+    static const char *const unknown[] = {"/",
+                                          "/healthz/",
+                                          "/metrics/x",
+                                          "/v1",
+                                          "/v1/service",
                                           "/v1/services/pool/endpoints/0/reset/x",
                                           "/v1/services/pool/endpoints//reset",
-                                          "/v1/services//endpoints/0/reset", NULL};
+                                          "/v1/services//endpoints/0/reset",
+                                          NULL};
     for (int i = 0; unknown[i]; i++) {
         http_get(daemon_proc.admin_port, unknown[i], NULL, &r);
         ck_assert_msg(r.status == 404, "%s: %ld", unknown[i], r.status);
@@ -991,8 +996,8 @@ START_TEST(routes_and_fields)
     }
 
     /* reset: unknown service, bad index, good one */
-    http_send(daemon_proc.admin_port, "POST", "/v1/services/nope/endpoints/0/reset", NULL, NULL,
-              0, &r);
+    http_send(daemon_proc.admin_port, "POST", "/v1/services/nope/endpoints/0/reset", NULL, NULL, 0,
+              &r);
     assert_admin_error(&r, 404, "unknown_service");
     http_resp_free(&r);
     static const char *const bad_index[] = {"2", "99999999999999999999", "x", "-1", "+1", "0x0",
@@ -1017,14 +1022,14 @@ START_TEST(routes_and_fields)
         char url[128];
         scrape(&daemon_proc, &e);
         snprintf(url, sizeof(url), "http://127.0.0.1:%d/two", stub.port);
-        ck_assert(expo_get(&e, "ahoyd_circuit_state", "service", "pool", "endpoint", url,
-                           NULL) == 0);
+        ck_assert(expo_get(&e, "ahoyd_circuit_state", "service", "pool", "endpoint", url, NULL) ==
+                  0);
         ck_assert_int_eq(expo_count(&e, "ahoyd_circuit_state", NULL, NULL), 3);
         ck_assert_int_eq(expo_count(&e, "ahoyd_upstream_attempts_total", NULL, NULL), 24);
         ck_assert_int_eq(expo_count(&e, "ahoyd_circuit_transitions_total", NULL, NULL), 9);
         ck_assert(expo_get(&e, "ahoyd_build_info", "version", PACKAGE_VERSION, NULL) == 1);
-        ck_assert(expo_get(&e, "ahoyd_request_duration_seconds_count", "service", "plain",
-                           NULL) == 0);
+        ck_assert(expo_get(&e, "ahoyd_request_duration_seconds_count", "service", "plain", NULL) ==
+                  0);
         /* a reset of a closed breaker is no transition */
         ck_assert(expo_get(&e, "ahoyd_circuit_transitions_total", "service", "pool", "endpoint",
                            url, "to", "closed", NULL) == 0);
@@ -1058,8 +1063,7 @@ END_TEST
 
 START_TEST(not_on_the_proxy_port)
 {
-    static const char *const paths[] = {"/metrics", "/healthz", "/readyz", "/v1/services",
-                                        NULL};
+    static const char *const paths[] = {"/metrics", "/healthz", "/readyz", "/v1/services", NULL};
     struct http_resp r;
 
     start_svc(NULL, NULL);
@@ -1074,15 +1078,15 @@ START_TEST(not_on_the_proxy_port)
     http_resp_free(&r);
     ck_assert_int_eq(proc_log_count(&daemon_proc, "reloading configuration"), 0);
 
-    ck_assert(metric(&daemon_proc, "ahoyd_requests_total", "service", "_none", "code", "404",
-                     NULL) == 5);
+    ck_assert(
+        metric(&daemon_proc, "ahoyd_requests_total", "service", "_none", "code", "404", NULL) == 5);
     ck_assert(metric(&daemon_proc, "ahoyd_errors_total", "service", "_none", "error",
                      "unknown_service", NULL) == 5);
     ck_assert(metric(&daemon_proc, "ahoyd_request_duration_seconds_count", "service", "_none",
                      NULL) == 5);
     /* admin requests are not proxy traffic */
-    ck_assert(isnan(metric(&daemon_proc, "ahoyd_requests_total", "service", "_none", "code",
-                           "200", NULL)));
+    ck_assert(isnan(
+        metric(&daemon_proc, "ahoyd_requests_total", "service", "_none", "code", "200", NULL)));
 }
 END_TEST
 
@@ -1251,8 +1255,8 @@ START_TEST(metrics_follow_traffic)
     /* open: refused at once, counted as an ahoyd error */
     proxy_get("/svc/ok", NULL, 503);
     scrape(&daemon_proc, &e);
-    ck_assert(expo_get(&e, "ahoyd_errors_total", "service", "svc", "error", "circuit_open",
-                       NULL) == 1);
+    ck_assert(expo_get(&e, "ahoyd_errors_total", "service", "svc", "error", "circuit_open", NULL) ==
+              1);
     ck_assert(expo_get(&e, "ahoyd_requests_total", "service", "svc", "code", "503", NULL) == 2);
     ck_assert(expo_get(&e, "ahoyd_upstream_attempts_total", "service", "svc", "endpoint", url,
                        "outcome", "2xx", NULL) == 2);
@@ -1272,8 +1276,8 @@ START_TEST(metrics_follow_traffic)
                        "to", "closed", NULL) == 1);
     expo_free(&e);
     proxy_get("/svc/ok", NULL, 200);
-    ck_assert(metric(&daemon_proc, "ahoyd_upstream_attempts_total", "service", "svc",
-                     "endpoint", url, "outcome", "2xx", NULL) == 3);
+    ck_assert(metric(&daemon_proc, "ahoyd_upstream_attempts_total", "service", "svc", "endpoint",
+                     url, "outcome", "2xx", NULL) == 3);
 
     /* connect failure, reset, timeout */
     {
@@ -1281,12 +1285,10 @@ START_TEST(metrics_follow_traffic)
         http_get(daemon_proc.port, "/down/x", NULL, &r);
         assert_ahoyd_error(&r, 502, "upstream_unreachable", "down", 1);
         http_resp_free(&r);
-        http_get(daemon_proc.port, "/flaky/x", (const char *[]){"X-Stub-Action: reset", NULL},
-                 &r);
+        http_get(daemon_proc.port, "/flaky/x", (const char *[]){"X-Stub-Action: reset", NULL}, &r);
         assert_ahoyd_error(&r, 502, "upstream_reset", "flaky", 1);
         http_resp_free(&r);
-        http_get(daemon_proc.port, "/slow/x", (const char *[]){"X-Stub-Delay-Ms: 2000", NULL},
-                 &r);
+        http_get(daemon_proc.port, "/slow/x", (const char *[]){"X-Stub-Delay-Ms: 2000", NULL}, &r);
         assert_ahoyd_error(&r, 504, "upstream_timeout", "slow", 1);
         http_resp_free(&r);
     }
@@ -1298,16 +1300,16 @@ START_TEST(metrics_follow_traffic)
                            down_url, "outcome", "connect_failure", NULL) == 1);
         ck_assert(expo_get(&e, "ahoyd_errors_total", "service", "down", "error",
                            "upstream_unreachable", NULL) == 1);
-        ck_assert(expo_get(&e, "ahoyd_requests_total", "service", "down", "code", "502",
-                           NULL) == 1);
+        ck_assert(expo_get(&e, "ahoyd_requests_total", "service", "down", "code", "502", NULL) ==
+                  1);
         ck_assert(expo_get(&e, "ahoyd_upstream_attempts_total", "service", "flaky", "endpoint",
                            stub_root, "outcome", "reset", NULL) == 1);
-        ck_assert(expo_get(&e, "ahoyd_errors_total", "service", "flaky", "error",
-                           "upstream_reset", NULL) == 1);
+        ck_assert(expo_get(&e, "ahoyd_errors_total", "service", "flaky", "error", "upstream_reset",
+                           NULL) == 1);
         ck_assert(expo_get(&e, "ahoyd_upstream_attempts_total", "service", "slow", "endpoint",
                            stub_root, "outcome", "timeout", NULL) == 1);
-        ck_assert(expo_get(&e, "ahoyd_errors_total", "service", "slow", "error",
-                           "upstream_timeout", NULL) == 1);
+        ck_assert(expo_get(&e, "ahoyd_errors_total", "service", "slow", "error", "upstream_timeout",
+                           NULL) == 1);
         /* the 250 ms timeout lands above the 0.1 s bucket and well below 2.5 s */
         ck_assert(expo_get(&e, "ahoyd_request_duration_seconds_bucket", "service", "slow", "le",
                            "0.1", NULL) == 0);
@@ -1332,8 +1334,8 @@ START_TEST(metrics_follow_traffic)
         req.url = purl;
         req.headers = (const char *[]){"X-Stub-Delay-Ms: 1500", NULL};
         struct http_async *a = http_async_start(&req);
-        double v = metric_wait(&daemon_proc, 1, 3000, "ahoyd_inflight_requests", "service",
-                               "svc", NULL, NULL);
+        double v = metric_wait(&daemon_proc, 1, 3000, "ahoyd_inflight_requests", "service", "svc",
+                               NULL, NULL);
         ck_assert_msg(v == 1, "inflight %f while a call runs", v);
         j = admin_json(&daemon_proc, "GET", "/v1/services", NULL, 200);
         ck_assert(json_num(service_of(j, "svc"), "inflight", -1) == 1);
@@ -1358,14 +1360,14 @@ START_TEST(half_open_by_timer)
               NULL);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/base", stub.port);
     proxy_get("/svc/x", (const char *[]){"X-Stub-Status: 500", NULL}, 500);
-    ck_assert(metric(&daemon_proc, "ahoyd_circuit_state", "service", "svc", "endpoint", url,
-                     NULL) == 1);
+    ck_assert(
+        metric(&daemon_proc, "ahoyd_circuit_state", "service", "svc", "endpoint", url, NULL) == 1);
     /* no traffic: the state moves on its own */
     double v = metric_wait(&daemon_proc, 2, 3000, "ahoyd_circuit_state", "service", "svc",
                            "endpoint", url);
     ck_assert_msg(v == 2, "circuit state %f, want 2 (half-open)", v);
-    ck_assert(metric(&daemon_proc, "ahoyd_circuit_transitions_total", "service", "svc",
-                     "endpoint", url, "to", "half_open", NULL) == 1);
+    ck_assert(metric(&daemon_proc, "ahoyd_circuit_transitions_total", "service", "svc", "endpoint",
+                     url, "to", "half_open", NULL) == 1);
     j = admin_json(&daemon_proc, "GET", "/v1/services", NULL, 200);
     ck_assert_str_eq(json_str(endpoint_of(service_of(j, "svc"), 0), "state"), "half_open");
     ck_assert(json_num(endpoint_of(service_of(j, "svc"), 0), "seconds_to_half_open", -1) == 0);
@@ -1374,14 +1376,14 @@ START_TEST(half_open_by_timer)
     j = admin_json(&daemon_proc, "POST", "/v1/services/svc/endpoints/0/reset", NULL, 200);
     ck_assert_str_eq(json_str(j, "state"), "closed");
     cJSON_Delete(j);
-    ck_assert(metric(&daemon_proc, "ahoyd_circuit_state", "service", "svc", "endpoint", url,
-                     NULL) == 0);
-    ck_assert(metric(&daemon_proc, "ahoyd_circuit_transitions_total", "service", "svc",
-                     "endpoint", url, "to", "closed", NULL) == 1);
+    ck_assert(
+        metric(&daemon_proc, "ahoyd_circuit_state", "service", "svc", "endpoint", url, NULL) == 0);
+    ck_assert(metric(&daemon_proc, "ahoyd_circuit_transitions_total", "service", "svc", "endpoint",
+                     url, "to", "closed", NULL) == 1);
 }
 END_TEST
 
-/* ---- reload ------------------------------------------------------------------------------------ */
+/* ---- reload ------------------------------------------------------------------------------ */
 
 static void write_file(const char *path, const char *text)
 {
@@ -1420,8 +1422,8 @@ START_TEST(reload_via_api)
     double bad0 = metric(&daemon_proc, "ahoyd_config_reloads_total", "result", "failure", NULL);
     ck_assert(!isnan(ok0) && !isnan(bad0));
     ck_assert(bad0 == 0);
-    ck_assert(metric(&daemon_proc, "ahoyd_upstream_attempts_total", "service", "svc",
-                     "endpoint", one, "outcome", "2xx", NULL) == 2);
+    ck_assert(metric(&daemon_proc, "ahoyd_upstream_attempts_total", "service", "svc", "endpoint",
+                     one, "outcome", "2xx", NULL) == 2);
 
     /* valid: endpoint two removed, service other added */
     yaml = yaml_printf("ahoyd:\n"
@@ -1444,22 +1446,20 @@ START_TEST(reload_via_api)
     {
         struct expo e;
         scrape(&daemon_proc, &e);
-        ck_assert(expo_get(&e, "ahoyd_config_reloads_total", "result", "success", NULL) ==
-                  ok0 + 1);
+        ck_assert(expo_get(&e, "ahoyd_config_reloads_total", "result", "success", NULL) == ok0 + 1);
         ck_assert(expo_get(&e, "ahoyd_config_reloads_total", "result", "failure", NULL) == 0);
         double ts = expo_get(&e, "ahoyd_config_last_reload_success_timestamp_seconds", NULL);
         ck_assert_msg(fabs(ts - (double)time(NULL)) < 60, "timestamp %f", ts);
         /* the kept endpoint keeps its counters; the removed one's series are gone */
-        ck_assert(expo_get(&e, "ahoyd_upstream_attempts_total", "service", "svc", "endpoint",
-                           one, "outcome", "2xx", NULL) == 2);
+        ck_assert(expo_get(&e, "ahoyd_upstream_attempts_total", "service", "svc", "endpoint", one,
+                           "outcome", "2xx", NULL) == 2);
         ck_assert_int_eq(expo_count(&e, "ahoyd_upstream_attempts_total", "endpoint", two), 8);
         ck_assert_int_eq(expo_count(&e, "ahoyd_upstream_attempts_total", "service", "svc"), 8);
-        ck_assert(isnan(expo_get(&e, "ahoyd_circuit_state", "service", "svc", "endpoint", two,
-                                 NULL)));
-        ck_assert(expo_get(&e, "ahoyd_circuit_state", "service", "other", "endpoint", two,
-                           NULL) == 0);
-        ck_assert(expo_get(&e, "ahoyd_requests_total", "service", "svc", "code", "200", NULL) ==
-                  4);
+        ck_assert(
+            isnan(expo_get(&e, "ahoyd_circuit_state", "service", "svc", "endpoint", two, NULL)));
+        ck_assert(expo_get(&e, "ahoyd_circuit_state", "service", "other", "endpoint", two, NULL) ==
+                  0);
+        ck_assert(expo_get(&e, "ahoyd_requests_total", "service", "svc", "code", "200", NULL) == 4);
         expo_free(&e);
     }
     j = admin_json(&daemon_proc, "GET", "/v1/services", NULL, 200);
@@ -1490,25 +1490,77 @@ START_TEST(reload_via_api)
         cJSON_ArrayForEach(it, errs)
         {
             ck_assert(cJSON_IsString(it));
-            ck_assert_msg(strncmp(it->valuestring, daemon_proc.conf_path,
-                                  strlen(daemon_proc.conf_path)) == 0,
-                          "error without FILE:LINE:COL: %s", it->valuestring);
+            ck_assert_msg(
+                strncmp(it->valuestring, daemon_proc.conf_path, strlen(daemon_proc.conf_path)) == 0,
+                "error without FILE:LINE:COL: %s", it->valuestring);
             lisen = lisen || strstr(it->valuestring, "lisen") != NULL;
             forever = forever || strstr(it->valuestring, "forever") != NULL ||
                       strstr(it->valuestring, "timeout") != NULL;
         }
-        ck_assert_msg(lisen && forever, "errors: %s", r.body);
+        ck_assert_msg(lisen && forever, "errors: %.1500s", r.body);
     }
     cJSON_Delete(j);
     http_resp_free(&r);
-    ck_assert(metric(&daemon_proc, "ahoyd_config_reloads_total", "result", "failure", NULL) ==
-              1);
+    ck_assert(metric(&daemon_proc, "ahoyd_config_reloads_total", "result", "failure", NULL) == 1);
     ck_assert(metric(&daemon_proc, "ahoyd_config_reloads_total", "result", "success", NULL) ==
               ok0 + 1);
     proxy_get("/other/x", NULL, 200);
     j = admin_json(&daemon_proc, "GET", "/v1/services", NULL, 200);
     ck_assert_int_eq(cJSON_GetArraySize(json_path(j, "services")), 2);
     cJSON_Delete(j);
+    ck_assert_int_eq(proc_stop(&daemon_proc), 0);
+}
+END_TEST
+
+/* A reload over the API that moves admin-listen: the answer still arrives on the old
+ * address, then only the new one serves (the old listener is closed). */
+START_TEST(reload_moves_admin_listen)
+{
+    struct http_resp r;
+    cJSON *j;
+    char *yaml;
+    int moved = closed_port(), old_port;
+    double end;
+
+    ck_assert_int_gt(moved, 0);
+    start_svc(NULL, NULL);
+    old_port = daemon_proc.admin_port;
+    yaml = yaml_printf("ahoyd:\n"
+                       "  listen: 127.0.0.1:0\n"
+                       "  admin-listen: 127.0.0.1:%d\n"
+                       "  access-log: off\n"
+                       "pyfly:\n"
+                       "  client:\n"
+                       "    services:\n"
+                       "      svc:\n"
+                       "        base-url: http://127.0.0.1:%d/base\n",
+                       moved, stub.port);
+    write_file(daemon_proc.conf_path, yaml);
+    free(yaml);
+    j = admin_json(&daemon_proc, "POST", "/v1/reload", NULL, 200);
+    ck_assert_str_eq(json_str(j, "status"), "reloaded");
+    cJSON_Delete(j);
+    {
+        char line[64];
+        snprintf(line, sizeof(line), "admin listening on 127.0.0.1:%d", moved);
+        ck_assert(proc_log_wait(&daemon_proc, line, 3000));
+    }
+    daemon_proc.admin_port = moved;
+    j = admin_json(&daemon_proc, "GET", "/healthz", NULL, 200);
+    cJSON_Delete(j);
+    ck_assert(metric(&daemon_proc, "ahoyd_config_reloads_total", "result", "failure", NULL) == 0);
+    /* the old address stops answering (bounded wait: it may finish what it was sending) */
+    end = harness_now_ms() + 3000;
+    for (;;) {
+        http_get(old_port, "/healthz", NULL, &r);
+        long st = r.status;
+        http_resp_free(&r);
+        if (st == 0)
+            break;
+        ck_assert_msg(harness_now_ms() < end, "old admin port %d still answers", old_port);
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
     ck_assert_int_eq(proc_stop(&daemon_proc), 0);
 }
 END_TEST
@@ -1564,6 +1616,7 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, metrics_follow_traffic);
     tcase_add_test(tc, half_open_by_timer);
     tcase_add_test(tc, reload_via_api);
+    tcase_add_test(tc, reload_moves_admin_listen);
     tcase_add_test(tc, readyz_during_drain);
     suite_add_tcase(s, tc);
     return s;

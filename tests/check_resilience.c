@@ -140,6 +140,13 @@ static const char *recorded_header(const struct proc *stub, int i, const char *n
     return v != NULL ? buf : NULL;
 }
 
+/* SIGTERM: the daemon drains and exits 0 (under sanitizers: no leak, no error). */
+static void assert_clean_exit(void)
+{
+    int st = proc_stop(&daemon_proc);
+    ck_assert_msg(st == 0, "ahoyd exited with %d after SIGTERM", st);
+}
+
 static void assert_near(double got, double want, const char *what)
 {
     ck_assert_msg(got >= want - SLACK_MS && got <= want + SLACK_MS, "%s: %.0f ms, want %.0f +- %.0f",
@@ -248,6 +255,7 @@ START_TEST(breaker_half_open_one_probe_then_closes)
     get_ok(daemon_proc.port, "/svc/x", NULL, &r);
     assert_upstream_answer(&r, 200, "a", 1);
     http_resp_free(&r);
+    assert_clean_exit();
 }
 END_TEST
 
@@ -620,6 +628,7 @@ START_TEST(post_retry_rules)
     assert_ahoyd_error(&r, 502, "upstream_unreachable", "dead", 3);
     ck_assert_str_eq(http_header(&r, "X-Ahoyd-Attempts"), "3");
     http_resp_free(&r);
+    assert_clean_exit();
 }
 END_TEST
 
@@ -1050,6 +1059,7 @@ START_TEST(error_outcomes)
     assert_upstream_answer(&r, 504, "a", 3);
     http_resp_free(&r);
     ck_assert_int_eq(stub_count(&stubs[0]), 1 + 3 + 1 + 1 + 3);
+    assert_clean_exit();
 }
 END_TEST
 
@@ -1233,6 +1243,7 @@ START_TEST(no_request_lost_when_endpoint_dies)
     /* After the kill the survivors carried the load. */
     ck_assert_int_gt(stub_count(&stubs[0]), after_a);
     ck_assert_int_gt(stub_count(&stubs[2]), after_c);
+    assert_clean_exit();
 }
 END_TEST
 
