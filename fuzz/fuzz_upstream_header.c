@@ -21,6 +21,10 @@
  * of the final block, the body is what was written. Then server.c's filter
  * (copied from build_response) must let no hop-by-hop header through,
  * including names listed in any Connection field line.
+ *
+ * AHOYD_FUZZ_SKIP (comma-separated) turns checks off to fuzz past a known,
+ * unfixed finding: "final-block" (kept headers = the final block's),
+ * "connection-lines" (names listed in a later Connection field line).
  */
 #include "upstream.c"
 
@@ -28,6 +32,18 @@
 #include <stdio.h>
 
 #include "http.h"
+
+static bool skip_final_block, skip_connection_lines;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    const char *s = getenv("AHOYD_FUZZ_SKIP");
+    skip_final_block = s != NULL && strstr(s, "final-block") != NULL;
+    skip_connection_lines = s != NULL && strstr(s, "connection-lines") != NULL;
+    return 0;
+}
 
 static void check(bool ok, const char *what)
 {
@@ -99,7 +115,7 @@ static void check_forwarding(const struct header_list *hl)
     for (size_t i = 0; i < hl->n; i++)
         total += strlen(hl->items[i].value) + 2;
     char *conn_all = calloc(1, total); /* every Connection field line, joined */
-    for (size_t i = 0; i < hl->n; i++) {
+    for (size_t i = 0; i < hl->n && !skip_connection_lines; i++) {
         if (strcasecmp(hl->items[i].name, "Connection") != 0)
             continue;
         if (conn_all[0] != '\0')
@@ -218,7 +234,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 }
             }
         } else { /* TRAILERS: handed to the callback, never forwarded */
-            check(on_header(line, 1, n, &a) == n, "trailer accepted");
+            size_t got = on_header(line, 1, n, &a);
+            check(got == n || skip_final_block, "trailer accepted");
         }
         free(line);
     }
@@ -226,6 +243,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!aborted && (ph == BODY || ph == TRAILERS)) {
         /* a complete response: what the proxy would forward */
         struct header_list *hl = &resp->headers;
+        if (skip_final_block)
+            n_expect = hl->n; /* a trailer may have replaced the list: do not compare */
         if (hl->n != n_expect) {
             fprintf(stderr, "on_header kept %zu headers, the final block has %zu\n", hl->n,
                     n_expect);
@@ -233,7 +252,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 fprintf(stderr, "  kept: %s: %s\n", hl->items[i].name, hl->items[i].value);
             check(false, "kept headers are those of the final response (no 1xx, no trailers)");
         }
-        for (size_t i = 0; i < n_expect; i++) {
+        for (size_t i = 0; i < n_expect && !skip_final_block; i++) {
             /* strndup stops at NUL: compare as C strings */
             check(strncmp(hl->items[i].name, expect[i].name, expect[i].name_len) == 0 &&
                       strlen(hl->items[i].name) == expect[i].name_len,
@@ -242,7 +261,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                       strlen(hl->items[i].value) == expect[i].value_len,
                   "header value kept byte for byte");
         }
-        check(resp->content_length == cl, "Content-Length is the final block's");
+        check(skip_final_block || resp->content_length == cl,
+              "Content-Length is the final block's");
         check(resp->body_len == body_total, "body length");
         size_t off = 0;
         for (size_t i = 0; i < n_body; i++) {

@@ -712,8 +712,8 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
     }
     if (strcasecmp(key, "X-Request-Id") == 0 || strcasecmp(key, "X-Forwarded-Proto") == 0)
         return MHD_YES;
-    if (b->r->operation && b->r->body && strcasecmp(key, "Content-Type") == 0)
-        return MHD_YES; /* a named call's body is JSON */
+    if (b->r->operation && strcasecmp(key, "Content-Type") == 0)
+        return MHD_YES; /* it described the arguments; a named call's body (if any) is JSON */
     for (size_t i = 0; i < sc->n_headers; i++)
         if (strcasecmp(key, sc->headers[i].name) == 0)
             return MHD_YES; /* replaced by the service's value */

@@ -149,8 +149,8 @@ static void assert_clean_exit(void)
 
 static void assert_near(double got, double want, const char *what)
 {
-    ck_assert_msg(got >= want - SLACK_MS && got <= want + SLACK_MS, "%s: %.0f ms, want %.0f +- %.0f",
-                  what, got, want, SLACK_MS);
+    ck_assert_msg(got >= want - SLACK_MS && got <= want + SLACK_MS,
+                  "%s: %.0f ms, want %.0f +- %.0f", what, got, want, SLACK_MS);
 }
 
 /* ---- 4.2 circuit breaker ------------------------------------------------------------- */
