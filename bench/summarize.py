@@ -107,8 +107,8 @@ def scenario_table(out, title, runs, note_direct):
     out.append("### " + title)
     out.append("")
     out.append("| door | req/s (spread) | p50 ms | p99 ms | p99.9 ms | CPU µs/req | RSS MiB "
-               "| non-2xx | socket errors |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+               "| non-2xx | socket errors | foreign CPU % |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for d in DOORS:
         if not runs.has(d):
             continue
@@ -118,12 +118,13 @@ def scenario_table(out, title, runs, note_direct):
         name = d
         if d == "direct":
             name = "direct (CPU, RSS: %s)" % note_direct
-        out.append("| %s | %.0f (±%.0f%%) | %s | %s | %s | %s | %s | %d | %d |" % (
+        out.append("| %s | %.0f (±%.0f%%) | %s | %s | %s | %s | %s | %d | %d | %.0f |" % (
             name, runs.med(d, "rps"), runs.spread(d, "rps") / 2, ms(runs.med(d, "p50")),
-            ms(runs.med(d, "p99")), ms(runs.med(d, "p999")), cpu, rss, status, sock))
+            ms(runs.med(d, "p99")), ms(runs.med(d, "p999")), cpu, rss, status, sock,
+            runs.med(d, "foreign_pct")))
     for other in ("haproxy", "nginx"):
         if runs.has("ahoyd") and runs.has(other):
-            out.append("| **ahoyd / %s** | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | | |" % (
+            out.append("| **ahoyd / %s** | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | | | |" % (
                 other, ratio(runs.med("ahoyd", "rps"), runs.med(other, "rps")),
                 ratio(runs.med("ahoyd", "p50"), runs.med(other, "p50")),
                 ratio(runs.med("ahoyd", "p99"), runs.med(other, "p99")),
@@ -191,6 +192,16 @@ def main():
     out.append("- CPU µs/req: utime+stime of the door's processes (/proc/PID/stat, all threads) "
                "over the run ÷ requests wrk completed; nginx = master + worker; RSS = VmRSS "
                "(nginx: master + worker), the largest seen after a run")
+    out.append("- load average at the end: %s; foreign CPU %% = CPU used by other processes "
+               "on the machine during a run (not the door, its upstream or wrk), in %% of all "
+               "cores (median over rounds)" % meta.get("loadavg_end"))
+    foreign = [num(r.get("foreign_pct")) for r in recs if r.get("kind") == "run"]
+    busy = [f for f in foreign if f > 15]
+    if busy:
+        out.append("- **WARNING: the machine was busy with other work in %d of %d runs "
+                   "(foreign CPU > 15 %%, up to %.0f %%): absolute figures are depressed and "
+                   "noisy; the interleaved ratios are the better guide.**" % (
+                       len(busy), len(foreign), max(busy)))
     info = [r for r in recs if r.get("kind") == "info"]
     if info:
         out.append("- ahoyd threads: %s" % info[0].get("ahoyd_threads"))
@@ -290,6 +301,19 @@ def main():
         out.append("| **total** | %.2f | | %s |" % (
             total_s / sreq if sreq else 0,
             "%.2f" % (tot_p / preq) if tot_p is not None and preq else "-"))
+        out.append("")
+    sc = [r for r in recs if r.get("kind") == "sysc"]
+    if sc:
+        out.append("Every door under the same load (wrk -t2 -c64 3 s, perf stat "
+                   "raw_syscalls:sys_enter, in-kernel counting):")
+        out.append("")
+        out.append("| door | requests | syscalls/req | CPU µs/req |")
+        out.append("|---|---:|---:|---:|")
+        for r in sc:
+            n = num(r.get("requests"))
+            out.append("| %s | %d | %s | %s |" % (
+                r.get("door"), n, "%.2f" % (num(r.get("syscalls")) / n) if n else "-",
+                "%.1f" % (num(r.get("cpu_ticks")) / clk * 1e6 / n) if n else "-"))
         out.append("")
     pf = [r for r in recs if r.get("kind") == "perf"]
     if pf:

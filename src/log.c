@@ -165,58 +165,89 @@ bool access_log_enabled(void)
     return access_fd >= 0;
 }
 
-size_t log_quote(char *buf, size_t len, size_t cap, const char *s, bool json)
+/* A bounded line buffer: appends never write past cap, and a full buffer stays full. */
+struct linebuf {
+    char *buf;
+    size_t len, cap;
+};
+
+static void lb_putc(struct linebuf *b, char c)
+{
+    if (b->len + 1 < b->cap)
+        b->buf[b->len++] = c;
+}
+
+static void lb_puts(struct linebuf *b, const char *s)
+{
+    while (*s)
+        lb_putc(b, *s++);
+}
+
+static void lb_printf(struct linebuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void lb_printf(struct linebuf *b, const char *fmt, ...)
+{
+    char tmp[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    lb_puts(b, tmp);
+}
+
+/* Quote s: JSON string syntax in both formats, plus \xNN for raw bytes >= 0x80 in
+ * logfmt. At most max bytes of s are written (a field cannot crowd out the ones after
+ * it); it also stops, still closing the quote, when the line is full. */
+static void lb_quote_max(struct linebuf *b, const char *s, bool json, size_t max)
 {
     static const char hex[] = "0123456789abcdef";
-    if (cap - len < 3)
-        return len;
     if (!s) {
-        const char *none = json ? "null" : "\"-\"";
-        size_t k = strlen(none);
-        if (cap - len > k) {
-            memcpy(buf + len, none, k);
-            len += k;
-        }
-        return len;
+        lb_puts(b, json ? "null" : "\"-\"");
+        return;
     }
-    buf[len++] = '"';
+    lb_putc(b, '"');
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (cap - len < 8)
-            break;
+        if (b->len + 16 >= b->cap || (size_t)(p - (const unsigned char *)s) >= max)
+            break; /* room for the closing quote and the rest of the line */
         unsigned char c = *p;
         if (c == '"' || c == '\\') {
-            buf[len++] = '\\';
-            buf[len++] = (char)c;
-        } else if (c < 0x20 || c == 0x7f) {
-            buf[len++] = '\\';
-            if (c == '\n') {
-                buf[len++] = 'n';
-            } else if (c == '\r') {
-                buf[len++] = 'r';
-            } else if (c == '\t') {
-                buf[len++] = 't';
-            } else {
-                /* \u00XX is valid JSON and unambiguous in logfmt */
-                len += (size_t)snprintf(buf + len, cap - len, "u00%c%c", hex[c >> 4], hex[c & 15]);
-            }
-        } else if (c >= 0x80 && !json) {
-            /* logfmt readers expect text: escape raw bytes */
-            len += (size_t)snprintf(buf + len, cap - len, "\\x%c%c", hex[c >> 4], hex[c & 15]);
+            lb_putc(b, '\\');
+            lb_putc(b, (char)c);
+        } else if (c == '\n') {
+            lb_puts(b, "\\n");
+        } else if (c == '\r') {
+            lb_puts(b, "\\r");
+        } else if (c == '\t') {
+            lb_puts(b, "\\t");
+        } else if (c < 0x20 || c == 0x7f || (c >= 0x80 && json)) {
+            lb_printf(b, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
         } else if (c >= 0x80) {
-            len += (size_t)snprintf(buf + len, cap - len, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
+            lb_printf(b, "\\x%c%c", hex[c >> 4], hex[c & 15]);
         } else {
-            buf[len++] = (char)c;
+            lb_putc(b, (char)c);
         }
     }
-    buf[len++] = '"';
-    return len;
+    lb_putc(b, '"');
+}
+
+static void lb_quote(struct linebuf *b, const char *s, bool json)
+{
+    lb_quote_max(b, s, json, 256);
+}
+
+size_t log_quote(char *buf, size_t len, size_t cap, const char *s, bool json)
+{
+    struct linebuf b = {buf, len, cap};
+    if (len >= cap)
+        return len;
+    lb_quote_max(&b, s, json, (size_t)-1);
+    return b.len;
 }
 
 void access_log_write(const struct access_entry *e)
 {
     char line[8192];
     char tbuf[40];
-    size_t n = 0;
+    struct linebuf b = {line, 0, sizeof line - 1}; /* one byte kept for the newline */
     bool json = access_format == ACCESS_LOG_JSON;
     char dur[32], up[32];
 
@@ -227,43 +258,37 @@ void access_log_write(const struct access_entry *e)
     if (e->upstream_us >= 0)
         snprintf(up, sizeof up, "%.3f", (double)e->upstream_us / 1e6);
     else
-        snprintf(up, sizeof up, "-");
+        snprintf(up, sizeof up, json ? "null" : "-");
+    const char *flags = e->flags && *e->flags ? e->flags : NULL;
 
     if (json) {
-        n += (size_t)snprintf(line + n, sizeof line - n, "{\"time\":\"%s\",\"request_id\":", tbuf);
-        n = log_quote(line, n, sizeof line, e->request_id, true);
-        n += (size_t)snprintf(line + n, sizeof line - n, ",\"method\":");
-        n = log_quote(line, n, sizeof line, e->method, true);
-        n += (size_t)snprintf(line + n, sizeof line - n, ",\"service\":");
-        n = log_quote(line, n, sizeof line, e->service, true);
-        n += (size_t)snprintf(line + n, sizeof line - n, ",\"path\":");
-        n = log_quote(line, n, sizeof line, e->path, true);
-        n += (size_t)snprintf(line + n, sizeof line - n,
-                              ",\"status\":%d,\"attempts\":%d,\"endpoint\":", e->status,
-                              e->attempts);
-        n = log_quote(line, n, sizeof line, e->endpoint, true);
-        n += (size_t)snprintf(line + n, sizeof line - n,
-                              ",\"duration\":%s,\"upstream_time\":%s,\"flags\":\"%s\"}", dur,
-                              e->upstream_us >= 0 ? up : "null", e->flags ? e->flags : "");
+        lb_printf(&b, "{\"time\":\"%s\",\"request_id\":", tbuf);
+        lb_quote(&b, e->request_id, true);
+        lb_puts(&b, ",\"method\":");
+        lb_quote(&b, e->method, true);
+        lb_puts(&b, ",\"service\":");
+        lb_quote(&b, e->service, true);
+        lb_puts(&b, ",\"path\":");
+        lb_quote_max(&b, e->path, true, 4096);
+        lb_printf(&b, ",\"status\":%d,\"attempts\":%d,\"endpoint\":", e->status, e->attempts);
+        lb_quote_max(&b, e->endpoint, true, 1024);
+        lb_printf(&b, ",\"duration\":%s,\"upstream_time\":%s,\"flags\":", dur, up);
+        lb_quote(&b, flags ? flags : "", true);
+        lb_putc(&b, '}');
     } else {
-        n += (size_t)snprintf(line + n, sizeof line - n, "time=%s request_id=", tbuf);
-        n = log_quote(line, n, sizeof line, e->request_id, false);
-        n += (size_t)snprintf(line + n, sizeof line - n, " method=");
-        n = log_quote(line, n, sizeof line, e->method, false);
-        n += (size_t)snprintf(line + n, sizeof line - n, " service=");
-        n = log_quote(line, n, sizeof line, e->service, false);
-        n += (size_t)snprintf(line + n, sizeof line - n, " path=");
-        n = log_quote(line, n, sizeof line, e->path, false);
-        n += (size_t)snprintf(line + n, sizeof line - n, " status=%d attempts=%d endpoint=",
-                              e->status, e->attempts);
-        n = log_quote(line, n, sizeof line, e->endpoint, false);
-        n += (size_t)snprintf(line + n, sizeof line - n,
-                              " duration=%s upstream_time=%s flags=%s", dur, up,
-                              e->flags && *e->flags ? e->flags : "-");
+        lb_printf(&b, "time=%s request_id=", tbuf);
+        lb_quote(&b, e->request_id, false);
+        lb_puts(&b, " method=");
+        lb_quote(&b, e->method, false);
+        lb_puts(&b, " service=");
+        lb_quote(&b, e->service, false);
+        lb_puts(&b, " path=");
+        lb_quote_max(&b, e->path, false, 4096);
+        lb_printf(&b, " status=%d attempts=%d endpoint=", e->status, e->attempts);
+        lb_quote_max(&b, e->endpoint, false, 1024);
+        lb_printf(&b, " duration=%s upstream_time=%s flags=%s", dur, up, flags ? flags : "-");
     }
-    if (n > sizeof line - 1)
-        n = sizeof line - 1;
-    line[n++] = '\n';
-    ssize_t w = write(access_fd, line, n);
+    line[b.len++] = '\n';
+    ssize_t w = write(access_fd, line, b.len);
     (void)w;
 }

@@ -72,12 +72,22 @@ static void usage(FILE *out)
             DEFAULT_CONFIG);
 }
 
-static void print_messages(const struct config_messages *m)
+/* Configuration messages: plain lines for --check-config/--dump-config, log lines
+ * (with journald priorities) when starting the daemon. */
+static void print_messages(const struct config_messages *m, bool plain)
 {
-    for (size_t i = 0; i < m->n_warnings; i++)
-        fprintf(stderr, "%s\n", m->warnings[i]);
-    for (size_t i = 0; i < m->n_errors; i++)
-        fprintf(stderr, "%s\n", m->errors[i]);
+    for (size_t i = 0; i < m->n_warnings; i++) {
+        if (plain)
+            fprintf(stderr, "%s\n", m->warnings[i]);
+        else
+            log_warn("%s", m->warnings[i]);
+    }
+    for (size_t i = 0; i < m->n_errors; i++) {
+        if (plain)
+            fprintf(stderr, "%s\n", m->errors[i]);
+        else
+            log_error("%s", m->errors[i]);
+    }
 }
 
 /* ---- reload ------------------------------------------------------------------------ */
@@ -353,12 +363,13 @@ int main(int argc, char **argv)
     struct config_messages msgs = {0};
     if (dump) {
         int rc = config_dump(&d.opts, stdout, &msgs);
-        print_messages(&msgs);
+        print_messages(&msgs, true);
         config_messages_free(&msgs);
         return rc == 0 ? EXIT_OK : EXIT_CONFIG;
     }
+    log_init(LOG_LEVEL_INFO); /* until the configuration names its level */
     struct config *cfg = config_load(&d.opts, &msgs);
-    print_messages(&msgs);
+    print_messages(&msgs, check);
     config_messages_free(&msgs);
     if (!cfg)
         return EXIT_CONFIG;
@@ -410,7 +421,9 @@ int main(int argc, char **argv)
     loop_timer_init(&d.watchdog_timer, on_watchdog, &d);
     uint64_t wd_usec = 0;
     if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
-        d.watchdog_ms = (int64_t)(wd_usec / 2000);
+        d.watchdog_ms = (int64_t)(wd_usec / 2000); /* half the interval, as systemd advises */
+        if (d.watchdog_ms < 1)
+            d.watchdog_ms = 1;
         loop_timer_start(d.loop, &d.watchdog_timer, d.watchdog_ms);
     }
     if (rt->cfg->admin_listen.kind != LISTEN_OFF) {

@@ -45,8 +45,6 @@ struct request {
     int64_t start_us;               /* request line seen */
     int64_t received_us;            /* whole request received */
     struct loop_timer request_timer;
-    struct loop_io client_io;       /* watched for EPOLLRDHUP while suspended */
-    struct loop_timer watch_timer;  /* starts that watch for calls that take a while */
     bool suspended;
     bool client_gone;
     bool logged;

@@ -46,8 +46,10 @@
 #include "proxy.h"
 #include "server.h"
 
-#define CONNECTION_RESERVE 16
-#define CLIENT_WATCH_DELAY_MS 20 /* a suspended call's client fd is watched after this */ /* connections above max-connections for the 503 answer */
+#define CONNECTION_RESERVE 16 /* connections above max-connections for the 503 answer */
+#define PEER_CLOSED_GRACE_MS 250 /* a half-closed client's request may still be in the buffer */
+
+static void head_timer_arm(struct client_conn *c, bool first);
 
 /* ---- listening socket ----------------------------------------------------------- */
 
@@ -241,12 +243,6 @@ static enum MHD_Result queue_answer(struct request *r)
     return ret;
 }
 
-static void client_watch_stop(struct request *r)
-{
-    loop_timer_stop(r->srv->loop, &r->watch_timer);
-    loop_io_del(r->srv->loop, &r->client_io);
-}
-
 static void unlink_suspended(struct request *r)
 {
     struct server *s = r->srv;
@@ -263,7 +259,6 @@ static void resume(struct request *r)
 {
     if (!r->suspended)
         return;
-    client_watch_stop(r);
     unlink_suspended(r);
     r->suspended = false;
     r->srv->calls--;
@@ -278,12 +273,16 @@ void server_respond(struct request *r)
     resume(r); /* when not suspended, the handler queues it on return */
 }
 
-/* The client closed (or half-closed) while its call ran: cancel it (SPEC 7). */
-static void on_client_event(void *arg, uint32_t events)
+static int connection_fd(struct MHD_Connection *c)
 {
-    struct request *r = arg;
-    if (!(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
-        return;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
+/* The client closed (or half-closed) while its call ran: cancel it (SPEC 7). */
+static void client_gone(struct request *r)
+{
     r->client_gone = true;
     proxy_cancel(r);
     r->status = 499;
@@ -292,19 +291,27 @@ static void on_client_event(void *arg, uint32_t events)
     resume(r);
 }
 
-static int connection_fd(struct MHD_Connection *c)
+/* Every client connection is in our epoll set for EPOLLRDHUP (edge-triggered) from
+ * accept to close: MHD does not watch a suspended connection, and does not act on a
+ * half-close once it has a request line. */
+static void on_conn_event(void *arg, uint32_t events)
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    return ci ? ci->connect_fd : -1;
-}
-
-static void on_watch_timer(void *arg)
-{
-    struct request *r = arg;
-    int fd = connection_fd(r->conn);
-    if (r->suspended && fd >= 0)
-        loop_io_add(r->srv->loop, &r->client_io, fd, EPOLLRDHUP, on_client_event, r);
+    struct client_conn *c = arg;
+    if (!(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+        return;
+    c->peer_closed = true;
+    struct request *r = c->request;
+    if (!r) {
+        /* idle, or a partial request line that MHD may never complete */
+        head_timer_arm(c, false);
+        return;
+    }
+    if (r->suspended) {
+        client_gone(r);
+    } else if (!r->received_us && !r->raw_answered) {
+        /* incomplete request: what is still in the socket buffer may complete it */
+        loop_timer_start(c->srv->loop, &r->request_timer, PEER_CLOSED_GRACE_MS);
+    }
 }
 
 /* ---- request-timeout ------------------------------------------------------------ */
@@ -351,6 +358,17 @@ static void on_request_timeout(void *arg)
     struct request *r = arg;
     if (r->received_us)
         return;
+    if (r->client_conn && r->client_conn->peer_closed && !r->raw_answered) {
+        int fd = connection_fd(r->conn);
+        if (r->head_checked) {
+            r->status = 499;
+            request_add_flag(r, "DC");
+            request_log(r);
+        }
+        if (fd >= 0)
+            shutdown(fd, SHUT_RDWR);
+        return;
+    }
     if (r->raw_answered) {
         /* answered already and the client is still sending: stop listening */
         int fd = connection_fd(r->conn);
@@ -378,6 +396,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     if (ci && ci->socket_context) {
         r->client_conn = ci->socket_context;
         r->client_conn->request = r;
+        loop_timer_stop(s->loop, &r->client_conn->head_timer);
     }
     r->rt = runtime_ref(s->rt);
     r->target_len = strlen(uri);
@@ -395,10 +414,11 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 static void request_free(struct request *r)
 {
     struct server *s = r->srv;
-    if (r->client_conn)
+    if (r->client_conn) {
         r->client_conn->request = NULL;
+        head_timer_arm(r->client_conn, false);
+    }
     loop_timer_stop(s->loop, &r->request_timer);
-    client_watch_stop(r);
     unlink_suspended(r);
     proxy_release(r);
     if (r->resp) {
@@ -600,7 +620,7 @@ static void check_head(struct request *r, const char *version)
 
     if (s->draining) {
         fail(r, 503, "shutting_down", "ahoyd is shutting down", true);
-    } else if ((int64_t)server_connections(s) > cfg->max_connections) {
+    } else if (r->client_conn && r->client_conn->over_limit) {
         fail(r, 503, "overloaded", "too many client connections", true);
     } else if (h.bytes > cfg->max_header_bytes) {
         fail(r, 431, "headers_too_large", "the request header block is over the limit", true);
@@ -897,10 +917,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     if (s->suspended)
         s->suspended->prev_suspended = r;
     s->suspended = r;
-    /* most calls end within a few milliseconds: watching their fd would cost two
-     * epoll_ctl calls each, so the watch starts only for calls still running later */
-    loop_timer_init(&r->watch_timer, on_watch_timer, r);
-    loop_timer_start(s->loop, &r->watch_timer, CLIENT_WATCH_DELAY_MS);
+    if (r->client_conn && r->client_conn->peer_closed)
+        client_gone(r); /* it half-closed while its request was being read */
     return MHD_YES;
 }
 
@@ -986,7 +1004,40 @@ static int64_t on_prepare(void *arg)
         }
         pp = &l->next;
     }
+    for (struct listener *l = s->listeners; l; l = l->next)
+        if (l->kick)
+            return 0; /* a run above asked for another one: do not block */
     return -1;
+}
+
+/* A connection has had no complete request line for too long: a slow drip while the
+ * header block is incomplete (MHD runs no handler before it, so a plain close). */
+static void on_head_timeout(void *arg)
+{
+    struct client_conn *c = arg;
+    int fd = connection_fd(c->conn);
+    if (!c->request && fd >= 0)
+        shutdown(fd, SHUT_RDWR);
+}
+
+/* Arm the head timer of an idle connection: the first request line must arrive within
+ * request-timeout of the accept, a later one within idle-timeout + request-timeout. */
+static void head_timer_arm(struct client_conn *c, bool first)
+{
+    const struct config *cfg = c->srv->rt->cfg;
+    int64_t ms = cfg->request_timeout_ms;
+    if (c->peer_closed) {
+        /* the client has finished sending: whatever it sent is read within the grace */
+        loop_timer_start(c->srv->loop, &c->head_timer, PEER_CLOSED_GRACE_MS);
+        return;
+    }
+    if (ms <= 0 || (!first && cfg->idle_timeout_ms <= 0)) {
+        loop_timer_stop(c->srv->loop, &c->head_timer);
+        return;
+    }
+    if (!first)
+        ms += cfg->idle_timeout_ms;
+    loop_timer_start(c->srv->loop, &c->head_timer, ms);
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -999,19 +1050,31 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         c = calloc(1, sizeof *c);
         if (!c)
             return;
+        c->srv = s;
         c->conn = conn;
         c->next = s->conns;
         if (s->conns)
             s->conns->prev = c;
         s->conns = c;
+        s->n_conns++;
+        /* decided once, at accept: connections within the limit keep working */
+        c->over_limit = (int64_t)s->n_conns > s->rt->cfg->max_connections;
+        loop_timer_init(&c->head_timer, on_head_timeout, c);
+        head_timer_arm(c, true);
+        int fd = connection_fd(conn);
+        if (fd >= 0)
+            loop_io_add(s->loop, &c->io, fd, EPOLLRDHUP | EPOLLET, on_conn_event, c);
         *socket_context = c;
-        if (s->draining) {
-            /* accepted just before the listener closed: it may still ask once */
-        }
         return;
     }
     if (!c)
         return;
+    /* at its connection limit MHD takes the listen socket out of its epoll set and puts
+     * it back only on its next run: make sure there is one, or the backlog waits */
+    l->kick = true;
+    s->n_conns--;
+    loop_timer_stop(s->loop, &c->head_timer);
+    loop_io_del(s->loop, &c->io);
     if (c->request)
         c->request->client_conn = NULL;
     if (c->prev)
@@ -1021,7 +1084,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     if (c->next)
         c->next->prev = c->prev;
     *socket_context = NULL;
-    free(c);
+    loop_defer_free(s->loop, c); /* an event for its fd may be pending in this batch */
 }
 
 /* Start a daemon on an already listening fd. */

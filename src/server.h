@@ -35,8 +35,13 @@ struct listener {
 
 /* A client connection, tracked to close the idle ones at drain. */
 struct client_conn {
+    struct server *srv;
     struct MHD_Connection *conn;
-    struct request *request; /* the request in progress, NULL when idle */
+    struct request *request;      /* the request in progress, NULL when idle */
+    bool over_limit;              /* accepted beyond max-connections: answered 503 */
+    bool peer_closed;             /* the client closed or half-closed its side */
+    struct loop_io io;            /* EPOLLRDHUP watch, accept to close */
+    struct loop_timer head_timer; /* the next request line must arrive within this */
     struct client_conn *prev, *next;
 };
 
@@ -46,6 +51,7 @@ struct server {
     struct runtime *rt;          /* current; requests hold their own reference */
     struct listener *listeners;  /* the accepting one first */
     struct client_conn *conns;
+    size_t n_conns;
     uint64_t rng;
     size_t requests;             /* requests alive (URI seen, not yet completed) */
     size_t calls;                /* calls running upstream (suspended connections) */
