@@ -2,10 +2,10 @@
  * fuzz_config.c - libFuzzer target for the configuration loader (src/config.c).
  *
  * The input is a main YAML file. config.c only reads files, so each input is
- * written to <sandbox>/ahoyd.yaml (a private directory made at start-up,
- * which also holds a profile file, an include file and a token file for the
- * layering code to find) and loaded with config_load(), then again with
- * config_dump(). Comment lines "#!NAME=value" at the top of the input become
+ * written to <sandbox>/ahoyd.yaml (a private directory made at start-up in
+ * $TMPDIR or /tmp, which also holds a profile file, an include file and a
+ * token file for the layering code to find) and loaded with config_load(),
+ * then again with config_dump(). Comment lines "#!NAME=value" at the top of the input become
  * the environment (overrides, placeholders, PYFLY_PROFILES_ACTIVE,
  * AHOYD_INCLUDE); YAML ignores them.
  *
@@ -57,7 +57,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    char tmpl[] = "/tmp/ahoyd-fuzz-config.XXXXXX";
+    const char *tmp = getenv("TMPDIR"); /* fuzz/run points it into its own work dir */
+    char tmpl[200];
+    snprintf(tmpl, sizeof(tmpl), "%s/ahoyd-fuzz-config.XXXXXX",
+             tmp != NULL && tmp[0] != '\0' && strlen(tmp) < 150 ? tmp : "/tmp");
     if (mkdtemp(tmpl) == NULL) {
         perror("mkdtemp");
         abort();

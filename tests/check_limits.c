@@ -957,6 +957,36 @@ struct hostile {
 
 #define B(s) (s), sizeof(s) - 1
 
+/* libmicrohttpd 0.9.75 cuts the request-target and header values at a raw NUL before
+ * ahoyd sees them (README: decisions). What is checked and forwarded is the part before
+ * the NUL: the request is refused (400 or a close) or forwarded cut there; no byte after
+ * the NUL ever reaches the upstream. */
+START_TEST(nul_bytes_never_forwarded)
+{
+    static const char target[] = "GET /svc/a\0/../../evil HTTP/1.1\r\nHost: h\r\n\r\n";
+    static const char value[] =
+        "GET /svc/v HTTP/1.1\r\nHost: h\r\nX-A: a\0evil\r\n\r\n";
+    char *out = malloc(RESP_CAP);
+    int n;
+
+    start_one_service(&stub, &daemon_proc, NULL, NULL);
+    n = raw_exchange(daemon_proc.port, target, sizeof(target) - 1, out, RESP_CAP, 5000);
+    ck_assert_msg(n <= 0 || raw_status(out) == 400 || raw_status(out) == 200,
+                  "NUL in target: %.200s", out);
+    if (n > 0 && raw_status(out) == 200)
+        ck_assert_msg(strstr(out, "evil") == NULL && strstr(out, "..") == NULL,
+                      "bytes after a NUL in the target were forwarded: %.400s", out);
+    n = raw_exchange(daemon_proc.port, value, sizeof(value) - 1, out, RESP_CAP, 5000);
+    ck_assert_msg(n <= 0 || raw_status(out) == 400 || raw_status(out) == 200,
+                  "NUL in a header value: %.200s", out);
+    if (n > 0 && raw_status(out) == 200)
+        ck_assert_msg(strstr(out, "evil") == NULL,
+                      "bytes after a NUL in a header value were forwarded: %.400s", out);
+    free(out);
+    assert_alive("NUL bytes");
+}
+END_TEST
+
 START_TEST(malformed_requests)
 {
     static const char tls_hello[] = "\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03"
@@ -969,9 +999,6 @@ START_TEST(malformed_requests)
         {"unknown version", B("GET /svc/x HTTP/9.9\r\nHost: h\r\n\r\n"), {400, 505}, false,
          NULL},
         {"HTTP/2 preface", B("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), {400, 505}, false, NULL},
-        {"NUL in target", B("GET /svc/a\0b HTTP/1.1\r\nHost: h\r\n\r\n"), {400}, false, NULL},
-        {"NUL in header value", B("GET /svc/x HTTP/1.1\r\nHost: h\r\nX-A: a\0b\r\n\r\n"),
-         {400}, false, NULL},
         {"NUL in header name", B("GET /svc/x HTTP/1.1\r\nHost: h\r\nX-\0A: b\r\n\r\n"), {400},
          false, NULL},
         {"header line without colon", B("GET /svc/x HTTP/1.1\r\nHost: h\r\nNoColon\r\n\r\n"),
@@ -1177,6 +1204,7 @@ static Suite *limits_suite(void)
 
     tc = harness_tcase(s, "malformed");
     tcase_add_test(tc, malformed_requests);
+    tcase_add_test(tc, nul_bytes_never_forwarded);
     tcase_add_test(tc, lower_case_method);
     tcase_add_test(tc, huge_method);
     tcase_add_test(tc, long_target_forwarded_and_logged);
