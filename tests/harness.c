@@ -350,7 +350,7 @@ int stub_start(struct proc *p, const char *name, const char *extra_args)
     }
     register_proc(p);
 
-    end = harness_now_ms() + START_TIMEOUT_MS;
+    end = harness_now_ms() + (getenv("AHOYD_WRAPPER") ? 10 * START_TIMEOUT_MS : START_TIMEOUT_MS);
     while (len < sizeof(line) - 1 && memchr(line, '\n', len) == NULL) {
         struct pollfd pfd = {fds[0], POLLIN, 0};
         int left = (int)(end - harness_now_ms());
@@ -484,13 +484,34 @@ int ahoyd_start_args(struct proc *p, const char *yaml, const char *const *extra_
     log_fd = open(p->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log_fd < 0)
         return -1;
+    /* AHOYD_WRAPPER (e.g. "valgrind --error-exitcode=99 ...") runs the daemon under a tool:
+     * make check-valgrind. Its words come first; the daemon's exit status is the tool's. */
+    char *wrapper = getenv("AHOYD_WRAPPER") ? strdup(getenv("AHOYD_WRAPPER")) : NULL;
+    for (char *save = NULL, *w = wrapper ? strtok_r(wrapper, " ", &save) : NULL; w && argc < 16;
+         w = strtok_r(NULL, " ", &save))
+        argv[argc++] = w;
     argv[argc++] = (char *)binary("AHOYD_BIN", TOP_BUILDDIR "/ahoyd");
     argv[argc++] = "-c";
     argv[argc++] = p->conf_path;
     for (i = 0; extra_args != NULL && extra_args[i] != NULL && argc < 38; i++)
         argv[argc++] = (char *)extra_args[i];
     argv[argc] = NULL;
+    if (argc > 0 && argv[0][0] != '/') {
+        /* execv needs a path: resolve the tool on PATH */
+        static char tool[512];
+        char *path = getenv("PATH") ? strdup(getenv("PATH")) : NULL;
+        for (char *save = NULL, *d = path ? strtok_r(path, ":", &save) : NULL; d;
+             d = strtok_r(NULL, ":", &save)) {
+            snprintf(tool, sizeof tool, "%s/%s", d, argv[0]);
+            if (access(tool, X_OK) == 0) {
+                argv[0] = tool;
+                break;
+            }
+        }
+        free(path);
+    }
     p->pid = spawn(argv, log_fd, log_fd);
+    free(wrapper);
     close(log_fd);
     if (p->pid < 0) {
         p->pid = 0;
@@ -498,7 +519,7 @@ int ahoyd_start_args(struct proc *p, const char *yaml, const char *const *extra_
     }
     register_proc(p);
 
-    end = harness_now_ms() + START_TIMEOUT_MS;
+    end = harness_now_ms() + (getenv("AHOYD_WRAPPER") ? 10 * START_TIMEOUT_MS : START_TIMEOUT_MS);
     for (;;) {
         char *log = proc_log(p);
         int port = log_listen_port(log, "proxy");
