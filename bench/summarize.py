@@ -177,6 +177,7 @@ def main():
     clk = num(meta.get("clk_tck"), 100.0)
     out = []
     checks = []
+    late_checks = []
 
     out.append("# ahoyd benchmark (issue 7)")
     out.append("")
@@ -266,12 +267,13 @@ def main():
             r0, r1 = num(f.get("rss_kb")), num(e.get("rss_kb"))
             f0, f1 = num(f.get("fds")), num(e.get("fds"))
             ok_rss = abs(r1 - r0) <= 0.05 * r0
-            ok_fds = abs(f1 - f0) <= max(0.05 * f0, 2)
-            checks.append(("growth: RSS at end within ±5 %% of RSS after the first requests "
-                           "(%s → %s MiB)" % (mib(r0), mib(r1)), ok_rss))
-            checks.append(("growth: fds at end within ±5 %% (at least ±2) of after the first "
-                           "requests (%d → %d)" % (f0, f1), ok_fds))
-            checks.append(("growth: %s requests, no errors (%s)" % (
+            # fewer fds at the end is not growth: curl's idle upstream connections vary
+            ok_fds = f1 <= f0 + max(0.05 * f0, 2)
+            late_checks.append(("growth: RSS at end within ±5 %% of RSS after the first "
+                                "requests (%s → %s MiB)" % (mib(r0), mib(r1)), ok_rss))
+            late_checks.append(("growth: fds at end not above after the first requests + 5 %% "
+                                "(at least +2): %d → %d" % (f0, f1), ok_fds))
+            late_checks.append(("growth: %s requests, no errors (%s)" % (
                 e.get("requests"), e.get("errors", "?")),
                 num(e.get("requests")) >= 1000000 and num(e.get("errors")) == 0))
 
@@ -361,6 +363,7 @@ def main():
         checks.append(("ahoyd RSS with 1000 connections = %.1f MiB (<= 40 MiB; %s of 1000 "
                        "answered)" % (v, c.get("ok")), ok))
 
+    checks += late_checks
     out.append("### Target checks (issue 7)")
     out.append("")
     out.append("```")

@@ -73,7 +73,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                                "        methods: {ping: GET /ping/{id}}\n");
     put_file("extra.yaml", "pyfly:\n  client:\n    retry:\n      max-attempts: 2\n"
                            "    services:\n      extra:\n        endpoints:\n"
-                           "          - http://[::1]:9010\n          - {url: http://h:1, weight: 3}\n");
+                           "          - http://[::1]:9010\n"
+                           "          - {url: http://h:1, weight: 3}\n");
     put_file("token", "s3cret-token\n");
     return 0;
 }

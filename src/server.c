@@ -187,7 +187,8 @@ static struct MHD_Response *build_response(struct request *r)
         }
         if (!resp)
             return NULL;
-        const char *connection = header_list_get(&up->headers, "Connection");
+        /* every Connection line counts (RFC 9110 7.6.1) */
+        char *connection = header_list_join(&up->headers, "Connection");
         for (size_t i = 0; i < up->headers.n; i++) {
             const struct header *h = &up->headers.items[i];
             if (!*h->value || http_response_header_dropped(h->name, connection) ||
@@ -196,6 +197,7 @@ static struct MHD_Response *build_response(struct request *r)
                 continue;
             MHD_add_response_header(resp, h->name, h->value);
         }
+        free(connection);
         char n[16];
         snprintf(n, sizeof n, "%d", r->attempts);
         MHD_add_response_header(resp, "X-Ahoyd-Attempts", n);
@@ -716,10 +718,8 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
     const struct service_conf *sc = b->r->svc->conf;
     if (!value)
         value = "";
-    if (strcasecmp(key, "Connection") == 0) {
-        b->connection = value;
-        return MHD_YES;
-    }
+    if (strcasecmp(key, "Connection") == 0)
+        return MHD_YES; /* joined beforehand */
     if (strcasecmp(key, "X-Forwarded-For") == 0) {
         if (!b->xff)
             b->xff = strndup(value, value_size);
@@ -741,14 +741,27 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
     return MHD_YES;
 }
 
+static enum MHD_Result collect_connection(void *cls, enum MHD_ValueKind kind, const char *key,
+                                         size_t key_size, const char *value, size_t value_size)
+{
+    if (strcasecmp(key, "Connection") == 0 && value)
+        header_list_add(cls, key, key_size, value, value_size);
+    return MHD_YES;
+}
+
 static int build_forward_headers(struct request *r)
 {
     struct fwd_build b = {.r = r};
     const struct service_conf *sc = r->svc->conf;
     char buf[512];
 
-    /* find Connection first: the headers it names are hop-by-hop */
-    b.connection = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Connection");
+    /* every Connection line first: the headers they name are hop-by-hop */
+    struct header_list conn_lines = {0};
+    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, collect_connection, &conn_lines);
+    char *connection = header_list_join(&conn_lines, "Connection");
+    header_list_clear(&conn_lines);
+    free(conn_lines.items);
+    b.connection = connection;
     MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, collect_header, &b);
     /* drop the hop-by-hop ones now that Connection is known */
     size_t j = 0;
@@ -787,6 +800,7 @@ static int build_forward_headers(struct request *r)
     fwd_add(&b, strdup(buf));
     free(b.xff);
     free(b.via);
+    free(connection);
     r->fwd_headers = (const char **)b.lines;
     r->n_fwd = b.n;
     return b.oom ? -1 : 0;

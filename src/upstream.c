@@ -53,6 +53,8 @@ struct upstream_attempt {
     bool too_large;
     bool resend_aborted;
     bool headers_done;
+    bool in_block;                /* between a status line and its blank line */
+    bool interim;                 /* the block is a 1xx response, forgotten at its end */
     bool connect_timeout_decides; /* connect-timeout <= timeout: a pre-send timeout is a
                                      connect failure */
     uint64_t header_bytes;
@@ -83,6 +85,32 @@ void header_list_add(struct header_list *l, const char *name, size_t name_len, c
     l->items[l->n].name = strndup(name, name_len);
     l->items[l->n].value = strndup(value, value_len);
     l->n++;
+}
+
+char *header_list_join(const struct header_list *l, const char *name)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < l->n; i++)
+        if (strcasecmp(l->items[i].name, name) == 0)
+            len += strlen(l->items[i].value) + 2;
+    if (len == 0)
+        return NULL;
+    char *out = malloc(len + 1), *p = out;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < l->n; i++) {
+        if (strcasecmp(l->items[i].name, name) != 0)
+            continue;
+        if (p != out) {
+            *p++ = ',';
+            *p++ = ' ';
+        }
+        size_t k = strlen(l->items[i].value);
+        memcpy(p, l->items[i].value, k);
+        p += k;
+    }
+    *p = '\0';
+    return out;
 }
 
 const char *header_list_get(const struct header_list *l, const char *name)
@@ -146,17 +174,22 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
     struct upstream_response *r = a->resp;
     size_t n = size * nmemb;
 
-    if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
-        /* a new status line: an interim 1xx response before it is forgotten */
+    if (a->headers_done)
+        return n; /* trailers are not forwarded */
+    if (!a->in_block) {
+        /* a status line starts a block; inside a block "HTTP/..." is just a header */
+        const char *sp = memchr(line, ' ', n);
         header_list_clear(&r->headers);
+        a->in_block = true;
+        a->interim = sp && (size_t)(sp - line) + 1 < n && sp[1] == '1';
         a->header_bytes = n;
-        a->headers_done = false;
         r->content_length = -1;
         return n;
     }
-    if (a->headers_done)
-        return n; /* trailers are not forwarded */
     if (n <= 2 && (line[0] == '\r' || line[0] == '\n')) {
+        a->in_block = false;
+        if (a->interim)
+            return n; /* a 1xx response: the real one follows */
         a->headers_done = true;
         if (r->content_length > 0 && (uint64_t)r->content_length <= a->max_body &&
             r->body_cap == 0) {
@@ -449,6 +482,8 @@ struct upstream_attempt *upstream_start(struct upstream *u, const struct upstrea
     a->too_large = false;
     a->resend_aborted = false;
     a->headers_done = false;
+    a->in_block = false;
+    a->interim = false;
     a->header_bytes = 0;
     a->max_body = req->max_body;
     a->max_header_bytes = req->max_header_bytes;

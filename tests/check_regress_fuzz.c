@@ -110,6 +110,39 @@ START_TEST(trailer_status_line_is_not_a_new_response)
 }
 END_TEST
 
+/*
+ * Finding 1, inside the header block (the fuzzer's minimized input:
+ * "HTTP/1.1 200\nHTTP/:\n\n", fuzz/findings/upstream-header-http-line-in-block):
+ * a header line starting with "HTTP/" dropped the headers before it and
+ * restarted the max-response-header-bytes count.
+ */
+START_TEST(http_prefixed_header_line_keeps_the_block)
+{
+    struct feed f;
+    feed_init(&f);
+    feed_line(&f, "HTTP/1.1 200 OK\r\n");
+    feed_line(&f, "X-Real: 1\r\n");
+    feed_line(&f, "HTTP/:\r\n");
+    feed_line(&f, "\r\n");
+    ck_assert_str_eq(header_list_get(&f.resp->headers, "X-Real"), "1");
+    feed_free(&f);
+}
+END_TEST
+
+START_TEST(http_prefixed_header_line_counts_toward_the_limit)
+{
+    struct feed f;
+    feed_init(&f);
+    f.a.max_header_bytes = 64;
+    feed_line(&f, "HTTP/1.1 200 OK\r\n");                               /* 17 bytes */
+    feed_line(&f, "X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");   /* 17 + 44 = 61 */
+    char line[] = "HTTP/1.1: x\r\n";                                    /* 61 + 13 > 64 */
+    ck_assert_uint_eq(on_header(line, 1, strlen(line), &f.a), 0);
+    ck_assert(f.a.too_large);
+    feed_free(&f);
+}
+END_TEST
+
 /* The fix must keep this: 1xx interim responses are dropped, the final one kept. */
 START_TEST(interim_responses_are_forgotten)
 {
@@ -201,6 +234,8 @@ static Suite *regress_suite(void)
     TCase *tc = tcase_create("upstream_headers");
     tcase_add_test(tc, trailer_starting_with_http_is_not_a_status_line);
     tcase_add_test(tc, trailer_status_line_is_not_a_new_response);
+    tcase_add_test(tc, http_prefixed_header_line_keeps_the_block);
+    tcase_add_test(tc, http_prefixed_header_line_counts_toward_the_limit);
     tcase_add_test(tc, interim_responses_are_forgotten);
     suite_add_tcase(s, tc);
     tc = tcase_create("response_filter");
