@@ -139,6 +139,11 @@ static const char *jitter_name(enum jitter_mode j)
     return "none";
 }
 
+static void add_retry_on(void *arg, const char *entry)
+{
+    cJSON_AddItemToArray(arg, cJSON_CreateString(entry));
+}
+
 static cJSON *retry_json(const struct retry_policy *p)
 {
     cJSON *r = cJSON_CreateObject();
@@ -147,23 +152,7 @@ static cJSON *retry_json(const struct retry_policy *p)
     cJSON_AddNumberToObject(r, "max_delay_ms", (double)p->max_delay_ms);
     cJSON_AddStringToObject(r, "jitter", jitter_name(p->jitter));
     cJSON *on = cJSON_AddArrayToObject(r, "retry_on");
-    static const struct {
-        unsigned flag;
-        const char *name;
-    } words[] = {{RETRY_ON_CONNECT_FAILURE, "connect-failure"},
-                 {RETRY_ON_RESET, "reset"},
-                 {RETRY_ON_TIMEOUT, "timeout"},
-                 {RETRY_ON_5XX, "5xx"},
-                 {RETRY_ON_GATEWAY_ERROR, "gateway-error"}};
-    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
-        if (p->retry_on & words[i].flag)
-            cJSON_AddItemToArray(on, cJSON_CreateString(words[i].name));
-    for (int s = 0; s < RETRY_STATUS_WORDS * 64; s++)
-        if (retry_policy_has_status(p, s)) {
-            char n[16];
-            snprintf(n, sizeof n, "%d", s);
-            cJSON_AddItemToArray(on, cJSON_CreateString(n));
-        }
+    retry_on_each(p, add_retry_on, on);
     cJSON_AddBoolToObject(r, "retry_non_idempotent", p->retry_non_idempotent);
     cJSON_AddBoolToObject(r, "honor_retry_after", p->honor_retry_after);
     if (p->budget_enabled) {

@@ -37,6 +37,7 @@
 
 #include <yaml.h>
 
+#include "strbuf.h"
 #include "config.h"
 #include "route.h"
 
@@ -155,33 +156,6 @@ static void arena_free(struct arena *a)
     }
 }
 
-/* A growing string, malloc'd. */
-struct sbuf {
-    char *s;
-    size_t len, cap;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (p == NULL)
-            abort();
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void sb_puts(struct sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
 
 /* ---- nodes, sources, messages ------------------------------------------------------ */
 
@@ -320,21 +294,21 @@ static void err(struct ctx *c, const struct node *n, const char *key, const char
 /* User text for a message: control bytes escaped, long values cut. */
 static const char *show(struct ctx *c, const char *s)
 {
-    struct sbuf b = {0};
+    struct strbuf b = {0};
     size_t i;
-    sb_add(&b, "", 0);
+    strbuf_add(&b, "", 0);
     for (i = 0; s[i] != '\0' && i < 100; i++) {
         unsigned char ch = (unsigned char)s[i];
         if (ch < 0x20 || ch == 0x7f) {
             char esc[8];
             snprintf(esc, sizeof(esc), "\\x%02x", ch);
-            sb_puts(&b, esc);
+            strbuf_puts(&b, esc);
         } else {
-            sb_add(&b, s + i, 1);
+            strbuf_add(&b, s + i, 1);
         }
     }
     if (s[i] != '\0')
-        sb_puts(&b, "...");
+        strbuf_puts(&b, "...");
     char *r = arena_strdup(&c->a, b.s);
     free(b.s);
     return r;
@@ -929,17 +903,17 @@ static struct node *load_file(struct ctx *c, const char *path)
         err_src(c, &whole, NULL, "cannot open: %s", strerror(errno));
         return NULL;
     }
-    struct sbuf b = {0};
+    struct strbuf b = {0};
     char chunk[8192];
     size_t got;
     bool too_big = false;
-    sb_add(&b, "", 0);
+    strbuf_add(&b, "", 0);
     while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
         if (b.len + got > MAX_FILE_BYTES) {
             too_big = true;
             break;
         }
-        sb_add(&b, chunk, got);
+        strbuf_add(&b, chunk, got);
     }
     bool read_err = ferror(f) != 0;
     int saved = errno;
@@ -1031,18 +1005,18 @@ static void resolve_scalar(struct ctx *c, struct node *n, const char *key, bool 
         return;
     }
     n->resolving = true;
-    struct sbuf out = {0};
+    struct strbuf out = {0};
     const char *s = n->text;
     bool ok = true;
-    sb_add(&out, "", 0);
+    strbuf_add(&out, "", 0);
     while (*s != '\0') {
         if (s[0] == '$' && s[1] == '$' && s[2] == '{') {
-            sb_puts(&out, "${");
+            strbuf_puts(&out, "${");
             s += 3;
             continue;
         }
         if (!(s[0] == '$' && s[1] == '{')) {
-            sb_add(&out, s, 1);
+            strbuf_add(&out, s, 1);
             s++;
             continue;
         }
@@ -1090,7 +1064,7 @@ static void resolve_scalar(struct ctx *c, struct node *n, const char *key, bool 
             err(c, n, key, "unresolved placeholder '${%s}'", show(c, name));
             ok = false;
         } else {
-            sb_puts(&out, val);
+            strbuf_puts(&out, val);
         }
         s = close + 1;
     }
@@ -1205,12 +1179,12 @@ static void strip_step0(struct ctx *c, struct node *tree)
 
 static char *glob_escape(struct ctx *c, const char *s)
 {
-    struct sbuf b = {0};
-    sb_add(&b, "", 0);
+    struct strbuf b = {0};
+    strbuf_add(&b, "", 0);
     for (; *s != '\0'; s++) {
         if (strchr("*?[\\", *s) != NULL)
-            sb_add(&b, "\\", 1);
-        sb_add(&b, s, 1);
+            strbuf_add(&b, "\\", 1);
+        strbuf_add(&b, s, 1);
     }
     char *r = arena_strdup(&c->a, b.s);
     free(b.s);
@@ -1385,12 +1359,12 @@ static int cmp_envkey(const void *a, const void *b)
 
 static const char *dotted(struct ctx *c, const struct envkey *e)
 {
-    struct sbuf b = {0};
-    sb_add(&b, "", 0);
+    struct strbuf b = {0};
+    strbuf_add(&b, "", 0);
     for (int i = 0; i < e->depth; i++) {
         if (i > 0)
-            sb_puts(&b, ".");
-        sb_puts(&b, e->path[i]);
+            strbuf_puts(&b, ".");
+        strbuf_puts(&b, e->path[i]);
     }
     char *r = arena_strdup(&c->a, b.s);
     free(b.s);
@@ -1603,24 +1577,24 @@ static const char *render_str(struct ctx *c, const char *s)
 {
     if (c->dump == NULL)
         return NULL;
-    struct sbuf b = {0};
-    sb_add(&b, "\"", 1);
+    struct strbuf b = {0};
+    strbuf_add(&b, "\"", 1);
     for (const char *p = s; *p != '\0'; p++) {
         unsigned char ch = (unsigned char)*p;
         if (ch == '"' || ch == '\\') {
-            sb_add(&b, "\\", 1);
-            sb_add(&b, p, 1);
+            strbuf_add(&b, "\\", 1);
+            strbuf_add(&b, p, 1);
         } else if (ch < 0x20 || ch == 0x7f) {
             char esc[8];
             snprintf(esc, sizeof(esc), "\\x%02x", ch);
-            sb_puts(&b, esc);
+            strbuf_puts(&b, esc);
         } else if (ch == '$' && p[1] == '{') {
-            sb_puts(&b, "$$");
+            strbuf_puts(&b, "$$");
         } else {
-            sb_add(&b, p, 1);
+            strbuf_add(&b, p, 1);
         }
     }
-    sb_add(&b, "\"", 1);
+    strbuf_add(&b, "\"", 1);
     char *r = arena_strdup(&c->a, b.s);
     free(b.s);
     return r;
@@ -1882,11 +1856,11 @@ static struct node *rd_enum(struct ctx *c, struct node *map, const char *key,
             return n;
         }
     }
-    struct sbuf b = {0};
-    sb_add(&b, "", 0);
+    struct strbuf b = {0};
+    strbuf_add(&b, "", 0);
     for (size_t i = 0; i < n_names; i++) {
-        sb_puts(&b, i == 0 ? "" : i + 1 == n_names ? " or " : ", ");
-        sb_puts(&b, names[i]);
+        strbuf_puts(&b, i == 0 ? "" : i + 1 == n_names ? " or " : ", ");
+        strbuf_puts(&b, names[i]);
     }
     err(c, n, key, "expected %s, got '%s'", b.s, show(c, t));
     free(b.s);
@@ -2194,34 +2168,10 @@ struct breaker_prov {
     const char *enabled, *failure_threshold, *recovery_timeout, *half_open_max_calls;
 };
 
-static void set_status(struct retry_policy *p, int status)
-{
-    p->retry_on_status[status / 64] |= UINT64_C(1) << (status % 64);
-}
-
-static bool has_status(const struct retry_policy *p, int status)
-{
-    return (p->retry_on_status[status / 64] >> (status % 64)) & 1;
-}
-
-/* The SPEC 2.1 defaults, set here so config.c stands alone. */
+/* The SPEC 2.1 defaults (retry.c), every field marked as coming from the default. */
 static void retry_defaults(struct retry_policy *p, struct retry_prov *pv)
 {
-    memset(p, 0, sizeof(*p));
-    p->max_attempts = 3;
-    p->base_delay_ms = 1000;
-    p->max_delay_ms = 30000;
-    p->jitter = JITTER_NONE;
-    p->retry_on = RETRY_ON_CONNECT_FAILURE | RETRY_ON_RESET | RETRY_ON_TIMEOUT;
-    set_status(p, 429);
-    set_status(p, 502);
-    set_status(p, 503);
-    set_status(p, 504);
-    p->retry_non_idempotent = false;
-    p->honor_retry_after = true;
-    p->budget_enabled = false;
-    p->budget_ratio = 0.2;
-    p->budget_min_per_second = 10;
+    retry_policy_defaults(p);
     pv->max_attempts = pv->base_delay = pv->max_delay = pv->jitter = pv->retry_on =
         pv->non_idempotent = pv->honor_retry_after = pv->budget = pv->ratio = pv->min_per_second =
             "default";
@@ -2253,16 +2203,9 @@ static void rd_retry_on(struct ctx *c, struct node *map, struct retry_policy *p,
     for (size_t i = 0; i < it.n; i++) {
         const char *t = it.v[i].text;
         int64_t code;
-        if (strcmp(t, "connect-failure") == 0)
-            flags |= RETRY_ON_CONNECT_FAILURE;
-        else if (strcmp(t, "reset") == 0)
-            flags |= RETRY_ON_RESET;
-        else if (strcmp(t, "timeout") == 0)
-            flags |= RETRY_ON_TIMEOUT;
-        else if (strcmp(t, "5xx") == 0)
-            flags |= RETRY_ON_5XX;
-        else if (strcmp(t, "gateway-error") == 0)
-            flags |= RETRY_ON_GATEWAY_ERROR;
+        unsigned flag = retry_on_flag(t);
+        if (flag)
+            flags |= flag;
         else if (units_parse_int(t, 100, 599, &code) == 0)
             st[code / 64] |= UINT64_C(1) << (code % 64);
         else {
@@ -2330,39 +2273,29 @@ static void rd_breaker_map(struct ctx *c, struct node *map, struct breaker_polic
              &pv->half_open_max_calls);
 }
 
+struct retry_on_list {
+    struct strbuf *b;
+    bool first;
+};
+
+static void retry_on_append(void *arg, const char *entry)
+{
+    struct retry_on_list *l = arg;
+    strbuf_puts(l->b, l->first ? "" : ", ");
+    strbuf_puts(l->b, entry);
+    l->first = false;
+}
+
 static void dump_retry_on(struct ctx *c, struct dnode *d, const struct retry_policy *p,
                           const char *prov)
 {
     if (d == NULL)
         return;
-    struct sbuf b = {0};
-    sb_puts(&b, "[");
-    static const struct {
-        unsigned flag;
-        const char *name;
-    } words[] = {{RETRY_ON_CONNECT_FAILURE, "connect-failure"},
-                 {RETRY_ON_RESET, "reset"},
-                 {RETRY_ON_TIMEOUT, "timeout"},
-                 {RETRY_ON_5XX, "5xx"},
-                 {RETRY_ON_GATEWAY_ERROR, "gateway-error"}};
-    bool first = true;
-    for (size_t i = 0; i < 5; i++) {
-        if (p->retry_on & words[i].flag) {
-            sb_puts(&b, first ? "" : ", ");
-            sb_puts(&b, words[i].name);
-            first = false;
-        }
-    }
-    for (int s = 100; s <= 599; s++) {
-        if (has_status(p, s)) {
-            char num[8];
-            snprintf(num, sizeof(num), "%d", s);
-            sb_puts(&b, first ? "" : ", ");
-            sb_puts(&b, num);
-            first = false;
-        }
-    }
-    sb_puts(&b, "]");
+    struct strbuf b = {0};
+    strbuf_puts(&b, "[");
+    struct retry_on_list l = {&b, true};
+    retry_on_each(p, retry_on_append, &l);
+    strbuf_puts(&b, "]");
     dleaf(c, d, "retry-on", arena_strdup(&c->a, b.s), prov);
     free(b.s);
 }
@@ -2919,15 +2852,15 @@ static void convert(struct ctx *c, struct config *cfg, const struct items *inc,
     for (size_t i = 0; i < inc->n; i++)
         cfg->include[cfg->n_include++] = xstrdup(inc->v[i].text);
     if (c->dump != NULL && inc->n > 0) {
-        struct sbuf b = {0};
-        sb_puts(&b, "include: [");
+        struct strbuf b = {0};
+        strbuf_puts(&b, "include: [");
         for (size_t i = 0; i < inc->n; i++) {
-            sb_puts(&b, i ? ", " : "");
-            sb_puts(&b, render_str(c, inc->v[i].text));
+            strbuf_puts(&b, i ? ", " : "");
+            strbuf_puts(&b, render_str(c, inc->v[i].text));
         }
-        sb_puts(&b, "]  # ");
-        sb_puts(&b, inc_prov);
-        sb_puts(&b, " (already merged into this output)");
+        strbuf_puts(&b, "]  # ");
+        strbuf_puts(&b, inc_prov);
+        strbuf_puts(&b, " (already merged into this output)");
         dadd(c, da, D_COMMENT, NULL, arena_strdup(&c->a, b.s), NULL);
         free(b.s);
     }
@@ -3025,15 +2958,15 @@ static void convert(struct ctx *c, struct config *cfg, const struct items *inc,
     for (size_t i = 0; i < prof->n; i++)
         cfg->profiles[cfg->n_profiles++] = xstrdup(prof->v[i].text);
     if (c->dump != NULL && prof->n > 0) {
-        struct sbuf sb = {0};
-        sb_puts(&sb, "profiles: {active: \"");
+        struct strbuf sb = {0};
+        strbuf_puts(&sb, "profiles: {active: \"");
         for (size_t i = 0; i < prof->n; i++) {
-            sb_puts(&sb, i ? "," : "");
-            sb_puts(&sb, prof->v[i].text);
+            strbuf_puts(&sb, i ? "," : "");
+            strbuf_puts(&sb, prof->v[i].text);
         }
-        sb_puts(&sb, "\"}  # ");
-        sb_puts(&sb, prof_prov);
-        sb_puts(&sb, " (already merged into this output)");
+        strbuf_puts(&sb, "\"}  # ");
+        strbuf_puts(&sb, prof_prov);
+        strbuf_puts(&sb, " (already merged into this output)");
         dadd(c, dp, D_COMMENT, NULL, arena_strdup(&c->a, sb.s), NULL);
         free(sb.s);
     }

@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "http.h"
+#include "strbuf.h"
 
 /* ---- character classes (RFC 3986, RFC 9110) ------------------------------- */
 
@@ -332,96 +333,65 @@ void http_request_id_new(char out[37], uint64_t *rng)
 
 /* ---- JSON error body (SPEC 5) ----------------------------------------------- */
 
-struct buf {
-    char *p;
-    size_t len, cap;
-    bool failed;
-};
-
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 128;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL) {
-            b->failed = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_str(struct buf *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
-}
 
 /* A JSON string literal. Bytes >= 0x80 are copied as they are (a client's
  * service name or request id cannot carry them: both are checked first). */
-static void buf_json_string(struct buf *b, const char *s)
+static void buf_json_string(struct strbuf *b, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
-    buf_add(b, "\"", 1);
+    strbuf_add(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
         char esc[7];
         switch (*p) {
-        case '"': buf_add(b, "\\\"", 2); break;
-        case '\\': buf_add(b, "\\\\", 2); break;
-        case '\n': buf_add(b, "\\n", 2); break;
-        case '\r': buf_add(b, "\\r", 2); break;
-        case '\t': buf_add(b, "\\t", 2); break;
+        case '"': strbuf_add(b, "\\\"", 2); break;
+        case '\\': strbuf_add(b, "\\\\", 2); break;
+        case '\n': strbuf_add(b, "\\n", 2); break;
+        case '\r': strbuf_add(b, "\\r", 2); break;
+        case '\t': strbuf_add(b, "\\t", 2); break;
         default:
             if (*p < 0x20 || *p == 0x7f) {
                 memcpy(esc, "\\u00", 4);
                 esc[4] = hex[*p >> 4];
                 esc[5] = hex[*p & 0x0f];
-                buf_add(b, esc, 6);
+                strbuf_add(b, esc, 6);
             } else {
-                buf_add(b, (const char *)p, 1);
+                strbuf_add(b, (const char *)p, 1);
             }
         }
     }
-    buf_add(b, "\"", 1);
+    strbuf_add(b, "\"", 1);
 }
 
 char *http_error_body(const char *code, const char *message, int status, const char *service,
                       int attempts, const char *request_id, size_t *len)
 {
-    struct buf b = {0};
+    struct strbuf b = {0};
     char num[32];
-    buf_str(&b, "{\"error\":{\"code\":");
+    strbuf_puts(&b, "{\"error\":{\"code\":");
     buf_json_string(&b, code ? code : "");
-    buf_str(&b, ",\"message\":");
+    strbuf_puts(&b, ",\"message\":");
     buf_json_string(&b, message ? message : "");
     snprintf(num, sizeof(num), "%d", status);
-    buf_str(&b, ",\"status\":");
-    buf_str(&b, num);
-    buf_str(&b, ",\"service\":");
+    strbuf_puts(&b, ",\"status\":");
+    strbuf_puts(&b, num);
+    strbuf_puts(&b, ",\"service\":");
     if (service != NULL)
         buf_json_string(&b, service);
     else
-        buf_str(&b, "null");
+        strbuf_puts(&b, "null");
     snprintf(num, sizeof(num), "%d", attempts);
-    buf_str(&b, ",\"attempts\":");
-    buf_str(&b, num);
-    buf_str(&b, ",\"request_id\":");
+    strbuf_puts(&b, ",\"attempts\":");
+    strbuf_puts(&b, num);
+    strbuf_puts(&b, ",\"request_id\":");
     buf_json_string(&b, request_id ? request_id : "");
-    buf_str(&b, "}}");
+    strbuf_puts(&b, "}}");
     if (b.failed) {
-        free(b.p);
+        free(b.s);
         return NULL;
     }
     if (len != NULL)
         *len = b.len;
-    return b.p;
+    return b.s;
 }
 
 const char *http_status_reason(int status)

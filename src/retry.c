@@ -12,10 +12,42 @@
 #include "retry.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 /* ---- policy --------------------------------------------------------------- */
+
+static const struct {
+    unsigned flag;
+    const char *word;
+} retry_on_words[] = {{RETRY_ON_CONNECT_FAILURE, "connect-failure"},
+                      {RETRY_ON_RESET, "reset"},
+                      {RETRY_ON_TIMEOUT, "timeout"},
+                      {RETRY_ON_5XX, "5xx"},
+                      {RETRY_ON_GATEWAY_ERROR, "gateway-error"}};
+
+unsigned retry_on_flag(const char *word)
+{
+    for (size_t i = 0; i < sizeof retry_on_words / sizeof retry_on_words[0]; i++)
+        if (strcmp(word, retry_on_words[i].word) == 0)
+            return retry_on_words[i].flag;
+    return 0;
+}
+
+void retry_on_each(const struct retry_policy *p, void (*fn)(void *arg, const char *entry),
+                   void *arg)
+{
+    for (size_t i = 0; i < sizeof retry_on_words / sizeof retry_on_words[0]; i++)
+        if (p->retry_on & retry_on_words[i].flag)
+            fn(arg, retry_on_words[i].word);
+    for (int s = 0; s < RETRY_STATUS_WORDS * 64; s++)
+        if (retry_policy_has_status(p, s)) {
+            char n[16];
+            snprintf(n, sizeof n, "%d", s);
+            fn(arg, n);
+        }
+}
 
 void retry_policy_defaults(struct retry_policy *p)
 {

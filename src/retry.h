@@ -57,6 +57,14 @@ void retry_policy_defaults(struct retry_policy *p);
 void retry_policy_add_status(struct retry_policy *p, int status);
 bool retry_policy_has_status(const struct retry_policy *p, int status);
 
+/* retry-on words: the flag of "connect-failure", "reset", "timeout", "5xx" or
+ * "gateway-error", 0 for anything else. */
+unsigned retry_on_flag(const char *word);
+/* Every retry-on entry of p as written in YAML, words first, then the status codes in
+ * ascending order ("503"), each passed to fn. */
+void retry_on_each(const struct retry_policy *p, void (*fn)(void *arg, const char *entry),
+                   void *arg);
+
 /* Does the outcome match retry-on? (OUTCOME_RESPONSE_TOO_LARGE and CANCELLED never do.) */
 bool retry_outcome_matches(const struct retry_policy *p, const struct outcome *o);
 

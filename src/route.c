@@ -17,6 +17,7 @@
 
 #include <cJSON.h>
 
+#include "strbuf.h"
 #include "http.h"
 #include "route.h"
 
@@ -452,37 +453,6 @@ const struct route_method *route_find_operation(const struct route_table *t, con
  * as 9007199254740992, so 2^53 itself is refused too. */
 #define SAFE_INTEGER_MAX 9007199254740991.0
 
-struct strbuf {
-    char *p;
-    size_t len, cap;
-    bool failed;
-};
-
-static void sb_add(struct strbuf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL) {
-            b->failed = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(struct strbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
 
 /* Append s percent-encoded (unreserved kept, the rest %XX). */
 static void sb_encoded(struct strbuf *b, const char *s, bool segment)
@@ -492,7 +462,7 @@ static void sb_encoded(struct strbuf *b, const char *s, bool segment)
         b->failed = true;
         return;
     }
-    sb_str(b, e);
+    strbuf_puts(b, e);
     free(e);
 }
 
@@ -650,12 +620,12 @@ static int build_path(const struct route_method *m, const cJSON *args, struct st
 {
     size_t n_used = 0;
     if (m->n_segments == 0)
-        sb_add(path, "/", 1);
+        strbuf_add(path, "/", 1);
     for (size_t i = 0; i < m->n_segments; i++) {
         const struct route_segment *seg = &m->segments[i];
-        sb_add(path, "/", 1);
+        strbuf_add(path, "/", 1);
         if (seg->literal != NULL) {
-            sb_str(path, seg->literal);
+            strbuf_puts(path, seg->literal);
             continue;
         }
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(args, seg->param);
@@ -679,32 +649,32 @@ static int build_path(const struct route_method *m, const cJSON *args, struct st
         /* the same check as a client's raw target (SPEC 3.3): no dot pieces
          * between '/' or '\', no control characters, once an upstream decodes */
         struct strbuf one = {0};
-        sb_add(&one, "/", 1);
+        strbuf_add(&one, "/", 1);
         sb_encoded(&one, text, true);
         if (one.failed) {
-            free(one.p);
+            free(one.s);
             return fail(e, 500, "internal_error", "out of memory%s%s", "", NULL);
         }
-        if (!http_target_is_safe(one.p, one.len, NULL)) {
-            free(one.p);
+        if (!http_target_is_safe(one.s, one.len, NULL)) {
+            free(one.s);
             return fail(e, 400, "invalid_argument",
                         "argument '%s': a path value may not hold '.' or '..' between '/' or "
                         "'\\', or control characters",
                         seg->param, NULL);
         }
-        sb_add(path, one.p + 1, one.len - 1);
-        free(one.p);
+        strbuf_add(path, one.s + 1, one.len - 1);
+        free(one.s);
     }
     if (m->trailing_slash && m->n_segments > 0)
-        sb_add(path, "/", 1);
+        strbuf_add(path, "/", 1);
     return 0;
 }
 
 static void query_pair(struct strbuf *q, const char *key, const char *value)
 {
-    sb_add(q, q->len == 0 ? "?" : "&", 1);
+    strbuf_add(q, q->len == 0 ? "?" : "&", 1);
     sb_encoded(q, key, false);
-    sb_add(q, "=", 1);
+    strbuf_add(q, "=", 1);
     sb_encoded(q, value, false);
 }
 
@@ -786,15 +756,15 @@ static int build_call(const struct route_method *m, const cJSON *args, struct na
         }
     }
     if (rc == 0) {
-        sb_add(&path, query.p ? query.p : "", query.len);
+        strbuf_add(&path, query.s ? query.s : "", query.len);
         out->method = strdup(verb);
         if (path.failed || query.failed || out->method == NULL)
             rc = fail(e, 500, "internal_error", "out of memory%s%s", "", NULL);
         else
-            out->path_query = path.p, path.p = NULL;
+            out->path_query = path.s, path.s = NULL;
     }
-    free(path.p);
-    free(query.p);
+    free(path.s);
+    free(query.s);
     free(used);
     return rc;
 }

@@ -1,0 +1,21 @@
+/*
+ * strbuf.h - a growing, always NUL-terminated string (JSON bodies, query strings,
+ * the YAML dump). Out of memory sets failed and keeps what was built; callers check
+ * failed once at the end instead of after every append.
+ */
+#ifndef AHOYD_STRBUF_H
+#define AHOYD_STRBUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct strbuf {
+    char *s; /* malloc'd, NULL until the first append */
+    size_t len, cap;
+    bool failed;
+};
+
+void strbuf_add(struct strbuf *b, const char *s, size_t n);
+void strbuf_puts(struct strbuf *b, const char *s);
+
+#endif
