@@ -47,6 +47,12 @@
 #include "server.h"
 
 #define CONNECTION_RESERVE 16 /* connections above max-connections for the 503 answer */
+/* MHD keeps a connection's request head and the response head it writes in one pool,
+ * which it zeroes after every request: the pool is the request-header limit plus this
+ * room (read buffer, response head). A response head that would not fit is refused
+ * with a JSON 502 rather than MHD's silent close (see fits_pool). */
+#define POOL_ROOM (16 * 1024)
+#define POOL_SLACK (4 * 1024)
 #define PEER_CLOSED_GRACE_MS 250 /* a half-closed client's request may still be in the buffer */
 
 static void head_timer_arm(struct client_conn *c, bool first);
@@ -234,8 +240,20 @@ static struct MHD_Response *build_response(struct request *r)
     return resp;
 }
 
+/* Will the upstream's response head fit beside this request's head in MHD's pool? */
+static bool fits_pool(const struct request *r)
+{
+    size_t n = 256; /* status line, framing and ahoyd's own headers */
+    for (size_t i = 0; i < r->resp->headers.n; i++)
+        n += strlen(r->resp->headers.items[i].name) + strlen(r->resp->headers.items[i].value) + 4;
+    return r->head_bytes + n + POOL_SLACK <= r->lst->pool_size;
+}
+
 static enum MHD_Result queue_answer(struct request *r)
 {
+    if (r->resp && !fits_pool(r))
+        request_set_error(r, 502, "upstream_response_too_large",
+                          "the upstream response head does not fit beside the request's");
     struct MHD_Response *resp = build_response(r);
     if (!resp)
         return MHD_NO;
@@ -603,6 +621,7 @@ static void check_head(struct request *r, const char *version)
 
     MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, scan_header, &h);
     h.bytes += strlen(r->method) + r->target_len + strlen(version) + 4;
+    r->head_bytes = h.bytes;
 
     if (h.request_id && http_request_id_ok(h.request_id))
         snprintf(r->request_id, sizeof r->request_id, "%s", h.request_id);
@@ -1114,7 +1133,8 @@ static struct listener *listener_start(struct server *s, const struct config *cf
     loop_timer_init(&l->timer, on_listener_timer, l);
     unsigned idle_s = cfg->idle_timeout_ms > 0 ? (unsigned)((cfg->idle_timeout_ms + 999) / 1000)
                                                : 0;
-    size_t pool = (size_t)(cfg->max_header_bytes + cfg->max_response_header_bytes) + 16384;
+    size_t pool = (size_t)cfg->max_header_bytes + POOL_ROOM;
+    l->pool_size = pool;
     struct MHD_OptionItem ops[] = {
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, l},
         {MHD_OPTION_LISTEN_SOCKET, fd, NULL},

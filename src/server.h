@@ -30,6 +30,7 @@ struct listener {
     char *bound;             /* "127.0.0.1:8080" as bound (port 0 resolved) */
     bool kick;               /* a connection was resumed: run MHD before waiting */
     bool same_address;       /* (reload) took over the previous daemon's socket */
+    size_t pool_size;        /* MHD's per-connection memory: request and response heads */
     struct listener *next;
 };
 

@@ -31,6 +31,7 @@
 /* Idle upstream connections are dropped before common upstream keep-alive timeouts
  * (Node.js: 5 s) so that curl rarely writes onto a connection the upstream closed. */
 #define UPSTREAM_MAX_IDLE_AGE_S 4
+#define UPSTREAM_MAX_CACHED_CONNECTIONS 1024 /* idle upstream connections kept for reuse */
 
 struct upstream {
     struct loop *loop;
@@ -328,6 +329,9 @@ struct upstream *upstream_new(struct loop *loop)
     curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, on_timer);
     curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
     curl_multi_setopt(u->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
+    /* curl 7.88 otherwise keeps only 4 x the transfers running now, and closes idle
+     * upstream connections whenever traffic dips: a connect per few requests */
+    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, (long)UPSTREAM_MAX_CACHED_CONNECTIONS);
     return u;
 }
 

@@ -155,6 +155,40 @@ START_TEST(upstream_response_too_large)
 }
 END_TEST
 
+/* The request head and the response head share libmicrohttpd's per-connection pool
+ * (max-header-bytes + 16 KiB): a big request head with a big response head is a JSON
+ * 502, never a connection closed without an answer; each alone is forwarded. */
+START_TEST(response_head_beside_request_head)
+{
+    struct http_resp r;
+    char *big = malloc(30000);
+    const char *hdrs[3];
+
+    start_one_service(&stub, &daemon_proc, "max-header-bytes: 32KiB", NULL);
+    memcpy(big, "X-Big: ", 7);
+    memset(big + 7, 'q', 29000);
+    big[29007] = '\0';
+    /* a 29 KB request head alone: forwarded */
+    hdrs[0] = big;
+    hdrs[1] = NULL;
+    http_get(daemon_proc.port, "/svc/a", hdrs, &r);
+    ck_assert_int_eq(r.status, 200);
+    http_resp_free(&r);
+    /* a 20 KB response head alone: forwarded */
+    http_get(daemon_proc.port, "/svc/b", (const char *[]){"X-Stub-Header-Bytes: 20000", NULL}, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(strlen(http_header(&r, "X-Big") ? http_header(&r, "X-Big") : ""), 20000);
+    http_resp_free(&r);
+    /* both: they do not fit together */
+    hdrs[1] = "X-Stub-Header-Bytes: 20000";
+    hdrs[2] = NULL;
+    http_get(daemon_proc.port, "/svc/c", hdrs, &r);
+    assert_ahoyd_error(&r, 502, "upstream_response_too_large", "svc", 1);
+    http_resp_free(&r);
+    free(big);
+}
+END_TEST
+
 /* ---- requests ahoyd refuses ----------------------------------------------------------- */
 
 START_TEST(unknown_service)
@@ -517,6 +551,7 @@ static Suite *errors_suite(void)
     tcase_add_test(tc, upstream_unreachable_connect_timeout);
     tcase_add_test(tc, upstream_reset);
     tcase_add_test(tc, upstream_response_too_large);
+    tcase_add_test(tc, response_head_beside_request_head);
 
     tc = harness_tcase(s, "requests");
     tcase_add_test(tc, unknown_service);
