@@ -428,6 +428,10 @@ fail:
 static void set_method(CURL *e, const struct upstream_request *req)
 {
     const char *m = req->method;
+    /* a reused handle carries the previous attempt's method: start from plain GET */
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
     if (strcmp(m, "HEAD") == 0) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
         return;
@@ -446,16 +450,39 @@ static void set_method(CURL *e, const struct upstream_request *req)
 
 static void set_tls(CURL *e, const struct tls_conf *tls)
 {
-    if (!tls)
-        return;
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, tls->verify ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, tls->verify ? 2L : 0L);
-    if (tls->ca_file && *tls->ca_file)
-        curl_easy_setopt(e, CURLOPT_CAINFO, tls->ca_file);
-    if (tls->cert_file && *tls->cert_file)
-        curl_easy_setopt(e, CURLOPT_SSLCERT, tls->cert_file);
-    if (tls->key_file && *tls->key_file)
-        curl_easy_setopt(e, CURLOPT_SSLKEY, tls->key_file);
+    /* every TLS option is set on every https attempt: a reused handle must not keep
+     * another service's CA or client certificate (NULL restores curl's default) */
+    bool verify = !tls || tls->verify;
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
+    curl_easy_setopt(e, CURLOPT_CAINFO, tls && tls->ca_file && *tls->ca_file ? tls->ca_file : NULL);
+    curl_easy_setopt(e, CURLOPT_SSLCERT,
+                     tls && tls->cert_file && *tls->cert_file ? tls->cert_file : NULL);
+    curl_easy_setopt(e, CURLOPT_SSLKEY, tls && tls->key_file && *tls->key_file ? tls->key_file : NULL);
+}
+
+/* The options that never change for a handle: it belongs to one attempt struct for
+ * life, so even the callback data pointers are constant. Set once, not per attempt. */
+static void set_constant_options(struct upstream_attempt *a)
+{
+    CURL *e = a->easy;
+    curl_easy_setopt(e, CURLOPT_PRIVATE, a);
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, (long)UPSTREAM_MAX_IDLE_AGE_S);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, a);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, a);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, a);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, a->errbuf);
 }
 
 struct upstream_attempt *upstream_start(struct upstream *u, const struct upstream_request *req,
@@ -465,7 +492,6 @@ struct upstream_attempt *upstream_start(struct upstream *u, const struct upstrea
     if (a) {
         u->idle = a->next_idle;
         u->n_idle--;
-        curl_easy_reset(a->easy);
     } else {
         a = calloc(1, sizeof *a);
         if (!a)
@@ -475,6 +501,7 @@ struct upstream_attempt *upstream_start(struct upstream *u, const struct upstrea
             free(a);
             return NULL;
         }
+        set_constant_options(a);
     }
     u->active++;
     CURL *e = a->easy;
@@ -501,28 +528,11 @@ struct upstream_attempt *upstream_start(struct upstream *u, const struct upstrea
     }
     a->resp->content_length = -1;
 
-    curl_easy_setopt(e, CURLOPT_PRIVATE, a);
     curl_easy_setopt(e, CURLOPT_URL, req->url);
-    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
-    curl_easy_setopt(e, CURLOPT_PROXY, "");
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_HTTP_CONTENT_DECODING, 0L);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, (long)UPSTREAM_MAX_IDLE_AGE_S);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(req->timeout_ms > 0 ? req->timeout_ms : 1));
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)(req->connect_timeout_ms > 0 ? req->connect_timeout_ms : 1));
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, a->headers);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, a);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, a);
-    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
-    curl_easy_setopt(e, CURLOPT_PREREQDATA, a);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, a->errbuf);
     set_method(e, req);
     if (strncmp(req->url, "https:", 6) == 0)
         set_tls(e, req->tls);
