@@ -2144,9 +2144,9 @@ static bool parse_url(const char *s, struct endpoint_conf *e, const char **why)
             }
         }
     }
+    /* kept as written: "/svc" forwards to the base path exactly (SPEC 3.1); the join
+     * drops its trailing '/' when a rest follows */
     size_t plen = path != NULL ? strlen(path) : 0;
-    while (plen > 0 && path[plen - 1] == '/')
-        plen--;
     e->url = xstrdup(s);
     e->host = strndup(host, host_len);
     e->base_path = strndup(path != NULL ? path : "", plen);

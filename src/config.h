@@ -36,7 +36,7 @@ struct endpoint_conf {
     char *url;       /* as written, e.g. "http://127.0.0.1:9001/api" */
     char *origin;    /* scheme://host[:port], no path: "http://127.0.0.1:9001" */
     char *host;      /* host as written (brackets kept for IPv6): for the Host header */
-    char *base_path; /* "" or "/api" (trailing slashes dropped) */
+    char *base_path; /* "" or "/api" or "/api/", as written */
     int port;        /* explicit or scheme default */
     bool tls;        /* https */
     int weight;      /* >= 1, default 1 */

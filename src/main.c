@@ -169,6 +169,15 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
     struct runtime *old = runtime_ref(d->server.rt);
     server_commit_reload(&d->server, rt, lst);
     runtime_retire_missing(old, rt);
+    runtime_log_changes(old, rt);
+    if (strcmp(old->cfg->access_log, rt->cfg->access_log) != 0 ||
+        old->cfg->access_log_format != rt->cfg->access_log_format) {
+        if (access_log_open(rt->cfg->access_log, rt->cfg->access_log_format) != 0)
+            log_error("cannot open the access log %s: %s", rt->cfg->access_log,
+                      strerror(errno));
+        else
+            log_info("access log now %s", rt->cfg->access_log);
+    }
     runtime_unref(old);
     runtime_unref(rt); /* the server holds it */
     if (admin_moves) {
@@ -263,7 +272,10 @@ static void start_drain(struct daemon_state *d)
     server_stop_accepting(&d->server);
     server_close_idle(&d->server);
     int64_t t = d->server.rt->cfg->shutdown_timeout_ms;
-    loop_timer_start(d->loop, &d->shutdown_timer, t);
+    if (t > 0) { /* 0 = no limit: calls in flight finish whenever they finish */
+        d->server.drain_deadline_ms = loop_now_ms(d->loop) + t;
+        loop_timer_start(d->loop, &d->shutdown_timer, t);
+    }
     loop_timer_start(d->loop, &d->drain_timer, 0);
 }
 

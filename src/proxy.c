@@ -105,7 +105,6 @@ void proxy_begin(struct request *r)
 {
     struct service_rt *svc = r->svc;
     const struct service_conf *sc = svc->conf;
-    int64_t now = loop_now_ms(r->srv->loop);
 
     if (sc->max_inflight > 0 && svc->state->inflight >= sc->max_inflight) {
         respond_error(r, 503, "overloaded", "too many calls in flight for this service");
@@ -135,8 +134,6 @@ void proxy_begin(struct request *r)
     r->current = r->previous = -1;
     r->upstream_us = -1;
     loop_timer_init(&r->backoff_timer, on_backoff, r);
-    if (sc->retry.budget_enabled)
-        retry_budget_note_request(&svc->state->budget, now);
     attempt_next(r);
 }
 
@@ -241,6 +238,10 @@ static void attempt_next(struct request *r)
         finish(r);
         return;
     }
+    if (k == 1 && sc->retry.budget_enabled) /* circuit_open refusals are not counted */
+        retry_budget_note_request(&svc->state->budget, now);
+    if (k > 1)
+        svc->state->retries++; /* a retry made, not only decided */
     ep->refs++; /* held while the attempt runs, even across a reload */
     ep->inflight++;
     r->current_ep = ep;
@@ -351,8 +352,13 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
 
     r->attempt = NULL;
     r->upstream_us = (r->upstream_us < 0 ? 0 : r->upstream_us) + elapsed_us;
-    if (oc.kind == OUTCOME_TIMEOUT && r->attempt_cut_by_deadline)
-        oc.kind = OUTCOME_CANCELLED; /* the call's deadline, not the attempt's timeout */
+    if (oc.kind == OUTCOME_TIMEOUT && r->attempt_cut_by_deadline) {
+        /* the call's deadline, not the attempt's timeout: neutral for the breaker, but
+         * the attempt was sent and is counted as a timeout */
+        oc.kind = OUTCOME_CANCELLED;
+        if (r->current_ep)
+            r->current_ep->attempts[outcome_label_index(o)]++;
+    }
     attempt_settle(r, &oc);
 
     const char *retry_after = NULL;
@@ -393,8 +399,11 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
     };
     int64_t delay = 0;
     enum retry_verdict v = retry_decide(rp, &in, &svc->state->budget, &r->srv->rng, &delay);
+    if (v == RETRY_YES && r->srv->drain_deadline_ms &&
+        now + delay >= r->srv->drain_deadline_ms) {
+        v = RETRY_NO_DEADLINE; /* draining: a retry only if it can end before shutdown-timeout */
+    }
     if (v == RETRY_YES) {
-        svc->state->retries++;
         log_debug("retrying request %s on service %s in %lld ms (attempt %d: %s)",
                   r->request_id, svc->conf->name, (long long)delay, r->attempts,
                   outcome_label_name(outcome_label_index(&oc)));

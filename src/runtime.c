@@ -167,6 +167,31 @@ void runtime_retire_missing(struct runtime *old, struct runtime *cur)
     }
 }
 
+/* Each (service, endpoint) of a that b lacks, logged as what (SPEC 7: endpoint changes). */
+static void log_missing(const struct runtime *a, const struct runtime *b, const char *what)
+{
+    for (size_t i = 0; i < a->n_services; i++) {
+        const struct service_rt *s = &a->services[i];
+        bool svc_known = false;
+        for (size_t k = 0; k < b->n_services; k++)
+            svc_known |= strcmp(b->services[k].conf->name, s->conf->name) == 0;
+        if (!svc_known) {
+            log_info("service %s %s", s->conf->name, what);
+            continue;
+        }
+        for (size_t j = 0; j < s->n_endpoints; j++)
+            if (!endpoint_find(b, s->conf->name, s->endpoints[j]->url))
+                log_info("service %s: endpoint %s %s", s->conf->name, s->endpoints[j]->url,
+                         what);
+    }
+}
+
+void runtime_log_changes(const struct runtime *old, const struct runtime *cur)
+{
+    log_missing(cur, old, "added");
+    log_missing(old, cur, "removed");
+}
+
 struct runtime *runtime_ref(struct runtime *rt)
 {
     rt->refs++;

@@ -76,6 +76,8 @@ struct runtime *runtime_new(struct config *cfg, const struct runtime *prev, stru
 /* After a swap: mark the endpoints of old that cur no longer has, so calls still
  * running on old retry only among endpoints that exist. */
 void runtime_retire_missing(struct runtime *old, struct runtime *cur);
+/* Log the services and endpoints a reload added or removed (SPEC 7). */
+void runtime_log_changes(const struct runtime *old, const struct runtime *cur);
 struct runtime *runtime_ref(struct runtime *rt);
 void runtime_unref(struct runtime *rt);
 

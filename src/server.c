@@ -646,6 +646,8 @@ static void check_head(struct request *r, const char *version)
     } else if (h.bytes > cfg->max_header_bytes) {
         fail(r, 431, "headers_too_large", "the request header block is over the limit", true);
     } else if (strcmp(r->method, "CONNECT") == 0) {
+        static const char allow[] = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+        header_list_add(&r->extra, "Allow", 5, allow, sizeof allow - 1);
         fail(r, 405, "method_not_allowed", "CONNECT is not supported", true);
     } else if (!http_target_is_safe(r->target, r->target_len, &why)) {
         fail(r, 400, "bad_request", why ? why : "unsafe request target", true);
@@ -730,6 +732,22 @@ static char *fmt_line(const char *name, size_t nl, const char *value, size_t vl)
     return s;
 }
 
+/* Append a header value to a comma-separated list (RFC 9110 list syntax). */
+static void list_append(char **list, const char *value, size_t n)
+{
+    size_t old = *list ? strlen(*list) : 0;
+    char *l = realloc(*list, old + n + 3);
+    if (!l)
+        return;
+    if (old) {
+        memcpy(l + old, ", ", 2);
+        old += 2;
+    }
+    memcpy(l + old, value, n);
+    l[old + n] = '\0';
+    *list = l;
+}
+
 static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                       size_t key_size, const char *value, size_t value_size)
 {
@@ -740,13 +758,11 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
     if (strcasecmp(key, "Connection") == 0)
         return MHD_YES; /* joined beforehand */
     if (strcasecmp(key, "X-Forwarded-For") == 0) {
-        if (!b->xff)
-            b->xff = strndup(value, value_size);
+        list_append(&b->xff, value, value_size); /* every line, in order */
         return MHD_YES;
     }
     if (strcasecmp(key, "Via") == 0) {
-        if (!b->via)
-            b->via = strndup(value, value_size);
+        list_append(&b->via, value, value_size);
         return MHD_YES;
     }
     if (strcasecmp(key, "X-Request-Id") == 0 || strcasecmp(key, "X-Forwarded-Proto") == 0)

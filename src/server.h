@@ -57,6 +57,7 @@ struct server {
     size_t requests;             /* requests alive (URI seen, not yet completed) */
     size_t calls;                /* calls running upstream (suspended connections) */
     bool draining;
+    int64_t drain_deadline_ms;   /* monotonic end of shutdown-timeout, 0 = none */
     struct request *suspended;   /* list of suspended requests (drain, shutdown) */
 };
 

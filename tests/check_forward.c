@@ -344,6 +344,7 @@ START_TEST(base_path_join)
     assert_forwarded_target(daemon_proc.port, "/svc/x/", "/base/x/");
     assert_forwarded_target(daemon_proc.port, "/svc//x", "/base//x");
     assert_forwarded_target(daemon_proc.port, "/svc/x/y/z", "/base/x/y/z");
+    assert_forwarded_target(daemon_proc.port, "/slash", "/base/"); /* the base path exactly */
     assert_forwarded_target(daemon_proc.port, "/slash/", "/base/");
     assert_forwarded_target(daemon_proc.port, "/slash/x", "/base/x");
     assert_forwarded_target(daemon_proc.port, "/root", "/");
