@@ -142,19 +142,22 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
 
 /* origin + base path + rest + query, joined by the rules of SPEC 3.1. path is the
  * base-path-relative part ("" or "/..."), optionally followed by "?query". */
-static char *endpoint_url(const struct endpoint_conf *ec, const char *path)
+static char *endpoint_url(const struct endpoint_conf *ec, const char *server_name,
+                          const char *path)
 {
     const char *q = strchr(path, '?');
     size_t rest_len = q ? (size_t)(q - path) : strlen(path);
     char *joined = http_join_path(ec->base_path, path, rest_len, q ? q : "", q ? strlen(q) : 0);
     if (!joined)
         return NULL;
-    size_t n = strlen(ec->origin) + strlen(joined) + 1;
-    char *url = malloc(n);
-    if (url)
-        snprintf(url, n, "%s%s", ec->origin, joined);
+    char *url = NULL;
+    int rc;
+    if (server_name)
+        rc = asprintf(&url, "https://%s:%d%s", server_name, ec->port, joined);
+    else
+        rc = asprintf(&url, "%s%s", ec->origin, joined);
     free(joined);
-    return url;
+    return rc < 0 ? NULL : url;
 }
 
 /* Seconds until the earliest endpoint of svc goes half-open, at least 1. */
@@ -269,7 +272,14 @@ static void attempt_next(struct request *r)
     if (nl > 40 && !(lines = calloc(nl, sizeof *lines))) {
         lines = NULL;
     }
-    char *url = endpoint_url(&sc->endpoints[idx], r->upstream_path);
+    const struct endpoint_conf *ec = &sc->endpoints[idx];
+    const char *server_name =
+        ec->tls && sc->tls.server_name && *sc->tls.server_name ? sc->tls.server_name : NULL;
+    char connect_to[600] = "";
+    if (server_name)
+        snprintf(connect_to, sizeof connect_to, "%s:%d:%s:%d", server_name, ec->port, ec->host,
+                 ec->port);
+    char *url = endpoint_url(ec, server_name, r->upstream_path);
     struct upstream_attempt *a = NULL;
     if (lines && url) {
         size_t j = 0;
@@ -295,6 +305,7 @@ static void attempt_next(struct request *r)
             .max_body = r->rt->cfg->max_response_body,
             .max_header_bytes = r->rt->cfg->max_response_header_bytes,
             .tls = &sc->tls,
+            .connect_to = server_name ? connect_to : NULL,
         };
         a = upstream_start(srv->upstream, &req, on_attempt_done, r);
     }

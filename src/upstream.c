@@ -46,6 +46,7 @@ struct upstream_attempt {
     struct upstream *u;
     CURL *easy;
     struct curl_slist *headers;
+    struct curl_slist *connect_to;
     upstream_done_cb cb;
     void *arg;
     struct upstream_response *resp;
@@ -340,6 +341,8 @@ static void attempt_release(struct upstream_attempt *a)
     struct upstream *u = a->u;
     curl_slist_free_all(a->headers);
     a->headers = NULL;
+    curl_slist_free_all(a->connect_to);
+    a->connect_to = NULL;
     if (a->resp) {
         upstream_response_free(a->resp);
         free(a->resp);
@@ -533,6 +536,10 @@ struct upstream_attempt *upstream_start(struct upstream *u, const struct upstrea
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)(req->connect_timeout_ms > 0 ? req->connect_timeout_ms : 1));
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, a->headers);
+    /* tls.server-name: the URL names the server (SNI, verification, Host) and curl
+     * connects to the endpoint's address instead; NULL resets a reused handle */
+    a->connect_to = req->connect_to ? curl_slist_append(NULL, req->connect_to) : NULL;
+    curl_easy_setopt(e, CURLOPT_CONNECT_TO, a->connect_to);
     set_method(e, req);
     if (strncmp(req->url, "https:", 6) == 0)
         set_tls(e, req->tls);

@@ -49,6 +49,7 @@ struct upstream_request {
     uint64_t max_body;
     uint64_t max_header_bytes;
     const struct tls_conf *tls;
+    const char *connect_to;      /* "NAME:PORT:HOST:PORT" (tls.server-name) or NULL */
 };
 
 struct upstream_response {
