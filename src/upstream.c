@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "upstream.h"
@@ -36,6 +37,8 @@
 struct upstream {
     struct loop *loop;
     CURLM *multi;
+    struct sock_watch **watches; /* by fd: registrations kept while curl keeps the socket */
+    size_t n_watches;
     struct loop_timer timer;
     struct upstream_attempt *idle; /* free list of attempts with their easy handles */
     size_t n_idle;
@@ -66,9 +69,17 @@ struct upstream_attempt {
     char errbuf[CURL_ERROR_SIZE];
 };
 
+/* One per upstream socket, from its first use until curl closes it. curl drops a socket
+ * from its watch list (CURL_POLL_REMOVE) after every transfer even when it keeps the
+ * connection for reuse; deregistering and re-registering it each time would cost two
+ * epoll_ctl calls per request. So a removed socket is parked: still registered with its
+ * last events, found again by fd when curl reuses it, and removed for real when curl
+ * closes it (CURLOPT_CLOSESOCKETFUNCTION) or, lazily, when it signals while parked. */
 struct sock_watch {
     struct loop_io io;
     struct upstream *u;
+    int fd;
+    bool parked;
 };
 
 /* ---- header lists ------------------------------------------------------------ */
@@ -244,32 +255,57 @@ static int on_prereq(void *clientp, char *primary_ip, char *local_ip, int primar
 
 static void check_done(struct upstream *u);
 
+static struct sock_watch *watch_get(struct upstream *u, int fd)
+{
+    return fd >= 0 && (size_t)fd < u->n_watches ? u->watches[fd] : NULL;
+}
+
+static int watch_put(struct upstream *u, int fd, struct sock_watch *w)
+{
+    if ((size_t)fd >= u->n_watches) {
+        size_t n = u->n_watches ? u->n_watches : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        struct sock_watch **t = realloc(u->watches, n * sizeof *t);
+        if (!t)
+            return -1;
+        memset(t + u->n_watches, 0, (n - u->n_watches) * sizeof *t);
+        u->watches = t;
+        u->n_watches = n;
+    }
+    u->watches[fd] = w;
+    return 0;
+}
+
 static void on_socket_event(void *arg, uint32_t events)
 {
     struct sock_watch *w = arg;
     struct upstream *u = w->u;
     int flags = 0, running;
+    if (w->parked) {
+        /* an idle connection spoke (usually the upstream closed it): stop watching it;
+         * curl finds out on its own when it next looks at the connection */
+        loop_io_del(u->loop, &w->io);
+        return;
+    }
     if (events & EPOLLIN)
         flags |= CURL_CSELECT_IN;
     if (events & EPOLLOUT)
         flags |= CURL_CSELECT_OUT;
     if (events & (EPOLLERR | EPOLLHUP))
         flags |= CURL_CSELECT_ERR;
-    curl_multi_socket_action(u->multi, w->io.fd, flags, &running);
+    curl_multi_socket_action(u->multi, w->fd, flags, &running);
     check_done(u);
 }
 
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     struct upstream *u = userp;
-    struct sock_watch *w = socketp;
+    struct sock_watch *w = socketp ? socketp : watch_get(u, s);
 
     if (what == CURL_POLL_REMOVE) {
-        if (w) {
-            loop_io_del(u->loop, &w->io);
-            curl_multi_assign(u->multi, s, NULL);
-            loop_defer_free(u->loop, w);
-        }
+        if (w)
+            w->parked = true; /* kept registered: see struct sock_watch */
         return 0;
     }
     uint32_t ev = 0;
@@ -282,15 +318,34 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
         if (!w)
             return -1;
         w->u = u;
-        if (loop_io_add(u->loop, &w->io, s, ev, on_socket_event, w) != 0) {
+        w->fd = s;
+        if (watch_put(u, s, w) != 0) {
             free(w);
             return -1;
         }
-        curl_multi_assign(u->multi, s, w);
+    }
+    w->parked = false;
+    if (!w->io.registered) {
+        if (loop_io_add(u->loop, &w->io, s, ev, on_socket_event, w) != 0)
+            return -1;
     } else if (loop_io_mod(u->loop, &w->io, ev) != 0) {
         return -1;
     }
+    curl_multi_assign(u->multi, s, w);
     return 0;
+}
+
+/* curl closes a socket: forget its watch (closing the fd takes it out of epoll). */
+static int on_close_socket(void *clientp, curl_socket_t s)
+{
+    struct upstream *u = clientp;
+    struct sock_watch *w = watch_get(u, s);
+    if (w) {
+        u->watches[s] = NULL;
+        w->io.registered = false; /* gone from epoll with the fd; no event may use it */
+        loop_defer_free(u->loop, w);
+    }
+    return close(s);
 }
 
 static void on_timer_fire(void *arg)
@@ -370,7 +425,13 @@ void upstream_free(struct upstream *u)
         curl_easy_cleanup(a->easy);
         free(a);
     }
-    curl_multi_cleanup(u->multi);
+    curl_multi_cleanup(u->multi); /* closes the cached connections: on_close_socket */
+    for (size_t i = 0; i < u->n_watches; i++)
+        if (u->watches[i]) {
+            loop_io_del(u->loop, &u->watches[i]->io);
+            free(u->watches[i]);
+        }
+    free(u->watches);
     free(u);
 }
 
@@ -486,6 +547,8 @@ static void set_constant_options(struct upstream_attempt *a)
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(e, CURLOPT_PREREQDATA, a);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, a->errbuf);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, a->u);
 }
 
 struct upstream_attempt *upstream_start(struct upstream *u, const struct upstream_request *req,
@@ -504,6 +567,7 @@ struct upstream_attempt *upstream_start(struct upstream *u, const struct upstrea
             free(a);
             return NULL;
         }
+        a->u = u;
         set_constant_options(a);
     }
     u->active++;
