@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <strings.h>
 
 #include "harness.h"
@@ -696,6 +699,96 @@ START_TEST(access_log_line)
 }
 END_TEST
 
+/* One request over a unix socket; returns the bytes read into out (NUL-terminated). */
+static int unix_exchange(const char *path, const char *req, char *out, size_t cap)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    size_t got = 0;
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+        close(fd);
+        return -1;
+    }
+    for (int i = 0; i < 1000 && got + 1 < cap; i++) { /* until the server closes */
+        ssize_t n = read(fd, out + got, cap - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    out[got] = '\0';
+    close(fd);
+    return (int)got;
+}
+
+/* SPEC 2.1 listen forms: [::1]:port for the proxy, unix:/path for the admin API, and
+ * unix:/path for the proxy (no X-Forwarded-For is added for a unix-socket client). */
+START_TEST(ipv6_and_unix_listeners)
+{
+    struct http_resp r;
+    struct http_req q = {0};
+    char *yaml, url[128], path[400], out[8192];
+    cJSON *j;
+
+    ck_assert_int_eq(stub_start(&stub, "a", NULL), 0);
+    ck_assert_int_ge(asprintf(&yaml,
+                              "ahoyd:\n  listen: \"[::1]:0\"\n"
+                              "  admin-listen: unix:@DIR@/admin.sock\n  access-log: stderr\n"
+                              "pyfly:\n  client:\n    services:\n"
+                              "      svc:\n        base-url: http://127.0.0.1:%d\n",
+                              stub.port),
+                     0);
+    ck_assert_int_eq(ahoyd_start(&daemon_proc, yaml), 0);
+    free(yaml);
+    snprintf(url, sizeof url, "http://[::1]:%d/svc/six", daemon_proc.port);
+    q.url = url;
+    ck_assert_int_eq(http_do(&q, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    j = cJSON_Parse(r.body);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "target")->valuestring, "/six");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(
+                         cJSON_GetObjectItemCaseSensitive(j, "headers"), "X-Forwarded-For")
+                         ->valuestring,
+                     "::1");
+    cJSON_Delete(j);
+    http_resp_free(&r);
+    snprintf(path, sizeof path, "%s/admin.sock", daemon_proc.dir);
+    ck_assert_int_gt(unix_exchange(path, "GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                                         "Connection: close\r\n\r\n",
+                                   out, sizeof out),
+                     0);
+    ck_assert_msg(strncmp(out, "HTTP/1.1 200", 12) == 0 && strstr(out, "\"ok\""),
+                  "admin over unix: %.200s", out);
+    ck_assert_int_eq(proc_stop(&daemon_proc), 0);
+    ck_assert_msg(access(path, F_OK) != 0, "the admin socket is left behind");
+
+    ck_assert_int_ge(asprintf(&yaml,
+                              "ahoyd:\n  listen: unix:@DIR@/proxy.sock\n  admin-listen: off\n"
+                              "pyfly:\n  client:\n    services:\n"
+                              "      svc:\n        base-url: http://127.0.0.1:%d\n",
+                              stub.port),
+                     0);
+    ck_assert_int_eq(ahoyd_start(&daemon_proc, yaml), 0);
+    free(yaml);
+    snprintf(path, sizeof path, "%s/proxy.sock", daemon_proc.dir);
+    ck_assert_int_gt(unix_exchange(path, "GET /svc/over-unix HTTP/1.1\r\nHost: x\r\n"
+                                         "Connection: close\r\n\r\n",
+                                   out, sizeof out),
+                     0);
+    ck_assert_msg(strncmp(out, "HTTP/1.1 200", 12) == 0 && strstr(out, "\"/over-unix\""),
+                  "proxy over unix: %.300s", out);
+    ck_assert_msg(strstr(out, "X-Forwarded-For") == NULL, "X-Forwarded-For for a unix client");
+}
+END_TEST
+
 START_TEST(stops_cleanly)
 {
     struct http_resp r;
@@ -730,6 +823,7 @@ static Suite *forward_suite(void)
     tcase_add_test(tc, nothing_blocks);
     tcase_add_test(tc, access_log_line);
     tcase_add_test(tc, stops_cleanly);
+    tcase_add_test(tc, ipv6_and_unix_listeners);
     return s;
 }
 
