@@ -234,15 +234,6 @@ static void lb_quote(struct linebuf *b, const char *s, bool json)
     lb_quote_max(b, s, json, 256);
 }
 
-size_t log_quote(char *buf, size_t len, size_t cap, const char *s, bool json)
-{
-    struct linebuf b = {buf, len, cap};
-    if (len >= cap)
-        return len;
-    lb_quote_max(&b, s, json, (size_t)-1);
-    return b.len;
-}
-
 void access_log_write(const struct access_entry *e)
 {
     char line[8192];

@@ -48,8 +48,5 @@ void access_log_close(void);
 bool access_log_enabled(void);
 void access_log_write(const struct access_entry *e);
 
-/* Append s to a buffer as a quoted, escaped string (logfmt or JSON style); returns new length.
- * Exposed for tests. */
-size_t log_quote(char *buf, size_t len, size_t cap, const char *s, bool json);
 
 #endif

@@ -42,6 +42,7 @@ struct request {
     size_t body_len, body_cap;
     char request_id[132];
     size_t head_bytes;              /* the request line and header block */
+    char *connection;               /* every Connection value joined, or NULL */
     char client_addr[64];           /* for X-Forwarded-For; "" for unix clients */
     int64_t start_us;               /* request line seen */
     int64_t received_us;            /* whole request received */

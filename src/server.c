@@ -451,6 +451,7 @@ static void request_free(struct request *r)
         free((char *)r->fwd_headers[i]);
     free(r->fwd_headers);
     free(r->err_message);
+    free(r->connection);
     free(r->upstream_path);
     free(r->upstream_method);
     free(r->body);
@@ -477,6 +478,22 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     request_free(r);
 }
 
+/* Append a header value to a comma-separated list (RFC 9110 list syntax). */
+static void list_append(char **list, const char *value, size_t n)
+{
+    size_t old = *list ? strlen(*list) : 0;
+    char *l = realloc(*list, old + n + 3);
+    if (!l)
+        return;
+    if (old) {
+        memcpy(l + old, ", ", 2);
+        old += 2;
+    }
+    memcpy(l + old, value, n);
+    l[old + n] = '\0';
+    *list = l;
+}
+
 struct head_scan {
     size_t bytes;
     bool bad;
@@ -484,7 +501,8 @@ struct head_scan {
     int n_host, n_te, n_cl;
     const char *te, *cl;
     bool cl_conflict;
-    const char *connection, *upgrade, *request_id, *idempotency_key, *x_timeout, *x_attempts;
+    char *connection; /* every Connection line, joined (RFC 9110 7.6.1) */
+    const char *upgrade, *request_id, *idempotency_key, *x_timeout, *x_attempts;
 };
 
 static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -515,7 +533,7 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
         h->n_cl++;
         h->cl = value;
     } else if (strcasecmp(key, "Connection") == 0) {
-        h->connection = value;
+        list_append(&h->connection, value, value_size);
     } else if (strcasecmp(key, "Upgrade") == 0) {
         h->upgrade = value;
     } else if (strcasecmp(key, "X-Request-Id") == 0) {
@@ -620,6 +638,7 @@ static void check_head(struct request *r, const char *version)
     const char *why = NULL;
 
     MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, scan_header, &h);
+    r->connection = h.connection; /* the request owns it: build_forward_headers uses it */
     h.bytes += strlen(r->method) + r->target_len + strlen(version) + 4;
     r->head_bytes = h.bytes;
 
@@ -732,21 +751,6 @@ static char *fmt_line(const char *name, size_t nl, const char *value, size_t vl)
     return s;
 }
 
-/* Append a header value to a comma-separated list (RFC 9110 list syntax). */
-static void list_append(char **list, const char *value, size_t n)
-{
-    size_t old = *list ? strlen(*list) : 0;
-    char *l = realloc(*list, old + n + 3);
-    if (!l)
-        return;
-    if (old) {
-        memcpy(l + old, ", ", 2);
-        old += 2;
-    }
-    memcpy(l + old, value, n);
-    l[old + n] = '\0';
-    *list = l;
-}
 
 static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                       size_t key_size, const char *value, size_t value_size)
@@ -776,27 +780,14 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
     return MHD_YES;
 }
 
-static enum MHD_Result collect_connection(void *cls, enum MHD_ValueKind kind, const char *key,
-                                         size_t key_size, const char *value, size_t value_size)
-{
-    if (strcasecmp(key, "Connection") == 0 && value)
-        header_list_add(cls, key, key_size, value, value_size);
-    return MHD_YES;
-}
-
 static int build_forward_headers(struct request *r)
 {
     struct fwd_build b = {.r = r};
     const struct service_conf *sc = r->svc->conf;
     char buf[512];
 
-    /* every Connection line first: the headers they name are hop-by-hop */
-    struct header_list conn_lines = {0};
-    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, collect_connection, &conn_lines);
-    char *connection = header_list_join(&conn_lines, "Connection");
-    header_list_clear(&conn_lines);
-    free(conn_lines.items);
-    b.connection = connection;
+    /* the headers named in Connection (gathered at intake) are hop-by-hop */
+    b.connection = r->connection;
     MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, collect_header, &b);
     /* drop the hop-by-hop ones now that Connection is known */
     size_t j = 0;
@@ -835,7 +826,6 @@ static int build_forward_headers(struct request *r)
     fwd_add(&b, strdup(buf));
     free(b.xff);
     free(b.via);
-    free(connection);
     r->fwd_headers = (const char **)b.lines;
     r->n_fwd = b.n;
     return b.oom ? -1 : 0;
@@ -1002,14 +992,6 @@ static size_t listener_connections(const struct listener *l)
     const union MHD_DaemonInfo *di =
         MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
     return di ? di->num_connections : 0;
-}
-
-size_t server_connections(const struct server *s)
-{
-    size_t n = 0;
-    for (const struct listener *l = s->listeners; l; l = l->next)
-        n += listener_connections(l);
-    return n;
 }
 
 static void listener_free(struct listener *l)

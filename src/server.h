@@ -70,8 +70,6 @@ int server_listen_socket(const struct listen_addr *la, char *bound, size_t cap);
 
 /* The accepting address as bound. */
 const char *server_bound(const struct server *s);
-/* Client connections open on every listener. */
-size_t server_connections(const struct server *s);
 
 /* Reload, in two steps so that nothing changes unless everything can (SPEC 2.6):
  * prepare binds a new listener when listen, max-connections, the header limits or

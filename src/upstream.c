@@ -42,7 +42,6 @@ struct upstream {
     struct loop_timer timer;
     struct upstream_attempt *idle; /* free list of attempts with their easy handles */
     size_t n_idle;
-    size_t active;
 };
 
 struct upstream_attempt {
@@ -403,7 +402,6 @@ static void attempt_release(struct upstream_attempt *a)
         free(a->resp);
         a->resp = NULL;
     }
-    u->active--;
     if (u->n_idle < IDLE_HANDLES_MAX) {
         a->next_idle = u->idle;
         u->idle = a;
@@ -433,11 +431,6 @@ void upstream_free(struct upstream *u)
         }
     free(u->watches);
     free(u);
-}
-
-size_t upstream_active(const struct upstream *u)
-{
-    return u->active;
 }
 
 static bool has_header(const char *const *headers, const char *name)
@@ -570,7 +563,6 @@ struct upstream_attempt *upstream_start(struct upstream *u, const struct upstrea
         a->u = u;
         set_constant_options(a);
     }
-    u->active++;
     CURL *e = a->easy;
     a->u = u;
     a->cb = cb;

@@ -76,7 +76,5 @@ struct upstream_attempt *upstream_start(struct upstream *u, const struct upstrea
 /* Cancel an attempt that has not reported yet: its callback is never called. */
 void upstream_cancel(struct upstream *u, struct upstream_attempt *a);
 
-/* Attempts in flight (for drain and tests). */
-size_t upstream_active(const struct upstream *u);
 
 #endif
