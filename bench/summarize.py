@@ -205,7 +205,9 @@ def main():
                        len(busy), len(foreign), max(busy)))
     info = [r for r in recs if r.get("kind") == "info"]
     if info:
-        out.append("- ahoyd threads: %s" % info[0].get("ahoyd_threads"))
+        out.append("- ahoyd: workers: %s (threads: %s); haproxy: nbthread 1; nginx: "
+                   "worker_processes 1" % (info[0].get("ahoyd_workers", "1"),
+                                           info[0].get("ahoyd_threads")))
     out.append("")
 
     ka = Runs(recs, "ka", clk)

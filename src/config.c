@@ -532,6 +532,7 @@ static const struct keydef ahoyd_keys[] = {{"listen", KD_SCALAR, NULL},
                                            {"request-timeout", KD_SCALAR, NULL},
                                            {"idle-timeout", KD_SCALAR, NULL},
                                            {"shutdown-timeout", KD_SCALAR, NULL},
+                                           {"workers", KD_SCALAR, NULL},
                                            {NULL, 0, NULL}};
 static const struct keydef top_keys[] = {
     {"ahoyd", KD_MAP, ahoyd_keys}, {"pyfly", KD_MAP, pyfly_keys}, {NULL, 0, NULL}};
@@ -2914,6 +2915,11 @@ static void convert(struct ctx *c, struct config *cfg, const struct items *inc,
     p = "default";
     rd_int(c, ahoyd, "max-connections", 1, 1048576, &cfg->max_connections, &p);
     dleaf(c, da, "max-connections", render_int(c, cfg->max_connections), p);
+
+    cfg->workers = 1;
+    p = "default";
+    rd_int(c, ahoyd, "workers", 1, WORKERS_MAX, &cfg->workers, &p);
+    dleaf(c, da, "workers", render_int(c, cfg->workers), p);
 
     static const struct {
         const char *key;

@@ -10,6 +10,8 @@
 #ifndef AHOYD_CONFIG_H
 #define AHOYD_CONFIG_H
 
+#define WORKERS_MAX 64 /* ahoyd.workers */
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -98,6 +100,7 @@ struct config {
     int64_t request_timeout_ms;  /* 0 = none */
     int64_t idle_timeout_ms;     /* 0 = none */
     int64_t shutdown_timeout_ms; /* 0 = none (exit at once) */
+    int64_t workers;             /* event loops (threads); fixed at start */
     char **profiles;        /* the active profiles, in order */
     size_t n_profiles;
 

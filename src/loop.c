@@ -1,16 +1,18 @@
 /*
  * loop.c - epoll + timer heap.
  *
- * One loop per process. I/O callbacks get the epoll event mask; timers are
+ * One loop per worker thread (see the state lock in loop.h). I/O callbacks get the epoll event mask; timers are
  * one-shot and kept in a 1-based binary min-heap indexed by due time, so
  * starting, stopping and re-arming are O(log n) and the next wait is O(1).
  * The clock is read once per iteration (and on demand), which keeps the many
  * "now" lookups of a request cheap and consistent.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,7 +30,123 @@ struct loop {
     void *prepare_arg;
     void **graveyard; /* freed at the end of the iteration */
     size_t dead, dead_cap;
+    int wake_fd;                /* eventfd: another worker posted work or armed a timer */
+    struct loop_io wake_io;
+    struct loop_post *posted, **posted_tail;
 };
+
+struct loop_post {
+    void (*fn)(void *);
+    void *arg;
+    struct loop_post *next;
+};
+
+static __thread struct loop *current; /* the loop this thread is running */
+
+/* ---- the state lock ------------------------------------------------------------------ */
+
+static pthread_mutex_t state_mutex = PTHREAD_MUTEX_INITIALIZER;
+static bool state_threaded;     /* set once, before a second thread exists */
+static __thread int state_depth; /* how deep this thread holds it */
+
+void state_lock_enable(void)
+{
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    /* critical sections are short: spin a little before sleeping in the kernel */
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&state_mutex, &a);
+    pthread_mutexattr_destroy(&a);
+    state_threaded = true;
+}
+
+bool state_lock_enabled(void)
+{
+    return state_threaded;
+}
+
+static void state_lock(int depth)
+{
+    pthread_mutex_lock(&state_mutex);
+    state_depth = depth;
+    if (current) /* events are ordered by the lock: give each a clock read inside it */
+        current->now_us = monotonic_us();
+}
+
+void state_enter(void)
+{
+    if (!state_threaded)
+        return;
+    if (state_depth > 0)
+        state_depth++;
+    else
+        state_lock(1);
+}
+
+void state_leave(void)
+{
+    if (!state_threaded)
+        return;
+    if (--state_depth == 0)
+        pthread_mutex_unlock(&state_mutex);
+}
+
+int state_release(void)
+{
+    int depth = state_depth;
+    if (!state_threaded || depth == 0)
+        return 0;
+    state_depth = 0;
+    pthread_mutex_unlock(&state_mutex);
+    return depth;
+}
+
+void state_reacquire(int depth)
+{
+    if (state_threaded && depth > 0)
+        state_lock(depth);
+}
+
+/* ---- waking a loop from another thread ------------------------------------------- */
+
+static void loop_wake(struct loop *l)
+{
+    uint64_t one = 1;
+    if (write(l->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+        abort(); /* an eventfd write fails only on overflow (EAGAIN) */
+}
+
+static void on_wake(void *arg, uint32_t events)
+{
+    struct loop *l = arg;
+    uint64_t n;
+    (void)events;
+    if (read(l->wake_fd, &n, sizeof n) < 0 && errno != EAGAIN)
+        return;
+    struct loop_post *p = l->posted;
+    l->posted = NULL;
+    l->posted_tail = &l->posted;
+    while (p) {
+        struct loop_post *next = p->next;
+        p->fn(p->arg);
+        free(p);
+        p = next;
+    }
+}
+
+int loop_post(struct loop *l, void (*fn)(void *), void *arg)
+{
+    struct loop_post *p = malloc(sizeof *p);
+    if (!p)
+        return -1;
+    p->fn = fn;
+    p->arg = arg;
+    p->next = NULL;
+    *l->posted_tail = p;
+    l->posted_tail = &p->next;
+    loop_wake(l);
+    return 0;
+}
 
 int64_t monotonic_us(void)
 {
@@ -43,7 +161,14 @@ struct loop *loop_new(void)
     if (!l)
         return NULL;
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (l->epfd < 0) {
+    l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    l->posted_tail = &l->posted;
+    if (l->epfd < 0 || l->wake_fd < 0 ||
+        loop_io_add(l, &l->wake_io, l->wake_fd, EPOLLIN, on_wake, l) != 0) {
+        if (l->epfd >= 0)
+            close(l->epfd);
+        if (l->wake_fd >= 0)
+            close(l->wake_fd);
         free(l);
         return NULL;
     }
@@ -58,6 +183,12 @@ void loop_free(struct loop *l)
     for (size_t i = 0; i < l->dead; i++)
         free(l->graveyard[i]);
     free(l->graveyard);
+    while (l->posted) { /* posted to a loop that no longer runs: nothing to do */
+        struct loop_post *p = l->posted;
+        l->posted = p->next;
+        free(p);
+    }
+    close(l->wake_fd);
     close(l->epfd);
     free(l->heap);
     free(l);
@@ -172,11 +303,15 @@ void loop_timer_start(struct loop *l, struct loop_timer *t, int64_t delay_ms)
         l->cap = cap;
     }
     /* the iteration's clock: a timer armed late in an iteration fires a little early,
-     * never late, and arming costs no clock read */
-    t->due_us = l->now_us + delay_ms * 1000;
+     * never late, and arming costs no clock read; another worker's loop may be asleep
+     * with an old clock and a longer wait: read the clock and wake it */
+    bool foreign = state_threaded && l != current;
+    t->due_us = (foreign ? monotonic_us() : l->now_us) + delay_ms * 1000;
     l->count++;
     heap_set(l, l->count, t);
     heap_up(l, l->count);
+    if (foreign && t->heap_index == 1)
+        loop_wake(l);
 }
 
 int64_t loop_now_ms(const struct loop *l)
@@ -240,8 +375,11 @@ static void bury(struct loop *l)
 int loop_run(struct loop *l)
 {
     struct epoll_event events[LOOP_MAX_EVENTS];
-    l->stop = false;
-    while (!l->stop) {
+    struct loop *outer = current;
+    int rc = 0;
+    current = l;
+    state_enter();
+    while (!l->stop) { /* a stop from before the start counts (a worker told to stop early) */
         int64_t wait_ms = -1;
         loop_update_time(l);
         if (l->prepare)
@@ -254,9 +392,15 @@ int loop_run(struct loop *l)
         }
         if (wait_ms > 60000)
             wait_ms = 60000;
+        int depth = state_release();
         int n = epoll_wait(l->epfd, events, LOOP_MAX_EVENTS, (int)wait_ms);
-        if (n < 0 && errno != EINTR)
-            return -1;
+        int wait_errno = errno;
+        state_reacquire(depth);
+        if (n < 0 && wait_errno != EINTR) {
+            errno = wait_errno;
+            rc = -1;
+            break;
+        }
         loop_update_time(l);
         for (int i = 0; i < n; i++) {
             struct loop_io *io = events[i].data.ptr;
@@ -266,10 +410,15 @@ int loop_run(struct loop *l)
         run_timers(l);
         bury(l);
     }
-    return 0;
+    l->stop = false; /* it may run again */
+    state_leave();
+    current = outer;
+    return rc;
 }
 
 void loop_stop(struct loop *l)
 {
     l->stop = true;
+    if (state_threaded && l != current)
+        loop_wake(l);
 }

@@ -65,6 +65,29 @@ void loop_defer_free(struct loop *l, void *ptr);
 
 /* Run until loop_stop(). Returns 0, or -1 on an epoll failure. */
 int loop_run(struct loop *l);
+/* Stop l after its current iteration; from another worker's thread too (it wakes l). */
 void loop_stop(struct loop *l);
+
+/* Run fn(arg) on l's own thread, in its next iteration (holding the state lock).
+ * The caller holds the state lock. For work that must be done by the worker that
+ * owns an object (a libmicrohttpd daemon, its connections). Returns 0 or -1. */
+int loop_post(struct loop *l, void (*fn)(void *), void *arg);
+
+/* ---- the state lock (workers) -------------------------------------------------------
+ * With one worker, ahoyd is one thread and none of this costs anything. With more,
+ * every worker runs its own loop, libmicrohttpd daemon and curl multi handle, and
+ * the state they share (runtimes, breakers, balancers, budgets, in-flight counts,
+ * metrics, logs) is guarded by one lock: ahoyd's own code always runs holding it. A
+ * worker lets go of it only while its loop waits (epoll_wait) and while
+ * libmicrohttpd or libcurl do their own work (MHD_run, curl_multi_socket_action:
+ * parsing, socket I/O); every callback from them into ahoyd takes it back first
+ * (state_enter). So every change of shared state happens in one total order, as in
+ * a single loop, and each one sees a clock read after the lock was taken. */
+void state_lock_enable(void);  /* before the second worker starts */
+bool state_lock_enabled(void);
+void state_enter(void);        /* a callback from a library: take the lock (nestable) */
+void state_leave(void);
+int state_release(void);       /* around a library call that runs callbacks: let go */
+void state_reacquire(int depth);
 
 #endif

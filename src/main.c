@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,11 +38,25 @@ extern char **environ;
 
 enum { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
 
+/* A further event loop on a thread of its own (ahoyd.workers, see loop.h). The main
+ * thread's loop is the first worker: it alone also handles signals, the admin API,
+ * reloads, the drain and the watchdog. */
+struct worker {
+    struct loop *loop;
+    struct upstream *upstream;
+    struct server server;
+    struct listener *reload_listener; /* prepared by a reload, not yet committed */
+    pthread_t thread;
+    bool started;
+};
+
 struct daemon_state {
     struct config_options opts;
     struct loop *loop;
     struct upstream *upstream;
     struct server server;
+    struct worker *workers;           /* the further ones */
+    size_t n_workers;
     struct admin *admin;
     struct admin *admin_retired;      /* replaced by a reload, stopped on the next turn */
     struct loop_timer admin_reaper;
@@ -105,6 +120,27 @@ static struct runtime *hook_current(void *arg);
 static bool hook_ready(void *arg);
 static int hook_reload(void *arg, char ***errors, size_t *n_errors);
 
+/* Every further worker gets its own daemon for the listener the first one prepared. */
+static int prepare_workers(struct daemon_state *d, const struct config *cfg,
+                           const struct listener *lst)
+{
+    for (size_t i = 0; i < d->n_workers; i++) {
+        struct worker *w = &d->workers[i];
+        if (server_prepare_reload_worker(&w->server, cfg, lst, &w->reload_listener) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void discard_workers(struct daemon_state *d)
+{
+    for (size_t i = 0; i < d->n_workers; i++) {
+        struct worker *w = &d->workers[i];
+        server_discard_reload(&w->server, w->reload_listener);
+        w->reload_listener = NULL;
+    }
+}
+
 /* Load the configuration again (SPEC 2.6). Returns 0 when it took effect; otherwise -1
  * and every error logged and, when errors is not NULL, handed back. */
 static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
@@ -130,11 +166,17 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
     struct listener *lst = NULL;
     struct admin *new_admin = NULL;
     const struct config *cur = d->server.rt->cfg;
-    if (server_prepare_reload(&d->server, cfg, &lst) != 0) {
+    if (cfg->workers != cur->workers)
+        log_warn("workers: the change from %lld to %lld takes effect at the next start",
+                 (long long)cur->workers, (long long)cfg->workers);
+    if (server_prepare_reload(&d->server, cfg, &lst) != 0 ||
+        prepare_workers(d, cfg, lst) != 0) {
         const char *m = "cannot listen on the new listen address";
         log_error("%s %s", m, cfg->listen.text);
         if (errors)
             add_error(errors, n_errors, m);
+        discard_workers(d);
+        server_discard_reload(&d->server, lst);
         config_free(cfg);
         goto done;
     }
@@ -147,6 +189,7 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
             const char *m = "cannot listen on the new admin-listen address";
             if (errors)
                 add_error(errors, n_errors, m);
+            discard_workers(d);
             server_discard_reload(&d->server, lst);
             config_free(cfg);
             goto done;
@@ -161,6 +204,7 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
         free(err);
         if (new_admin)
             admin_stop(new_admin);
+        discard_workers(d);
         server_discard_reload(&d->server, lst);
         config_free(cfg);
         goto done;
@@ -168,6 +212,11 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
     /* commit */
     struct runtime *old = runtime_ref(d->server.rt);
     server_commit_reload(&d->server, rt, lst);
+    for (size_t i = 0; i < d->n_workers; i++) {
+        struct worker *w = &d->workers[i];
+        server_commit_reload(&w->server, rt, w->reload_listener);
+        w->reload_listener = NULL;
+    }
     runtime_retire_missing(old, rt);
     runtime_log_changes(old, rt);
     if (strcmp(old->cfg->access_log, rt->cfg->access_log) != 0 ||
@@ -234,10 +283,38 @@ static int hook_reload(void *arg, char ***errors, size_t *n_errors)
 
 /* ---- drain ------------------------------------------------------------------------- */
 
+static size_t requests_alive(const struct daemon_state *d)
+{
+    size_t n = d->server.requests;
+    for (size_t i = 0; i < d->n_workers; i++)
+        n += d->workers[i].server.requests;
+    return n;
+}
+
+static size_t calls_running(const struct daemon_state *d)
+{
+    size_t n = d->server.calls;
+    for (size_t i = 0; i < d->n_workers; i++)
+        n += d->workers[i].server.calls;
+    return n;
+}
+
+/* Run on a further worker's own thread (loop_post). */
+static void on_worker_drain(void *arg)
+{
+    server_stop_accepting(arg);
+    server_close_idle(arg);
+}
+
+static void on_worker_abort(void *arg)
+{
+    server_abort_calls(arg);
+}
+
 static void on_drain_poll(void *arg)
 {
     struct daemon_state *d = arg;
-    if (d->server.requests == 0) {
+    if (requests_alive(d) == 0) {
         loop_stop(d->loop);
         return;
     }
@@ -250,8 +327,11 @@ static void on_shutdown_timeout(void *arg)
     if (!d->aborted) {
         /* calls still running get 503 shutting_down; give the answers a second to leave */
         d->aborted = true;
-        log_warn("shutdown timeout: answering %zu calls still running with 503", d->server.calls);
+        log_warn("shutdown timeout: answering %zu calls still running with 503",
+                 calls_running(d));
         server_abort_calls(&d->server);
+        for (size_t i = 0; i < d->n_workers; i++)
+            loop_post(d->workers[i].loop, on_worker_abort, &d->workers[i].server);
         loop_timer_start(d->loop, &d->shutdown_timer, 1000);
         return;
     }
@@ -267,15 +347,21 @@ static void start_drain(struct daemon_state *d)
     }
     d->draining = true;
     sd_notify(0, "STOPPING=1");
-    log_info("draining: %zu requests in progress", d->server.requests);
+    log_info("draining: %zu requests in progress", requests_alive(d));
     d->server.draining = true;
     server_stop_accepting(&d->server);
     server_close_idle(&d->server);
     int64_t t = d->server.rt->cfg->shutdown_timeout_ms;
-    if (t > 0) { /* 0 = no limit: calls in flight finish whenever they finish */
+    if (t > 0) /* 0 = no limit: calls in flight finish whenever they finish */
         d->server.drain_deadline_ms = loop_now_ms(d->loop) + t;
-        loop_timer_start(d->loop, &d->shutdown_timer, t);
+    for (size_t i = 0; i < d->n_workers; i++) {
+        struct worker *w = &d->workers[i];
+        w->server.draining = true;
+        w->server.drain_deadline_ms = d->server.drain_deadline_ms;
+        loop_post(w->loop, on_worker_drain, &w->server);
     }
+    if (t > 0)
+        loop_timer_start(d->loop, &d->shutdown_timer, t);
     loop_timer_start(d->loop, &d->drain_timer, 0);
 }
 
@@ -310,6 +396,71 @@ static void on_watchdog(void *arg)
     struct daemon_state *d = arg;
     sd_notify(0, "WATCHDOG=1");
     loop_timer_start(d->loop, &d->watchdog_timer, d->watchdog_ms);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    if (loop_run(w->loop) != 0)
+        log_error("a worker's event loop failed: %s", strerror(errno));
+    return NULL;
+}
+
+/* Start cfg->workers - 1 further workers on the first server's socket. From here on
+ * the main thread holds the state lock whenever it runs ahoyd code (loop.h). */
+static int start_workers(struct daemon_state *d, struct runtime *rt)
+{
+    size_t n = (size_t)rt->cfg->workers - 1;
+    if (n == 0)
+        return 0;
+    d->workers = calloc(n, sizeof *d->workers);
+    if (!d->workers)
+        return -1;
+    state_lock_enable();
+    state_enter();
+    for (size_t i = 0; i < n; i++) {
+        struct worker *w = &d->workers[i];
+        w->loop = loop_new();
+        w->upstream = w->loop ? upstream_new(w->loop) : NULL;
+        if (!w->upstream) {
+            log_error("cannot create a worker's event loop");
+            loop_free(w->loop);
+            return -1;
+        }
+        d->n_workers++;
+        if (server_start_worker(&w->server, w->loop, w->upstream, rt, &d->server, i + 1) != 0)
+            return -1;
+        int err = pthread_create(&w->thread, NULL, worker_main, w);
+        if (err != 0) {
+            log_error("cannot start a worker thread: %s", strerror(err));
+            return -1;
+        }
+        w->started = true;
+    }
+    metrics_set_workers(n + 1);
+    log_info("workers: %zu event loops", n + 1);
+    return 0;
+}
+
+static void stop_workers(struct daemon_state *d)
+{
+    for (size_t i = 0; i < d->n_workers; i++)
+        if (d->workers[i].started)
+            loop_stop(d->workers[i].loop);
+    state_release(); /* let them finish their iteration */
+    for (size_t i = 0; i < d->n_workers; i++)
+        if (d->workers[i].started)
+            pthread_join(d->workers[i].thread, NULL);
+    /* one thread again: their servers are stopped from here */
+    for (size_t i = 0; i < d->n_workers; i++) {
+        struct worker *w = &d->workers[i];
+        server_free(&w->server);
+        upstream_free(w->upstream);
+        loop_free(w->loop);
+    }
+    free(d->workers);
+    d->workers = NULL;
+    d->n_workers = 0;
 }
 
 static int setup_signals(struct daemon_state *d)
@@ -427,6 +578,8 @@ int main(int argc, char **argv)
     }
     if (server_start(&d.server, d.loop, d.upstream, rt) != 0)
         goto out;
+    if (start_workers(&d, rt) != 0)
+        goto out;
     loop_timer_init(&d.drain_timer, on_drain_poll, &d);
     loop_timer_init(&d.admin_reaper, on_admin_reaper, &d);
     loop_timer_init(&d.shutdown_timer, on_shutdown_timeout, &d);
@@ -459,6 +612,8 @@ int main(int argc, char **argv)
     log_info("stopped");
 
 out:
+    if (d.workers)
+        stop_workers(&d);
     if (d.loop)
         loop_timer_stop(d.loop, &d.watchdog_timer);
     if (d.admin)

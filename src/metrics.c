@@ -56,6 +56,8 @@ struct service_metrics {
 static struct service_metrics none_metrics;
 
 static uint64_t reloads_success, reloads_failure;
+static size_t workers_running = 1;
+static uint64_t worker_requests[WORKERS_MAX];
 static int64_t last_reload_success_s;
 
 /* ---- recording ---------------------------------------------------------------------- */
@@ -313,6 +315,17 @@ static void render_histogram(struct text *t, const char *svc, const struct servi
     value_u64(t, m->count);
 }
 
+void metrics_set_workers(size_t n)
+{
+    workers_running = n < 1 ? 1 : n > WORKERS_MAX ? WORKERS_MAX : n;
+}
+
+void metrics_note_worker_request(size_t worker)
+{
+    if (worker < WORKERS_MAX)
+        worker_requests[worker]++;
+}
+
 char *metrics_render(const struct runtime *rt, size_t *len)
 {
     struct text t = {0};
@@ -387,6 +400,17 @@ char *metrics_render(const struct runtime *rt, size_t *len)
     for (size_t i = 0; i < n; i++) {
         sample_start(&t, "ahoyd_inflight_requests", "service", rt->services[i].conf->name, NULL);
         text_printf(&t, "%d\n", rt->services[i].state->inflight);
+    }
+
+    if (workers_running > 1) {
+        family(&t, "ahoyd_worker_requests_total", "counter",
+               "Requests answered, by worker (event loop).");
+        for (size_t i = 0; i < workers_running; i++) {
+            char w[24];
+            snprintf(w, sizeof w, "%zu", i);
+            sample_start(&t, "ahoyd_worker_requests_total", "worker", w, NULL);
+            value_u64(&t, worker_requests[i]);
+        }
     }
 
     family(&t, "ahoyd_config_reloads_total", "counter", "Configuration reloads, by result.");

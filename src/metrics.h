@@ -27,6 +27,9 @@ void metrics_note_reload(bool ok, int64_t unix_time_s);
  * counting a reload. */
 void metrics_note_startup(int64_t unix_time_s);
 void metrics_service_free(struct service_metrics *m);
+/* Workers (ahoyd.workers > 1): how many run, and a request answered by worker i. */
+void metrics_set_workers(size_t n);
+void metrics_note_worker_request(size_t worker);
 
 /* The whole exposition for the current runtime, malloc'd; *len set. */
 char *metrics_render(const struct runtime *rt, size_t *len);

@@ -59,7 +59,7 @@ static void head_timer_arm(struct client_conn *c, bool first);
 
 /* ---- listening socket ----------------------------------------------------------- */
 
-static int bind_inet(const struct listen_addr *la, char *bound, size_t cap)
+static int bind_inet(const struct listen_addr *la, char *bound, size_t cap, bool reuseport)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
@@ -78,6 +78,8 @@ static int bind_inet(const struct listen_addr *la, char *bound, size_t cap)
             continue;
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (reuseport) /* workers: each gets a socket of its own on this address */
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
         if (ai->ai_family == AF_INET6)
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0)
@@ -135,7 +137,44 @@ static int bind_unix(const struct listen_addr *la, char *bound, size_t cap)
 
 int server_listen_socket(const struct listen_addr *la, char *bound, size_t cap)
 {
-    return la->kind == LISTEN_UNIX ? bind_unix(la, bound, cap) : bind_inet(la, bound, cap);
+    return la->kind == LISTEN_UNIX ? bind_unix(la, bound, cap) : bind_inet(la, bound, cap, false);
+}
+
+/* The proxy's listening socket: with workers, an inet one is bound SO_REUSEPORT. */
+static int proxy_listen_socket(const struct server *s, const struct listen_addr *la, char *bound,
+                               size_t cap)
+{
+    return la->kind == LISTEN_UNIX ? bind_unix(la, bound, cap)
+                                   : bind_inet(la, bound, cap, s->reuseport);
+}
+
+/* A further worker's socket for the address fd listens on. An inet address gets a
+ * socket of its own in fd's SO_REUSEPORT group, so the kernel spreads new
+ * connections evenly over the workers; a unix socket cannot, and is shared (a dup:
+ * whichever worker accepts first takes the connection). */
+static int worker_listen_socket(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int one = 1;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return -1;
+    if (ss.ss_family == AF_UNIX)
+        return fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    int nfd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (nfd < 0)
+        return -1;
+    setsockopt(nfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(nfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (ss.ss_family == AF_INET6)
+        setsockopt(nfd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(nfd, (struct sockaddr *)&ss, sl) != 0 || listen(nfd, 1024) != 0) {
+        int e = errno;
+        close(nfd);
+        errno = e;
+        return -1;
+    }
+    return nfd;
 }
 
 /* ---- answering ------------------------------------------------------------------- */
@@ -147,6 +186,7 @@ static void request_log(struct request *r)
     r->logged = true;
     metrics_note_request(r->svc ? r->svc->state : NULL, r->status, r->resp ? NULL : r->err_code,
                          loop_now_us(r->srv->loop) - r->start_us);
+    metrics_note_worker_request(r->srv->worker);
     if (!access_log_enabled())
         return;
     struct access_entry e = {
@@ -401,7 +441,7 @@ static void on_request_timeout(void *arg)
 
 /* ---- MHD callbacks ------------------------------------------------------------------ */
 
-static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+static void *uri_seen(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     struct listener *l = cls;
     struct server *s = l->srv;
@@ -462,8 +502,7 @@ static void request_free(struct request *r)
     loop_defer_free(s->loop, r);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
+static void completed(void **con_cls)
 {
     struct request *r = *con_cls;
     if (!r)
@@ -885,9 +924,10 @@ static int body_append(struct request *r, const char *data, size_t n, uint64_t l
     return 0;
 }
 
-static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const char *version, const char *upload_data,
-                                 size_t *upload_data_size, void **con_cls)
+static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **con_cls)
 {
     struct listener *l = cls;
     struct server *s = l->srv;
@@ -963,18 +1003,61 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    if (!log_enabled(LOG_LEVEL_DEBUG))
-        return;
-    char buf[512];
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    log_debug("libmicrohttpd: %s", buf);
+    state_enter();
+    if (log_enabled(LOG_LEVEL_DEBUG)) {
+        char buf[512];
+        vsnprintf(buf, sizeof buf, fmt, ap);
+        log_debug("libmicrohttpd: %s", buf);
+    }
+    state_leave();
+}
+
+/* MHD calls into ahoyd from MHD_run, which runs without the state lock (loop.h). */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    state_enter();
+    void *r = uri_seen(cls, uri, conn);
+    state_leave();
+    return r;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+    (void)url; /* decoded: the raw target from on_uri is used */
+    state_enter();
+    enum MHD_Result rc =
+        handle_request(cls, conn, method, version, upload_data, upload_data_size, con_cls);
+    state_leave();
+    return rc;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    state_enter();
+    completed(con_cls);
+    state_leave();
+}
+
+/* Run one daemon. The state lock is let go meanwhile: MHD parses and does socket I/O
+ * on its own; its callbacks into ahoyd take the lock back. */
+static void mhd_run(struct listener *l)
+{
+    int depth = state_release();
+    MHD_run(l->mhd);
+    state_reacquire(depth);
 }
 
 /* ---- listeners: one MHD daemon each, on the loop --------------------------------- */
 
 static void listener_run(struct listener *l)
 {
-    MHD_run(l->mhd);
+    mhd_run(l);
 }
 
 static void on_listener_io(void *arg, uint32_t events)
@@ -1016,7 +1099,7 @@ static int64_t on_prepare(void *arg)
         MHD_UNSIGNED_LONG_LONG to;
         if (l->kick) {
             l->kick = false;
-            MHD_run(l->mhd);
+            mhd_run(l);
         }
         if (l->fd < 0 && l != s->listeners && listener_connections(l) == 0) {
             *pp = l->next; /* quiesced and empty */
@@ -1025,7 +1108,7 @@ static int64_t on_prepare(void *arg)
         }
         if (MHD_get_timeout(l->mhd, &to) == MHD_YES) {
             if (to == 0) {
-                MHD_run(l->mhd);
+                mhd_run(l);
                 if (MHD_get_timeout(l->mhd, &to) != MHD_YES)
                     to = 1000;
             }
@@ -1088,8 +1171,9 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
             s->conns->prev = c;
         s->conns = c;
         s->n_conns++;
+        (*s->conns_total)++;
         /* decided once, at accept: connections within the limit keep working */
-        c->over_limit = (int64_t)s->n_conns > s->rt->cfg->max_connections;
+        c->over_limit = (int64_t)*s->conns_total > s->rt->cfg->max_connections;
         loop_timer_init(&c->head_timer, on_head_timeout, c);
         head_timer_arm(c, true);
         int fd = connection_fd(conn);
@@ -1104,6 +1188,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
      * it back only on its next run: make sure there is one, or the backlog waits */
     l->kick = true;
     s->n_conns--;
+    (*s->conns_total)--;
     loop_timer_stop(s->loop, &c->head_timer);
     loop_io_del(s->loop, &c->io);
     if (c->request)
@@ -1149,7 +1234,9 @@ static struct listener *listener_start(struct server *s, const struct config *cf
                               NULL, NULL, on_access, l, MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
     const union MHD_DaemonInfo *di =
         l->mhd ? MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
-    if (!di || loop_io_add(s->loop, &l->io, di->epoll_fd, EPOLLIN, on_listener_io, l) != 0) {
+    if (di)
+        l->epoll_fd = di->epoll_fd;
+    if (!di) {
         log_error("cannot start the HTTP server on %s", bound);
         if (l->mhd) {
             MHD_quiesce_daemon(l->mhd); /* the fd stays the caller's */
@@ -1160,6 +1247,13 @@ static struct listener *listener_start(struct server *s, const struct config *cf
         return NULL;
     }
     return l;
+}
+
+/* Put a started daemon on its worker's loop (by that worker: it runs it from then on). */
+static void listener_activate(struct listener *l)
+{
+    if (loop_io_add(l->srv->loop, &l->io, l->epoll_fd, EPOLLIN, on_listener_io, l) != 0)
+        log_error("cannot watch the HTTP server on %s: %s", l->bound, strerror(errno));
 }
 
 /* Stop accepting on l: the listen fd is closed (or handed back) and the daemon serves
@@ -1188,7 +1282,8 @@ int server_start(struct server *s, struct loop *loop, struct upstream *up, struc
     s->loop = loop;
     s->upstream = up;
     s->rng = (uint64_t)monotonic_us() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ULL;
-    int fd = server_listen_socket(&cfg->listen, bound, sizeof bound);
+    s->reuseport = cfg->workers > 1;
+    int fd = proxy_listen_socket(s, &cfg->listen, bound, sizeof bound);
     if (fd < 0)
         return -1;
     s->listeners = listener_start(s, cfg, fd, bound);
@@ -1196,9 +1291,38 @@ int server_start(struct server *s, struct loop *loop, struct upstream *up, struc
         close(fd);
         return -1;
     }
+    listener_activate(s->listeners);
+    s->conns_total = &s->conns_total_own;
     s->rt = runtime_ref(rt);
     loop_set_prepare(loop, on_prepare, s);
     log_info("proxy listening on %s", bound);
+    return 0;
+}
+
+int server_start_worker(struct server *s, struct loop *loop, struct upstream *up,
+                        struct runtime *rt, struct server *first, size_t index)
+{
+    s->worker = index;
+    struct listener *f = first->listeners;
+    s->loop = loop;
+    s->upstream = up;
+    s->secondary = true;
+    s->rng = first->rng ^ ((uint64_t)(uintptr_t)s * 0x9e3779b97f4a7c15ULL);
+    s->reuseport = first->reuseport;
+    int fd = f ? worker_listen_socket(f->fd) : -1;
+    if (fd < 0) {
+        log_error("cannot listen on %s for a worker: %s", f ? f->bound : "?", strerror(errno));
+        return -1;
+    }
+    s->listeners = listener_start(s, rt->cfg, fd, f->bound);
+    if (!s->listeners) {
+        close(fd);
+        return -1;
+    }
+    listener_activate(s->listeners);
+    s->conns_total = first->conns_total;
+    s->rt = runtime_ref(rt);
+    loop_set_prepare(loop, on_prepare, s);
     return 0;
 }
 
@@ -1231,7 +1355,7 @@ int server_prepare_reload(struct server *s, const struct config *cfg, struct lis
         fd = active->fd; /* the new daemon takes over the same socket */
         snprintf(bound, sizeof bound, "%s", active->bound);
     } else {
-        fd = server_listen_socket(&cfg->listen, bound, sizeof bound);
+        fd = proxy_listen_socket(s, &cfg->listen, bound, sizeof bound);
         if (fd < 0)
             return -1;
     }
@@ -1246,6 +1370,30 @@ int server_prepare_reload(struct server *s, const struct config *cfg, struct lis
     return 0;
 }
 
+int server_prepare_reload_worker(struct server *s, const struct config *cfg,
+                                 const struct listener *first_new, struct listener **out)
+{
+    struct listener *active = s->listeners;
+    int fd;
+
+    *out = NULL;
+    if (!first_new || !active || active->fd < 0)
+        return 0;
+    if (first_new->same_address)
+        fd = active->fd;
+    else if ((fd = worker_listen_socket(first_new->fd)) < 0)
+        return -1;
+    struct listener *l = listener_start(s, cfg, fd, first_new->bound);
+    if (!l) {
+        if (!first_new->same_address)
+            close(fd);
+        return -1;
+    }
+    l->same_address = first_new->same_address;
+    *out = l;
+    return 0;
+}
+
 void server_discard_reload(struct server *s, struct listener *l)
 {
     if (!l)
@@ -1256,17 +1404,34 @@ void server_discard_reload(struct server *s, struct listener *l)
     listener_free(l);
 }
 
+/* The new daemon takes over from the accepting one, which stops accepting and
+ * serves its connections until they end. On the server's own thread. */
+static void listener_switch(struct server *s, struct listener *l)
+{
+    struct listener *old = s->listeners;
+    listener_quiesce(old, !l->same_address);
+    l->next = old;
+    s->listeners = l;
+    listener_activate(l);
+}
+
+static void on_listener_switch(void *arg)
+{
+    struct listener *l = arg;
+    listener_switch(l->srv, l);
+}
+
 void server_commit_reload(struct server *s, struct runtime *rt, struct listener *l)
 {
-    if (l) {
-        struct listener *old = s->listeners;
+    if (l && s->secondary) {
+        /* its daemons are run by its own worker: hand the switch over */
+        if (loop_post(s->loop, on_listener_switch, l) != 0)
+            server_discard_reload(s, l);
+    } else if (l) {
         const struct config *cur = s->rt->cfg;
-        /* the old daemon stops accepting; its connections finish on it */
-        listener_quiesce(old, !l->same_address);
+        listener_switch(s, l);
         if (!l->same_address && cur->listen.kind == LISTEN_UNIX)
             unlink(cur->listen.path);
-        l->next = old;
-        s->listeners = l;
         if (!l->same_address)
             log_info("proxy listening on %s", l->bound);
     }
@@ -1280,7 +1445,7 @@ void server_stop_accepting(struct server *s)
     if (!l || l->fd < 0)
         return;
     listener_quiesce(l, true);
-    if (s->rt->cfg->listen.kind == LISTEN_UNIX)
+    if (s->rt->cfg->listen.kind == LISTEN_UNIX && !s->secondary)
         unlink(s->rt->cfg->listen.path);
 }
 
@@ -1318,11 +1483,11 @@ void server_free(struct server *s)
         resume(r);
     }
     for (struct listener *l = s->listeners; l; l = l->next)
-        MHD_run(l->mhd);
+        mhd_run(l);
     while (s->listeners) {
         struct listener *l = s->listeners;
         s->listeners = l->next;
-        if (l->fd >= 0 && s->rt && s->rt->cfg->listen.kind == LISTEN_UNIX)
+        if (l->fd >= 0 && s->rt && s->rt->cfg->listen.kind == LISTEN_UNIX && !s->secondary)
             unlink(s->rt->cfg->listen.path);
         listener_free(l);
     }

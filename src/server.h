@@ -31,6 +31,7 @@ struct listener {
     bool kick;               /* a connection was resumed: run MHD before waiting */
     bool same_address;       /* (reload) took over the previous daemon's socket */
     size_t pool_size;        /* MHD's per-connection memory: request and response heads */
+    int epoll_fd;            /* MHD's, watched from activation on */
     struct listener *next;
 };
 
@@ -53,6 +54,11 @@ struct server {
     struct listener *listeners;  /* the accepting one first */
     struct client_conn *conns;
     size_t n_conns;
+    size_t *conns_total;         /* of every worker's server (max-connections) */
+    size_t conns_total_own;      /* the first server's: the others point here */
+    bool secondary;              /* a further worker's (loop.h): shares the first's socket */
+    size_t worker;               /* its index: 0 for the first */
+    bool reuseport;              /* workers: inet listeners are bound SO_REUSEPORT */
     uint64_t rng;
     size_t requests;             /* requests alive (URI seen, not yet completed) */
     size_t calls;                /* calls running upstream (suspended connections) */
@@ -68,6 +74,11 @@ int server_start(struct server *s, struct loop *loop, struct upstream *up, struc
  * Returns the listening fd, or -1 after logging. */
 int server_listen_socket(const struct listen_addr *la, char *bound, size_t cap);
 
+/* Workers (loop.h): a server on a further worker's loop, accepting on a dup of the
+ * first server's listening socket and counting connections with it. Called before
+ * that worker's thread runs. */
+int server_start_worker(struct server *s, struct loop *loop, struct upstream *up,
+                        struct runtime *rt, struct server *first, size_t index);
 /* The accepting address as bound. */
 const char *server_bound(const struct server *s);
 
@@ -78,8 +89,13 @@ const char *server_bound(const struct server *s);
  * discard undoes a prepare. */
 int server_prepare_reload(struct server *s, const struct config *cfg, struct listener **out);
 void server_commit_reload(struct server *s, struct runtime *rt, struct listener *l);
+/* prepare for a further worker's server, after the first's prepare gave first_new
+ * (NULL: nothing to do). Its commit hands the switch to the worker's own thread. */
+int server_prepare_reload_worker(struct server *s, const struct config *cfg,
+                                 const struct listener *first_new, struct listener **out);
 void server_discard_reload(struct server *s, struct listener *l);
 
+/* The next three run on the server's own worker thread (loop_post for the others). */
 /* Stop accepting: close the listener (drain). */
 void server_stop_accepting(struct server *s);
 /* Close the connections that have no request in progress (drain). */

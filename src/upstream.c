@@ -276,11 +276,23 @@ static int watch_put(struct upstream *u, int fd, struct sock_watch *w)
     return 0;
 }
 
+/* Let curl work on a socket or its timers. The state lock is let go meanwhile (loop.h):
+ * the callbacks curl makes in there touch only the attempt's own buffers and this
+ * worker's watches, or take the lock themselves (on_timer, on_close_socket). */
+static void socket_action(struct upstream *u, curl_socket_t fd, int flags)
+{
+    int running;
+    int depth = state_release();
+    curl_multi_socket_action(u->multi, fd, flags, &running);
+    state_reacquire(depth);
+    check_done(u);
+}
+
 static void on_socket_event(void *arg, uint32_t events)
 {
     struct sock_watch *w = arg;
     struct upstream *u = w->u;
-    int flags = 0, running;
+    int flags = 0;
     if (w->parked) {
         /* an idle connection spoke (usually the upstream closed it): stop watching it;
          * curl finds out on its own when it next looks at the connection */
@@ -293,8 +305,7 @@ static void on_socket_event(void *arg, uint32_t events)
         flags |= CURL_CSELECT_OUT;
     if (events & (EPOLLERR | EPOLLHUP))
         flags |= CURL_CSELECT_ERR;
-    curl_multi_socket_action(u->multi, w->fd, flags, &running);
-    check_done(u);
+    socket_action(u, w->fd, flags);
 }
 
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
@@ -338,30 +349,31 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
 static int on_close_socket(void *clientp, curl_socket_t s)
 {
     struct upstream *u = clientp;
+    state_enter();
     struct sock_watch *w = watch_get(u, s);
     if (w) {
         u->watches[s] = NULL;
         w->io.registered = false; /* gone from epoll with the fd; no event may use it */
         loop_defer_free(u->loop, w);
     }
+    state_leave();
     return close(s);
 }
 
 static void on_timer_fire(void *arg)
 {
-    struct upstream *u = arg;
-    int running;
-    curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(u);
+    socket_action(arg, CURL_SOCKET_TIMEOUT, 0);
 }
 
 static int on_timer(CURLM *multi, long timeout_ms, void *userp)
 {
     struct upstream *u = userp;
+    state_enter(); /* timer heaps are shared state (a breaker timer may be armed on it) */
     if (timeout_ms < 0)
         loop_timer_stop(u->loop, &u->timer);
     else
         loop_timer_start(u->loop, &u->timer, timeout_ms);
+    state_leave();
     return 0;
 }
 

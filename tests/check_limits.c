@@ -45,20 +45,11 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static int raw_connect(int port)
+/* A connection to 127.0.0.1:port (asserts that it connects). */
+static int connect_ok(int port)
 {
-    struct sockaddr_in addr;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-
-    ck_assert_int_ge(fd, 0);
-    memset(&addr, 0, sizeof(addr));
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_msg(connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0, "connect: %s",
-                  strerror(errno));
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    int fd = raw_connect(port);
+    ck_assert_msg(fd >= 0, "connect: %s", strerror(errno));
     return fd;
 }
 
@@ -287,13 +278,13 @@ START_TEST(max_connections_overloaded_then_recovers)
 
     start_one_service(&stub, &daemon_proc, "max-connections: 5", NULL);
     for (i = 0; i < 5; i++) {
-        held[i] = raw_connect(daemon_proc.port);
+        held[i] = connect_ok(daemon_proc.port);
         raw_request_ok(held[i], "/svc/held");
     }
 
     /* A sixth connection: answered at once with 503 overloaded, and closed. */
     t0 = harness_now_ms();
-    fd = raw_connect(daemon_proc.port);
+    fd = connect_ok(daemon_proc.port);
     ck_assert(send_str(fd, plain_get));
     rr = read_response(fd, out, RESP_CAP, 10000, false);
     ck_assert_msg(rr.complete, "no whole answer over max-connections (%zu bytes%s): %.300s",
@@ -349,15 +340,15 @@ static void backlog_round(int round, char *out)
     long status = 0;
 
     for (i = 0; i < 2; i++) {
-        held[i] = raw_connect(daemon_proc.port);
+        held[i] = connect_ok(daemon_proc.port);
         raw_request_ok(held[i], "/svc/held");
     }
     /* Connections that never send a byte fill the reserve (and more). */
     for (i = 0; i < SILENT; i++)
-        silent[i] = raw_connect(daemon_proc.port);
+        silent[i] = connect_ok(daemon_proc.port);
     sleep_ms(200);
 
-    fd = raw_connect(daemon_proc.port);
+    fd = connect_ok(daemon_proc.port);
     ck_assert(send_str(fd, plain_get));
     rr = read_response(fd, out, RESP_CAP, 500, false);
     ck_assert_msg(!rr.eof || rr.len > 0, "a connection over the limit was closed unanswered");
@@ -408,10 +399,10 @@ START_TEST(max_connections_established_keep_working)
 
     start_one_service(&stub, &daemon_proc, "max-connections: 2", NULL);
     for (i = 0; i < 2; i++) {
-        held[i] = raw_connect(daemon_proc.port);
+        held[i] = connect_ok(daemon_proc.port);
         raw_request_ok(held[i], "/svc/held");
     }
-    fresh = raw_connect(daemon_proc.port);
+    fresh = connect_ok(daemon_proc.port);
     sleep_ms(200); /* accepted by now */
     for (i = 0; i < 2; i++)
         raw_request_ok(held[i], "/svc/held-again");
@@ -531,7 +522,7 @@ START_TEST(body_limit_expect_100_continue)
     start_one_service(&stub, &daemon_proc, "max-request-body: 1KiB", NULL);
 
     /* Over the limit: 413 at once, no 100 Continue, and no body byte was sent. */
-    fd = raw_connect(daemon_proc.port);
+    fd = connect_ok(daemon_proc.port);
     ck_assert(send_str(fd, over));
     rr = read_response(fd, out, RESP_CAP, 5000, true);
     ck_assert_msg(rr.complete, "no answer to headers announcing 2000 bytes (%zu bytes): %.300s",
@@ -546,7 +537,7 @@ START_TEST(body_limit_expect_100_continue)
     ck_assert_int_eq(stub_count(&stub), 0);
 
     /* Under the limit: 100 Continue, then the body, then the stub's echo. */
-    fd = raw_connect(daemon_proc.port);
+    fd = connect_ok(daemon_proc.port);
     ck_assert(send_str(fd, under));
     rr = read_response(fd, out, RESP_CAP, 5000, true);
     ck_assert_msg(rr.complete && raw_status(out) == 100, "want 100 Continue, got: %.300s", out);
@@ -575,7 +566,7 @@ START_TEST(body_limit_chunked_growing)
     int fd, i, sent_chunks = 0;
 
     start_one_service(&stub, &daemon_proc, "max-request-body: 1KiB", NULL);
-    fd = raw_connect(daemon_proc.port);
+    fd = connect_ok(daemon_proc.port);
     ck_assert(send_str(fd, head));
     memset(chunk, 'c', sizeof(chunk));
     memcpy(chunk, "100\r\n", 5);               /* 256-byte chunks */
@@ -641,7 +632,7 @@ START_TEST(request_timeout_slow_headers)
     int fd;
 
     start_one_service(&stub, &daemon_proc, "request-timeout: 1s\nidle-timeout: 30s", NULL);
-    fd = raw_connect(daemon_proc.port);
+    fd = connect_ok(daemon_proc.port);
     /* The request line at once, then the header block a byte every 100 ms (4+ s). */
     ck_assert(send_str(fd, "GET /svc/slow HTTP/1.1\r\n"));
     ms = drip(fd, "Host: h\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n", 100, 6000,
@@ -667,7 +658,7 @@ START_TEST(request_timeout_slow_request_line)
     int fd;
 
     start_one_service(&stub, &daemon_proc, "request-timeout: 1s\nidle-timeout: 30s", NULL);
-    fd = raw_connect(daemon_proc.port);
+    fd = connect_ok(daemon_proc.port);
     ms = drip(fd, "GET /svc/slow-line-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n"
                   "Host: h\r\n\r\n",
               100, 8000, out, RESP_CAP, &got);
@@ -692,7 +683,7 @@ START_TEST(request_timeout_stalled_body)
     int fd;
 
     start_one_service(&stub, &daemon_proc, "request-timeout: 1s\nidle-timeout: 30s", NULL);
-    fd = raw_connect(daemon_proc.port);
+    fd = connect_ok(daemon_proc.port);
     memset(half, 'h', sizeof(half));
     t0 = harness_now_ms();
     ck_assert(send_str(fd, head));
@@ -739,7 +730,7 @@ START_TEST(idle_timeout_closes_keepalive)
     start_one_service(&stub, &daemon_proc, "idle-timeout: 1s", NULL);
 
     /* Used more often than the timeout: stays open. */
-    fd = raw_connect(daemon_proc.port);
+    fd = connect_ok(daemon_proc.port);
     for (i = 0; i < 4; i++) {
         raw_request_ok(fd, "/svc/busy");
         sleep_ms(500);
@@ -753,7 +744,7 @@ START_TEST(idle_timeout_closes_keepalive)
     close(fd);
 
     /* A connection that never sends a byte is closed too. */
-    fd = raw_connect(daemon_proc.port);
+    fd = connect_ok(daemon_proc.port);
     ms = wait_closed(fd, 5000, &got);
     ck_assert_msg(ms >= 500 && ms < 3000, "silent connection closed after %.0f ms", ms);
     close(fd);
@@ -775,7 +766,7 @@ START_TEST(disconnect_mid_body_frees_everything)
     ck_assert_int_gt(base, 0);
     memset(half, 'm', sizeof(half));
     for (i = 0; i < 30; i++) {
-        fd = raw_connect(daemon_proc.port);
+        fd = connect_ok(daemon_proc.port);
         ck_assert(send_str(fd, head));
         ck_assert(send_all(fd, half, sizeof(half)));
         sleep_ms(5);
@@ -811,7 +802,7 @@ START_TEST(partial_request_with_fin_frees_everything)
     base = fd_count(daemon_proc.pid);
     for (i = 0; i < 4; i++) {
         for (how = 0; how < 2; how++) {
-            fd = raw_connect(daemon_proc.port);
+            fd = connect_ok(daemon_proc.port);
             ck_assert(send_str(fd, partial[i]));
             if (how == 0) {
                 close(fd);
@@ -846,7 +837,7 @@ static void client_gone_during_call(bool half_close)
 
     start_one_service(&stub, &daemon_proc, NULL, "retry: false\ntimeout: 10s");
     base = fd_count(daemon_proc.pid);
-    fd = raw_connect(daemon_proc.port);
+    fd = connect_ok(daemon_proc.port);
     ck_assert(send_str(fd, req));
     ck_assert_msg(stub_wait_count(&stub, 1, 5000), "the request never reached the stub");
     sleep_ms(200);
@@ -920,7 +911,7 @@ START_TEST(many_clients_gone_during_calls)
     start_one_service(&stub, &daemon_proc, NULL, "retry: false\ntimeout: 10s");
     base = fd_count(daemon_proc.pid);
     for (i = 0; i < N; i++) {
-        fds[i] = raw_connect(daemon_proc.port);
+        fds[i] = connect_ok(daemon_proc.port);
         ck_assert(send_str(fds[i], req));
     }
     ck_assert_msg(stub_wait_count(&stub, N, 5000), "not all %d calls reached the stub", N);
@@ -1146,7 +1137,7 @@ START_TEST(pipelined_then_bad)
     int fd;
 
     start_one_service(&stub, &daemon_proc, NULL, NULL);
-    fd = raw_connect(daemon_proc.port);
+    fd = connect_ok(daemon_proc.port);
     ck_assert(send_str(fd, reqs));
     /* read everything until the close */
     for (;;) {

@@ -253,69 +253,6 @@ static int hold_port(int *fd_out)
 }
 
 /* A connected TCP socket to 127.0.0.1:port, -1 when refused. */
-static int tcp_connect(int port)
-{
-    struct sockaddr_in addr;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    ck_assert_int_ge(fd, 0);
-    memset(&addr, 0, sizeof(addr));
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static void send_all(int fd, const char *text)
-{
-    size_t n = strlen(text), sent = 0;
-
-    while (sent < n) {
-        ssize_t w = send(fd, text + sent, n - sent, MSG_NOSIGNAL);
-        ck_assert_msg(w > 0, "send: %s", strerror(errno));
-        sent += (size_t)w;
-    }
-}
-
-/*
- * Read one response with a Content-Length body from fd (the connection stays
- * open). Returns its status; the text goes to out. Bounded by timeout_ms.
- */
-static int read_response(int fd, char *out, size_t cap, int timeout_ms)
-{
-    double end = harness_now_ms() + timeout_ms;
-    size_t got = 0;
-
-    out[0] = '\0';
-    while (got + 1 < cap) {
-        struct pollfd pfd = {fd, POLLIN, 0};
-        int left = (int)(end - harness_now_ms());
-        const char *head_end = strstr(out, "\r\n\r\n");
-        char cl[32];
-        ssize_t r;
-        if (head_end != NULL) {
-            char head[8192];
-            size_t hlen = (size_t)(head_end - out) + 4;
-            snprintf(head, sizeof(head), "%.*s", (int)hlen, out);
-            if (raw_header(head, "Content-Length", cl, sizeof(cl)) != NULL &&
-                got - hlen >= (size_t)strtoul(cl, NULL, 10))
-                break;
-        }
-        if (left <= 0 || poll(&pfd, 1, left) <= 0)
-            break;
-        r = recv(fd, out + got, cap - 1 - got, 0);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-        out[got] = '\0';
-    }
-    return raw_status(out);
-}
-
 /* ---- processes run by hand -------------------------------------------------------- */
 
 /*
@@ -828,7 +765,7 @@ START_TEST(reload_rebinds_listen)
     ck_assert_msg(r.status == 0 && r.curl_code == CURLE_COULDNT_CONNECT,
                   "old port %d still answers: status %ld curl %d", old_port, r.status, r.curl_code);
     http_resp_free(&r);
-    ck_assert_int_lt(tcp_connect(old_port), 0);
+    ck_assert_int_lt(raw_connect(old_port), 0);
 }
 END_TEST
 
@@ -1058,10 +995,10 @@ START_TEST(drain_finishes_calls_and_refuses_new_ones)
     http_resp_free(&r);
 
     /* an idle keep-alive connection, after one answered request */
-    idle_fd = tcp_connect(daemon_proc.port);
+    idle_fd = raw_connect(daemon_proc.port);
     ck_assert_int_ge(idle_fd, 0);
-    send_all(idle_fd, "GET /svc/idle HTTP/1.1\r\nHost: x\r\n\r\n");
-    ck_assert_int_eq(read_response(idle_fd, resp, sizeof(resp), 5000), 200);
+    raw_send_text(idle_fd, "GET /svc/idle HTTP/1.1\r\nHost: x\r\n\r\n");
+    ck_assert_int_eq(raw_read_response(idle_fd, resp, sizeof(resp), 5000), 200);
 
     /* a call that takes 1 s upstream */
     slow = slow_call(daemon_proc.port, "/svc/slow", 1000);
@@ -1128,14 +1065,14 @@ START_TEST(drain_answers_request_on_open_connection_with_503)
     ck_assert(stub_wait_count(&stub_a, 1, 5000));
 
     /* a connection whose request line has arrived, its headers not yet */
-    fd = tcp_connect(daemon_proc.port);
+    fd = raw_connect(daemon_proc.port);
     ck_assert_int_ge(fd, 0);
-    send_all(fd, "GET /svc/late HTTP/1.1\r\n");
+    raw_send_text(fd, "GET /svc/late HTTP/1.1\r\n");
     pause_ms(300); /* for the daemon to read it (nothing shows when it has) */
     ck_assert_int_eq(proc_signal(&daemon_proc, SIGTERM), 0);
     ck_assert(proc_log_wait(&daemon_proc, "draining", 5000));
-    send_all(fd, "Host: x\r\n\r\n");
-    ck_assert_int_eq(read_response(fd, resp, sizeof(resp), 5000), 503);
+    raw_send_text(fd, "Host: x\r\n\r\n");
+    ck_assert_int_eq(raw_read_response(fd, resp, sizeof(resp), 5000), 503);
     assert_raw_error(resp, 503, "shutting_down");
     ck_assert_ptr_nonnull(raw_header(resp, "Connection", conn, sizeof(conn)));
     ck_assert_str_eq(conn, "close");

@@ -666,20 +666,34 @@ START_TEST(post_reset_never_resent)
                 "        retry: {max-attempts: 3, base-delay: 10ms}\n"
                 "        circuit-breaker: false\n",
                 stubs[0].port);
-    /* Warm a kept-alive upstream connection first, then reset mid-request. */
-    get_ok(daemon_proc.port, "/svc/warm", NULL, &r);
+    struct http_client c;
+    char url[3][128];
+    const char *reset_hdr[] = {"X-Stub-Action: reset", NULL};
+    struct http_req warm = {.url = url[0]};
+    struct http_req post = {
+        .method = "POST", .url = url[1], .headers = reset_hdr, .body = "x", .body_len = 1};
+    struct http_req get = {.url = url[2], .headers = reset_hdr};
+
+    snprintf(url[0], sizeof(url[0]), "http://127.0.0.1:%d/svc/warm", daemon_proc.port);
+    snprintf(url[1], sizeof(url[1]), "http://127.0.0.1:%d/svc/p", daemon_proc.port);
+    snprintf(url[2], sizeof(url[2]), "http://127.0.0.1:%d/svc/g", daemon_proc.port);
+    /* One client connection throughout, so that with several workers the same one
+     * (and so the same upstream connection cache) serves all three requests. Warm a
+     * kept-alive upstream connection first, then reset mid-request. */
+    http_client_init(&c);
+    http_client_do(&c, &warm, &r);
     assert_upstream_answer(&r, 200, "a", 1);
     http_resp_free(&r);
-    http_send(daemon_proc.port, "POST", "/svc/p", (const char *[]){"X-Stub-Action: reset", NULL},
-              "x", 1, &r);
+    http_client_do(&c, &post, &r);
     assert_ahoyd_error(&r, 502, "upstream_reset", "svc", 1);
     http_resp_free(&r);
     ck_assert_int_eq(stub_count(&stubs[0]), 2);
     /* GET is retried on reset. */
-    get_ok(daemon_proc.port, "/svc/g", (const char *[]){"X-Stub-Action: reset", NULL}, &r);
+    http_client_do(&c, &get, &r);
     assert_ahoyd_error(&r, 502, "upstream_reset", "svc", 3);
     http_resp_free(&r);
     ck_assert_int_eq(stub_count(&stubs[0]), 5);
+    http_client_free(&c);
 }
 END_TEST
 

@@ -1113,6 +1113,69 @@ int raw_exchange(int port, const void *bytes, size_t n, char *out, size_t cap, i
     return (int)got;
 }
 
+int raw_connect(int port)
+{
+    struct sockaddr_in addr;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+
+    ck_assert_int_ge(fd, 0);
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+}
+
+void raw_send_text(int fd, const char *text)
+{
+    size_t n = strlen(text), sent = 0;
+
+    while (sent < n) {
+        ssize_t w = send(fd, text + sent, n - sent, MSG_NOSIGNAL);
+        ck_assert_msg(w > 0, "send: %s", strerror(errno));
+        sent += (size_t)w;
+    }
+}
+
+int raw_read_response(int fd, char *out, size_t cap, int timeout_ms)
+{
+    double end = harness_now_ms() + timeout_ms;
+    size_t got = 0;
+
+    out[0] = '\0';
+    while (got + 1 < cap) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        int left = (int)(end - harness_now_ms());
+        const char *head_end = strstr(out, "\r\n\r\n");
+        char cl[32];
+        ssize_t r;
+        if (head_end != NULL) {
+            char head[8192];
+            size_t hlen = (size_t)(head_end - out) + 4;
+            snprintf(head, sizeof(head), "%.*s", (int)hlen, out);
+            if (raw_header(head, "Content-Length", cl, sizeof(cl)) != NULL &&
+                got - hlen >= (size_t)strtoul(cl, NULL, 10))
+                break;
+        }
+        if (left <= 0 || poll(&pfd, 1, left) <= 0)
+            break;
+        r = recv(fd, out + got, cap - 1 - got, 0);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        out[got] = '\0';
+    }
+    return raw_status(out);
+}
+
 int raw_status(const char *resp)
 {
     int status = 0;

@@ -155,6 +155,13 @@ int http_async_finish(struct http_async *a, struct http_resp *out);
  * response arrived (Content-Length or chunked end), or timeout_ms. out is
  * NUL-terminated. Returns bytes read, -1 when the connection failed. */
 int raw_exchange(int port, const void *bytes, size_t n, char *out, size_t cap, int timeout_ms);
+/* A connection to 127.0.0.1:port (fd), -1 when refused. */
+int raw_connect(int port);
+/* Send all of text (asserts). */
+void raw_send_text(int fd, const char *text);
+/* Read one response with a Content-Length body from fd (the connection stays open),
+ * bounded by timeout_ms; the text goes to out. Returns its status (0: none). */
+int raw_read_response(int fd, char *out, size_t cap, int timeout_ms);
 /* Status code of a raw response ("HTTP/1.1 400 ..."), 0 if none. */
 int raw_status(const char *resp);
 /* Pointer to the body of a raw response (after the blank line), "" if none. */
