@@ -238,6 +238,7 @@ START_TEST(minimal_defaults)
     ck_assert_str_eq(cfg->access_log, "stderr");
     ck_assert_int_eq(cfg->access_log_format, ACCESS_LOG_LOGFMT);
     ck_assert_int_eq(cfg->max_connections, 4096);
+    ck_assert_int_eq(cfg->workers, 1);
     ck_assert_uint_eq(cfg->max_request_body, 8u << 20);
     ck_assert_uint_eq(cfg->max_response_body, 64u << 20);
     ck_assert_uint_eq(cfg->max_header_bytes, 32u << 10);
@@ -1675,6 +1676,38 @@ START_TEST(dump_invalid_reports_errors)
 }
 END_TEST
 
+/* ahoyd.workers: 1..64, an integer; the environment overrides it like any key. */
+START_TEST(workers_range)
+{
+    struct config_messages m;
+    struct config *cfg;
+    char want[512];
+
+    tmp_make();
+    put("w.yaml", "ahoyd:\n  workers: 4\n");
+    cfg = load(tp("w.yaml"), &m);
+    expect_ok(cfg, &m);
+    ck_assert_int_eq(cfg->workers, 4);
+    config_free(cfg);
+    config_messages_free(&m);
+
+    put("w.yaml", "ahoyd:\n  workers: 65\n");
+    cfg = load(tp("w.yaml"), &m);
+    ck_assert_ptr_null(cfg);
+    ck_assert_uint_eq(m.n_errors, 1);
+    snprintf(want, sizeof(want), "%s:2:12: workers: must be at most 64, got 65", tp("w.yaml"));
+    ck_assert_str_eq(m.errors[0], want);
+    config_messages_free(&m);
+
+    put("w.yaml", "ahoyd:\n  workers: two\n");
+    cfg = load(tp("w.yaml"), &m);
+    ck_assert_ptr_null(cfg);
+    ck_assert_uint_eq(m.n_errors, 1);
+    ck_assert_ptr_nonnull(strstr(m.errors[0], ":2:12: workers: "));
+    config_messages_free(&m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("config");
@@ -1698,6 +1731,7 @@ int main(void)
     tcase_add_test(bad, syntax_error_other_files_checked);
     tcase_add_test(bad, admin_token_rules);
     tcase_add_test(bad, listen_forms);
+    tcase_add_test(bad, workers_range);
     tcase_add_test(bad, anchors_and_merge_keys);
     tcase_add_test(bad, alias_limits);
     suite_add_tcase(s, bad);
