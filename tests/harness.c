@@ -1065,34 +1065,14 @@ static bool raw_complete(const char *buf, size_t len, bool head_only)
     }
 }
 
-int raw_exchange(int port, const void *bytes, size_t n, char *out, size_t cap, int timeout_ms)
+/* Read from fd into out until one whole response is there (raw_complete), the peer
+ * closes, or end (harness_now_ms) passes. Returns the bytes read; out NUL-terminated. */
+static size_t raw_read_until_complete(int fd, char *out, size_t cap, double end, bool head_only)
 {
-    struct sockaddr_in addr;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    size_t sent = 0, got = 0;
-    double end = harness_now_ms() + timeout_ms;
-    bool head_only = n >= 5 && memcmp(bytes, "HEAD ", 5) == 0;
-    int one = 1;
+    size_t got = 0;
 
     if (cap > 0)
         out[0] = '\0';
-    if (fd < 0)
-        return -1;
-    memset(&addr, 0, sizeof(addr));
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
-        close(fd);
-        return -1;
-    }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    while (sent < n) {
-        ssize_t w = send(fd, (const char *)bytes + sent, n - sent, MSG_NOSIGNAL);
-        if (w <= 0)
-            break; /* the server may answer and close before reading everything */
-        sent += (size_t)w;
-    }
     while (got + 1 < cap) {
         struct pollfd pfd = {fd, POLLIN, 0};
         int left = (int)(end - harness_now_ms());
@@ -1107,10 +1087,7 @@ int raw_exchange(int port, const void *bytes, size_t n, char *out, size_t cap, i
         if (raw_complete(out, got, head_only))
             break;
     }
-    if (cap > 0)
-        out[got < cap ? got : cap - 1] = '\0';
-    close(fd);
-    return (int)got;
+    return got;
 }
 
 int raw_connect(int port)
@@ -1119,7 +1096,8 @@ int raw_connect(int port)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
 
-    ck_assert_int_ge(fd, 0);
+    if (fd < 0)
+        return -1;
     memset(&addr, 0, sizeof(addr));
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)port);
@@ -1132,6 +1110,28 @@ int raw_connect(int port)
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return fd;
+}
+
+int raw_exchange(int port, const void *bytes, size_t n, char *out, size_t cap, int timeout_ms)
+{
+    double end = harness_now_ms() + timeout_ms;
+    bool head_only = n >= 5 && memcmp(bytes, "HEAD ", 5) == 0;
+    int fd = raw_connect(port);
+    size_t sent = 0, got;
+
+    if (cap > 0)
+        out[0] = '\0';
+    if (fd < 0)
+        return -1;
+    while (sent < n) {
+        ssize_t w = send(fd, (const char *)bytes + sent, n - sent, MSG_NOSIGNAL);
+        if (w <= 0)
+            break; /* the server may answer and close before reading everything */
+        sent += (size_t)w;
+    }
+    got = raw_read_until_complete(fd, out, cap, end, head_only);
+    close(fd);
+    return (int)got;
 }
 
 void raw_send_text(int fd, const char *text)
@@ -1147,32 +1147,7 @@ void raw_send_text(int fd, const char *text)
 
 int raw_read_response(int fd, char *out, size_t cap, int timeout_ms)
 {
-    double end = harness_now_ms() + timeout_ms;
-    size_t got = 0;
-
-    out[0] = '\0';
-    while (got + 1 < cap) {
-        struct pollfd pfd = {fd, POLLIN, 0};
-        int left = (int)(end - harness_now_ms());
-        const char *head_end = strstr(out, "\r\n\r\n");
-        char cl[32];
-        ssize_t r;
-        if (head_end != NULL) {
-            char head[8192];
-            size_t hlen = (size_t)(head_end - out) + 4;
-            snprintf(head, sizeof(head), "%.*s", (int)hlen, out);
-            if (raw_header(head, "Content-Length", cl, sizeof(cl)) != NULL &&
-                got - hlen >= (size_t)strtoul(cl, NULL, 10))
-                break;
-        }
-        if (left <= 0 || poll(&pfd, 1, left) <= 0)
-            break;
-        r = recv(fd, out + got, cap - 1 - got, 0);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-        out[got] = '\0';
-    }
+    raw_read_until_complete(fd, out, cap, harness_now_ms() + timeout_ms, false);
     return raw_status(out);
 }
 

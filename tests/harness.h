@@ -159,8 +159,9 @@ int raw_exchange(int port, const void *bytes, size_t n, char *out, size_t cap, i
 int raw_connect(int port);
 /* Send all of text (asserts). */
 void raw_send_text(int fd, const char *text);
-/* Read one response with a Content-Length body from fd (the connection stays open),
- * bounded by timeout_ms; the text goes to out. Returns its status (0: none). */
+/* Read one whole response (Content-Length, chunked, or none for 204/304) from fd (the
+ * connection stays open), bounded by timeout_ms; the text goes to out. Returns its
+ * status (0: none). */
 int raw_read_response(int fd, char *out, size_t cap, int timeout_ms);
 /* Status code of a raw response ("HTTP/1.1 400 ..."), 0 if none. */
 int raw_status(const char *resp);
