@@ -1154,8 +1154,8 @@ static void head_timer_arm(struct client_conn *c, bool first)
     loop_timer_start(c->srv->loop, &c->head_timer, ms);
 }
 
-static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-                          enum MHD_ConnectionNotificationCode toe)
+static void connection_event(void *cls, struct MHD_Connection *conn, void **socket_context,
+                             enum MHD_ConnectionNotificationCode toe)
 {
     struct listener *l = cls;
     struct server *s = l->srv;
@@ -1201,6 +1201,14 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         c->next->prev = c->prev;
     *socket_context = NULL;
     loop_defer_free(s->loop, c); /* an event for its fd may be pending in this batch */
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    state_enter(); /* from MHD_run (loop.h) */
+    connection_event(cls, conn, socket_context, toe);
+    state_leave();
 }
 
 /* Start a daemon on an already listening fd. */
