@@ -1381,7 +1381,8 @@ int server_prepare_reload(struct server *s, const struct config *cfg, struct lis
 int server_prepare_reload_worker(struct server *s, const struct config *cfg,
                                  const struct listener *first_new, struct listener **out)
 {
-    struct listener *active = s->listeners;
+    /* an earlier reload's switch may not have run on the worker yet: build on it */
+    struct listener *active = s->switching ? s->switching : s->listeners;
     int fd;
 
     *out = NULL;
@@ -1426,6 +1427,8 @@ static void listener_switch(struct server *s, struct listener *l)
 static void on_listener_switch(void *arg)
 {
     struct listener *l = arg;
+    if (l->srv->switching == l)
+        l->srv->switching = NULL;
     listener_switch(l->srv, l);
 }
 
@@ -1433,7 +1436,9 @@ void server_commit_reload(struct server *s, struct runtime *rt, struct listener 
 {
     if (l && s->secondary) {
         /* its daemons are run by its own worker: hand the switch over */
-        if (loop_post(s->loop, on_listener_switch, l) != 0)
+        if (loop_post(s->loop, on_listener_switch, l) == 0)
+            s->switching = l;
+        else
             server_discard_reload(s, l);
     } else if (l) {
         const struct config *cur = s->rt->cfg;
@@ -1483,6 +1488,11 @@ void server_free(struct server *s)
 {
     if (!s->loop)
         return; /* never started */
+    if (s->switching) { /* its switch was posted to a worker that stopped first */
+        struct listener *l = s->switching;
+        s->switching = NULL;
+        server_discard_reload(s, l);
+    }
     /* MHD must not be stopped with suspended connections */
     while (s->suspended) {
         struct request *r = s->suspended;

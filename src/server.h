@@ -59,6 +59,7 @@ struct server {
     bool secondary;              /* a further worker's (loop.h): shares the first's socket */
     size_t worker;               /* its index: 0 for the first */
     bool reuseport;              /* workers: inet listeners are bound SO_REUSEPORT */
+    struct listener *switching;  /* committed, its switch posted to the worker, not yet run */
     uint64_t rng;
     size_t requests;             /* requests alive (URI seen, not yet completed) */
     size_t calls;                /* calls running upstream (suspended connections) */
