@@ -1,8 +1,9 @@
 /*
  * loop.c - epoll + timer heap.
  *
- * One loop per worker thread (see the state lock in loop.h). I/O callbacks get the epoll event mask; timers are
- * one-shot and kept in a 1-based binary min-heap indexed by due time, so
+ * One loop per worker thread (see the state lock in loop.h). I/O callbacks get
+ * the epoll event mask; timers are one-shot and kept in a 1-based binary
+ * min-heap indexed by due time, so
  * starting, stopping and re-arming are O(log n) and the next wait is O(1).
  * The clock is read once per iteration (and on demand), which keeps the many
  * "now" lookups of a request cheap and consistent.

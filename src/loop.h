@@ -1,7 +1,7 @@
 /*
- * loop.h - the one event loop: epoll for I/O, a binary heap of timers, and a
- * cached monotonic clock. Everything in ahoyd (libmicrohttpd, libcurl,
- * backoff, breaker recovery, request timeouts, signals) runs from here.
+ * loop.h - the event loop, one per worker: epoll for I/O, a binary heap of
+ * timers, and a cached monotonic clock. Everything in ahoyd (libmicrohttpd,
+ * libcurl, backoff, breaker recovery, request timeouts, signals) runs from one.
  */
 #ifndef AHOYD_LOOP_H
 #define AHOYD_LOOP_H
