@@ -1282,6 +1282,22 @@ static int listener_quiesce(struct listener *l, bool close_fd)
     return q;
 }
 
+/* Serve on fd (listening on bound) from s's loop; conns_total counts with max-connections. */
+static int server_serve(struct server *s, struct runtime *rt, int fd, const char *bound,
+                        size_t *conns_total)
+{
+    s->listeners = listener_start(s, rt->cfg, fd, bound);
+    if (!s->listeners) {
+        close(fd);
+        return -1;
+    }
+    listener_activate(s->listeners);
+    s->conns_total = conns_total;
+    s->rt = runtime_ref(rt);
+    loop_set_prepare(s->loop, on_prepare, s);
+    return 0;
+}
+
 int server_start(struct server *s, struct loop *loop, struct upstream *up, struct runtime *rt)
 {
     const struct config *cfg = rt->cfg;
@@ -1292,17 +1308,8 @@ int server_start(struct server *s, struct loop *loop, struct upstream *up, struc
     s->rng = (uint64_t)monotonic_us() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ULL;
     s->reuseport = cfg->workers > 1;
     int fd = proxy_listen_socket(s, &cfg->listen, bound, sizeof bound);
-    if (fd < 0)
+    if (fd < 0 || server_serve(s, rt, fd, bound, &s->conns_total_own) != 0)
         return -1;
-    s->listeners = listener_start(s, cfg, fd, bound);
-    if (!s->listeners) {
-        close(fd);
-        return -1;
-    }
-    listener_activate(s->listeners);
-    s->conns_total = &s->conns_total_own;
-    s->rt = runtime_ref(rt);
-    loop_set_prepare(loop, on_prepare, s);
     log_info("proxy listening on %s", bound);
     return 0;
 }
@@ -1310,8 +1317,8 @@ int server_start(struct server *s, struct loop *loop, struct upstream *up, struc
 int server_start_worker(struct server *s, struct loop *loop, struct upstream *up,
                         struct runtime *rt, struct server *first, size_t index)
 {
-    s->worker = index;
     struct listener *f = first->listeners;
+    s->worker = index;
     s->loop = loop;
     s->upstream = up;
     s->secondary = true;
@@ -1322,16 +1329,7 @@ int server_start_worker(struct server *s, struct loop *loop, struct upstream *up
         log_error("cannot listen on %s for a worker: %s", f ? f->bound : "?", strerror(errno));
         return -1;
     }
-    s->listeners = listener_start(s, rt->cfg, fd, f->bound);
-    if (!s->listeners) {
-        close(fd);
-        return -1;
-    }
-    listener_activate(s->listeners);
-    s->conns_total = first->conns_total;
-    s->rt = runtime_ref(rt);
-    loop_set_prepare(loop, on_prepare, s);
-    return 0;
+    return server_serve(s, rt, fd, f->bound, first->conns_total);
 }
 
 const char *server_bound(const struct server *s)
@@ -1346,6 +1344,22 @@ static bool listener_settings_differ(const struct config *a, const struct config
            a->max_header_bytes != b->max_header_bytes ||
            a->max_response_header_bytes != b->max_response_header_bytes ||
            a->idle_timeout_ms != b->idle_timeout_ms;
+}
+
+/* A reload's new daemon on fd, not yet accepting (commit activates it). A fd of its own
+ * (not same_address) is closed when the daemon cannot start. */
+static int prepare_listener(struct server *s, const struct config *cfg, int fd,
+                            const char *bound, bool same_address, struct listener **out)
+{
+    struct listener *l = listener_start(s, cfg, fd, bound);
+    if (!l) {
+        if (!same_address)
+            close(fd);
+        return -1;
+    }
+    l->same_address = same_address;
+    *out = l;
+    return 0;
 }
 
 int server_prepare_reload(struct server *s, const struct config *cfg, struct listener **out)
@@ -1367,15 +1381,7 @@ int server_prepare_reload(struct server *s, const struct config *cfg, struct lis
         if (fd < 0)
             return -1;
     }
-    struct listener *l = listener_start(s, cfg, fd, bound);
-    if (!l) {
-        if (!same_address)
-            close(fd);
-        return -1;
-    }
-    l->same_address = same_address;
-    *out = l;
-    return 0;
+    return prepare_listener(s, cfg, fd, bound, same_address, out);
 }
 
 int server_prepare_reload_worker(struct server *s, const struct config *cfg,
@@ -1392,15 +1398,7 @@ int server_prepare_reload_worker(struct server *s, const struct config *cfg,
         fd = active->fd;
     else if ((fd = worker_listen_socket(first_new->fd)) < 0)
         return -1;
-    struct listener *l = listener_start(s, cfg, fd, first_new->bound);
-    if (!l) {
-        if (!first_new->same_address)
-            close(fd);
-        return -1;
-    }
-    l->same_address = first_new->same_address;
-    *out = l;
-    return 0;
+    return prepare_listener(s, cfg, fd, first_new->bound, first_new->same_address, out);
 }
 
 void server_discard_reload(struct server *s, struct listener *l)
