@@ -41,7 +41,10 @@ enum { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
 /* A further event loop on a thread of its own (ahoyd.workers, see loop.h). The main
  * thread's loop is the first worker: it alone also handles signals, the admin API,
  * reloads, the drain and the watchdog. */
+struct daemon_state;
+
 struct worker {
+    struct daemon_state *d;
     struct loop *loop;
     struct upstream *upstream;
     struct server server;
@@ -70,6 +73,7 @@ struct daemon_state {
     int64_t drain_deadline_ms;
     bool draining;
     bool aborted;
+    bool worker_failed;               /* a further worker's loop ended in an error */
 };
 
 static void usage(FILE *out)
@@ -398,11 +402,25 @@ static void on_watchdog(void *arg)
     loop_timer_start(d->loop, &d->watchdog_timer, d->watchdog_ms);
 }
 
+/* On the main thread: a worker is gone, so part of the listening address is no
+ * longer served. Exit (status 3) and let the supervisor start ahoyd again. */
+static void on_worker_failed(void *arg)
+{
+    struct daemon_state *d = arg;
+    d->worker_failed = true;
+    loop_stop(d->loop);
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    if (loop_run(w->loop) != 0)
-        log_error("a worker's event loop failed: %s", strerror(errno));
+    if (loop_run(w->loop) != 0) {
+        int e = errno;
+        state_enter();
+        log_error("a worker's event loop failed: %s; stopping", strerror(e));
+        loop_post(w->d->loop, on_worker_failed, w->d);
+        state_leave();
+    }
     return NULL;
 }
 
@@ -420,6 +438,7 @@ static int start_workers(struct daemon_state *d, struct runtime *rt)
     state_enter();
     for (size_t i = 0; i < n; i++) {
         struct worker *w = &d->workers[i];
+        w->d = d;
         w->loop = loop_new();
         w->upstream = w->loop ? upstream_new(w->loop) : NULL;
         if (!w->upstream) {
@@ -607,7 +626,7 @@ int main(int argc, char **argv)
         log_error("event loop failed: %s", strerror(errno));
         rc = EXIT_RUNTIME;
     } else {
-        rc = EXIT_OK;
+        rc = d.worker_failed ? EXIT_RUNTIME : EXIT_OK;
     }
     log_info("stopped");
 
