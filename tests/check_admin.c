@@ -1607,9 +1607,7 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, render_in_process);
     suite_add_tcase(s, tc);
 
-    tc = tcase_create("api");
-    tcase_add_checked_fixture(tc, harness_setup, harness_teardown);
-    tcase_set_timeout(tc, 120);
+    tc = harness_tcase(s, "api");
     tcase_add_test(tc, routes_and_fields);
     tcase_add_test(tc, not_on_the_proxy_port);
     tcase_add_test(tc, bearer_token);
@@ -1618,19 +1616,10 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, reload_via_api);
     tcase_add_test(tc, reload_moves_admin_listen);
     tcase_add_test(tc, readyz_during_drain);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
-
-    harness_init();
-    sr = srunner_create(admin_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return harness_finish(failed) != 0 ? 1 : 0;
+    return harness_main(admin_suite());
 }

@@ -1264,10 +1264,7 @@ END_TEST
 static Suite *resilience_suite(void)
 {
     Suite *s = suite_create("resilience");
-    TCase *tc = tcase_create("breaker");
-
-    tcase_add_checked_fixture(tc, harness_setup, harness_teardown);
-    tcase_set_timeout(tc, 120);
+    TCase *tc = harness_tcase(s, "breaker");
     tcase_add_test(tc, breaker_opens_after_threshold);
     tcase_add_test(tc, breaker_half_open_one_probe_then_closes);
     tcase_add_test(tc, breaker_probe_refuses_second_and_failed_probe_reopens);
@@ -1276,11 +1273,8 @@ static Suite *resilience_suite(void)
     tcase_add_test(tc, breaker_client_errors_never_open);
     tcase_add_test(tc, breaker_open_stops_retries);
     tcase_add_test(tc, breaker_per_endpoint_records_retried_attempts);
-    suite_add_tcase(s, tc);
 
-    tc = tcase_create("retry");
-    tcase_add_checked_fixture(tc, harness_setup, harness_teardown);
-    tcase_set_timeout(tc, 120);
+    tc = harness_tcase(s, "retry");
     tcase_add_test(tc, retry_lands_on_healthy_endpoint_503);
     tcase_add_test(tc, retry_lands_on_healthy_endpoint_closed_port);
     tcase_add_test(tc, upstream_header_names_responding_endpoint);
@@ -1296,28 +1290,16 @@ static Suite *resilience_suite(void)
     tcase_add_test(tc, retry_after_honoured);
     tcase_add_test(tc, retry_budget_limits_retries);
     tcase_add_test(tc, error_outcomes);
-    suite_add_tcase(s, tc);
 
-    tc = tcase_create("balance");
-    tcase_add_checked_fixture(tc, harness_setup, harness_teardown);
-    tcase_set_timeout(tc, 120);
+    tc = harness_tcase(s, "balance");
     tcase_add_test(tc, round_robin_even);
     tcase_add_test(tc, round_robin_weighted);
     tcase_add_test(tc, killed_endpoint_routed_around);
     tcase_add_test(tc, no_request_lost_when_endpoint_dies);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
-
-    harness_init();
-    sr = srunner_create(resilience_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return harness_finish(failed) != 0 ? 1 : 0;
+    return harness_main(resilience_suite());
 }
