@@ -61,11 +61,6 @@ void state_lock_enable(void)
     state_threaded = true;
 }
 
-bool state_lock_enabled(void)
-{
-    return state_threaded;
-}
-
 static void state_lock(int depth)
 {
     pthread_mutex_lock(&state_mutex);

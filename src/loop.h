@@ -84,7 +84,6 @@ int loop_post(struct loop *l, void (*fn)(void *), void *arg);
  * (state_enter). So every change of shared state happens in one total order, as in
  * a single loop, and each one sees a clock read after the lock was taken. */
 void state_lock_enable(void);  /* before the second worker starts */
-bool state_lock_enabled(void);
 void state_enter(void);        /* a callback from a library: take the lock (nestable) */
 void state_leave(void);
 int state_release(void);       /* around a library call that runs callbacks: let go */
