@@ -59,6 +59,28 @@ static void head_timer_arm(struct client_conn *c, bool first);
 
 /* ---- listening socket ----------------------------------------------------------- */
 
+/* A listening TCP socket on sa (nonblocking, close-on-exec, IPv6 only for IPv6);
+ * reuseport: in the address's SO_REUSEPORT group, one socket per worker. -1 and errno. */
+static int listen_on(const struct sockaddr *sa, socklen_t len, bool reuseport)
+{
+    int one = 1;
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuseport)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (sa->sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, sa, len) != 0 || listen(fd, 1024) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
 static int bind_inet(const struct listen_addr *la, char *bound, size_t cap, bool reuseport)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -73,20 +95,10 @@ static int bind_inet(const struct listen_addr *la, char *bound, size_t cap, bool
     }
     int fd = -1;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            continue;
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (reuseport) /* workers: each gets a socket of its own on this address */
-            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-        if (ai->ai_family == AF_INET6)
-            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0)
+        fd = listen_on(ai->ai_addr, ai->ai_addrlen, reuseport);
+        if (fd >= 0)
             break;
         log_error("cannot listen on %s: %s", la->text, strerror(errno));
-        close(fd);
-        fd = -1;
     }
     freeaddrinfo(res);
     if (fd < 0)
@@ -156,25 +168,11 @@ static int worker_listen_socket(int fd)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    int one = 1;
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
         return -1;
     if (ss.ss_family == AF_UNIX)
         return fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    int nfd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (nfd < 0)
-        return -1;
-    setsockopt(nfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    setsockopt(nfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (ss.ss_family == AF_INET6)
-        setsockopt(nfd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(nfd, (struct sockaddr *)&ss, sl) != 0 || listen(nfd, 1024) != 0) {
-        int e = errno;
-        close(nfd);
-        errno = e;
-        return -1;
-    }
-    return nfd;
+    return listen_on((struct sockaddr *)&ss, sl, true);
 }
 
 /* ---- answering ------------------------------------------------------------------- */
