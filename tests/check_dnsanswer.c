@@ -72,6 +72,7 @@ START_TEST(test_dead_level_falls_through)
     /* priority 1: no addresses, "." and port 0; priority 2 is used */
     struct dnsanswer_srv recs[] = {
         rec(1, 5, 8080, "dead.", NULL, 0),
+        rec(1, 5, 8080, "empty.", addrs_a, 0),
         rec(1, 5, 8080, ".", addrs_a, 2),
         rec(1, 5, 0, "noport.", addrs_a, 2),
         rec(2, 7, 8081, "c.", addrs_c, 1),
@@ -80,7 +81,7 @@ START_TEST(test_dead_level_falls_through)
     struct dnsanswer_endpoint out[4];
     int level = 0;
 
-    ck_assert_int_eq(dnsanswer_srv_select(recs, 5, out, 4, &level), 1);
+    ck_assert_int_eq(dnsanswer_srv_select(recs, 6, out, 4, &level), 1);
     ck_assert_int_eq(level, 2);
     ck_assert_str_eq(out[0].addr, "fd00::7");
     ck_assert_int_eq(out[0].port, 8081);

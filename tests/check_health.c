@@ -259,6 +259,22 @@ START_TEST(test_schedule_jitter_within_ten_percent)
 }
 END_TEST
 
+START_TEST(test_late_start_measures_from_the_start)
+{
+    struct health_policy p = policy(2, 3);
+    struct health h;
+    uint64_t rng = 5;
+    int64_t late;
+
+    health_init_joining(&h, &p, 0);
+    /* the loop got to the due check 2 s late: the next is one interval after it started */
+    late = h.next_check_ms + 2000;
+    health_begin(&h, &p, late, &rng);
+    ck_assert_int_ge(h.next_check_ms - late, 4500);
+    ck_assert_int_le(h.next_check_ms - late, 5500);
+}
+END_TEST
+
 START_TEST(test_inflight_blocks_due)
 {
     struct health_policy p = policy(2, 3);
@@ -306,6 +322,7 @@ static Suite *health_suite(void)
     tcase_add_test(tc, test_joining_checked_at_once_one_pass_suffices);
     tcase_add_test(tc, test_joining_first_check_fails_then_threshold);
     tcase_add_test(tc, test_schedule_jitter_within_ten_percent);
+    tcase_add_test(tc, test_late_start_measures_from_the_start);
     tcase_add_test(tc, test_inflight_blocks_due);
     tcase_add_test(tc, test_disabled_always_healthy);
     suite_add_tcase(s, tc);

@@ -141,6 +141,26 @@ START_TEST(test_multiplier_falls_back_per_base_time)
 }
 END_TEST
 
+START_TEST(test_late_tick_does_not_delay_the_fall_back)
+{
+    struct outlier_policy p = policy(1, 50);
+    struct outlier o;
+    int64_t until;
+
+    outlier_init(&o);
+    eject_and_return(&o, &p, 0);
+    eject_and_return(&o, &p, o.returned_at_ms);
+    ck_assert_int_eq(fail_run(&o, &p, 1, o.returned_at_ms), OUTLIER_EJECTED);
+    ck_assert_int_eq(o.multiplier, 3);
+    until = o.ejected_until_ms;
+    /* nobody ticked for two base times after the ejection ended: it ended at until all the
+     * same, and the time since then counts */
+    ck_assert(outlier_tick(&o, &p, until + 2 * BASE));
+    ck_assert_int_eq(o.returned_at_ms, until);
+    ck_assert_int_eq(outlier_next_multiplier(&o, &p, until + 2 * BASE), 2);
+}
+END_TEST
+
 START_TEST(test_max_ejection_percent)
 {
     struct outlier_policy p = policy(2, 50);
@@ -192,6 +212,7 @@ static Suite *outlier_suite(void)
     tcase_add_test(tc, test_return_is_plain_and_on_time);
     tcase_add_test(tc, test_ejection_time_grows_and_caps);
     tcase_add_test(tc, test_multiplier_falls_back_per_base_time);
+    tcase_add_test(tc, test_late_tick_does_not_delay_the_fall_back);
     tcase_add_test(tc, test_max_ejection_percent);
     tcase_add_test(tc, test_disabled);
     suite_add_tcase(s, tc);
