@@ -309,7 +309,8 @@ int etcd_parse_range(const char *body, size_t len, struct etcd_range *out, char 
         if (out->kvs == NULL)
             return range_fail(out, root, err, errsize, "out of memory");
     }
-    cJSON_ArrayForEach(kv, kvs) {
+    cJSON_ArrayForEach(kv, kvs)
+    {
         if (!parse_kv(kv, &out->kvs[out->n_kvs]))
             return range_fail(out, root, err, errsize, "bad key/value in 'kvs'");
         out->n_kvs++;
@@ -382,7 +383,8 @@ static int parse_result(const cJSON *res, struct etcd_watch_msg *out, cJSON *roo
         if (out->events == NULL)
             return watch_fail(out, root, err, errsize, "out of memory");
     }
-    cJSON_ArrayForEach(ev, events) {
+    cJSON_ArrayForEach(ev, events)
+    {
         if (!parse_event(ev, &out->events[out->n_events]))
             return watch_fail(out, root, err, errsize, "bad event");
         out->n_events++;

@@ -47,7 +47,7 @@ struct etcd_kv {
 struct etcd_range {
     int64_t revision; /* header.revision: the store revision the range was read at */
     int64_t count;
-    bool more;        /* more keys than returned (never with no limit) */
+    bool more; /* more keys than returned (never with no limit) */
     struct etcd_kv *kvs;
     int n_kvs;
 };
@@ -61,7 +61,7 @@ struct etcd_event {
 
 /* One message of the POST /v3/watch stream (one JSON object per line). */
 struct etcd_watch_msg {
-    int64_t revision;         /* header.revision, 0 when absent */
+    int64_t revision; /* header.revision, 0 when absent */
     bool created;
     bool canceled;
     int64_t compact_revision; /* > 0: the start revision was compacted away */

@@ -20,7 +20,7 @@
 
 /* Bytes arrive in pieces of any size; a line may span pieces. */
 struct etcd_lines {
-    char *buf;  /* the partial line so far (malloc'd) */
+    char *buf; /* the partial line so far (malloc'd) */
     size_t len, cap;
     size_t max; /* longest line accepted: '\n' excluded, a '\r' before it counted */
 };
@@ -56,9 +56,9 @@ struct etcd_set {
 /* Results of etcd_set_apply. */
 enum etcd_apply {
     ETCD_APPLY_NO_MEMORY = -1,
-    ETCD_APPLY_CHANGED = 0,  /* the key was put or deleted */
-    ETCD_APPLY_SKIPPED = 1,  /* PUT with an invalid value: message in err, the key is dropped */
-    ETCD_APPLY_UNKNOWN = 2,  /* DELETE of a key not in the set */
+    ETCD_APPLY_CHANGED = 0, /* the key was put or deleted */
+    ETCD_APPLY_SKIPPED = 1, /* PUT with an invalid value: message in err, the key is dropped */
+    ETCD_APPLY_UNKNOWN = 2, /* DELETE of a key not in the set */
 };
 
 /* PUT: parse the value (etcd_parse_endpoint) and put it; an invalid value

@@ -180,8 +180,7 @@ void health_begin(struct health *h, const struct health_policy *p, int64_t now_m
     h->next_check_ms = now_ms + health_jittered_interval_ms(p->interval_ms, rng);
 }
 
-static bool change(struct health *h, bool healthy, const char *reason,
-                   struct health_transition *tr)
+static bool change(struct health *h, bool healthy, const char *reason, struct health_transition *tr)
 {
     h->healthy = healthy;
     if (tr != NULL) {

@@ -35,10 +35,10 @@ bool health_expect_match(const struct health_expect *e, int status);
 
 /* How the check's transfer ended, as the I/O side saw it. */
 enum health_transport {
-    HEALTH_IO_RESPONSE = 0,  /* a status line arrived */
+    HEALTH_IO_RESPONSE = 0, /* a status line arrived */
     HEALTH_IO_CONNECT_FAILED,
-    HEALTH_IO_TIMEOUT,       /* the check's own timeout */
-    HEALTH_IO_ERROR,         /* reset, malformed answer, TLS failure ... */
+    HEALTH_IO_TIMEOUT, /* the check's own timeout */
+    HEALTH_IO_ERROR,   /* reset, malformed answer, TLS failure ... */
 };
 
 enum health_outcome {
@@ -46,7 +46,7 @@ enum health_outcome {
     HEALTH_CONNECT_FAILURE,
     HEALTH_TIMEOUT,
     HEALTH_ERROR,
-    HEALTH_BAD_STATUS,       /* a status outside expect */
+    HEALTH_BAD_STATUS, /* a status outside expect */
 };
 
 /* The metrics' result label: "pass", "connect_failure", "timeout", "error", "status". */
@@ -55,28 +55,28 @@ enum health_outcome health_classify(enum health_transport t, int status,
                                     const struct health_expect *e);
 
 struct health_policy {
-    bool enabled;              /* false: always healthy, never checked */
-    int64_t interval_ms;       /* > 0 */
-    int64_t timeout_ms;        /* for the I/O side */
-    int healthy_threshold;     /* >= 1 */
-    int unhealthy_threshold;   /* >= 1 */
+    bool enabled;            /* false: always healthy, never checked */
+    int64_t interval_ms;     /* > 0 */
+    int64_t timeout_ms;      /* for the I/O side */
+    int healthy_threshold;   /* >= 1 */
+    int unhealthy_threshold; /* >= 1 */
     struct health_expect expect;
 };
 
 struct health {
     bool healthy;
-    bool joined_late;          /* joined after start: its first check alone decides */
-    bool inflight;             /* a check is running */
-    int successes;             /* passed checks in a row */
-    int failures;              /* failed checks in a row */
-    int64_t next_check_ms;     /* INT64_MAX when checks are off */
-    int64_t last_check_ms;     /* -1: never checked */
+    bool joined_late;      /* joined after start: its first check alone decides */
+    bool inflight;         /* a check is running */
+    int successes;         /* passed checks in a row */
+    int failures;          /* failed checks in a row */
+    int64_t next_check_ms; /* INT64_MAX when checks are off */
+    int64_t last_check_ms; /* -1: never checked */
     enum health_outcome last_outcome;
 };
 
 struct health_transition {
-    bool healthy;              /* the new state */
-    const char *reason;        /* static string */
+    bool healthy;       /* the new state */
+    const char *reason; /* static string */
 };
 
 /* Present at start, or kept across a reload that adds checks: healthy, first

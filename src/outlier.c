@@ -49,8 +49,7 @@ bool outlier_may_eject(int ejected_others, int pool_size, int max_percent)
     return (int64_t)(ejected_others + 1) * 100 <= (int64_t)max_percent * pool_size;
 }
 
-int outlier_next_multiplier(const struct outlier *o, const struct outlier_policy *p,
-                            int64_t now_ms)
+int outlier_next_multiplier(const struct outlier *o, const struct outlier_policy *p, int64_t now_ms)
 {
     int64_t n = o->multiplier;
 

@@ -17,25 +17,25 @@
 #define OUTLIER_MAX_MULTIPLIER 10
 
 struct outlier_policy {
-    bool enabled;               /* false: never ejects */
-    int consecutive_failures;   /* >= 1 */
-    int64_t base_ejection_ms;   /* > 0 */
-    int max_ejection_percent;   /* 0..100 */
+    bool enabled;             /* false: never ejects */
+    int consecutive_failures; /* >= 1 */
+    int64_t base_ejection_ms; /* > 0 */
+    int max_ejection_percent; /* 0..100 */
 };
 
 struct outlier {
-    int consecutive_failures;   /* failures in a row while not ejected */
+    int consecutive_failures; /* failures in a row while not ejected */
     bool ejected;
     int64_t ejected_until_ms;
-    int multiplier;             /* n of the last ejection, 0 before the first */
-    int64_t returned_at_ms;     /* when the last ejection ended */
-    uint64_t ejections;         /* total, for metrics */
+    int multiplier;         /* n of the last ejection, 0 before the first */
+    int64_t returned_at_ms; /* when the last ejection ended */
+    uint64_t ejections;     /* total, for metrics */
 };
 
 enum outlier_event {
     OUTLIER_NO_CHANGE = 0,
-    OUTLIER_EJECTED,            /* ejected now, until ejected_until_ms */
-    OUTLIER_EJECTION_REFUSED,   /* would have been, but max-ejection-percent forbids it */
+    OUTLIER_EJECTED,          /* ejected now, until ejected_until_ms */
+    OUTLIER_EJECTION_REFUSED, /* would have been, but max-ejection-percent forbids it */
 };
 
 void outlier_init(struct outlier *o);

@@ -12,9 +12,9 @@
 #include <stdbool.h>
 
 struct panic_endpoint {
-    bool healthy;  /* health check (always true without one) */
-    bool ejected;  /* outlier ejection */
-    bool admits;   /* breaker_peek() admits (closed or probe) */
+    bool healthy; /* health check (always true without one) */
+    bool ejected; /* outlier ejection */
+    bool admits;  /* breaker_peek() admits (closed or probe) */
 };
 
 /* A pool's panic mode, kept between picks so that entry and exit are

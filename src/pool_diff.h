@@ -32,17 +32,17 @@ struct pool_found {
 };
 
 enum pool_fate {
-    POOL_KEPT = 0,    /* stays with the same effective weight */
-    POOL_REWEIGHTED,  /* stays, effective weight changed */
-    POOL_REMOVED,     /* no source has it any more: drain and free */
+    POOL_KEPT = 0,   /* stays with the same effective weight */
+    POOL_REWEIGHTED, /* stays, effective weight changed */
+    POOL_REMOVED,    /* no source has it any more: drain and free */
 };
 
 /* What becomes of one current member. */
 struct pool_next {
     int weight_by_source[POOL_SOURCES];
     enum pool_fate fate;
-    int weight;              /* effective weight afterwards, 0 when removed */
-    enum pool_source shown;  /* the source shown afterwards (unchanged when removed) */
+    int weight;             /* effective weight afterwards, 0 when removed */
+    enum pool_source shown; /* the source shown afterwards (unchanged when removed) */
 };
 
 /* The effective weight of a member (that of its first source in precedence

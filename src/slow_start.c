@@ -41,8 +41,8 @@ int slow_start_weight(const struct slow_start *s, int weight, int64_t duration_m
     elapsed = now_ms > s->since_ms ? now_ms - s->since_ms : 0;
     /* f x duration, in percent: 10 % x d + 90 % x elapsed. With w <= 1000000 and a
      * duration up to a day the product stays below 2^63. */
-    percent_x_d = SLOW_START_FLOOR_PERCENT * duration_ms +
-                  (100 - SLOW_START_FLOOR_PERCENT) * elapsed;
+    percent_x_d =
+        SLOW_START_FLOOR_PERCENT * duration_ms + (100 - SLOW_START_FLOOR_PERCENT) * elapsed;
     eff = w * SLOW_START_SCALE * percent_x_d / (100 * duration_ms);
     return eff >= 1 ? (int)eff : 1;
 }

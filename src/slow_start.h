@@ -34,7 +34,6 @@ void slow_start_begin(struct slow_start *s, int64_t now_ms);
 bool slow_start_active(const struct slow_start *s, int64_t duration_ms, int64_t now_ms);
 /* weight x SLOW_START_SCALE x f, f rising linearly from 10 % at the start of
  * the ramp to 100 % at its end (rounded down, at least 1). */
-int slow_start_weight(const struct slow_start *s, int weight, int64_t duration_ms,
-                      int64_t now_ms);
+int slow_start_weight(const struct slow_start *s, int weight, int64_t duration_ms, int64_t now_ms);
 
 #endif

@@ -71,12 +71,9 @@ START_TEST(test_dead_level_falls_through)
 {
     /* priority 1: no addresses, "." and port 0; priority 2 is used */
     struct dnsanswer_srv recs[] = {
-        rec(1, 5, 8080, "dead.", NULL, 0),
-        rec(1, 5, 8080, "empty.", addrs_a, 0),
-        rec(1, 5, 8080, ".", addrs_a, 2),
-        rec(1, 5, 0, "noport.", addrs_a, 2),
-        rec(2, 7, 8081, "c.", addrs_c, 1),
-        rec(3, 7, 8082, "b.", addrs_b, 1),
+        rec(1, 5, 8080, "dead.", NULL, 0), rec(1, 5, 8080, "empty.", addrs_a, 0),
+        rec(1, 5, 8080, ".", addrs_a, 2),  rec(1, 5, 0, "noport.", addrs_a, 2),
+        rec(2, 7, 8081, "c.", addrs_c, 1), rec(3, 7, 8082, "b.", addrs_b, 1),
     };
     struct dnsanswer_endpoint out[4];
     int level = 0;

@@ -22,12 +22,15 @@ static char *kv_json(const char *key, const char *value, int mod_revision)
 
     etcd_base64_encode(key, strlen(key), k, sizeof(k));
     etcd_base64_encode(value, strlen(value), v, sizeof(v));
-    snprintf(o, 1024, "{\"key\":\"%s\",\"create_revision\":\"2\",\"mod_revision\":\"%d\","
-             "\"version\":\"1\",\"value\":\"%s\"}", k, mod_revision, v);
+    snprintf(o, 1024,
+             "{\"key\":\"%s\",\"create_revision\":\"2\",\"mod_revision\":\"%d\","
+             "\"version\":\"1\",\"value\":\"%s\"}",
+             k, mod_revision, v);
     return o;
 }
 
-#define HEADER(rev) "\"header\":{\"cluster_id\":\"14841639068965178418\",\"member_id\":" \
+#define HEADER(rev)                                                                                \
+    "\"header\":{\"cluster_id\":\"14841639068965178418\",\"member_id\":"                           \
     "\"10276657743932975437\",\"revision\":\"" #rev "\",\"raft_term\":\"2\"}"
 
 /* ---- base64, range_end, bodies ---- */
@@ -115,8 +118,7 @@ START_TEST(test_parse_range)
     char err[128];
 
     snprintf(body, sizeof(body), "{" HEADER(7) ",\"kvs\":[%s,%s],\"count\":\"2\"}",
-             kv_json("/s/a", "{\"url\":\"http://10.0.0.7:8080\"}", 5),
-             kv_json("/s/b", "x", 7));
+             kv_json("/s/a", "{\"url\":\"http://10.0.0.7:8080\"}", 5), kv_json("/s/b", "x", 7));
     ck_assert_int_eq(etcd_parse_range(body, strlen(body), &r, err, sizeof(err)), 0);
     ck_assert_int_eq(r.revision, 7);
     ck_assert_int_eq(r.count, 2);
@@ -183,7 +185,7 @@ START_TEST(test_parse_watch_events)
 
     snprintf(line, sizeof(line),
              "{\"result\":{" HEADER(9) ",\"events\":[{\"kv\":%s},{\"type\":\"DELETE\",\"kv\":%s},"
-             "{\"type\":\"PUT\",\"kv\":%s}]}}",
+                                       "{\"type\":\"PUT\",\"kv\":%s}]}}",
              kv_json("/s/a", "{\"url\":\"http://a:1\"}", 8), kv_json("/s/b", "", 9),
              kv_json("/s/c", "{\"url\":\"http://c:1\"}", 9));
     ck_assert_int_eq(etcd_parse_watch(line, strlen(line), &m, NULL, 0), 0);
@@ -204,9 +206,9 @@ START_TEST(test_parse_watch_control)
 {
     const char *created = "{\"result\":{" HEADER(7) ",\"created\":true}}";
     const char *compacted = "{\"result\":{" HEADER(30) ",\"canceled\":true,"
-                            "\"compact_revision\":\"21\"}}";
+                                                       "\"compact_revision\":\"21\"}}";
     const char *canceled = "{\"result\":{" HEADER(30) ",\"canceled\":true,"
-                           "\"cancel_reason\":\"permission denied\"}}";
+                                                      "\"cancel_reason\":\"permission denied\"}}";
     const char *error = "{\"error\":{\"grpc_code\":14,\"http_code\":503,"
                         "\"message\":\"transport is closing\",\"http_status\":\"Unavailable\"}}";
     struct etcd_watch_msg m;
@@ -301,8 +303,8 @@ START_TEST(test_parse_endpoint_rejects)
                                           sizeof(err)) == -1,
                       "accepted %s", bad[i].value);
         ck_assert_ptr_null(url);
-        ck_assert_msg(strncmp(err, bad[i].message, strlen(bad[i].message)) == 0,
-                      "%s: message '%s'", bad[i].value, err);
+        ck_assert_msg(strncmp(err, bad[i].message, strlen(bad[i].message)) == 0, "%s: message '%s'",
+                      bad[i].value, err);
     }
 }
 END_TEST
@@ -660,15 +662,18 @@ START_TEST(test_stream_end_to_end)
     size_t n, off = 0, piece = 1;
     int64_t start;
 
-    n = (size_t)snprintf(stream, sizeof(stream),
-                         "{\"result\":{" HEADER(7) ",\"created\":true}}\n"
-                         "{\"result\":{" HEADER(8) ",\"events\":[{\"kv\":%s}]}}\n"
-                         "{\"result\":{" HEADER(9) ",\"events\":[{\"kv\":%s}]}}\n"
-                         "{\"result\":{" HEADER(10) ",\"events\":[{\"type\":\"DELETE\","
-                         "\"kv\":%s}]}}\n",
-                         kv_json("/s/a", "{\"url\":\"http://a:1\"}", 8),
-                         kv_json("/s/b", "{\"url\":\"http://b:1\",\"weight\":2}", 9),
-                         kv_json("/s/a", "", 10));
+    n = (size_t)snprintf(
+        stream, sizeof(stream),
+        "{\"result\":{" HEADER(7) ",\"created\":true}}\n"
+                                  "{\"result\":{" HEADER(
+                                      8) ",\"events\":[{\"kv\":%s}]}}\n"
+                                         "{\"result\":{" HEADER(
+                                             9) ",\"events\":[{\"kv\":%s}]}}\n"
+                                                "{\"result\":{" HEADER(
+                                                    10) ",\"events\":[{\"type\":\"DELETE\","
+                                                        "\"kv\":%s}]}}\n",
+        kv_json("/s/a", "{\"url\":\"http://a:1\"}", 8),
+        kv_json("/s/b", "{\"url\":\"http://b:1\",\"weight\":2}", 9), kv_json("/s/a", "", 10));
     etcd_sync_init(&f.sync);
     etcd_sync_ranged(&f.sync, 7);
     etcd_lines_init(&l, 4096);

@@ -25,7 +25,7 @@ static struct outlier_policy policy(int failures, int max_percent)
 
 /* Fail k times at 'now' in a pool of 10 with nothing else ejected; returns the last event. */
 static enum outlier_event fail_run(struct outlier *o, const struct outlier_policy *p, int k,
-                               int64_t now)
+                                   int64_t now)
 {
     enum outlier_event ev = OUTLIER_NO_CHANGE;
 

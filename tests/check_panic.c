@@ -8,11 +8,26 @@
 
 #include "panic.h"
 
-#define OK {true, false, true}
-#define UNHEALTHY {false, false, true}
-#define EJECTED {true, true, true}
-#define OPEN {true, false, false}
-#define UNHEALTHY_OPEN {false, false, false}
+#define OK                                                                                         \
+    {                                                                                              \
+        true, false, true                                                                          \
+    }
+#define UNHEALTHY                                                                                  \
+    {                                                                                              \
+        false, false, true                                                                         \
+    }
+#define EJECTED                                                                                    \
+    {                                                                                              \
+        true, true, true                                                                           \
+    }
+#define OPEN                                                                                       \
+    {                                                                                              \
+        true, false, false                                                                         \
+    }
+#define UNHEALTHY_OPEN                                                                             \
+    {                                                                                              \
+        false, false, false                                                                        \
+    }
 
 START_TEST(test_normal_candidates)
 {

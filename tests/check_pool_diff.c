@@ -45,8 +45,8 @@ START_TEST(test_kept_reweighted_removed_added)
         member("http://b:1", 0, 0, 1),
         member("http://c:1", 0, 0, 1),
     };
-    struct pool_found found[] = {{"http://d:1", 1}, {"http://b:1", 3}, {"http://a:1", 1},
-                                 {"http://0:1", 2}};
+    struct pool_found found[] = {
+        {"http://d:1", 1}, {"http://b:1", 3}, {"http://a:1", 1}, {"http://0:1", 2}};
     struct pool_next next[3];
     int added[4];
 
@@ -143,8 +143,8 @@ END_TEST
 
 START_TEST(test_duplicates_and_weight_floor)
 {
-    struct pool_found found[] = {{"http://a:1", 2}, {"http://a:1", 5}, {"http://b:1", 0},
-                                 {"http://a:1", 1}};
+    struct pool_found found[] = {
+        {"http://a:1", 2}, {"http://a:1", 5}, {"http://b:1", 0}, {"http://a:1", 1}};
     struct pool_member cur[] = {member("http://b:1", 0, 0, 3)};
     struct pool_next next[1];
     int added[4];
@@ -186,14 +186,11 @@ END_TEST
 START_TEST(test_describe_is_sorted_and_grouped)
 {
     struct pool_member cur[] = {
-        member("http://z:1", 0, 0, 1),
-        member("http://m:1", 0, 0, 1),
-        member("http://c:1", 0, 0, 1),
-        member("http://b:1", 0, 0, 1),
-        member("http://k:1", 0, 0, 1),
+        member("http://z:1", 0, 0, 1), member("http://m:1", 0, 0, 1), member("http://c:1", 0, 0, 1),
+        member("http://b:1", 0, 0, 1), member("http://k:1", 0, 0, 1),
     };
-    struct pool_found found[] = {{"http://y:1", 1}, {"http://k:1", 3}, {"http://a:1", 1},
-                                 {"http://b:1", 2}};
+    struct pool_found found[] = {
+        {"http://y:1", 1}, {"http://k:1", 3}, {"http://a:1", 1}, {"http://b:1", 2}};
     struct pool_next next[5];
     int added[4], nadded;
     struct strbuf out = {0};
