@@ -20,7 +20,7 @@
 
 #include <stddef.h>
 
-#include "retry.h" /* rng_below() */
+#include "rng.h"
 
 const char *lb_policy_name(enum lb_policy p)
 {

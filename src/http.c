@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "http.h"
+#include "rng.h"
 #include "strbuf.h"
 
 /* ---- character classes (RFC 3986, RFC 9110) ------------------------------- */
@@ -297,24 +298,12 @@ bool http_request_id_ok(const char *s)
     return n >= 1;
 }
 
-static uint64_t xorshift64(uint64_t *state)
-{
-    uint64_t x = *state;
-    if (x == 0)
-        x = 0x9e3779b97f4a7c15ULL; /* xorshift is stuck at 0 */
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    return x;
-}
-
 void http_request_id_new(char out[37], uint64_t *rng)
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char b[16];
-    uint64_t hi = xorshift64(rng);
-    uint64_t lo = xorshift64(rng);
+    uint64_t hi = rng_next(rng);
+    uint64_t lo = rng_next(rng);
     for (int i = 0; i < 8; i++) {
         b[i] = (unsigned char)(hi >> (56 - 8 * i));
         b[8 + i] = (unsigned char)(lo >> (56 - 8 * i));

@@ -64,7 +64,7 @@ bool http_list_has_token(const char *list, const char *token);
 
 /* X-Request-Id from the client is kept when 1-128 visible ASCII (0x21-0x7e). */
 bool http_request_id_ok(const char *s);
-/* New UUIDv4, lowercase, 36 chars + NUL. rng: xorshift state. */
+/* New UUIDv4, lowercase, 36 chars + NUL. rng: the state of rng_next(). */
 void http_request_id_new(char out[37], uint64_t *rng);
 
 /*

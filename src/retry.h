@@ -122,9 +122,4 @@ enum retry_verdict retry_decide(const struct retry_policy *p, const struct retry
 
 const char *retry_verdict_name(enum retry_verdict v);
 
-/* xorshift64* */
-uint64_t rng_next(uint64_t *state);
-/* uniform in [0, n) */
-uint64_t rng_below(uint64_t *state, uint64_t n);
-
 #endif
