@@ -11,22 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "outcome.h"
+
 enum jitter_mode { JITTER_NONE = 0, JITTER_FULL, JITTER_EQUAL };
-
-/* The outcome of one upstream attempt (SPEC 4.1 step 4). */
-enum outcome_kind {
-    OUTCOME_STATUS = 0,         /* got a response; status set */
-    OUTCOME_CONNECT_FAILURE,    /* nothing was sent */
-    OUTCOME_RESET,              /* transport/protocol error after the first byte was written */
-    OUTCOME_TIMEOUT,            /* the attempt's own timeout */
-    OUTCOME_RESPONSE_TOO_LARGE, /* response body or header block over the limit */
-    OUTCOME_CANCELLED,          /* cut by the call deadline or the client left: neutral */
-};
-
-struct outcome {
-    enum outcome_kind kind;
-    int status; /* OUTCOME_STATUS only */
-};
 
 /* retry-on flags; status codes live in the bitset */
 #define RETRY_ON_CONNECT_FAILURE (1u << 0)

@@ -15,7 +15,7 @@
 
 #include "config.h"
 #include "loop.h"
-#include "retry.h"
+#include "outcome.h"
 
 struct upstream;
 struct upstream_attempt;
