@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "log.h"
-#include "metrics.h"
 #include "runtime.h"
 
 static void on_recovery_timer(void *arg)
@@ -78,7 +77,7 @@ static void state_unref(struct service_state *st)
 {
     if (!st || --st->refs > 0)
         return;
-    metrics_service_free(st->metrics);
+    counters_service_free(st->counters);
     free(st->name);
     free(st);
 }

@@ -18,6 +18,7 @@
 #include "balancer.h"
 #include "breaker.h"
 #include "config.h"
+#include "counters.h"
 #include "loop.h"
 #include "outcome.h"
 #include "retry.h"
@@ -50,7 +51,7 @@ struct service_state {
     struct retry_budget budget;
     int inflight;
     uint64_t retries;
-    struct service_metrics *metrics; /* metrics.c: requests, errors, durations */
+    struct service_counters *counters; /* counters.c: requests, errors, durations */
 };
 
 struct service_rt {

@@ -42,7 +42,7 @@
 
 #include "http.h"
 #include "log.h"
-#include "metrics.h"
+#include "counters.h"
 #include "proxy.h"
 #include "server.h"
 
@@ -182,9 +182,9 @@ static void request_log(struct request *r)
     if (r->logged)
         return;
     r->logged = true;
-    metrics_note_request(r->svc ? r->svc->state : NULL, r->status, r->resp ? NULL : r->err_code,
-                         loop_now_us(r->srv->loop) - r->start_us);
-    metrics_note_worker_request(r->srv->worker);
+    counters_note_request(r->svc ? &r->svc->state->counters : NULL, r->status,
+                          r->resp ? NULL : r->err_code, loop_now_us(r->srv->loop) - r->start_us);
+    counters_note_worker_request(r->srv->worker);
     if (!access_log_enabled())
         return;
     struct access_entry e = {

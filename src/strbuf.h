@@ -1,7 +1,7 @@
 /*
  * strbuf.h - a growing, always NUL-terminated string (JSON bodies, query strings,
- * the YAML dump). Out of memory sets failed and keeps what was built; callers check
- * failed once at the end instead of after every append.
+ * the YAML dump, the metrics text). Out of memory sets failed and keeps what was
+ * built; callers check failed once at the end instead of after every append.
  */
 #ifndef AHOYD_STRBUF_H
 #define AHOYD_STRBUF_H
@@ -17,5 +17,6 @@ struct strbuf {
 
 void strbuf_add(struct strbuf *b, const char *s, size_t n);
 void strbuf_puts(struct strbuf *b, const char *s);
+void strbuf_printf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif
