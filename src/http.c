@@ -4,7 +4,7 @@
  * Request-target safety (SPEC 3.3), cutting a target into service / rest /
  * query and joining rest onto an endpoint's base path (3.1), RFC 9110 token
  * and field-value checks, hop-by-hop header filtering, X-Request-Id, the JSON
- * error body (5), reason phrases and percent-encoding. Everything works on the
+ * error body (5), reason phrases, percent-encoding and header lists. Everything works on the
  * raw bytes as received: routing on a decoded copy is how proxies get escaped.
  * Pure: no I/O, no clock; the request-id generator takes its RNG state.
  */
@@ -318,6 +318,65 @@ void http_request_id_new(char out[37], uint64_t *rng)
         out[o++] = hex[b[i] & 0x0f];
     }
     out[o] = '\0';
+}
+
+/* ---- header lists -------------------------------------------------------------- */
+
+void header_list_add(struct header_list *l, const char *name, size_t name_len, const char *value,
+                     size_t value_len)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        struct header *items = realloc(l->items, cap * sizeof *items);
+        if (!items)
+            return;
+        l->items = items;
+        l->cap = cap;
+    }
+    l->items[l->n].name = strndup(name, name_len);
+    l->items[l->n].value = strndup(value, value_len);
+    l->n++;
+}
+
+void http_list_append(char **list, const char *value, size_t n)
+{
+    size_t old = *list ? strlen(*list) : 0;
+    char *l = realloc(*list, old + n + 3);
+    if (!l)
+        return;
+    if (old) {
+        memcpy(l + old, ", ", 2);
+        old += 2;
+    }
+    memcpy(l + old, value, n);
+    l[old + n] = '\0';
+    *list = l;
+}
+
+char *header_list_join(const struct header_list *l, const char *name)
+{
+    char *out = NULL;
+    for (size_t i = 0; i < l->n; i++)
+        if (strcasecmp(l->items[i].name, name) == 0)
+            http_list_append(&out, l->items[i].value, strlen(l->items[i].value));
+    return out;
+}
+
+const char *header_list_get(const struct header_list *l, const char *name)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcasecmp(l->items[i].name, name) == 0)
+            return l->items[i].value;
+    return NULL;
+}
+
+void header_list_clear(struct header_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->items[i].name);
+        free(l->items[i].value);
+    }
+    l->n = 0;
 }
 
 /* ---- JSON error body (SPEC 5) ----------------------------------------------- */

@@ -1,7 +1,7 @@
 /*
  * http.h - pure HTTP helpers for the proxy: request-target safety (SPEC 3.3),
  * splitting and joining paths (3.1), header checks, hop-by-hop filtering,
- * X-Request-Id, and ahoyd's JSON error bodies (5).
+ * X-Request-Id, header lists, and ahoyd's JSON error bodies (5).
  *
  * Everything works on the raw bytes as received, never on a decoded copy.
  */
@@ -47,6 +47,31 @@ char *http_join_path(const char *base_path, const char *rest, size_t rest_len,
 bool http_is_token(const char *s, size_t len);
 /* Header value without control characters other than HTAB (obs-text allowed). */
 bool http_header_value_ok(const char *s, size_t len);
+
+/* A list of header fields in the order received (response headers from upstream,
+ * extra headers of ahoyd's own answers). Names and values are malloc'd copies. */
+struct header {
+    char *name;
+    char *value;
+};
+
+struct header_list {
+    struct header *items;
+    size_t n, cap;
+};
+
+void header_list_add(struct header_list *l, const char *name, size_t name_len, const char *value,
+                     size_t value_len);
+const char *header_list_get(const struct header_list *l, const char *name);
+/* Every value of that name joined with ", " (RFC 9110 list syntax), malloc'd; NULL if none. */
+char *header_list_join(const struct header_list *l, const char *name);
+/* Free the fields (the list stays usable: items is kept for reuse). */
+void header_list_clear(struct header_list *l);
+
+/* Append one field value to a malloc'd comma-separated list (*list NULL: none yet):
+ * ", " between values, as RFC 9110 joins the lines of a list field. Out of memory
+ * leaves the list as it was. */
+void http_list_append(char **list, const char *value, size_t n);
 
 /* Hop-by-hop or otherwise never forwarded request header (SPEC 3.1):
  * Connection, Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade,

@@ -45,6 +45,7 @@
 #include "counters.h"
 #include "proxy.h"
 #include "server.h"
+#include "strbuf.h"
 
 #define CONNECTION_RESERVE 16 /* connections above max-connections for the 503 answer */
 /* MHD keeps a connection's request head and the response head it writes in one pool,
@@ -515,22 +516,6 @@ static void completed(void **con_cls)
     request_free(r);
 }
 
-/* Append a header value to a comma-separated list (RFC 9110 list syntax). */
-static void list_append(char **list, const char *value, size_t n)
-{
-    size_t old = *list ? strlen(*list) : 0;
-    char *l = realloc(*list, old + n + 3);
-    if (!l)
-        return;
-    if (old) {
-        memcpy(l + old, ", ", 2);
-        old += 2;
-    }
-    memcpy(l + old, value, n);
-    l[old + n] = '\0';
-    *list = l;
-}
-
 struct head_scan {
     size_t bytes;
     bool bad;
@@ -570,7 +555,7 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
         h->n_cl++;
         h->cl = value;
     } else if (strcasecmp(key, "Connection") == 0) {
-        list_append(&h->connection, value, value_size);
+        http_list_append(&h->connection, value, value_size);
     } else if (strcasecmp(key, "Upgrade") == 0) {
         h->upgrade = value;
     } else if (strcasecmp(key, "X-Request-Id") == 0) {
@@ -799,11 +784,11 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
     if (strcasecmp(key, "Connection") == 0)
         return MHD_YES; /* joined beforehand */
     if (strcasecmp(key, "X-Forwarded-For") == 0) {
-        list_append(&b->xff, value, value_size); /* every line, in order */
+        http_list_append(&b->xff, value, value_size); /* every line, in order */
         return MHD_YES;
     }
     if (strcasecmp(key, "Via") == 0) {
-        list_append(&b->via, value, value_size);
+        http_list_append(&b->via, value, value_size);
         return MHD_YES;
     }
     if (strcasecmp(key, "X-Request-Id") == 0 || strcasecmp(key, "X-Forwarded-Proto") == 0)
@@ -907,19 +892,7 @@ static int body_append(struct request *r, const char *data, size_t n, uint64_t l
         r->body_len += n; /* counted, not kept */
         return 0;
     }
-    if (r->body_len + n > r->body_cap) {
-        size_t cap = r->body_cap ? r->body_cap * 2 : 4096;
-        while (cap < r->body_len + n)
-            cap *= 2;
-        char *b = realloc(r->body, cap);
-        if (!b)
-            return -1;
-        r->body = b;
-        r->body_cap = cap;
-    }
-    memcpy(r->body + r->body_len, data, n);
-    r->body_len += n;
-    return 0;
+    return strbuf_bytes_append(&r->body, &r->body_len, &r->body_cap, data, n, 0);
 }
 
 static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn,

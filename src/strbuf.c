@@ -6,25 +6,46 @@
 
 #include "strbuf.h"
 
+/* Room for need bytes: the capacity doubles from first, clamped to limit (0: none)
+ * when limit still holds need. */
+static int grow(char **buf, size_t *cap, size_t need, size_t first, size_t limit)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : first;
+    while (c < need)
+        c *= 2;
+    if (limit != 0 && c > limit && limit >= need)
+        c = limit;
+    char *p = realloc(*buf, c);
+    if (p == NULL)
+        return -1;
+    *buf = p;
+    *cap = c;
+    return 0;
+}
+
 void strbuf_add(struct strbuf *b, const char *s, size_t n)
 {
     if (b->failed)
         return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (p == NULL) {
-            b->failed = true;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
+    if (grow(&b->s, &b->cap, b->len + n + 1, 64, 0) != 0) {
+        b->failed = true;
+        return;
     }
     memcpy(b->s + b->len, s, n);
     b->len += n;
     b->s[b->len] = '\0';
+}
+
+int strbuf_bytes_append(char **buf, size_t *len, size_t *cap, const char *data, size_t n,
+                        size_t limit)
+{
+    if (grow(buf, cap, *len + n, 4096, limit) != 0)
+        return -1;
+    memcpy(*buf + *len, data, n);
+    *len += n;
+    return 0;
 }
 
 void strbuf_puts(struct strbuf *b, const char *s)

@@ -19,4 +19,11 @@ void strbuf_add(struct strbuf *b, const char *s, size_t n);
 void strbuf_puts(struct strbuf *b, const char *s);
 void strbuf_printf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The same growth for a byte buffer kept as (*buf, *len, *cap) (request and response
+ * bodies, not NUL-terminated): append n bytes, the capacity doubling from 4 KiB but
+ * never past limit when limit is not 0 and holds the data. Returns 0, or -1 when out of
+ * memory (nothing appended). */
+int strbuf_bytes_append(char **buf, size_t *len, size_t *cap, const char *data, size_t n,
+                        size_t limit);
+
 #endif

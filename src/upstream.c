@@ -6,7 +6,7 @@
  * with what happened and we collect finished transfers with
  * curl_multi_info_read. No transfer ever blocks the loop.
  *
- * Traps handled here (LIBRARY-NOTES.md):
+ * Traps handled here (libcurl 7.88 behaviour):
  * - curl silently re-sends a request when a reused connection dies before any
  *   response byte. For requests that may not be retried we count
  *   CURLOPT_PREREQFUNCTION calls and abort the second one (outcome: reset).
@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "strbuf.h"
 #include "upstream.h"
 
 #define IDLE_HANDLES_MAX 256
@@ -81,67 +82,6 @@ struct sock_watch {
     bool parked;
 };
 
-/* ---- header lists ------------------------------------------------------------ */
-
-void header_list_add(struct header_list *l, const char *name, size_t name_len, const char *value,
-                     size_t value_len)
-{
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        struct header *items = realloc(l->items, cap * sizeof *items);
-        if (!items)
-            return;
-        l->items = items;
-        l->cap = cap;
-    }
-    l->items[l->n].name = strndup(name, name_len);
-    l->items[l->n].value = strndup(value, value_len);
-    l->n++;
-}
-
-char *header_list_join(const struct header_list *l, const char *name)
-{
-    size_t len = 0;
-    for (size_t i = 0; i < l->n; i++)
-        if (strcasecmp(l->items[i].name, name) == 0)
-            len += strlen(l->items[i].value) + 2;
-    if (len == 0)
-        return NULL;
-    char *out = malloc(len + 1), *p = out;
-    if (!out)
-        return NULL;
-    for (size_t i = 0; i < l->n; i++) {
-        if (strcasecmp(l->items[i].name, name) != 0)
-            continue;
-        if (p != out) {
-            *p++ = ',';
-            *p++ = ' ';
-        }
-        size_t k = strlen(l->items[i].value);
-        memcpy(p, l->items[i].value, k);
-        p += k;
-    }
-    *p = '\0';
-    return out;
-}
-
-const char *header_list_get(const struct header_list *l, const char *name)
-{
-    for (size_t i = 0; i < l->n; i++)
-        if (strcasecmp(l->items[i].name, name) == 0)
-            return l->items[i].value;
-    return NULL;
-}
-
-void header_list_clear(struct header_list *l)
-{
-    for (size_t i = 0; i < l->n; i++) {
-        free(l->items[i].name);
-        free(l->items[i].value);
-    }
-    l->n = 0;
-}
-
 void upstream_response_free(struct upstream_response *r)
 {
     if (!r)
@@ -163,20 +103,9 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata)
         a->too_large = true;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
     }
-    if (r->body_len + n > r->body_cap) {
-        size_t cap = r->body_cap ? r->body_cap * 2 : 4096;
-        while (cap < r->body_len + n)
-            cap *= 2;
-        if ((uint64_t)cap > a->max_body)
-            cap = (size_t)a->max_body;
-        char *b = realloc(r->body, cap);
-        if (!b)
-            return 0;
-        r->body = b;
-        r->body_cap = cap;
-    }
-    memcpy(r->body + r->body_len, data, n);
-    r->body_len += n;
+    if (strbuf_bytes_append(&r->body, &r->body_len, &r->body_cap, data, n,
+                            (size_t)a->max_body) != 0)
+        return 0;
     return n;
 }
 
