@@ -22,17 +22,11 @@
 
 #include "rng.h"
 
+const char *const lb_policy_names[LB_POLICY_COUNT] = {"round-robin", "random", "least-request"};
+
 const char *lb_policy_name(enum lb_policy p)
 {
-    switch (p) {
-    case LB_ROUND_ROBIN:
-        return "round-robin";
-    case LB_RANDOM:
-        return "random";
-    case LB_LEAST_REQUEST:
-        return "least-request";
-    }
-    return "unknown";
+    return (unsigned)p < LB_POLICY_COUNT ? lb_policy_names[p] : "unknown";
 }
 
 static int64_t slot_weight(const struct balancer_slot *s)

@@ -382,56 +382,28 @@ void header_list_clear(struct header_list *l)
 /* ---- JSON error body (SPEC 5) ----------------------------------------------- */
 
 
-/* A JSON string literal. Bytes >= 0x80 are copied as they are (a client's
- * service name or request id cannot carry them: both are checked first). */
-static void buf_json_string(struct strbuf *b, const char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-    strbuf_add(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        char esc[7];
-        switch (*p) {
-        case '"': strbuf_add(b, "\\\"", 2); break;
-        case '\\': strbuf_add(b, "\\\\", 2); break;
-        case '\n': strbuf_add(b, "\\n", 2); break;
-        case '\r': strbuf_add(b, "\\r", 2); break;
-        case '\t': strbuf_add(b, "\\t", 2); break;
-        default:
-            if (*p < 0x20 || *p == 0x7f) {
-                memcpy(esc, "\\u00", 4);
-                esc[4] = hex[*p >> 4];
-                esc[5] = hex[*p & 0x0f];
-                strbuf_add(b, esc, 6);
-            } else {
-                strbuf_add(b, (const char *)p, 1);
-            }
-        }
-    }
-    strbuf_add(b, "\"", 1);
-}
-
 char *http_error_body(const char *code, const char *message, int status, const char *service,
                       int attempts, const char *request_id, size_t *len)
 {
     struct strbuf b = {0};
     char num[32];
     strbuf_puts(&b, "{\"error\":{\"code\":");
-    buf_json_string(&b, code ? code : "");
+    strbuf_json_string(&b, code ? code : "");
     strbuf_puts(&b, ",\"message\":");
-    buf_json_string(&b, message ? message : "");
+    strbuf_json_string(&b, message ? message : "");
     snprintf(num, sizeof(num), "%d", status);
     strbuf_puts(&b, ",\"status\":");
     strbuf_puts(&b, num);
     strbuf_puts(&b, ",\"service\":");
     if (service != NULL)
-        buf_json_string(&b, service);
+        strbuf_json_string(&b, service);
     else
         strbuf_puts(&b, "null");
     snprintf(num, sizeof(num), "%d", attempts);
     strbuf_puts(&b, ",\"attempts\":");
     strbuf_puts(&b, num);
     strbuf_puts(&b, ",\"request_id\":");
-    buf_json_string(&b, request_id ? request_id : "");
+    strbuf_json_string(&b, request_id ? request_id : "");
     strbuf_puts(&b, "}}");
     if (b.failed) {
         free(b.s);

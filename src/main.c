@@ -513,6 +513,7 @@ int main(int argc, char **argv)
     struct daemon_state d = {.signal_fd = -1};
     bool check = false, dump = false;
     int c;
+    enum log_level level_given;
 
     d.opts.path = DEFAULT_CONFIG;
     d.opts.env = environ;
@@ -521,8 +522,7 @@ int main(int argc, char **argv)
         case 'c': d.opts.path = optarg; break;
         case 'p': d.opts.profiles = optarg; break;
         case 'l':
-            if (strcmp(optarg, "error") && strcmp(optarg, "warn") && strcmp(optarg, "info") &&
-                strcmp(optarg, "debug")) {
+            if (log_level_parse(optarg, &level_given) != 0) {
                 fprintf(stderr, "ahoyd: invalid log level '%s' (error, warn, info, debug)\n",
                         optarg);
                 return EXIT_USAGE;

@@ -118,6 +118,18 @@ bool retry_method_is_idempotent(const char *method)
     return false;
 }
 
+bool retry_may_resend(const struct retry_policy *p, const char *method, bool has_idempotency_key)
+{
+    return retry_method_is_idempotent(method) || p->retry_non_idempotent || has_idempotency_key;
+}
+
+const char *const jitter_mode_names[JITTER_MODE_COUNT] = {"none", "full", "equal"};
+
+const char *retry_jitter_name(enum jitter_mode j)
+{
+    return (unsigned)j < JITTER_MODE_COUNT ? jitter_mode_names[j] : "none";
+}
+
 /* ---- backoff ------------------------------------------------------------------- */
 
 /* base * 2^(k-1) capped at max, doubling step by step so nothing overflows. */
@@ -411,8 +423,8 @@ enum retry_verdict retry_decide(const struct retry_policy *p, const struct retry
         return RETRY_NO_OUTCOME;
     if (in->attempt >= max_attempts)
         return RETRY_NO_ATTEMPTS;
-    if (in->outcome.kind != OUTCOME_CONNECT_FAILURE && !retry_method_is_idempotent(in->method) &&
-        !p->retry_non_idempotent && !in->has_idempotency_key)
+    if (in->outcome.kind != OUTCOME_CONNECT_FAILURE &&
+        !retry_may_resend(p, in->method, in->has_idempotency_key))
         return RETRY_NO_METHOD;
 
     if (p->honor_retry_after && in->outcome.kind == OUTCOME_STATUS &&

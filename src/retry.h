@@ -14,6 +14,10 @@
 #include "outcome.h"
 
 enum jitter_mode { JITTER_NONE = 0, JITTER_FULL, JITTER_EQUAL };
+#define JITTER_MODE_COUNT 3
+/* The names, indexed by enum jitter_mode: "none", "full", "equal". */
+extern const char *const jitter_mode_names[JITTER_MODE_COUNT];
+const char *retry_jitter_name(enum jitter_mode j);
 
 /* retry-on flags; status codes live in the bitset */
 #define RETRY_ON_CONNECT_FAILURE (1u << 0)
@@ -57,6 +61,11 @@ bool retry_outcome_matches(const struct retry_policy *p, const struct outcome *o
 
 /* GET HEAD OPTIONS PUT DELETE TRACE (exact, case-sensitive). */
 bool retry_method_is_idempotent(const char *method);
+
+/* May a request that may have reached the upstream be sent again (SPEC 4.3)? Yes for an
+ * idempotent method, with retry-non-idempotent, or with an Idempotency-Key. */
+bool retry_may_resend(const struct retry_policy *p, const char *method,
+                      bool has_idempotency_key);
 
 /* Backoff before attempt k+1, k >= 1 the attempt just finished:
  * base * 2^(k-1), capped at max, then jittered. rng is xorshift state (non-zero). */

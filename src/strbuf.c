@@ -79,3 +79,50 @@ void strbuf_printf(struct strbuf *b, const char *fmt, ...)
     strbuf_add(b, big, (size_t)n);
     free(big);
 }
+
+size_t json_escape(char *dst, size_t room, const char *s, size_t max, bool high_as_x,
+                   size_t *used)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0, i = 0;
+    for (; i < max && s[i] != '\0' && o < room; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            dst[o++] = '\\';
+            dst[o++] = (char)c;
+        } else if (c == '\n' || c == '\r' || c == '\t') {
+            dst[o++] = '\\';
+            dst[o++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+        } else if (c < 0x20 || c == 0x7f || (c >= 0x80 && !high_as_x)) {
+            memcpy(dst + o, "\\u00", 4);
+            dst[o + 4] = hex[c >> 4];
+            dst[o + 5] = hex[c & 15];
+            o += 6;
+        } else if (c >= 0x80) {
+            dst[o++] = '\\';
+            dst[o++] = 'x';
+            dst[o++] = hex[c >> 4];
+            dst[o++] = hex[c & 15];
+        } else {
+            dst[o++] = (char)c;
+        }
+    }
+    if (used != NULL)
+        *used = i;
+    return o;
+}
+
+void strbuf_json_string(struct strbuf *b, const char *s)
+{
+    char chunk[256];
+    size_t len = strlen(s), off = 0;
+
+    strbuf_add(b, "\"", 1);
+    while (off < len) {
+        size_t used;
+        size_t n = json_escape(chunk, sizeof chunk - 6, s + off, len - off, false, &used);
+        strbuf_add(b, chunk, n);
+        off += used;
+    }
+    strbuf_add(b, "\"", 1);
+}

@@ -144,18 +144,3 @@ int units_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
     *out = (int64_t)v;
     return 0;
 }
-
-const char *log_level_name(enum log_level l)
-{
-    switch (l) {
-    case LOG_LEVEL_ERROR:
-        return "error";
-    case LOG_LEVEL_WARN:
-        return "warn";
-    case LOG_LEVEL_INFO:
-        return "info";
-    case LOG_LEVEL_DEBUG:
-        return "debug";
-    }
-    return "info";
-}
