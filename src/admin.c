@@ -549,11 +549,6 @@ fail:
     return NULL;
 }
 
-const char *admin_bound(const struct admin *a)
-{
-    return a->bound;
-}
-
 void admin_set_token(struct admin *a, const char *token)
 {
     char *copy = token ? strdup(token) : NULL;
