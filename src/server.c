@@ -40,6 +40,7 @@
 
 #include <microhttpd.h>
 
+#include "forward.h"
 #include "http.h"
 #include "log.h"
 #include "counters.h"
@@ -213,7 +214,7 @@ static bool is_head(const struct request *r)
     return r->method && strcmp(r->method, "HEAD") == 0;
 }
 
-static struct MHD_Response *build_response(struct request *r)
+struct MHD_Response *forward_build_response(struct request *r)
 {
     struct MHD_Response *resp;
     struct upstream_response *up = r->resp;
@@ -293,7 +294,7 @@ static enum MHD_Result queue_answer(struct request *r)
     if (r->resp && !fits_pool(r))
         request_set_error(r, 502, "upstream_response_too_large",
                           "the upstream response head does not fit beside the request's");
-    struct MHD_Response *resp = build_response(r);
+    struct MHD_Response *resp = forward_build_response(r);
     if (!resp)
         return MHD_NO;
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
@@ -1026,19 +1027,14 @@ static void mhd_run(struct listener *l)
 
 /* ---- listeners: one MHD daemon each, on the loop --------------------------------- */
 
-static void listener_run(struct listener *l)
-{
-    mhd_run(l);
-}
-
 static void on_listener_io(void *arg, uint32_t events)
 {
-    listener_run(arg);
+    mhd_run(arg);
 }
 
 static void on_listener_timer(void *arg)
 {
-    listener_run(arg);
+    mhd_run(arg);
 }
 
 static size_t listener_connections(const struct listener *l)

@@ -28,6 +28,7 @@
 #include "log.h"
 #include "strbuf.h"
 #include "upstream.h"
+#include "upstream_read.h"
 
 #define IDLE_HANDLES_MAX 256
 /* Idle upstream connections are dropped before common upstream keep-alive timeouts
@@ -52,18 +53,12 @@ struct upstream_attempt {
     struct curl_slist *connect_to;
     upstream_done_cb cb;
     void *arg;
-    struct upstream_response *resp;
+    struct upstream_reader rd;    /* the response and its limits */
     int prereq_calls;
     bool allow_resend;
-    bool too_large;
     bool resend_aborted;
-    bool headers_done;
-    bool in_block;                /* between a status line and its blank line */
-    bool interim;                 /* the block is a 1xx response, forgotten at its end */
     bool connect_timeout_decides; /* connect-timeout <= timeout: a pre-send timeout is a
                                      connect failure */
-    uint64_t header_bytes;
-    uint64_t max_body, max_header_bytes;
     int64_t start_us;
     struct upstream_attempt *next_idle;
     char errbuf[CURL_ERROR_SIZE];
@@ -93,11 +88,9 @@ void upstream_response_free(struct upstream_response *r)
 
 /* ---- curl callbacks -------------------------------------------------------------- */
 
-static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata)
+size_t upstream_read_body(struct upstream_reader *a, const char *data, size_t n)
 {
-    struct upstream_attempt *a = userdata;
     struct upstream_response *r = a->resp;
-    size_t n = size * nmemb;
 
     if ((uint64_t)r->body_len + n > a->max_body) {
         a->too_large = true;
@@ -109,11 +102,9 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
-static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
+size_t upstream_read_header(struct upstream_reader *a, const char *line, size_t n)
 {
-    struct upstream_attempt *a = userdata;
     struct upstream_response *r = a->resp;
-    size_t n = size * nmemb;
 
     if (a->headers_done)
         return n; /* trailers are not forwarded */
@@ -164,6 +155,18 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
     }
     header_list_add(&r->headers, line, name_len, v, (size_t)(end - v));
     return n;
+}
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    struct upstream_attempt *a = userdata;
+    return upstream_read_body(&a->rd, data, size * nmemb);
+}
+
+static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
+{
+    struct upstream_attempt *a = userdata;
+    return upstream_read_header(&a->rd, line, size * nmemb);
 }
 
 static int on_prereq(void *clientp, char *primary_ip, char *local_ip, int primary_port,
@@ -338,10 +341,10 @@ static void attempt_release(struct upstream_attempt *a)
     a->headers = NULL;
     curl_slist_free_all(a->connect_to);
     a->connect_to = NULL;
-    if (a->resp) {
-        upstream_response_free(a->resp);
-        free(a->resp);
-        a->resp = NULL;
+    if (a->rd.resp) {
+        upstream_response_free(a->rd.resp);
+        free(a->rd.resp);
+        a->rd.resp = NULL;
     }
     if (u->n_idle < IDLE_HANDLES_MAX) {
         a->next_idle = u->idle;
@@ -510,23 +513,23 @@ struct upstream_attempt *upstream_start(struct upstream *u, const struct upstrea
     a->arg = arg;
     a->prereq_calls = 0;
     a->allow_resend = req->allow_resend;
-    a->too_large = false;
+    a->rd.too_large = false;
     a->resend_aborted = false;
-    a->headers_done = false;
-    a->in_block = false;
-    a->interim = false;
-    a->header_bytes = 0;
-    a->max_body = req->max_body;
-    a->max_header_bytes = req->max_header_bytes;
+    a->rd.headers_done = false;
+    a->rd.in_block = false;
+    a->rd.interim = false;
+    a->rd.header_bytes = 0;
+    a->rd.max_body = req->max_body;
+    a->rd.max_header_bytes = req->max_header_bytes;
     a->connect_timeout_decides = req->connect_timeout_ms <= req->timeout_ms;
     a->errbuf[0] = '\0';
-    a->resp = calloc(1, sizeof *a->resp);
+    a->rd.resp = calloc(1, sizeof *a->rd.resp);
     a->headers = build_headers(req);
-    if (!a->resp || !a->headers) {
+    if (!a->rd.resp || !a->headers) {
         attempt_release(a);
         return NULL;
     }
-    a->resp->content_length = -1;
+    a->rd.resp->content_length = -1;
 
     curl_easy_setopt(e, CURLOPT_URL, req->url);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(req->timeout_ms > 0 ? req->timeout_ms : 1));
@@ -559,7 +562,7 @@ static void classify(struct upstream_attempt *a, CURLcode rc, struct outcome *o)
 {
     bool sent = a->prereq_calls > 0;
     o->status = 0;
-    if (a->too_large) {
+    if (a->rd.too_large) {
         o->kind = OUTCOME_RESPONSE_TOO_LARGE;
     } else if (a->resend_aborted) {
         o->kind = OUTCOME_RESET;
@@ -596,9 +599,9 @@ static void check_done(struct upstream *u)
         curl_multi_remove_handle(u->multi, e);
         struct upstream_response *resp = NULL;
         if (o.kind == OUTCOME_STATUS) {
-            resp = a->resp;
+            resp = a->rd.resp;
             resp->status = o.status;
-            a->resp = NULL;
+            a->rd.resp = NULL;
         }
         int64_t elapsed = monotonic_us() - a->start_us;
         upstream_done_cb cb = a->cb;
