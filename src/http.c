@@ -107,9 +107,9 @@ static bool segment_is_safe(const char *seg, size_t len, const char **why)
 bool http_target_is_safe(const char *target, size_t len, const char **why)
 {
     const char *dummy;
-    if (why == NULL)
+    if (!why)
         why = &dummy;
-    if (target == NULL || len == 0) {
+    if (!target || len == 0) {
         *why = "empty request-target";
         return false;
     }
@@ -138,7 +138,7 @@ bool http_target_is_safe(const char *target, size_t len, const char **why)
     }
     size_t path_len = len;
     const char *q = memchr(target, '?', len);
-    if (q != NULL)
+    if (q)
         path_len = (size_t)(q - target);
     size_t i = 1;
     while (i <= path_len) {
@@ -157,7 +157,7 @@ bool http_target_is_safe(const char *target, size_t len, const char **why)
 void http_split_target(const char *target, size_t len, struct target_parts *out)
 {
     const char *q = memchr(target, '?', len);
-    size_t path_len = q != NULL ? (size_t)(q - target) : len;
+    size_t path_len = q ? (size_t)(q - target) : len;
     out->query = target + path_len;
     out->query_len = len - path_len;
     size_t s = path_len > 0 && target[0] == '/' ? 1 : 0;
@@ -173,7 +173,7 @@ void http_split_target(const char *target, size_t len, struct target_parts *out)
 char *http_join_path(const char *base_path, const char *rest, size_t rest_len,
                      const char *query, size_t query_len)
 {
-    if (base_path == NULL)
+    if (!base_path)
         base_path = "";
     size_t base_len = strlen(base_path);
     /* rest "/..." goes after the base path without its trailing '/' */
@@ -183,7 +183,7 @@ char *http_join_path(const char *base_path, const char *rest, size_t rest_len,
     bool slash_only = rest_len == 0 && base_len == 0;
     size_t n = base_len + rest_len + query_len + (slash_only ? 1 : 0);
     char *out = malloc(n + 1);
-    if (out == NULL)
+    if (!out)
         return NULL;
     size_t o = 0;
     memcpy(out + o, base_path, base_len);
@@ -204,7 +204,7 @@ char *http_join_path(const char *base_path, const char *rest, size_t rest_len,
 
 bool http_is_token(const char *s, size_t len)
 {
-    if (s == NULL || len == 0)
+    if (!s || len == 0)
         return false;
     for (size_t i = 0; i < len; i++)
         if (!is_tchar((unsigned char)s[i]))
@@ -214,7 +214,7 @@ bool http_is_token(const char *s, size_t len)
 
 bool http_header_value_ok(const char *s, size_t len)
 {
-    if (s == NULL)
+    if (!s)
         return len == 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -226,7 +226,7 @@ bool http_header_value_ok(const char *s, size_t len)
 
 bool http_list_has_token(const char *list, const char *token)
 {
-    if (list == NULL || token == NULL)
+    if (!list || !token)
         return false;
     size_t tlen = strlen(token);
     if (tlen == 0)
@@ -257,7 +257,7 @@ static bool is_hop_by_hop(const char *name)
 {
     static const char *const names[] = {"Connection", "Keep-Alive", "TE", "Trailer",
                                         "Transfer-Encoding", "Upgrade"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcasecmp(name, names[i]) == 0)
             return true;
     return has_prefix_ci(name, "Proxy-");
@@ -265,29 +265,29 @@ static bool is_hop_by_hop(const char *name)
 
 bool http_request_header_dropped(const char *name, const char *connection)
 {
-    if (name == NULL)
+    if (!name)
         return true;
     if (is_hop_by_hop(name) || strcasecmp(name, "Host") == 0 ||
         strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Expect") == 0 ||
         has_prefix_ci(name, "X-Ahoyd-"))
         return true;
-    return connection != NULL && http_list_has_token(connection, name);
+    return connection && http_list_has_token(connection, name);
 }
 
 bool http_response_header_dropped(const char *name, const char *connection)
 {
-    if (name == NULL)
+    if (!name)
         return true;
     if (is_hop_by_hop(name) || strcasecmp(name, "Content-Length") == 0)
         return true;
-    return connection != NULL && http_list_has_token(connection, name);
+    return connection && http_list_has_token(connection, name);
 }
 
 /* ---- X-Request-Id ----------------------------------------------------------- */
 
 bool http_request_id_ok(const char *s)
 {
-    if (s == NULL)
+    if (!s)
         return false;
     size_t n = 0;
     for (; s[n] != '\0'; n++) {
@@ -391,15 +391,15 @@ char *http_error_body(const char *code, const char *message, int status, const c
     strbuf_json_string(&b, code ? code : "");
     strbuf_puts(&b, ",\"message\":");
     strbuf_json_string(&b, message ? message : "");
-    snprintf(num, sizeof(num), "%d", status);
+    snprintf(num, sizeof num, "%d", status);
     strbuf_puts(&b, ",\"status\":");
     strbuf_puts(&b, num);
     strbuf_puts(&b, ",\"service\":");
-    if (service != NULL)
+    if (service)
         strbuf_json_string(&b, service);
     else
         strbuf_puts(&b, "null");
-    snprintf(num, sizeof(num), "%d", attempts);
+    snprintf(num, sizeof num, "%d", attempts);
     strbuf_puts(&b, ",\"attempts\":");
     strbuf_puts(&b, num);
     strbuf_puts(&b, ",\"request_id\":");
@@ -409,7 +409,7 @@ char *http_error_body(const char *code, const char *message, int status, const c
         free(b.s);
         return NULL;
     }
-    if (len != NULL)
+    if (len)
         *len = b.len;
     return b.s;
 }
@@ -466,7 +466,7 @@ static char *percent_encode(const char *s, size_t len)
 {
     static const char hex[] = "0123456789ABCDEF";
     char *out = malloc(len * 3 + 1);
-    if (out == NULL)
+    if (!out)
         return NULL;
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {

@@ -52,7 +52,7 @@ void retry_on_each(const struct retry_policy *p, void (*fn)(void *arg, const cha
 
 void retry_policy_defaults(struct retry_policy *p)
 {
-    memset(p, 0, sizeof(*p));
+    memset(p, 0, sizeof *p);
     p->max_attempts = 3;
     p->base_delay_ms = 1000;
     p->max_delay_ms = 30000;
@@ -109,9 +109,9 @@ bool retry_method_is_idempotent(const char *method)
 {
     static const char *const idempotent[] = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"};
 
-    if (method == NULL)
+    if (!method)
         return false;
-    for (size_t i = 0; i < sizeof(idempotent) / sizeof(idempotent[0]); i++) {
+    for (size_t i = 0; i < sizeof idempotent / sizeof idempotent[0]; i++) {
         if (strcmp(method, idempotent[i]) == 0)
             return true;
     }
@@ -297,7 +297,7 @@ int64_t retry_parse_retry_after(const char *value, int64_t now_unix_s)
     size_t start = 0, end;
     int64_t when;
 
-    if (value == NULL)
+    if (!value)
         return -1;
     end = strlen(value);
     while (start < end && (value[start] == ' ' || value[start] == '\t'))
@@ -320,7 +320,7 @@ int64_t retry_parse_retry_after(const char *value, int64_t now_unix_s)
             secs = RETRY_AFTER_MAX_SECONDS;
         return secs * 1000;
     }
-    if (end - start >= sizeof(buf))
+    if (end - start >= sizeof buf)
         return -1;
     memcpy(buf, value + start, end - start);
     buf[end - start] = '\0';
@@ -417,7 +417,7 @@ enum retry_verdict retry_decide(const struct retry_policy *p, const struct retry
     int max_attempts = in->max_attempts > 0 ? in->max_attempts : p->max_attempts;
     int64_t delay = -1;
 
-    if (delay_ms != NULL)
+    if (delay_ms)
         *delay_ms = 0;
     if (!retry_outcome_matches(p, &in->outcome))
         return RETRY_NO_OUTCOME;
@@ -428,7 +428,7 @@ enum retry_verdict retry_decide(const struct retry_policy *p, const struct retry
         return RETRY_NO_METHOD;
 
     if (p->honor_retry_after && in->outcome.kind == OUTCOME_STATUS &&
-        (in->outcome.status == 429 || in->outcome.status == 503) && in->retry_after != NULL) {
+        (in->outcome.status == 429 || in->outcome.status == 503) && in->retry_after) {
         int64_t ra = retry_parse_retry_after(in->retry_after, in->now_unix_s);
         if (ra >= 0) {
             if (ra > p->max_delay_ms)
@@ -443,12 +443,12 @@ enum retry_verdict retry_decide(const struct retry_policy *p, const struct retry
 
     if (in->deadline_ms != 0 && in->now_ms + delay >= in->deadline_ms)
         return RETRY_NO_DEADLINE;
-    if (p->budget_enabled && budget != NULL) {
+    if (p->budget_enabled && budget) {
         if (!retry_budget_allows(budget, p, in->now_ms))
             return RETRY_NO_BUDGET;
         retry_budget_note_retry(budget, in->now_ms);
     }
-    if (delay_ms != NULL)
+    if (delay_ms)
         *delay_ms = delay;
     return RETRY_YES;
 }

@@ -18,7 +18,7 @@ static int grow(char **buf, size_t *cap, size_t need, size_t first, size_t limit
     if (limit != 0 && c > limit && limit >= need)
         c = limit;
     char *p = realloc(*buf, c);
-    if (p == NULL)
+    if (!p)
         return -1;
     *buf = p;
     *cap = c;
@@ -69,7 +69,7 @@ void strbuf_printf(struct strbuf *b, const char *fmt, ...)
         return;
     }
     char *big = malloc((size_t)n + 1);
-    if (big == NULL) {
+    if (!big) {
         b->failed = true;
         return;
     }
@@ -107,7 +107,7 @@ size_t json_escape(char *dst, size_t room, const char *s, size_t max, bool high_
             dst[o++] = (char)c;
         }
     }
-    if (used != NULL)
+    if (used)
         *used = i;
     return o;
 }
