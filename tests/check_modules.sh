@@ -161,9 +161,32 @@ END {
             continue
         }
         bad = 1
-        printf "cycle: %s (%s)\n", text, why
-        if (np - 1 < split(members[c], tmp, " "))
-            printf "  (modules in this cycle: %s)\n", members[c]
+        # one shortest cycle through each module of the component, each printed once
+        nm = split(members[c], ms, " ")
+        for (k = 1; k <= nm; k++) {
+            path = cycle_in(c, ms[k])
+            np = split(path, p, " ")
+            # start the printed cycle at its smallest name, so duplicates compare equal
+            lo = 1
+            for (i = 2; i < np; i++) if (p[i] < p[lo]) lo = i
+            text = p[lo]; why = ""
+            for (i = 1; i < np; i++) {
+                x = p[(lo + i - 2) % (np - 1) + 1]; y = p[(lo + i - 1) % (np - 1) + 1]
+                text = text " -> " y
+                why = why (why == "" ? "" : "; ") x " -> " y ": " edge[x, y]
+            }
+            if (text in printed) continue
+            printed[text] = 1
+            printf "cycle: %s (%s)\n", text, why
+        }
+        for (e in allowed) {
+            ne = split(e, es, " "); inside = 1
+            for (i = 1; i <= ne; i++) if (comp[es[i]] != c) inside = 0
+            if (inside) {
+                allowed[e] = 1
+                printf "  (the allowed cycle {%s} grew into {%s})\n", e, members[c]
+            }
+        }
     }
     for (e in allowed)
         if (!allowed[e])
