@@ -19,10 +19,8 @@
 
 #include "balancer.h"
 #include "breaker.h"
+#include "log.h" /* enum log_level, enum access_log_format */
 #include "retry.h"
-
-enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
-enum access_log_format { ACCESS_LOG_LOGFMT = 0, ACCESS_LOG_JSON };
 
 enum listen_kind { LISTEN_OFF = 0, LISTEN_INET, LISTEN_UNIX };
 struct listen_addr {
@@ -158,7 +156,5 @@ int units_parse_size(const char *s, uint64_t *bytes);
 int units_parse_bool(const char *s, bool *out);
 /* Non-negative decimal integer without sign or junk. Returns 0 ok, -1 bad. */
 int units_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
-
-const char *log_level_name(enum log_level l);
 
 #endif

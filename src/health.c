@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "retry.h" /* rng_below() */
+#include "rng.h"
 
 /* ---- expect -------------------------------------------------------------------- */
 
