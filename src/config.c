@@ -2928,9 +2928,9 @@ static void convert(struct ctx *c, struct config *cfg, const struct items *inc,
     } sizes[] = {
         {"max-request-body", offsetof(struct config, max_request_body), 8u << 20},
         {"max-response-body", offsetof(struct config, max_response_body), 64u << 20},
-        {"max-header-bytes", offsetof(struct config, max_header_bytes), 32u << 10},
+        {"max-header-bytes", offsetof(struct config, max_header_bytes), 16u << 10},
         {"max-response-header-bytes", offsetof(struct config, max_response_header_bytes),
-         32u << 10},
+         16u << 10},
     };
     for (size_t i = 0; i < 4; i++) {
         uint64_t *v = (uint64_t *)((char *)cfg + sizes[i].off);

@@ -164,7 +164,8 @@ START_TEST(response_head_beside_request_head)
     char *big = malloc(30000);
     const char *hdrs[3];
 
-    start_one_service(&stub, &daemon_proc, "max-header-bytes: 32KiB", NULL);
+    start_one_service(&stub, &daemon_proc,
+                      "max-header-bytes: 32KiB\nmax-response-header-bytes: 32KiB", NULL);
     memcpy(big, "X-Big: ", 7);
     memset(big + 7, 'q', 29000);
     big[29007] = '\0';
