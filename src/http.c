@@ -268,7 +268,7 @@ bool http_request_header_dropped(const char *name, const char *connection)
         return true;
     if (is_hop_by_hop(name) || strcasecmp(name, "Host") == 0 ||
         strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Expect") == 0 ||
-        has_prefix_ci(name, "X-Ahoyd-"))
+        strcasecmp(name, "HTTP2-Settings") == 0 || has_prefix_ci(name, "X-Ahoyd-"))
         return true;
     return connection != NULL && http_list_has_token(connection, name);
 }

@@ -50,7 +50,7 @@ bool http_header_value_ok(const char *s, size_t len);
 
 /* Hop-by-hop or otherwise never forwarded request header (SPEC 3.1):
  * Connection, Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade,
- * Host, Content-Length, Expect, X-Ahoyd-*, and any name listed in the
+ * HTTP2-Settings, Host, Content-Length, Expect, X-Ahoyd-*, and any name listed in the
  * request's Connection header value (connection may be NULL). Case-insensitive. */
 bool http_request_header_dropped(const char *name, const char *connection);
 

@@ -539,7 +539,8 @@ struct head_scan {
     const char *te, *cl;
     bool cl_conflict;
     char *connection; /* every Connection line, joined (RFC 9110 7.6.1) */
-    const char *upgrade, *request_id, *idempotency_key, *x_timeout, *x_attempts;
+    char *upgrade;    /* every Upgrade line, joined */
+    const char *request_id, *idempotency_key, *x_timeout, *x_attempts;
 };
 
 static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -572,7 +573,7 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
     } else if (strcasecmp(key, "Connection") == 0) {
         list_append(&h->connection, value, value_size);
     } else if (strcasecmp(key, "Upgrade") == 0) {
-        h->upgrade = value;
+        list_append(&h->upgrade, value, value_size);
     } else if (strcasecmp(key, "X-Request-Id") == 0) {
         h->request_id = value;
     } else if (strcasecmp(key, "Idempotency-Key") == 0) {
@@ -721,11 +722,14 @@ static void check_head(struct request *r, const char *version)
              true);
     } else if (h.n_cl && strtoull(h.cl, NULL, 10) > cfg->max_request_body) {
         fail(r, 413, "payload_too_large", "the request body is over the limit", true);
-    } else if (h.upgrade) {
-        fail(r, 501, "not_implemented", "protocol upgrades are not supported", true);
+    } else if (h.upgrade && http_list_has_token(h.upgrade, "websocket")) {
+        /* other upgrades (h2c from Java's HttpClient, curl --http2) are ignored: Upgrade,
+         * HTTP2-Settings and the Connection tokens naming them are not forwarded */
+        fail(r, 501, "not_implemented", "WebSocket upgrades are not supported yet", true);
     } else {
         route_request(r);
     }
+    free(h.upgrade);
     if (r->err_code && r->close)
         return;
     if (r->body_discard)

@@ -364,6 +364,10 @@ START_TEST(connect_and_upgrade)
                              "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
                              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
                              501, "not_implemented");
+    /* websocket among other protocols, in any case, on any Upgrade line */
+    assert_raw_request_error("GET /svc/ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n"
+                             "Upgrade: h2c\r\nUpgrade: foo, WebSocket\r\n\r\n",
+                             501, "not_implemented");
     ck_assert_int_eq(stub_count(&stub), 0);
 }
 END_TEST

@@ -353,7 +353,8 @@ START_TEST(test_request_headers_dropped)
         "Connection", "connection", "Keep-Alive", "KEEP-ALIVE", "Proxy-Authorization",
         "proxy-connection", "Proxy-Authenticate", "TE", "te", "Trailer", "Transfer-Encoding",
         "transfer-encoding", "Upgrade", "Host", "host", "Content-Length", "content-length",
-        "Expect", "X-Ahoyd-Timeout", "x-ahoyd-max-attempts", "X-AHOYD-Attempt",
+        "Expect", "X-Ahoyd-Timeout", "x-ahoyd-max-attempts", "X-AHOYD-Attempt", "HTTP2-Settings",
+        "http2-settings",
     };
     static const char *const kept[] = {
         "Accept", "Content-Type", "Authorization", "X-Request-Id", "X-Forwarded-For",
