@@ -45,6 +45,7 @@
 #include "metrics.h"
 #include "proxy.h"
 #include "server.h"
+#include "strbuf.h"
 
 #define CONNECTION_RESERVE 16 /* connections above max-connections for the 503 answer */
 /* MHD keeps a connection's request head and the response head it writes in one pool,
@@ -515,20 +516,13 @@ static void completed(void **con_cls)
     request_free(r);
 }
 
-/* Append a header value to a comma-separated list (RFC 9110 list syntax). */
-static void list_append(char **list, const char *value, size_t n)
+/* Append a header value to a comma-separated list (RFC 9110 list syntax); out of
+ * memory leaves list->failed set, which the caller turns into an error. */
+static void list_append(struct strbuf *list, const char *value, size_t n)
 {
-    size_t old = *list ? strlen(*list) : 0;
-    char *l = realloc(*list, old + n + 3);
-    if (!l)
-        return;
-    if (old) {
-        memcpy(l + old, ", ", 2);
-        old += 2;
-    }
-    memcpy(l + old, value, n);
-    l[old + n] = '\0';
-    *list = l;
+    if (list->len)
+        strbuf_add(list, ", ", 2);
+    strbuf_add(list, value, n);
 }
 
 struct head_scan {
@@ -538,8 +532,8 @@ struct head_scan {
     int n_host, n_te, n_cl;
     const char *te, *cl;
     bool cl_conflict;
-    char *connection; /* every Connection line, joined (RFC 9110 7.6.1) */
-    char *upgrade;    /* every Upgrade line, joined */
+    struct strbuf connection; /* every Connection line, joined (RFC 9110 7.6.1) */
+    struct strbuf upgrade;    /* every Upgrade line, joined */
     const char *request_id, *idempotency_key, *x_timeout, *x_attempts;
 };
 
@@ -676,7 +670,7 @@ static void check_head(struct request *r, const char *version)
     const char *why = NULL;
 
     MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, scan_header, &h);
-    r->connection = h.connection; /* the request owns it: build_forward_headers uses it */
+    r->connection = h.connection.s; /* the request owns it: build_forward_headers uses it */
     h.bytes += strlen(r->method) + r->target_len + strlen(version) + 4;
     r->head_bytes = h.bytes;
 
@@ -722,14 +716,16 @@ static void check_head(struct request *r, const char *version)
              true);
     } else if (h.n_cl && strtoull(h.cl, NULL, 10) > cfg->max_request_body) {
         fail(r, 413, "payload_too_large", "the request body is over the limit", true);
-    } else if (h.upgrade && http_list_has_token(h.upgrade, "websocket")) {
+    } else if (h.connection.failed || h.upgrade.failed) {
+        fail(r, 503, "overloaded", "out of memory", true);
+    } else if (h.upgrade.s && http_list_has_token(h.upgrade.s, "websocket")) {
         /* other upgrades (h2c from Java's HttpClient, curl --http2) are ignored: Upgrade,
          * HTTP2-Settings and the Connection tokens naming them are not forwarded */
         fail(r, 501, "not_implemented", "WebSocket upgrades are not supported yet", true);
     } else {
         route_request(r);
     }
-    free(h.upgrade);
+    free(h.upgrade.s);
     if (r->err_code && r->close)
         return;
     if (r->body_discard)
@@ -755,7 +751,7 @@ struct fwd_build {
     const char *connection;
     char **lines;
     size_t n, cap;
-    char *xff, *via;
+    struct strbuf xff, via; /* every X-Forwarded-For and Via line, joined */
     bool oom;
 };
 
@@ -821,11 +817,29 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
     return MHD_YES;
 }
 
+/* "Name: tail", or "Name: list, tail" after a non-empty list; any length (a fixed buffer
+ * here once cut X-Forwarded-For before ahoyd's own entry). NULL when out of memory. */
+static char *fmt_list_line(const char *name, const char *list, const char *tail)
+{
+    struct strbuf b = {0};
+    strbuf_puts(&b, name);
+    strbuf_add(&b, ": ", 2);
+    if (list && *list) {
+        strbuf_puts(&b, list);
+        strbuf_add(&b, ", ", 2);
+    }
+    strbuf_puts(&b, tail);
+    if (b.failed) {
+        free(b.s);
+        return NULL;
+    }
+    return b.s;
+}
+
 static int build_forward_headers(struct request *r)
 {
     struct fwd_build b = {.r = r};
     const struct service_conf *sc = r->svc->conf;
-    char buf[512];
 
     /* the headers named in Connection (gathered at intake) are hop-by-hop */
     b.connection = r->connection;
@@ -848,25 +862,17 @@ static int build_forward_headers(struct request *r)
                              sc->headers[i].value, strlen(sc->headers[i].value)));
     if (r->operation && r->body)
         fwd_add(&b, strdup("Content-Type: application/json"));
-    if (r->client_addr[0]) {
-        if (b.xff && *b.xff)
-            snprintf(buf, sizeof buf, "X-Forwarded-For: %s, %s", b.xff, r->client_addr);
-        else
-            snprintf(buf, sizeof buf, "X-Forwarded-For: %s", r->client_addr);
-        fwd_add(&b, strdup(buf));
-    } else if (b.xff && *b.xff) {
-        fwd_add(&b, fmt_line("X-Forwarded-For", 15, b.xff, strlen(b.xff)));
-    }
+    if (b.xff.failed || b.via.failed)
+        b.oom = true;
+    if (r->client_addr[0])
+        fwd_add(&b, fmt_list_line("X-Forwarded-For", b.xff.s, r->client_addr));
+    else if (b.xff.len)
+        fwd_add(&b, fmt_line("X-Forwarded-For", 15, b.xff.s, b.xff.len));
     fwd_add(&b, strdup("X-Forwarded-Proto: http"));
-    if (b.via && *b.via)
-        snprintf(buf, sizeof buf, "Via: %.400s, 1.1 ahoyd", b.via);
-    else
-        snprintf(buf, sizeof buf, "Via: 1.1 ahoyd");
-    fwd_add(&b, strdup(buf));
-    snprintf(buf, sizeof buf, "X-Request-Id: %s", r->request_id);
-    fwd_add(&b, strdup(buf));
-    free(b.xff);
-    free(b.via);
+    fwd_add(&b, fmt_list_line("Via", b.via.s, "1.1 ahoyd"));
+    fwd_add(&b, fmt_line("X-Request-Id", 12, r->request_id, strlen(r->request_id)));
+    free(b.xff.s);
+    free(b.via.s);
     r->fwd_headers = (const char **)b.lines;
     r->n_fwd = b.n;
     return b.oom ? -1 : 0;

@@ -506,6 +506,58 @@ START_TEST(upgrade_h2c_ignored)
 }
 END_TEST
 
+/* X-Forwarded-For, Via and an empty header are forwarded whole whatever their length
+ * (within max-header-bytes): ahoyd's own entry is always the last one, so an upstream
+ * trusting the right-most hop never takes a forged address (a fixed buffer once cut a
+ * 494-byte X-Forwarded-For before ", 127.0.0.1"). */
+START_TEST(forwarded_headers_any_length)
+{
+    static const size_t lens[] = {494, 500, 1000, 12000};
+    struct http_resp r;
+    cJSON *j;
+
+    start_one_service(&stub, &daemon_proc, "max-header-bytes: 64KiB", NULL);
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        size_t n = lens[i];
+        char *xff = malloc(n + 64), *via = malloc(n + 64), *want = malloc(n + 64);
+        char *empty = malloc(n + 8);
+        const char *hdrs[4] = {xff, via, empty, NULL};
+        const char *got;
+
+        /* "X-Forwarded-For: aaa...a, 6.6.6.6", the value n bytes long */
+        int k = sprintf(xff, "X-Forwarded-For: ");
+        memset(xff + k, 'a', n - 9);
+        strcpy(xff + k + n - 9, ", 6.6.6.6");
+        k = sprintf(via, "Via: ");
+        memset(via + k, 'v', n);
+        via[k + n] = '\0';
+        memset(empty, 'e', n);
+        strcpy(empty + n, "-x;"); /* curl sends "Name;" as an empty "Name:" */
+        j = echo_of(daemon_proc.port, "GET", "/svc/xff", hdrs, NULL, 0, &r);
+        ck_assert_msg(r.status == 200, "%zu bytes: status %ld", n, r.status);
+
+        snprintf(want, n + 64, "%s, 127.0.0.1", xff + strlen("X-Forwarded-For: "));
+        got = echo_header(j, "X-Forwarded-For");
+        ck_assert_msg(got && strcmp(got, want) == 0, "%zu bytes: X-Forwarded-For ends '%s'", n,
+                      got ? got + (strlen(got) > 40 ? strlen(got) - 40 : 0) : "(none)");
+        snprintf(want, n + 64, "%s, 1.1 ahoyd", via + strlen("Via: "));
+        got = echo_header(j, "Via");
+        ck_assert_msg(got && strcmp(got, want) == 0, "%zu bytes: Via ends '%s'", n,
+                      got ? got + (strlen(got) > 40 ? strlen(got) - 40 : 0) : "(none)");
+        empty[n + 2] = '\0'; /* the name, without ';' */
+        got = echo_header(j, empty);
+        ck_assert_msg(got && *got == '\0', "%zu bytes: an empty header with a long name is %s",
+                      n, got ? got : "missing");
+        cJSON_Delete(j);
+        http_resp_free(&r);
+        free(xff);
+        free(via);
+        free(want);
+        free(empty);
+    }
+}
+END_TEST
+
 START_TEST(deadline_header)
 {
     struct http_resp r;
@@ -878,6 +930,7 @@ static Suite *forward_suite(void)
     tcase_add_test(tc, base_path_join);
     tcase_add_test(tc, request_headers);
     tcase_add_test(tc, upgrade_h2c_ignored);
+    tcase_add_test(tc, forwarded_headers_any_length);
     tcase_add_test(tc, deadline_header);
     tcase_add_test(tc, request_id);
     tcase_add_test(tc, upstream_response_unchanged);
