@@ -66,13 +66,15 @@ static bool is_tchar(unsigned char c)
 /*
  * One raw path segment: decode it and look at the pieces between decoded '/'
  * and '\'. A piece "." or ".." (however it was spelled) could climb out of the
- * base path once some upstream decodes it; control characters have no
- * business in a path and NUL truncates C strings downstream.
+ * base path once some upstream decodes it, and so could one whose ';' path
+ * parameters are dropped (Tomcat and its kin read "..;x" as ".."); control
+ * characters have no business in a path and NUL truncates C strings downstream.
  */
 static bool segment_is_safe(const char *seg, size_t len, const char **why)
 {
-    size_t piece = 0; /* length of the current decoded piece */
-    int dots = 0;     /* how many of its bytes are '.' */
+    size_t piece = 0;    /* length of the current decoded piece, up to a ';' */
+    int dots = 0;        /* how many of those bytes are '.' */
+    bool params = false; /* past a ';' in this piece */
     for (size_t i = 0; i <= len; i++) {
         int c;
         if (i == len) {
@@ -94,8 +96,13 @@ static bool segment_is_safe(const char *seg, size_t len, const char **why)
             }
             piece = 0;
             dots = 0;
+            params = false;
             continue;
         }
+        if (c == ';')
+            params = true;
+        if (params)
+            continue;
         piece++;
         if (c == '.')
             dots++;

@@ -26,7 +26,8 @@ struct target_parts {
  * Check a raw request-target (SPEC 3.3): must start with '/', no '#', no byte
  * outside RFC 3986 (unreserved, reserved, '%'), every '%' followed by two hex
  * digits; each raw path segment percent-decoded and split on '/' and '\' must
- * not give "." or "..", NUL or a control character. Returns true when safe;
+ * not give "." or ".." (also once a piece's ';' parameters are dropped: "..;x"),
+ * NUL or a control character. Returns true when safe;
  * otherwise false with *why set to a static message.
  */
 bool http_target_is_safe(const char *target, size_t len, const char **why);

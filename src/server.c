@@ -696,6 +696,8 @@ static void check_head(struct request *r, const char *version)
         fail(r, 503, "overloaded", "too many client connections", true);
     } else if (h.bytes > cfg->max_header_bytes) {
         fail(r, 431, "headers_too_large", "the request header block is over the limit", true);
+    } else if (!http_is_token(r->method, strlen(r->method))) {
+        fail(r, 400, "bad_request", "malformed method", true);
     } else if (strcmp(r->method, "CONNECT") == 0) {
         static const char allow[] = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
         header_list_add(&r->extra, "Allow", 5, allow, sizeof allow - 1);

@@ -302,6 +302,12 @@ START_TEST(dot_segments_and_bad_targets)
     assert_bad_target("svc/x");
     assert_bad_target("*");
     assert_bad_target("/../svc/x");
+    /* dot segments behind ';' path parameters: Tomcat-family upstreams resolve them */
+    assert_bad_target("/svc/..;/admin");
+    assert_bad_target("/svc/%2e%2e;x/admin");
+    assert_bad_target("/svc/a/..;x/b");
+    assert_bad_target("/svc/.;a/x");
+    assert_bad_target("/svc/..%3Bx/admin");
     ck_assert_int_eq(stub_count(&stub), 0);
 }
 END_TEST
@@ -335,6 +341,14 @@ START_TEST(bad_headers_and_framing)
     assert_raw_request_error("POST /svc/x HTTP/1.1\r\nHost: h\r\n"
                              "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
                              400, "bad_request");
+    /* A method that is not an RFC 9110 token would reach the upstream as a malformed
+     * request line. */
+    assert_raw_request_error("GET\tX /svc/x HTTP/1.1\r\nHost: h\r\n\r\n", 400, "bad_request");
+    assert_raw_request_error("G@T:X /svc/x HTTP/1.1\r\nHost: h\r\n\r\n", 400, "bad_request");
+    assert_raw_request_error("GE(T) /svc/x HTTP/1.1\r\nHost: h\r\n\r\n", 400, "bad_request");
+    assert_raw_request_error("G\x7fT /svc/x HTTP/1.1\r\nHost: h\r\n\r\n", 400, "bad_request");
+    assert_raw_request_error("G\xc3\xa9T /svc/x HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+                             "bad_request");
     ck_assert_int_eq(stub_count(&stub), 0);
 }
 END_TEST
