@@ -253,6 +253,79 @@ bool http_list_has_token(const char *list, const char *token)
     return false;
 }
 
+/* Case-insensitive order of two byte strings (the tokens' sort and search order). */
+static int compare_ci(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = strncasecmp(a, b, alen < blen ? alen : blen);
+    if (c != 0)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+static int token_order(const void *a, const void *b)
+{
+    const struct http_token *x = a, *y = b;
+    return compare_ci(x->s, x->len, y->s, y->len);
+}
+
+int http_tokens_split(struct http_tokens *t, const char *list)
+{
+    size_t cap = 0;
+    *t = (struct http_tokens){0};
+    for (const char *p = list; p != NULL && *p != '\0';) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *start = p;
+        while (*p != '\0' && *p != ',')
+            p++;
+        const char *end = p;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if (end == start)
+            continue;
+        if (t->n == cap) {
+            cap = cap ? cap * 2 : 8;
+            struct http_token *items = realloc(t->items, cap * sizeof *items);
+            if (items == NULL) {
+                http_tokens_free(t);
+                return -1;
+            }
+            t->items = items;
+        }
+        t->items[t->n++] = (struct http_token){start, (size_t)(end - start)};
+    }
+    if (t->n > 1)
+        qsort(t->items, t->n, sizeof *t->items, token_order);
+    return 0;
+}
+
+bool http_tokens_has(const struct http_tokens *t, const char *name, size_t len)
+{
+    if (t == NULL || len == 0)
+        return false;
+    size_t lo = 0, hi = t->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->compares != NULL)
+            (*t->compares)++;
+        int c = compare_ci(name, len, t->items[mid].s, t->items[mid].len);
+        if (c == 0)
+            return true;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return false;
+}
+
+void http_tokens_free(struct http_tokens *t)
+{
+    free(t->items);
+    t->items = NULL;
+    t->n = 0;
+}
+
 static bool has_prefix_ci(const char *s, const char *prefix)
 {
     return strncasecmp(s, prefix, strlen(prefix)) == 0;
@@ -269,7 +342,7 @@ static bool is_hop_by_hop(const char *name)
     return has_prefix_ci(name, "Proxy-");
 }
 
-bool http_request_header_dropped(const char *name, const char *connection)
+bool http_request_header_dropped(const char *name, const struct http_tokens *connection)
 {
     if (name == NULL)
         return true;
@@ -277,16 +350,16 @@ bool http_request_header_dropped(const char *name, const char *connection)
         strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Expect") == 0 ||
         strcasecmp(name, "HTTP2-Settings") == 0 || has_prefix_ci(name, "X-Ahoyd-"))
         return true;
-    return connection != NULL && http_list_has_token(connection, name);
+    return http_tokens_has(connection, name, strlen(name));
 }
 
-bool http_response_header_dropped(const char *name, const char *connection)
+bool http_response_header_dropped(const char *name, const struct http_tokens *connection)
 {
     if (name == NULL)
         return true;
     if (is_hop_by_hop(name) || strcasecmp(name, "Content-Length") == 0)
         return true;
-    return connection != NULL && http_list_has_token(connection, name);
+    return http_tokens_has(connection, name, strlen(name));
 }
 
 /* ---- X-Request-Id ----------------------------------------------------------- */

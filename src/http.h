@@ -49,16 +49,37 @@ bool http_is_token(const char *s, size_t len);
 /* Header value without control characters other than HTAB (obs-text allowed). */
 bool http_header_value_ok(const char *s, size_t len);
 
+/*
+ * The tokens of a Connection value, split once and sorted (case-insensitively), so that
+ * filtering h headers against t tokens costs O((h + t) log t) instead of h * t scans of
+ * the whole list (300 headers against an 8,000-token Connection took 13-17 ms a request).
+ */
+struct http_token {
+    const char *s; /* into the list given to http_tokens_split (not a copy) */
+    size_t len;
+};
+struct http_tokens {
+    struct http_token *items;
+    size_t n;
+    size_t *compares; /* NULL, or counts the comparisons lookups make (tests) */
+};
+/* Split list (NULL = none; it must outlive t) into t (compares NULL). 0, or -1 when out
+ * of memory. */
+int http_tokens_split(struct http_tokens *t, const char *list);
+/* Is name (case-insensitive) one of the tokens? t may be NULL. */
+bool http_tokens_has(const struct http_tokens *t, const char *name, size_t len);
+void http_tokens_free(struct http_tokens *t);
+
 /* Hop-by-hop or otherwise never forwarded request header (SPEC 3.1):
  * Connection, Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade,
- * HTTP2-Settings, Host, Content-Length, Expect, X-Ahoyd-*, and any name listed in the
- * request's Connection header value (connection may be NULL). Case-insensitive. */
-bool http_request_header_dropped(const char *name, const char *connection);
+ * HTTP2-Settings, Host, Content-Length, Expect, X-Ahoyd-*, and any name among the
+ * request's Connection tokens (connection may be NULL). Case-insensitive. */
+bool http_request_header_dropped(const char *name, const struct http_tokens *connection);
 
 /* Response headers never copied back to the client: Connection, Keep-Alive,
  * Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade, Content-Length, and names
- * listed in the response's Connection value. Case-insensitive. */
-bool http_response_header_dropped(const char *name, const char *connection);
+ * among the response's Connection tokens. Case-insensitive. */
+bool http_response_header_dropped(const char *name, const struct http_tokens *connection);
 
 /* Does comma-separated list value contain token (case-insensitive)? */
 bool http_list_has_token(const char *list, const char *token);

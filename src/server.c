@@ -232,16 +232,23 @@ static struct MHD_Response *build_response(struct request *r)
         }
         if (!resp)
             return NULL;
-        /* every Connection line counts (RFC 9110 7.6.1) */
+        /* every Connection line counts (RFC 9110 7.6.1); split once, then one pass */
         char *connection = header_list_join(&up->headers, "Connection");
+        struct http_tokens conn;
+        if (http_tokens_split(&conn, connection) != 0) {
+            free(connection);
+            MHD_destroy_response(resp);
+            return NULL;
+        }
         for (size_t i = 0; i < up->headers.n; i++) {
             const struct header *h = &up->headers.items[i];
-            if (!*h->value || http_response_header_dropped(h->name, connection) ||
+            if (!*h->value || http_response_header_dropped(h->name, &conn) ||
                 strcasecmp(h->name, "X-Request-Id") == 0 ||
                 strncasecmp(h->name, "X-Ahoyd-", 8) == 0)
                 continue;
             MHD_add_response_header(resp, h->name, h->value);
         }
+        http_tokens_free(&conn);
         free(connection);
         char n[16];
         snprintf(n, sizeof n, "%d", r->attempts);
@@ -750,7 +757,6 @@ static void check_head(struct request *r, const char *version)
 
 struct fwd_build {
     struct request *r;
-    const char *connection;
     char **lines;
     size_t n, cap;
     struct strbuf xff, via; /* every X-Forwarded-For and Via line, joined */
@@ -843,15 +849,17 @@ static int build_forward_headers(struct request *r)
     struct fwd_build b = {.r = r};
     const struct service_conf *sc = r->svc->conf;
 
-    /* the headers named in Connection (gathered at intake) are hop-by-hop */
-    b.connection = r->connection;
+    /* the headers named in Connection (gathered at intake) are hop-by-hop: split the
+     * list once, then one pass over the headers */
+    struct http_tokens conn;
+    if (http_tokens_split(&conn, r->connection) != 0)
+        return -1;
     MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, collect_header, &b);
-    /* drop the hop-by-hop ones now that Connection is known */
     size_t j = 0;
     for (size_t i = 0; i < b.n; i++) {
         char *colon = strchr(b.lines[i], ':');
         *colon = '\0';
-        bool drop = http_request_header_dropped(b.lines[i], b.connection);
+        bool drop = http_request_header_dropped(b.lines[i], &conn);
         *colon = ':';
         if (drop)
             free(b.lines[i]);
@@ -859,6 +867,7 @@ static int build_forward_headers(struct request *r)
             b.lines[j++] = b.lines[i];
     }
     b.n = j;
+    http_tokens_free(&conn);
     for (size_t i = 0; i < sc->n_headers; i++)
         fwd_add(&b, fmt_line(sc->headers[i].name, strlen(sc->headers[i].name),
                              sc->headers[i].value, strlen(sc->headers[i].value)));
