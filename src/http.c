@@ -230,6 +230,43 @@ bool http_header_value_ok(const char *s, size_t len)
     return true;
 }
 
+bool http_origin_parse(const char *origin, char *host, size_t cap, int *port)
+{
+    if (origin == NULL || strncasecmp(origin, "http://", 7) != 0 || cap == 0)
+        return false;
+    const char *h = origin + 7, *end;
+    bool bracket = *h == '[';
+    if (bracket) {
+        end = strchr(++h, ']');
+        if (end == NULL)
+            return false;
+    } else {
+        end = h + strcspn(h, ":");
+    }
+    size_t hl = (size_t)(end - h);
+    if (hl == 0 || hl >= cap)
+        return false;
+    for (size_t i = 0; i < hl; i++)
+        if (!is_unreserved((unsigned char)h[i]) && h[i] != ':')
+            return false; /* no userinfo, path, query, escape or space */
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    const char *p = end + (bracket ? 1 : 0);
+    if (*p == '\0') {
+        *port = 80;
+        return true;
+    }
+    if (*p != ':' || p[1] == '\0')
+        return false;
+    long v = 0;
+    for (p++; *p; p++) {
+        if (*p < '0' || *p > '9' || (v = v * 10 + (*p - '0')) > 65535)
+            return false;
+    }
+    *port = (int)v;
+    return true;
+}
+
 bool http_list_has_token(const char *list, const char *token)
 {
     if (list == NULL || token == NULL)

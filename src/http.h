@@ -81,6 +81,13 @@ bool http_request_header_dropped(const char *name, const struct http_tokens *con
  * among the response's Connection tokens. Case-insensitive. */
 bool http_response_header_dropped(const char *name, const struct http_tokens *connection);
 
+/*
+ * An Origin value "http://host[:port]" (RFC 6454) cut into host (brackets of an IPv6
+ * literal removed, at most cap - 1 bytes) and port (80 when absent). False for anything
+ * else: another scheme, "null", a path, userinfo, a bad or missing port after ':'.
+ */
+bool http_origin_parse(const char *origin, char *host, size_t cap, int *port);
+
 /* Does comma-separated list value contain token (case-insensitive)? */
 bool http_list_has_token(const char *list, const char *token);
 

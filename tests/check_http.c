@@ -439,6 +439,53 @@ START_TEST(test_response_headers_dropped)
 }
 END_TEST
 
+START_TEST(test_origin_parse)
+{
+    static const struct {
+        const char *origin, *host;
+        int port; /* -1: refused */
+    } cases[] = {
+        {"http://127.0.0.1:9901", "127.0.0.1", 9901},
+        {"http://localhost", "localhost", 80},
+        {"HTTP://Localhost:1", "Localhost", 1},
+        {"http://[::1]:8080", "::1", 8080},
+        {"http://[::1]", "::1", 80},
+        {"http://a.example:65535", "a.example", 65535},
+        {"null", NULL, -1},
+        {"", NULL, -1},
+        {"https://127.0.0.1:9901", NULL, -1},
+        {"http://", NULL, -1},
+        {"http://:80", NULL, -1},
+        {"http://127.0.0.1:", NULL, -1},
+        {"http://127.0.0.1:65536", NULL, -1},
+        {"http://127.0.0.1:99999999999999999999", NULL, -1},
+        {"http://127.0.0.1:9x", NULL, -1},
+        {"http://127.0.0.1/", NULL, -1},
+        {"http://127.0.0.1:80/x", NULL, -1},
+        {"http://u@127.0.0.1", NULL, -1},
+        {"http://127.0.0.1 ", NULL, -1},
+        {"http://[::1", NULL, -1},
+        {"http://[::1]x", NULL, -1},
+        {"http://a%41", NULL, -1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char host[64];
+        int port = -1;
+        bool ok = http_origin_parse(cases[i].origin, host, sizeof(host), &port);
+        ck_assert_msg(ok == (cases[i].port >= 0), "'%s': %d", cases[i].origin, ok);
+        if (ok) {
+            ck_assert_str_eq(host, cases[i].host);
+            ck_assert_int_eq(port, cases[i].port);
+        }
+    }
+    char small[4];
+    int port;
+    ck_assert(!http_origin_parse("http://abcd", small, sizeof(small), &port));
+    ck_assert(http_origin_parse("http://abc", small, sizeof(small), &port));
+    ck_assert(!http_origin_parse(NULL, small, sizeof(small), &port));
+}
+END_TEST
+
 /* Connection tokens are split once and looked up by binary search: filtering 300
  * headers against an 8,000-token Connection value makes at most 300 * (log2(8000) + 1)
  * comparisons, where scanning the list for each header compared every token with every
@@ -688,6 +735,7 @@ static Suite *http_suite(void)
     tcase_add_test(tc, test_request_headers_dropped);
     tcase_add_test(tc, test_response_headers_dropped);
     tcase_add_test(tc, test_connection_tokens_split_once);
+    tcase_add_test(tc, test_origin_parse);
     tcase_add_test(tc, test_request_id_ok);
     tcase_add_test(tc, test_request_id_new_format);
     tcase_add_test(tc, test_request_id_new_zero_state);
