@@ -4,7 +4,7 @@
  * The input is a main YAML file. config.c only reads files, so each input is
  * written to <sandbox>/ahoyd.yaml (a private directory made at start-up in
  * $TMPDIR or /tmp, which also holds a profile file, an include file and a
- * token file for the layering code to find) and loaded with config_load(),
+ * token file and a UTF-16 one for the layering code to find) and loaded with config_load(),
  * then again with config_dump(). Comment lines "#!NAME=value" at the top of the input become
  * the environment (overrides, placeholders, PYFLY_PROFILES_ACTIVE,
  * AHOYD_INCLUDE); YAML ignores them.
@@ -31,20 +31,26 @@
 
 static char main_path[300];
 
-static void put_file(const char *name, const char *text)
+static void put_bytes(const char *name, const void *bytes, size_t n)
 {
     char p[300];
     snprintf(p, sizeof(p), "%s/%s", ahoyd_fuzz_sandbox_dir, name);
     FILE *f = fopen(p, "wb");
-    if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0) {
+    if (f == NULL || fwrite(bytes, 1, n, f) != n || fclose(f) != 0) {
         perror(p);
         abort();
     }
 }
 
+static void put_file(const char *name, const char *text)
+{
+    put_bytes(name, text, strlen(text));
+}
+
 static void remove_sandbox(void)
 {
-    static const char *const names[] = {"ahoyd.yaml", "ahoyd-dev.yaml", "extra.yaml", "token"};
+    static const char *const names[] = {"ahoyd.yaml", "ahoyd-dev.yaml", "extra.yaml", "token",
+                                        "token-utf16"};
     char p[300];
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         snprintf(p, sizeof(p), "%s/%s", ahoyd_fuzz_sandbox_dir, names[i]);
@@ -76,6 +82,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                            "          - http://[::1]:9010\n"
                            "          - {url: http://h:1, weight: 3}\n");
     put_file("token", "s3cret-token\n");
+    put_bytes("token-utf16", "s\0e\0c\0r\0e\0t\0\n\0", 14); /* a NUL byte: refused */
     return 0;
 }
 

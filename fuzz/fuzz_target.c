@@ -59,10 +59,12 @@ static void check(bool ok, const char *what)
     }
 }
 
-/* Independent decoder: does any decoded piece between '/' or '\' equal "." or ".."? */
+/* Independent decoder: does any decoded piece between '/' or '\' equal "." or "..",
+ * also once its ';' parameters are dropped ("..;x")? */
 static bool has_dot_piece(const char *path, size_t len)
 {
     size_t piece = 0, dots = 0;
+    bool params = false;
     for (size_t i = 0; i <= len; i++) {
         int c = '/';
         if (i < len) {
@@ -80,6 +82,9 @@ static bool has_dot_piece(const char *path, size_t len)
             if (piece > 0 && piece == dots && dots <= 2)
                 return true;
             piece = dots = 0;
+            params = false;
+        } else if (c == ';' || params) {
+            params = true;
         } else {
             piece++;
             dots += c == '.';

@@ -21,6 +21,7 @@
  * retired: it finishes sending its answers (with Connection: close) and is
  * stopped after the MHD_run() in progress, within RETIRE_MAX_MS.
  */
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@
 #include <microhttpd.h>
 
 #include "admin.h"
+#include "http.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -56,6 +58,8 @@ struct admin {
     dev_t unix_dev;
     ino_t unix_ino;
     char *token; /* NULL = no Authorization required */
+    struct sockaddr_storage own; /* the listener's bound address (AF_UNIX for a socket file) */
+    int own_port;
     struct admin_hooks hooks;
     int in_run;    /* inside MHD_run(): handlers may be on the stack */
     bool retiring; /* admin_stop() was called from a handler */
@@ -352,6 +356,64 @@ static bool authorized(const struct admin *a, struct MHD_Connection *c)
     return token_equal(a->token, h);
 }
 
+/* ---- origin of a mutating request --------------------------------------------------------- */
+
+/* localhost, 127.0.0.0/8, ::1, or the listener's own (not wildcard) address. */
+static bool host_is_own(const struct admin *a, const char *host)
+{
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (strcasecmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, &v4) == 1) {
+        if ((ntohl(v4.s_addr) >> 24) == 127)
+            return true;
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&a->own;
+        return a->own.ss_family == AF_INET && sin->sin_addr.s_addr != htonl(INADDR_ANY) &&
+               sin->sin_addr.s_addr == v4.s_addr;
+    }
+    if (inet_pton(AF_INET6, host, &v6) == 1) {
+        if (IN6_IS_ADDR_LOOPBACK(&v6))
+            return true;
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->own;
+        return a->own.ss_family == AF_INET6 && !IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr) &&
+               memcmp(&sin6->sin6_addr, &v6, sizeof v6) == 0;
+    }
+    return false;
+}
+
+/* Is the page that sent this request one of the listener's own? http:// and the listener's
+ * port with an own host (an SSH tunnel to the same port keeps working); or, through a
+ * forwarder (a tunnel to another port, a unix socket, which has no port), the very origin
+ * the browser asked for (Origin == Host) when its host is own or a token is required: a
+ * DNS-rebound name is neither. */
+static bool origin_is_own(const struct admin *a, struct MHD_Connection *c, const char *origin)
+{
+    char host[256], req_host[256], authority[300];
+    int port, req_port;
+    if (!http_origin_parse(origin, host, sizeof host, &port))
+        return false; /* "null", https://, a path... */
+    if (a->own.ss_family != AF_UNIX && port == a->own_port && host_is_own(a, host))
+        return true;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    if (!h || snprintf(authority, sizeof authority, "http://%s", h) >= (int)sizeof authority ||
+        !http_origin_parse(authority, req_host, sizeof req_host, &req_port))
+        return false;
+    return strcasecmp(host, req_host) == 0 && port == req_port &&
+           (a->token || host_is_own(a, host));
+}
+
+/* A POST from a web page elsewhere (a plain HTML form needs no script and no CORS) must not
+ * drive the API through the operator's browser. No Origin: judged as before. */
+static bool cross_origin(const struct admin *a, struct MHD_Connection *c)
+{
+    const char *site = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Sec-Fetch-Site");
+    if (site && strcasecmp(site, "cross-site") == 0)
+        return true;
+    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    return origin && !origin_is_own(a, c, origin);
+}
+
 /* ---- MHD ------------------------------------------------------------------------------------ */
 
 static enum MHD_Result dispatch(struct admin *a, struct MHD_Connection *c, const char *url,
@@ -364,6 +426,9 @@ static enum MHD_Result dispatch(struct admin *a, struct MHD_Connection *c, const
         const char *const h[] = {"WWW-Authenticate", "Bearer", NULL};
         return queue_error(a, c, 401, "unauthorized", "a valid bearer token is required", h);
     }
+    if (post && cross_origin(a, c))
+        return queue_error(a, c, 403, "forbidden",
+                           "a mutating request from another origin is refused", NULL);
     if (strcmp(url, "/healthz") == 0) {
         if (!get)
             return not_allowed(a, c, "GET, HEAD");
@@ -509,6 +574,13 @@ struct admin *admin_start(struct loop *loop, const struct listen_addr *la, const
     a->listen_fd = server_listen_socket(la, a->bound, sizeof a->bound);
     if (a->listen_fd < 0)
         goto fail;
+    socklen_t own_len = sizeof a->own;
+    if (getsockname(a->listen_fd, (struct sockaddr *)&a->own, &own_len) != 0)
+        a->own.ss_family = AF_UNIX; /* unknown: only Origin == Host can be own */
+    if (a->own.ss_family == AF_INET)
+        a->own_port = ntohs(((struct sockaddr_in *)&a->own)->sin_port);
+    else if (a->own.ss_family == AF_INET6)
+        a->own_port = ntohs(((struct sockaddr_in6 *)&a->own)->sin6_port);
     if (la->kind == LISTEN_UNIX) {
         struct stat st;
         if (lstat(la->path, &st) == 0) {

@@ -2796,21 +2796,25 @@ static void conv_admin_token(struct ctx *c, struct config *cfg, struct node *aho
         cfg->admin_token = xstrdup(tok);
     } else if (file[0] != '\0') {
         FILE *f = fopen(file, "rb");
-        char buf[MAX_TOKEN_FILE_BYTES + 1];
+        char buf[MAX_TOKEN_FILE_BYTES + 2]; /* one byte more tells a file that is too large */
         size_t len = 0;
         if (f == NULL) {
             err(c, fn, "admin-token-file", "cannot open %s: %s", show(c, file), strerror(errno));
         } else {
-            len = fread(buf, 1, sizeof(buf), f);
+            len = fread(buf, 1, MAX_TOKEN_FILE_BYTES + 1, f);
             fclose(f);
+            bool too_large = len > MAX_TOKEN_FILE_BYTES;
             while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
                                buf[len - 1] == ' ' || buf[len - 1] == '\t'))
                 len--;
             buf[len] = '\0';
-            if (len > MAX_TOKEN_FILE_BYTES)
-                err(c, fn, "admin-token-file", "%s is too large for a token", show(c, file));
+            if (too_large)
+                err(c, fn, "admin-token-file", "token file %s too large (over %d bytes)",
+                    show(c, file), MAX_TOKEN_FILE_BYTES);
             else if (len == 0)
                 err(c, fn, "admin-token-file", "%s is empty", show(c, file));
+            else if (memchr(buf, '\0', len) != NULL) /* e.g. UTF-16: the token would be cut */
+                err(c, fn, "admin-token-file", "%s holds a NUL byte", show(c, file));
             else
                 cfg->admin_token = xstrdup(buf);
         }
@@ -2928,9 +2932,9 @@ static void convert(struct ctx *c, struct config *cfg, const struct items *inc,
     } sizes[] = {
         {"max-request-body", offsetof(struct config, max_request_body), 8u << 20},
         {"max-response-body", offsetof(struct config, max_response_body), 64u << 20},
-        {"max-header-bytes", offsetof(struct config, max_header_bytes), 32u << 10},
+        {"max-header-bytes", offsetof(struct config, max_header_bytes), 16u << 10},
         {"max-response-header-bytes", offsetof(struct config, max_response_header_bytes),
-         32u << 10},
+         16u << 10},
     };
     for (size_t i = 0; i < 4; i++) {
         uint64_t *v = (uint64_t *)((char *)cfg + sizes[i].off);

@@ -67,13 +67,15 @@ static bool is_tchar(unsigned char c)
 /*
  * One raw path segment: decode it and look at the pieces between decoded '/'
  * and '\'. A piece "." or ".." (however it was spelled) could climb out of the
- * base path once some upstream decodes it; control characters have no
- * business in a path and NUL truncates C strings downstream.
+ * base path once some upstream decodes it, and so could one whose ';' path
+ * parameters are dropped (Tomcat and its kin read "..;x" as ".."); control
+ * characters have no business in a path and NUL truncates C strings downstream.
  */
 static bool segment_is_safe(const char *seg, size_t len, const char **why)
 {
-    size_t piece = 0; /* length of the current decoded piece */
-    int dots = 0;     /* how many of its bytes are '.' */
+    size_t piece = 0;    /* length of the current decoded piece, up to a ';' */
+    int dots = 0;        /* how many of those bytes are '.' */
+    bool params = false; /* past a ';' in this piece */
     for (size_t i = 0; i <= len; i++) {
         int c;
         if (i == len) {
@@ -95,8 +97,13 @@ static bool segment_is_safe(const char *seg, size_t len, const char **why)
             }
             piece = 0;
             dots = 0;
+            params = false;
             continue;
         }
+        if (c == ';')
+            params = true;
+        if (params)
+            continue;
         piece++;
         if (c == '.')
             dots++;
@@ -224,6 +231,43 @@ bool http_header_value_ok(const char *s, size_t len)
     return true;
 }
 
+bool http_origin_parse(const char *origin, char *host, size_t cap, int *port)
+{
+    if (origin == NULL || strncasecmp(origin, "http://", 7) != 0 || cap == 0)
+        return false;
+    const char *h = origin + 7, *end;
+    bool bracket = *h == '[';
+    if (bracket) {
+        end = strchr(++h, ']');
+        if (end == NULL)
+            return false;
+    } else {
+        end = h + strcspn(h, ":");
+    }
+    size_t hl = (size_t)(end - h);
+    if (hl == 0 || hl >= cap)
+        return false;
+    for (size_t i = 0; i < hl; i++)
+        if (!is_unreserved((unsigned char)h[i]) && h[i] != ':')
+            return false; /* no userinfo, path, query, escape or space */
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    const char *p = end + (bracket ? 1 : 0);
+    if (*p == '\0') {
+        *port = 80;
+        return true;
+    }
+    if (*p != ':' || p[1] == '\0')
+        return false;
+    long v = 0;
+    for (p++; *p; p++) {
+        if (*p < '0' || *p > '9' || (v = v * 10 + (*p - '0')) > 65535)
+            return false;
+    }
+    *port = (int)v;
+    return true;
+}
+
 bool http_list_has_token(const char *list, const char *token)
 {
     if (!list || !token)
@@ -247,6 +291,79 @@ bool http_list_has_token(const char *list, const char *token)
     return false;
 }
 
+/* Case-insensitive order of two byte strings (the tokens' sort and search order). */
+static int compare_ci(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = strncasecmp(a, b, alen < blen ? alen : blen);
+    if (c != 0)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+static int token_order(const void *a, const void *b)
+{
+    const struct http_token *x = a, *y = b;
+    return compare_ci(x->s, x->len, y->s, y->len);
+}
+
+int http_tokens_split(struct http_tokens *t, const char *list)
+{
+    size_t cap = 0;
+    *t = (struct http_tokens){0};
+    for (const char *p = list; p != NULL && *p != '\0';) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *start = p;
+        while (*p != '\0' && *p != ',')
+            p++;
+        const char *end = p;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if (end == start)
+            continue;
+        if (t->n == cap) {
+            cap = cap ? cap * 2 : 8;
+            struct http_token *items = realloc(t->items, cap * sizeof *items);
+            if (items == NULL) {
+                http_tokens_free(t);
+                return -1;
+            }
+            t->items = items;
+        }
+        t->items[t->n++] = (struct http_token){start, (size_t)(end - start)};
+    }
+    if (t->n > 1)
+        qsort(t->items, t->n, sizeof *t->items, token_order);
+    return 0;
+}
+
+bool http_tokens_has(const struct http_tokens *t, const char *name, size_t len)
+{
+    if (t == NULL || len == 0)
+        return false;
+    size_t lo = 0, hi = t->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->compares != NULL)
+            (*t->compares)++;
+        int c = compare_ci(name, len, t->items[mid].s, t->items[mid].len);
+        if (c == 0)
+            return true;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return false;
+}
+
+void http_tokens_free(struct http_tokens *t)
+{
+    free(t->items);
+    t->items = NULL;
+    t->n = 0;
+}
+
 static bool has_prefix_ci(const char *s, const char *prefix)
 {
     return strncasecmp(s, prefix, strlen(prefix)) == 0;
@@ -263,24 +380,24 @@ static bool is_hop_by_hop(const char *name)
     return has_prefix_ci(name, "Proxy-");
 }
 
-bool http_request_header_dropped(const char *name, const char *connection)
+bool http_request_header_dropped(const char *name, const struct http_tokens *connection)
 {
     if (!name)
         return true;
     if (is_hop_by_hop(name) || strcasecmp(name, "Host") == 0 ||
         strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Expect") == 0 ||
-        has_prefix_ci(name, "X-Ahoyd-"))
+        strcasecmp(name, "HTTP2-Settings") == 0 || has_prefix_ci(name, "X-Ahoyd-"))
         return true;
-    return connection && http_list_has_token(connection, name);
+    return http_tokens_has(connection, name, strlen(name));
 }
 
-bool http_response_header_dropped(const char *name, const char *connection)
+bool http_response_header_dropped(const char *name, const struct http_tokens *connection)
 {
     if (!name)
         return true;
     if (is_hop_by_hop(name) || strcasecmp(name, "Content-Length") == 0)
         return true;
-    return connection && http_list_has_token(connection, name);
+    return http_tokens_has(connection, name, strlen(name));
 }
 
 /* ---- X-Request-Id ----------------------------------------------------------- */
@@ -338,28 +455,24 @@ void header_list_add(struct header_list *l, const char *name, size_t name_len, c
     l->n++;
 }
 
-void http_list_append(char **list, const char *value, size_t n)
+void http_list_append(struct strbuf *list, const char *value, size_t n)
 {
-    size_t old = *list ? strlen(*list) : 0;
-    char *l = realloc(*list, old + n + 3);
-    if (!l)
-        return;
-    if (old) {
-        memcpy(l + old, ", ", 2);
-        old += 2;
-    }
-    memcpy(l + old, value, n);
-    l[old + n] = '\0';
-    *list = l;
+    if (list->len)
+        strbuf_add(list, ", ", 2);
+    strbuf_add(list, value, n);
 }
 
 char *header_list_join(const struct header_list *l, const char *name)
 {
-    char *out = NULL;
+    struct strbuf out = {0};
     for (size_t i = 0; i < l->n; i++)
         if (strcasecmp(l->items[i].name, name) == 0)
             http_list_append(&out, l->items[i].value, strlen(l->items[i].value));
-    return out;
+    if (out.failed) {
+        free(out.s);
+        return NULL;
+    }
+    return out.s;
 }
 
 const char *header_list_get(const struct header_list *l, const char *name)

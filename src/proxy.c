@@ -275,13 +275,13 @@ static void attempt_next(struct request *r)
     const struct endpoint_conf *ec = &sc->endpoints[idx];
     const char *server_name =
         ec->tls && sc->tls.server_name && *sc->tls.server_name ? sc->tls.server_name : NULL;
-    char connect_to[600] = "";
-    if (server_name)
-        snprintf(connect_to, sizeof connect_to, "%s:%d:%s:%d", server_name, ec->port, ec->host,
-                 ec->port);
+    char *connect_to = NULL; /* any length: never cut */
+    if (server_name && asprintf(&connect_to, "%s:%d:%s:%d", server_name, ec->port, ec->host,
+                                ec->port) < 0)
+        connect_to = NULL;
     char *url = endpoint_url(ec, server_name, r->upstream_path);
     struct upstream_attempt *a = NULL;
-    if (lines && url) {
+    if (lines && url && (!server_name || connect_to)) {
         size_t j = 0;
         for (size_t i = 0; i < r->n_fwd; i++)
             lines[j++] = r->fwd_headers[i];
@@ -305,10 +305,11 @@ static void attempt_next(struct request *r)
             .max_body = r->rt->cfg->max_response_body,
             .max_header_bytes = r->rt->cfg->max_response_header_bytes,
             .tls = &sc->tls,
-            .connect_to = server_name ? connect_to : NULL,
+            .connect_to = connect_to,
         };
         a = upstream_start(srv->upstream, &req, on_attempt_done, r);
     }
+    free(connect_to);
     free(url);
     if (lines != lines_small)
         free(lines);

@@ -233,16 +233,23 @@ struct MHD_Response *forward_build_response(struct request *r)
         }
         if (!resp)
             return NULL;
-        /* every Connection line counts (RFC 9110 7.6.1) */
+        /* every Connection line counts (RFC 9110 7.6.1); split once, then one pass */
         char *connection = header_list_join(&up->headers, "Connection");
+        struct http_tokens conn;
+        if (http_tokens_split(&conn, connection) != 0) {
+            free(connection);
+            MHD_destroy_response(resp);
+            return NULL;
+        }
         for (size_t i = 0; i < up->headers.n; i++) {
             const struct header *h = &up->headers.items[i];
-            if (!*h->value || http_response_header_dropped(h->name, connection) ||
+            if (!*h->value || http_response_header_dropped(h->name, &conn) ||
                 strcasecmp(h->name, "X-Request-Id") == 0 ||
                 strncasecmp(h->name, "X-Ahoyd-", 8) == 0)
                 continue;
             MHD_add_response_header(resp, h->name, h->value);
         }
+        http_tokens_free(&conn);
         free(connection);
         char n[16];
         snprintf(n, sizeof n, "%d", r->attempts);
@@ -524,8 +531,9 @@ struct head_scan {
     int n_host, n_te, n_cl;
     const char *te, *cl;
     bool cl_conflict;
-    char *connection; /* every Connection line, joined (RFC 9110 7.6.1) */
-    const char *upgrade, *request_id, *idempotency_key, *x_timeout, *x_attempts;
+    struct strbuf connection; /* every Connection line, joined (RFC 9110 7.6.1) */
+    struct strbuf upgrade;    /* every Upgrade line, joined */
+    const char *request_id, *idempotency_key, *x_timeout, *x_attempts;
 };
 
 static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -558,7 +566,7 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
     } else if (strcasecmp(key, "Connection") == 0) {
         http_list_append(&h->connection, value, value_size);
     } else if (strcasecmp(key, "Upgrade") == 0) {
-        h->upgrade = value;
+        http_list_append(&h->upgrade, value, value_size);
     } else if (strcasecmp(key, "X-Request-Id") == 0) {
         h->request_id = value;
     } else if (strcasecmp(key, "Idempotency-Key") == 0) {
@@ -661,7 +669,7 @@ static void check_head(struct request *r, const char *version)
     const char *why = NULL;
 
     MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, scan_header, &h);
-    r->connection = h.connection; /* the request owns it: build_forward_headers uses it */
+    r->connection = h.connection.s; /* the request owns it: build_forward_headers uses it */
     h.bytes += strlen(r->method) + r->target_len + strlen(version) + 4;
     r->head_bytes = h.bytes;
 
@@ -687,6 +695,8 @@ static void check_head(struct request *r, const char *version)
         fail(r, 503, "overloaded", "too many client connections", true);
     } else if (h.bytes > cfg->max_header_bytes) {
         fail(r, 431, "headers_too_large", "the request header block is over the limit", true);
+    } else if (!http_is_token(r->method, strlen(r->method))) {
+        fail(r, 400, "bad_request", "malformed method", true);
     } else if (strcmp(r->method, "CONNECT") == 0) {
         static const char allow[] = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
         header_list_add(&r->extra, "Allow", 5, allow, sizeof allow - 1);
@@ -707,11 +717,16 @@ static void check_head(struct request *r, const char *version)
              true);
     } else if (h.n_cl && strtoull(h.cl, NULL, 10) > cfg->max_request_body) {
         fail(r, 413, "payload_too_large", "the request body is over the limit", true);
-    } else if (h.upgrade) {
-        fail(r, 501, "not_implemented", "protocol upgrades are not supported", true);
+    } else if (h.connection.failed || h.upgrade.failed) {
+        fail(r, 503, "overloaded", "out of memory", true);
+    } else if (h.upgrade.s && http_list_has_token(h.upgrade.s, "websocket")) {
+        /* other upgrades (h2c from Java's HttpClient, curl --http2) are ignored: Upgrade,
+         * HTTP2-Settings and the Connection tokens naming them are not forwarded */
+        fail(r, 501, "not_implemented", "WebSocket upgrades are not supported yet", true);
     } else {
         route_request(r);
     }
+    free(h.upgrade.s);
     if (r->err_code && r->close)
         return;
     if (r->body_discard)
@@ -734,10 +749,9 @@ static void check_head(struct request *r, const char *version)
 
 struct fwd_build {
     struct request *r;
-    const char *connection;
     char **lines;
     size_t n, cap;
-    char *xff, *via;
+    struct strbuf xff, via; /* every X-Forwarded-For and Via line, joined */
     bool oom;
 };
 
@@ -803,21 +817,41 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
     return MHD_YES;
 }
 
+/* "Name: tail", or "Name: list, tail" after a non-empty list; any length (a fixed buffer
+ * here once cut X-Forwarded-For before ahoyd's own entry). NULL when out of memory. */
+static char *fmt_list_line(const char *name, const char *list, const char *tail)
+{
+    struct strbuf b = {0};
+    strbuf_puts(&b, name);
+    strbuf_add(&b, ": ", 2);
+    if (list && *list) {
+        strbuf_puts(&b, list);
+        strbuf_add(&b, ", ", 2);
+    }
+    strbuf_puts(&b, tail);
+    if (b.failed) {
+        free(b.s);
+        return NULL;
+    }
+    return b.s;
+}
+
 static int build_forward_headers(struct request *r)
 {
     struct fwd_build b = {.r = r};
     const struct service_conf *sc = r->svc->conf;
-    char buf[512];
 
-    /* the headers named in Connection (gathered at intake) are hop-by-hop */
-    b.connection = r->connection;
+    /* the headers named in Connection (gathered at intake) are hop-by-hop: split the
+     * list once, then one pass over the headers */
+    struct http_tokens conn;
+    if (http_tokens_split(&conn, r->connection) != 0)
+        return -1;
     MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, collect_header, &b);
-    /* drop the hop-by-hop ones now that Connection is known */
     size_t j = 0;
     for (size_t i = 0; i < b.n; i++) {
         char *colon = strchr(b.lines[i], ':');
         *colon = '\0';
-        bool drop = http_request_header_dropped(b.lines[i], b.connection);
+        bool drop = http_request_header_dropped(b.lines[i], &conn);
         *colon = ':';
         if (drop)
             free(b.lines[i]);
@@ -825,30 +859,23 @@ static int build_forward_headers(struct request *r)
             b.lines[j++] = b.lines[i];
     }
     b.n = j;
+    http_tokens_free(&conn);
     for (size_t i = 0; i < sc->n_headers; i++)
         fwd_add(&b, fmt_line(sc->headers[i].name, strlen(sc->headers[i].name),
                              sc->headers[i].value, strlen(sc->headers[i].value)));
     if (r->operation && r->body)
         fwd_add(&b, strdup("Content-Type: application/json"));
-    if (r->client_addr[0]) {
-        if (b.xff && *b.xff)
-            snprintf(buf, sizeof buf, "X-Forwarded-For: %s, %s", b.xff, r->client_addr);
-        else
-            snprintf(buf, sizeof buf, "X-Forwarded-For: %s", r->client_addr);
-        fwd_add(&b, strdup(buf));
-    } else if (b.xff && *b.xff) {
-        fwd_add(&b, fmt_line("X-Forwarded-For", 15, b.xff, strlen(b.xff)));
-    }
+    if (b.xff.failed || b.via.failed)
+        b.oom = true;
+    if (r->client_addr[0])
+        fwd_add(&b, fmt_list_line("X-Forwarded-For", b.xff.s, r->client_addr));
+    else if (b.xff.len)
+        fwd_add(&b, fmt_line("X-Forwarded-For", 15, b.xff.s, b.xff.len));
     fwd_add(&b, strdup("X-Forwarded-Proto: http"));
-    if (b.via && *b.via)
-        snprintf(buf, sizeof buf, "Via: %.400s, 1.1 ahoyd", b.via);
-    else
-        snprintf(buf, sizeof buf, "Via: 1.1 ahoyd");
-    fwd_add(&b, strdup(buf));
-    snprintf(buf, sizeof buf, "X-Request-Id: %s", r->request_id);
-    fwd_add(&b, strdup(buf));
-    free(b.xff);
-    free(b.via);
+    fwd_add(&b, fmt_list_line("Via", b.via.s, "1.1 ahoyd"));
+    fwd_add(&b, fmt_line("X-Request-Id", 12, r->request_id, strlen(r->request_id)));
+    free(b.xff.s);
+    free(b.via.s);
     r->fwd_headers = (const char **)b.lines;
     r->n_fwd = b.n;
     return b.oom ? -1 : 0;

@@ -389,19 +389,22 @@ static bool has_header(const char *const *headers, const char *name)
 static struct curl_slist *build_headers(const struct upstream_request *req)
 {
     struct curl_slist *list = NULL, *t;
-    char buf[1024];
     for (size_t i = 0; req->headers && req->headers[i]; i++) {
         const char *h = req->headers[i];
         const char *colon = strchr(h, ':');
         const char *v = colon ? colon + 1 : NULL;
+        char *empty = NULL;
         while (v && (*v == ' ' || *v == '\t'))
             v++;
-        if (colon && v && *v == '\0' && (size_t)(colon - h) < sizeof buf - 2) {
-            /* curl drops "Name:"; "Name;" sends an empty value */
-            snprintf(buf, sizeof buf, "%.*s;", (int)(colon - h), h);
-            h = buf;
+        if (colon && v && *v == '\0') {
+            /* curl drops "Name:"; "Name;" sends an empty value (a name of any length) */
+            if (!(empty = strndup(h, (size_t)(colon - h) + 1)))
+                goto fail;
+            empty[colon - h] = ';';
+            h = empty;
         }
         t = curl_slist_append(list, h);
+        free(empty);
         if (!t)
             goto fail;
         list = t;

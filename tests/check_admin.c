@@ -1165,9 +1165,107 @@ START_TEST(bearer_token)
     j = admin_json(&daemon_proc, "POST", "/v1/reload", good, 200);
     cJSON_Delete(j);
     ck_assert_int_eq(proc_log_count(&daemon_proc, "reloading configuration"), 1);
+    /* the dashboard reached by a name or address of this host: Origin == Host is own where
+     * a token is required (a rebound name cannot present it); another origin is not */
+    char host[64], origin[96];
+    snprintf(host, sizeof(host), "Host: admin.example:%d", daemon_proc.admin_port);
+    snprintf(origin, sizeof(origin), "Origin: http://admin.example:%d", daemon_proc.admin_port);
+    const char *same[] = {good[0], host, origin, NULL};
+    j = admin_json(&daemon_proc, "POST", "/v1/reload", same, 200);
+    cJSON_Delete(j);
+    const char *other[] = {good[0], host, "Origin: http://evil.example", NULL};
+    http_send(daemon_proc.admin_port, "POST", "/v1/reload", other, NULL, 0, &r);
+    assert_admin_error(&r, 403, "forbidden");
+    http_resp_free(&r);
+    ck_assert_int_eq(proc_log_count(&daemon_proc, "reloading configuration"), 2);
 }
 END_TEST
 
+
+/* A POST carrying an Origin other than the admin listener's own, or Sec-Fetch-Site:
+ * cross-site, is 403 forbidden with no side effect: a web page elsewhere cannot drive
+ * the API through the operator's browser (a plain HTML form needs no script). Own is
+ * http:// + the listener's address, localhost or a loopback literal, with its port, or
+ * what the browser asked for through a forwarder (Origin == Host, on a loopback host). */
+START_TEST(origin_of_mutating_requests)
+{
+    struct http_resp r;
+    char own[12][128], foreign[16][128];
+    int port, n_own = 0, n_foreign = 0;
+
+    start_svc(NULL, NULL);
+    port = daemon_proc.admin_port;
+    snprintf(own[n_own++], 128, "Origin: http://127.0.0.1:%d", port);
+    snprintf(own[n_own++], 128, "Origin: http://localhost:%d", port);
+    snprintf(own[n_own++], 128, "Origin: http://LOCALHOST:%d", port);
+    snprintf(own[n_own++], 128, "Origin: http://127.8.9.10:%d", port);
+    snprintf(own[n_own++], 128, "Origin: http://[::1]:%d", port);
+    snprintf(own[n_own++], 128, "Sec-Fetch-Site: same-origin");
+    snprintf(own[n_own++], 128, "Sec-Fetch-Site: none");
+    snprintf(foreign[n_foreign++], 128, "Origin: null");
+    snprintf(foreign[n_foreign++], 128, "Origin: http://evil.example");
+    snprintf(foreign[n_foreign++], 128, "Origin: http://evil.example:%d", port);
+    snprintf(foreign[n_foreign++], 128, "Origin: http://127.0.0.1:%d", port == 1 ? 2 : 1);
+    snprintf(foreign[n_foreign++], 128, "Origin: http://localhost:%d", port + 1);
+    snprintf(foreign[n_foreign++], 128, "Origin: http://127.0.0.1");
+    snprintf(foreign[n_foreign++], 128, "Origin: https://127.0.0.1:%d", port);
+    snprintf(foreign[n_foreign++], 128, "Origin: http://127.0.0.1:%d/x", port);
+    snprintf(foreign[n_foreign++], 128, "Origin: http://a@127.0.0.1:%d", port);
+    snprintf(foreign[n_foreign++], 128, "Origin: http://10.0.0.1:%d", port);
+    snprintf(foreign[n_foreign++], 128, "Origin: http://0.0.0.0:%d", port);
+    snprintf(foreign[n_foreign++], 128, "Origin: file://");
+    snprintf(foreign[n_foreign++], 128, "Sec-Fetch-Site: cross-site");
+    snprintf(foreign[n_foreign++], 128, "Sec-Fetch-Site: Cross-Site");
+
+    for (int i = 0; i < n_foreign; i++) {
+        const char *h[] = {foreign[i], NULL};
+        http_send(port, "POST", "/v1/reload", h, NULL, 0, &r);
+        ck_assert_msg(r.status == 403, "reload with '%s': %ld", foreign[i], r.status);
+        assert_admin_error(&r, 403, "forbidden");
+        http_resp_free(&r);
+        http_send(port, "POST", "/v1/services/svc/endpoints/0/reset", h, NULL, 0, &r);
+        ck_assert_msg(r.status == 403, "reset with '%s': %ld", foreign[i], r.status);
+        http_resp_free(&r);
+    }
+    /* DNS rebinding: the browser asked for evil.example, which now points here */
+    {
+        char host[64], origin[96];
+        snprintf(host, sizeof(host), "Host: evil.example:%d", port);
+        snprintf(origin, sizeof(origin), "Origin: http://evil.example:%d", port);
+        const char *h[] = {host, origin, NULL};
+        http_send(port, "POST", "/v1/reload", h, NULL, 0, &r);
+        assert_admin_error(&r, 403, "forbidden");
+        http_resp_free(&r);
+    }
+    ck_assert_int_eq(proc_log_count(&daemon_proc, "reloading configuration"), 0);
+    ck_assert_int_eq(proc_log_count(&daemon_proc, "circuit breaker reset"), 0);
+    /* reads are not judged by their origin */
+    {
+        const char *h[] = {"Origin: http://evil.example", "Sec-Fetch-Site: cross-site", NULL};
+        cJSON *j = admin_json(&daemon_proc, "GET", "/healthz", h, 200);
+        cJSON_Delete(j);
+    }
+
+    int reloads = 0;
+    for (int i = 0; i < n_own; i++) {
+        const char *h[] = {own[i], NULL};
+        cJSON *j = admin_json(&daemon_proc, "POST", "/v1/reload", h, 200);
+        cJSON_Delete(j);
+        reloads++;
+    }
+    /* through a forwarder on another local port (an SSH tunnel): Origin == Host */
+    {
+        const char *h[] = {"Host: 127.0.0.1:3000", "Origin: http://127.0.0.1:3000", NULL};
+        cJSON *j = admin_json(&daemon_proc, "POST", "/v1/reload", h, 200);
+        cJSON_Delete(j);
+        reloads++;
+    }
+    /* no Origin: as before */
+    cJSON *j = admin_json(&daemon_proc, "POST", "/v1/services/svc/endpoints/0/reset", NULL, 200);
+    cJSON_Delete(j);
+    ck_assert_int_eq(proc_log_count(&daemon_proc, "reloading configuration"), reloads);
+}
+END_TEST
 /* ---- metric values follow traffic --------------------------------------------------------- */
 
 START_TEST(metrics_follow_traffic)
@@ -1611,6 +1709,7 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, routes_and_fields);
     tcase_add_test(tc, not_on_the_proxy_port);
     tcase_add_test(tc, bearer_token);
+    tcase_add_test(tc, origin_of_mutating_requests);
     tcase_add_test(tc, metrics_follow_traffic);
     tcase_add_test(tc, half_open_by_timer);
     tcase_add_test(tc, reload_via_api);

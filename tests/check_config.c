@@ -241,8 +241,8 @@ START_TEST(minimal_defaults)
     ck_assert_int_eq(cfg->workers, 1);
     ck_assert_uint_eq(cfg->max_request_body, 8u << 20);
     ck_assert_uint_eq(cfg->max_response_body, 64u << 20);
-    ck_assert_uint_eq(cfg->max_header_bytes, 32u << 10);
-    ck_assert_uint_eq(cfg->max_response_header_bytes, 32u << 10);
+    ck_assert_uint_eq(cfg->max_header_bytes, 16u << 10);
+    ck_assert_uint_eq(cfg->max_response_header_bytes, 16u << 10);
     ck_assert_int_eq(cfg->request_timeout_ms, 30000);
     ck_assert_int_eq(cfg->idle_timeout_ms, 60000);
     ck_assert_int_eq(cfg->shutdown_timeout_ms, 10000);
@@ -714,6 +714,96 @@ START_TEST(syntax_error_other_files_checked)
 }
 END_TEST
 
+
+static void put_bytes(const char *rel, const void *bytes, size_t n)
+{
+    FILE *f = fopen(tp(rel), "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(bytes, 1, n, f), n);
+    fclose(f);
+}
+
+/* admin-token-file holding a NUL byte (UTF-16 text, a leading NUL) or nothing once its
+ * final newline is dropped is an error, as is a file over 4096 bytes, reported at the key
+ * (the file is read into a C string: "l\0o\0n\0g" once gave the token "l", a leading NUL an
+ * empty token that any "Bearer " passed, and 4097 bytes a one-byte stack overflow). */
+START_TEST(admin_token_file_contents)
+{
+    static const struct {
+        const char *name;
+        const char *bytes;
+        size_t n;
+        const char *error; /* NULL: loads, with the token "long" */
+    } cases[] = {
+        {"utf16.token", "l\0o\0n\0g\0\n\0", 10, "holds a NUL byte"},
+        {"lead-nul.token", "\0long\n", 6, "holds a NUL byte"},
+        {"mid-nul.token", "lo\0ng", 5, "holds a NUL byte"},
+        {"only-nul.token", "\0", 1, "holds a NUL byte"},
+        {"newline.token", "\n", 1, "is empty"},
+        {"empty.token", "", 0, "is empty"},
+        {"crlf.token", "long\r\n", 6, NULL},
+        {"plain.token", "long", 4, NULL},
+    };
+    struct config_messages m;
+    struct config *cfg;
+    char yaml[700], want[900];
+
+    tmp_make();
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        put_bytes(cases[i].name, cases[i].bytes, cases[i].n);
+        snprintf(yaml, sizeof(yaml), "ahoyd:\n  admin-listen: 0.0.0.0:1\n  admin-token-file: %s\n",
+                 tp(cases[i].name));
+        put("a.yaml", yaml);
+        cfg = load(tp("a.yaml"), &m);
+        if (cases[i].error == NULL) {
+            expect_ok(cfg, &m);
+            ck_assert_str_eq(cfg->admin_token, "long");
+            config_free(cfg);
+        } else {
+            ck_assert_msg(cfg == NULL, "%s loaded (token '%s')", cases[i].name,
+                          cfg ? cfg->admin_token : "");
+            snprintf(want, sizeof(want), "%s:3:21: admin-token-file: %s %s", tp("a.yaml"),
+                     tp(cases[i].name), cases[i].error);
+            const char *w = want;
+            expect_exact(m.errors, m.n_errors, &w, 1, "errors");
+        }
+        config_messages_free(&m);
+    }
+
+    /* 4096 bytes are a token; 4097 (or 100,000) bytes are too large, whatever they hold */
+    static const size_t sizes[] = {4096, 4097, 4098, 100000};
+    char *big = malloc(100000);
+    memset(big, 'a', 100000);
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        put_bytes("big.token", big, sizes[i]);
+        snprintf(yaml, sizeof(yaml), "ahoyd:\n  admin-listen: 0.0.0.0:1\n  admin-token-file: %s\n",
+                 tp("big.token"));
+        put("a.yaml", yaml);
+        cfg = load(tp("a.yaml"), &m);
+        if (sizes[i] == 4096) {
+            expect_ok(cfg, &m);
+            ck_assert_uint_eq(strlen(cfg->admin_token), 4096);
+            config_free(cfg);
+        } else {
+            ck_assert_msg(cfg == NULL, "a %zu-byte token file loaded", sizes[i]);
+            snprintf(want, sizeof(want),
+                     "%s:3:21: admin-token-file: token file %s too large (over 4096 bytes)",
+                     tp("a.yaml"), tp("big.token"));
+            const char *w = want;
+            expect_exact(m.errors, m.n_errors, &w, 1, "errors");
+        }
+        config_messages_free(&m);
+    }
+    /* a 4096-byte token and its newline are one byte too many */
+    big[4096] = '\n';
+    put_bytes("big.token", big, 4097);
+    cfg = load(tp("a.yaml"), &m);
+    ck_assert_ptr_null(cfg);
+    config_messages_free(&m);
+    free(big);
+    tmp_remove();
+}
+END_TEST
 START_TEST(admin_token_rules)
 {
     expect_one_error(DATA "bad-admin-public.yaml",
@@ -1730,6 +1820,7 @@ int main(void)
     tcase_add_test(bad, syntax_error);
     tcase_add_test(bad, syntax_error_other_files_checked);
     tcase_add_test(bad, admin_token_rules);
+    tcase_add_test(bad, admin_token_file_contents);
     tcase_add_test(bad, listen_forms);
     tcase_add_test(bad, workers_range);
     tcase_add_test(bad, anchors_and_merge_keys);

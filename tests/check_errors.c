@@ -164,7 +164,8 @@ START_TEST(response_head_beside_request_head)
     char *big = malloc(30000);
     const char *hdrs[3];
 
-    start_one_service(&stub, &daemon_proc, "max-header-bytes: 32KiB", NULL);
+    start_one_service(&stub, &daemon_proc,
+                      "max-header-bytes: 32KiB\nmax-response-header-bytes: 32KiB", NULL);
     memcpy(big, "X-Big: ", 7);
     memset(big + 7, 'q', 29000);
     big[29007] = '\0';
@@ -301,6 +302,12 @@ START_TEST(dot_segments_and_bad_targets)
     assert_bad_target("svc/x");
     assert_bad_target("*");
     assert_bad_target("/../svc/x");
+    /* dot segments behind ';' path parameters: Tomcat-family upstreams resolve them */
+    assert_bad_target("/svc/..;/admin");
+    assert_bad_target("/svc/%2e%2e;x/admin");
+    assert_bad_target("/svc/a/..;x/b");
+    assert_bad_target("/svc/.;a/x");
+    assert_bad_target("/svc/..%3Bx/admin");
     ck_assert_int_eq(stub_count(&stub), 0);
 }
 END_TEST
@@ -334,6 +341,14 @@ START_TEST(bad_headers_and_framing)
     assert_raw_request_error("POST /svc/x HTTP/1.1\r\nHost: h\r\n"
                              "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
                              400, "bad_request");
+    /* A method that is not an RFC 9110 token would reach the upstream as a malformed
+     * request line. */
+    assert_raw_request_error("GET\tX /svc/x HTTP/1.1\r\nHost: h\r\n\r\n", 400, "bad_request");
+    assert_raw_request_error("G@T:X /svc/x HTTP/1.1\r\nHost: h\r\n\r\n", 400, "bad_request");
+    assert_raw_request_error("GE(T) /svc/x HTTP/1.1\r\nHost: h\r\n\r\n", 400, "bad_request");
+    assert_raw_request_error("G\x7fT /svc/x HTTP/1.1\r\nHost: h\r\n\r\n", 400, "bad_request");
+    assert_raw_request_error("G\xc3\xa9T /svc/x HTTP/1.1\r\nHost: h\r\n\r\n", 400,
+                             "bad_request");
     ck_assert_int_eq(stub_count(&stub), 0);
 }
 END_TEST
@@ -362,6 +377,10 @@ START_TEST(connect_and_upgrade)
     assert_raw_request_error("GET /svc/ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n"
                              "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
                              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+                             501, "not_implemented");
+    /* websocket among other protocols, in any case, on any Upgrade line */
+    assert_raw_request_error("GET /svc/ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n"
+                             "Upgrade: h2c\r\nUpgrade: foo, WebSocket\r\n\r\n",
                              501, "not_implemented");
     ck_assert_int_eq(stub_count(&stub), 0);
 }

@@ -444,6 +444,120 @@ START_TEST(request_headers)
 }
 END_TEST
 
+/* An Upgrade other than websocket (h2c from Java's HttpClient and curl --http2, or an
+ * unknown protocol) is ignored: the request is forwarded as plain HTTP/1.1 without
+ * Upgrade, HTTP2-Settings or the Connection tokens naming them, and the answer is the
+ * upstream's, on a connection that stays open. */
+START_TEST(upgrade_h2c_ignored)
+{
+    static const char *const h2c[] = {
+        "Connection: Upgrade, HTTP2-Settings",
+        "Upgrade: h2c",
+        "HTTP2-Settings: AAEAAEAAAAIAAAABAAMAAABkAAQBAAAAAAUAAEAA",
+        "User-Agent: Java-http-client/17.0.15",
+        NULL,
+    };
+    static const char *const other[] = {
+        "Connection: upgrade",
+        "Upgrade: IRC/6.9, foo",
+        "HTTP2-Settings: AAEAAEAA",
+        NULL,
+    };
+    struct http_client c;
+    struct http_resp r;
+    struct http_req req = {0};
+    char url[96];
+    cJSON *j;
+
+    start_one_service(&stub, &daemon_proc, NULL, NULL);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/svc/h2c?x=1", daemon_proc.port);
+    http_client_init(&c);
+    for (int i = 0; i < 3; i++) {
+        req.url = url;
+        req.headers = h2c;
+        req.method = i == 2 ? "POST" : "GET";
+        req.body = i == 2 ? "{\"a\":1}" : NULL;
+        req.body_len = i == 2 ? 7 : 0;
+        ck_assert_int_eq(http_client_do(&c, &req, &r), 0);
+        ck_assert_msg(r.status == 200, "h2c request %d: status %ld: %s", i, r.status, r.body);
+        ck_assert_int_eq(r.num_connects, i == 0 ? 1 : 0); /* kept alive */
+        ck_assert_ptr_null(http_header(&r, "Upgrade"));
+        j = json_body(&r);
+        ck_assert_ptr_nonnull(j);
+        ck_assert_str_eq(json_str(j, "target"), "/base/h2c?x=1");
+        ck_assert_str_eq(json_str(j, "body"), i == 2 ? "{\"a\":1}" : "");
+        ck_assert_ptr_null(echo_header(j, "Upgrade"));
+        ck_assert_ptr_null(echo_header(j, "HTTP2-Settings"));
+        ck_assert_ptr_null(echo_header(j, "Connection"));
+        ck_assert_str_eq(echo_header(j, "User-Agent"), "Java-http-client/17.0.15");
+        cJSON_Delete(j);
+        http_resp_free(&r);
+    }
+    http_client_free(&c);
+
+    j = echo_of(daemon_proc.port, "GET", "/svc/irc", other, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_null(echo_header(j, "Upgrade"));
+    ck_assert_ptr_null(echo_header(j, "HTTP2-Settings"));
+    ck_assert_ptr_null(echo_header(j, "Connection"));
+    cJSON_Delete(j);
+    http_resp_free(&r);
+    ck_assert_int_eq(stub_count(&stub), 4);
+}
+END_TEST
+
+/* X-Forwarded-For, Via and an empty header are forwarded whole whatever their length
+ * (within max-header-bytes): ahoyd's own entry is always the last one, so an upstream
+ * trusting the right-most hop never takes a forged address (a fixed buffer once cut a
+ * 494-byte X-Forwarded-For before ", 127.0.0.1"). */
+START_TEST(forwarded_headers_any_length)
+{
+    static const size_t lens[] = {494, 500, 1000, 12000};
+    struct http_resp r;
+    cJSON *j;
+
+    start_one_service(&stub, &daemon_proc, "max-header-bytes: 64KiB", NULL);
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        size_t n = lens[i];
+        char *xff = malloc(n + 64), *via = malloc(n + 64), *want = malloc(n + 64);
+        char *empty = malloc(n + 8);
+        const char *hdrs[4] = {xff, via, empty, NULL};
+        const char *got;
+
+        /* "X-Forwarded-For: aaa...a, 6.6.6.6", the value n bytes long */
+        int k = sprintf(xff, "X-Forwarded-For: ");
+        memset(xff + k, 'a', n - 9);
+        strcpy(xff + k + n - 9, ", 6.6.6.6");
+        k = sprintf(via, "Via: ");
+        memset(via + k, 'v', n);
+        via[k + n] = '\0';
+        memset(empty, 'e', n);
+        strcpy(empty + n, "-x;"); /* curl sends "Name;" as an empty "Name:" */
+        j = echo_of(daemon_proc.port, "GET", "/svc/xff", hdrs, NULL, 0, &r);
+        ck_assert_msg(r.status == 200, "%zu bytes: status %ld", n, r.status);
+
+        snprintf(want, n + 64, "%s, 127.0.0.1", xff + strlen("X-Forwarded-For: "));
+        got = echo_header(j, "X-Forwarded-For");
+        ck_assert_msg(got && strcmp(got, want) == 0, "%zu bytes: X-Forwarded-For ends '%s'", n,
+                      got ? got + (strlen(got) > 40 ? strlen(got) - 40 : 0) : "(none)");
+        snprintf(want, n + 64, "%s, 1.1 ahoyd", via + strlen("Via: "));
+        got = echo_header(j, "Via");
+        ck_assert_msg(got && strcmp(got, want) == 0, "%zu bytes: Via ends '%s'", n,
+                      got ? got + (strlen(got) > 40 ? strlen(got) - 40 : 0) : "(none)");
+        empty[n + 2] = '\0'; /* the name, without ';' */
+        got = echo_header(j, empty);
+        ck_assert_msg(got && *got == '\0', "%zu bytes: an empty header with a long name is %s",
+                      n, got ? got : "missing");
+        cJSON_Delete(j);
+        http_resp_free(&r);
+        free(xff);
+        free(via);
+        free(want);
+        free(empty);
+    }
+}
+END_TEST
+
 START_TEST(deadline_header)
 {
     struct http_resp r;
@@ -815,6 +929,8 @@ static Suite *forward_suite(void)
     tcase_add_test(tc, head_keeps_content_length);
     tcase_add_test(tc, base_path_join);
     tcase_add_test(tc, request_headers);
+    tcase_add_test(tc, upgrade_h2c_ignored);
+    tcase_add_test(tc, forwarded_headers_any_length);
     tcase_add_test(tc, deadline_header);
     tcase_add_test(tc, request_id);
     tcase_add_test(tc, upstream_response_unchanged);

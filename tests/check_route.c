@@ -341,6 +341,7 @@ static const struct call_case call_cases[] = {
      "/payments/%3F%23%5B%5D%40%21%24%26%27%28%29%2A%2B%2C%3B%3D%3A%25~._-", NULL},
     {"get_payment", "{\"payment_id\":\"...\"}", 0, "/payments/...", NULL},
     {"get_payment", "{\"payment_id\":\".a\"}", 0, "/payments/.a", NULL},
+    {"get_payment", "{\"payment_id\":\"a;..\"}", 0, "/payments/a%3B..", NULL},
     {"refund", "{\"refund_id\":\"r\",\"payment_id\":\"p\"}", 0, "/payments/p/refunds/r", NULL},
     {"dir", "{}", 0, "/dir/", NULL},
     {"root", NULL, 0, "/", NULL},
@@ -364,6 +365,13 @@ static const struct call_case call_cases[] = {
      "argument 'payment_id': a path value may not hold '.' or '..' between '/' or '\\', or "
      "control characters"},
     {"get_payment", "{\"payment_id\":\"..\\\\x\"}", 400, "invalid_argument",
+     "argument 'payment_id': a path value may not hold '.' or '..' between '/' or '\\', or "
+     "control characters"},
+    /* '..' once its ';' parameters are dropped, as a client's raw target */
+    {"get_payment", "{\"payment_id\":\"..;x\"}", 400, "invalid_argument",
+     "argument 'payment_id': a path value may not hold '.' or '..' between '/' or '\\', or "
+     "control characters"},
+    {"get_payment", "{\"payment_id\":\".;a\"}", 400, "invalid_argument",
      "argument 'payment_id': a path value may not hold '.' or '..' between '/' or '\\', or "
      "control characters"},
     {"get_payment", "{\"payment_id\":\"a\\nb\"}", 400, "invalid_argument",
