@@ -11,7 +11,7 @@
 # saves screenshots in tests/ of the build tree (dashboard*.png).
 #
 # Needs node, /usr/bin/chromium (or $CHROMIUM) and playwright-core, looked for in
-# $AHOYD_NODE_MODULES, then tests/node_modules of the source tree, then
+# $DASHBOARD_NODE_MODULES, then tests/node_modules of the source tree, then
 # /var/cache/ahoyd-ci/node/node_modules. Without them it skips (exit 77), or
 # fails when CI=true. Exit 0 pass, 1 fail, 99 set-up error.
 
@@ -20,8 +20,9 @@
 : "${AHOYD_BIN:=$TOP_BUILDDIR/ahoyd}"
 : "${STUB_BIN:=$TOP_BUILDDIR/tests/stub_upstream}"
 : "${CHROMIUM:=/usr/bin/chromium}"
-# ahoyd reads AHOYD_* variables as configuration overrides: keep only ours out
-unset AHOYD_WORKERS
+# ahoyd reads AHOYD_* variables as configuration overrides: none of the test's reach it
+ahoyd_bin=$AHOYD_BIN
+unset AHOYD_BIN AHOYD_WORKERS
 
 missing() {
     if [ "${CI:-}" = true ]; then
@@ -34,7 +35,7 @@ missing() {
 command -v node >/dev/null 2>&1 || missing "node not found (apt-get install nodejs)"
 [ -x "$CHROMIUM" ] || missing "$CHROMIUM not found (apt-get install chromium)"
 modules=
-for d in ${AHOYD_NODE_MODULES:-} "$TOP_SRCDIR/tests/node_modules" \
+for d in ${DASHBOARD_NODE_MODULES:-} "$TOP_SRCDIR/tests/node_modules" \
     /var/cache/ahoyd-ci/node/node_modules; do
     if [ -f "$d/playwright-core/package.json" ]; then
         modules=$d
@@ -42,8 +43,8 @@ for d in ${AHOYD_NODE_MODULES:-} "$TOP_SRCDIR/tests/node_modules" \
     fi
 done
 [ -n "$modules" ] || missing "playwright-core not found (npm install --prefix /var/cache/ahoyd-ci/node playwright-core)"
-[ -x "$AHOYD_BIN" ] && [ -x "$STUB_BIN" ] || {
-    echo "check_dashboard: $AHOYD_BIN or $STUB_BIN missing" >&2
+[ -x "$ahoyd_bin" ] && [ -x "$STUB_BIN" ] || {
+    echo "check_dashboard: $ahoyd_bin or $STUB_BIN missing" >&2
     exit 99
 }
 
@@ -111,7 +112,7 @@ pyfly:
       billing:
         endpoints: [http://$stub_a, http://$gone]
 EOF
-"$AHOYD_BIN" -c "$tmp/ahoyd.yaml" >"$tmp/ahoyd.log" 2>&1 &
+"$ahoyd_bin" -c "$tmp/ahoyd.yaml" >"$tmp/ahoyd.log" 2>&1 &
 ahoyd_pid=$!
 pids="$pids $ahoyd_pid"
 proxy=$(wait_for "$tmp/ahoyd.log" "proxy listening on") || exit 99
@@ -120,7 +121,7 @@ admin=$(wait_for "$tmp/ahoyd.log" "admin listening on") || exit 99
 shots=$TOP_BUILDDIR/tests
 mkdir -p "$shots"
 t0=$(date +%s)
-AHOYD_NODE_MODULES=$modules CHROMIUM=$CHROMIUM node "$TOP_SRCDIR/tests/dashboard.mjs" \
+DASHBOARD_NODE_MODULES=$modules CHROMIUM=$CHROMIUM node "$TOP_SRCDIR/tests/dashboard.mjs" \
     "http://$proxy" "http://$admin" "http://$stub_b" "$token" "$shots" "$tmp/profile"
 rc=$?
 echo "check_dashboard: browser part took $(($(date +%s) - t0)) s"

@@ -1,13 +1,13 @@
 // dashboard.mjs - the browser half of check_dashboard.sh (see there).
 //
 // node dashboard.mjs PROXY_URL ADMIN_URL FAILING_STUB_URL TOKEN SCREENSHOT_DIR PROFILE_DIR
-// with AHOYD_NODE_MODULES (a node_modules holding playwright-core) and CHROMIUM set.
+// with DASHBOARD_NODE_MODULES (a node_modules holding playwright-core) and CHROMIUM set.
 // Every wait is a bounded poll; exits 0 when every check passed, 1 otherwise.
 import { createRequire } from "node:module";
 import path from "node:path";
 
 const [proxy, admin, failing, token, shots, profile] = process.argv.slice(2);
-const require = createRequire(path.join(process.env.AHOYD_NODE_MODULES, "noop.js"));
+const require = createRequire(path.join(process.env.DASHBOARD_NODE_MODULES, "noop.js"));
 const { chromium } = require("playwright-core");
 
 const auth = { Authorization: "Bearer " + token };
