@@ -42,14 +42,16 @@ for d in ${DASHBOARD_NODE_MODULES:-} "$TOP_SRCDIR/tests/node_modules" \
         break
     fi
 done
-[ -n "$modules" ] || missing "playwright-core not found (npm install --prefix /var/cache/ahoyd-ci/node playwright-core)"
-[ -x "$ahoyd_bin" ] && [ -x "$STUB_BIN" ] || {
+npm_cmd="npm install --prefix /var/cache/ahoyd-ci/node playwright-core"
+[ -n "$modules" ] || missing "playwright-core not found ($npm_cmd)"
+if [ ! -x "$ahoyd_bin" ] || [ ! -x "$STUB_BIN" ]; then
     echo "check_dashboard: $ahoyd_bin or $STUB_BIN missing" >&2
     exit 99
-}
+fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ahoyd-dashboard.XXXXXX") || exit 99
 pids=
+# shellcheck disable=SC2317 # called by the trap
 cleanup() {
     for p in $pids; do kill "$p" 2>/dev/null; done
     for p in $pids; do wait "$p" 2>/dev/null; done
