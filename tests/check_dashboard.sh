@@ -76,13 +76,16 @@ wait_for() {
     cat "$1" >&2
     return 1
 }
-start_stub() { # start_stub NAME: prints host:port
+start_stub() { # start_stub NAME: starts it (in this shell, so cleanup knows its pid)
+    # and sets stub_addr to its host:port
     "$STUB_BIN" --listen 127.0.0.1:0 --name "$1" >"$tmp/$1.out" 2>&1 &
     pids="$pids $!"
-    wait_for "$tmp/$1.out" "stub listening on"
+    stub_addr=$(wait_for "$tmp/$1.out" "stub listening on")
 }
-stub_a=$(start_stub a) || exit 99
-stub_b=$(start_stub b) || exit 99
+start_stub a || exit 99
+stub_a=$stub_addr
+start_stub b || exit 99
+stub_b=$stub_addr
 # a port that refuses connections: a stub's, once it is gone
 "$STUB_BIN" --listen 127.0.0.1:0 --name gone >"$tmp/gone.out" 2>&1 &
 gone_pid=$!
