@@ -1,6 +1,6 @@
 /*
- * admin.c - the admin API on admin-listen (SPEC 6): /healthz, /readyz,
- * /metrics, /v1/services, POST /v1/reload and
+ * admin.c - the admin API on admin-listen (SPEC 6): the dashboard page (/),
+ * /healthz, /readyz, /metrics, /v1/services, POST /v1/reload and
  * POST /v1/services/<s>/endpoints/<i>/reset.
  *
  * A second libmicrohttpd daemon, run like the proxy's (server.c): no thread,
@@ -37,6 +37,7 @@
 
 #include "admin.h"
 #include "http.h"
+#include "dashboard.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -322,6 +323,30 @@ static enum MHD_Result post_reset(struct admin *a, struct MHD_Connection *c, con
     return queue_json(a, c, 200, endpoint_json(s, i, loop_now_ms(a->loop)), NULL);
 }
 
+/* The page holds no data (it reads the API, with the token, like any client), so it is
+ * served without one; it may load nothing from elsewhere and not be framed. */
+static enum MHD_Result get_dashboard(struct admin *a, struct MHD_Connection *c)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        dashboard_html_len, (void *)dashboard_html, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", "text/html; charset=utf-8");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "Content-Security-Policy",
+                            "default-src 'none'; script-src 'unsafe-inline'; "
+                            "style-src 'unsafe-inline'; img-src data:; connect-src 'self'; "
+                            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    if (a->retiring)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ret = MHD_queue_response(c, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
 static enum MHD_Result not_allowed(struct admin *a, struct MHD_Connection *c, const char *allow)
 {
     const char *const h[] = {"Allow", allow, NULL};
@@ -422,6 +447,8 @@ static enum MHD_Result dispatch(struct admin *a, struct MHD_Connection *c, const
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     bool post = strcmp(method, "POST") == 0;
 
+    if (strcmp(url, "/") == 0 && get)
+        return get_dashboard(a, c); /* the page's shell: no data, no token needed */
     if (!authorized(a, c)) {
         const char *const h[] = {"WWW-Authenticate", "Bearer", NULL};
         return queue_error(a, c, 401, "unauthorized", "a valid bearer token is required", h);
@@ -429,6 +456,8 @@ static enum MHD_Result dispatch(struct admin *a, struct MHD_Connection *c, const
     if (post && cross_origin(a, c))
         return queue_error(a, c, 403, "forbidden",
                            "a mutating request from another origin is refused", NULL);
+    if (strcmp(url, "/") == 0)
+        return not_allowed(a, c, "GET, HEAD");
     if (strcmp(url, "/healthz") == 0) {
         if (!get)
             return not_allowed(a, c, "GET, HEAD");

@@ -959,8 +959,8 @@ START_TEST(routes_and_fields)
     ck_assert(json_num(endpoint_of(s, 0), "weight", -1) == 1);
     cJSON_Delete(j);
 
-    /* unknown paths: 404 JSON */
-    static const char *const unknown[] = {"/",
+    /* unknown paths: 404 JSON (/ is the dashboard page, see dashboard_page) */
+    static const char *const unknown[] = {"/index.html",
                                           "/healthz/",
                                           "/metrics/x",
                                           "/v1",
@@ -982,6 +982,7 @@ START_TEST(routes_and_fields)
     } wrong[] = {{"POST", "/healthz", "GET, HEAD"},
                  {"DELETE", "/readyz", "GET, HEAD"},
                  {"POST", "/metrics", "GET, HEAD"},
+                 {"DELETE", "/", "GET, HEAD"},
                  {"PUT", "/v1/services", "GET, HEAD"},
                  {"GET", "/v1/reload", "POST"},
                  {"GET", "/v1/services/pool/endpoints/0/reset", "POST"},
@@ -1266,6 +1267,81 @@ START_TEST(origin_of_mutating_requests)
     ck_assert_int_eq(proc_log_count(&daemon_proc, "reloading configuration"), reloads);
 }
 END_TEST
+/* ---- the dashboard page ------------------------------------------------------------------ */
+
+/* GET / serves the page without the token (it holds no data; its own requests carry the
+ * token), as one self-contained HTML resource; anything else on / needs the token. */
+START_TEST(dashboard_page)
+{
+    struct http_resp r;
+
+    ck_assert_int_eq(stub_start(&stub, "a", NULL), 0);
+    char *yaml = yaml_printf("ahoyd:\n"
+                             "  listen: 127.0.0.1:0\n"
+                             "  admin-listen: 127.0.0.1:0\n"
+                             "  admin-token: s3cret\n"
+                             "  access-log: off\n"
+                             "pyfly:\n"
+                             "  client:\n"
+                             "    services:\n"
+                             "      svc:\n"
+                             "        base-url: http://127.0.0.1:%d\n",
+                             stub.port);
+    start_daemon(&daemon_proc, yaml);
+    free(yaml);
+
+    http_get(daemon_proc.admin_port, "/", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(http_header(&r, "Content-Type"), "text/html; charset=utf-8");
+    ck_assert_ptr_nonnull(strstr(http_header(&r, "Content-Security-Policy"),
+                                 "default-src 'none'"));
+    ck_assert_ptr_nonnull(strstr(http_header(&r, "Content-Security-Policy"),
+                                 "frame-ancestors 'none'"));
+    ck_assert_str_eq(http_header(&r, "X-Content-Type-Options"), "nosniff");
+    ck_assert_ptr_eq(r.body, strstr(r.body, "<!doctype html>"));
+    ck_assert_ptr_nonnull(strstr(r.body, "</html>"));
+    ck_assert_uint_eq(strlen(r.body), r.body_len); /* no NUL sent */
+    /* self-contained: nothing loaded from anywhere, no data of the runtime in it */
+    static const char *const loads[] = {" src=", " href=", "url(", "@import", "<link", "<iframe",
+                                        "127.0.0.1", "ahoyd_build_info{"};
+    for (size_t i = 0; i < sizeof loads / sizeof loads[0]; i++)
+        ck_assert_msg(strstr(r.body, loads[i]) == NULL, "the page contains '%s'", loads[i]);
+    /* it reads the API it is served with */
+    ck_assert_ptr_nonnull(strstr(r.body, "\"/v1/services\""));
+    ck_assert_ptr_nonnull(strstr(r.body, "\"/metrics\""));
+    size_t page_len = r.body_len;
+    http_resp_free(&r);
+
+    http_send(daemon_proc.admin_port, "HEAD", "/", NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.body_len, 0);
+    ck_assert_str_eq(http_header(&r, "Content-Type"), "text/html; charset=utf-8");
+    http_resp_free(&r);
+
+    /* the data and the actions still need the token */
+    http_get(daemon_proc.admin_port, "/v1/services", NULL, &r);
+    assert_admin_error(&r, 401, "unauthorized");
+    http_resp_free(&r);
+    http_send(daemon_proc.admin_port, "POST", "/", NULL, NULL, 0, &r);
+    assert_admin_error(&r, 401, "unauthorized");
+    http_resp_free(&r);
+    const char *good[] = {"Authorization: Bearer s3cret", NULL};
+    http_send(daemon_proc.admin_port, "POST", "/", good, NULL, 0, &r);
+    assert_admin_error(&r, 405, "method_not_allowed");
+    ck_assert_str_eq(http_header(&r, "Allow"), "GET, HEAD");
+    http_resp_free(&r);
+    /* the page with a token is the same page */
+    http_get(daemon_proc.admin_port, "/", good, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.body_len, page_len);
+    http_resp_free(&r);
+    /* only / is the page */
+    http_get(daemon_proc.admin_port, "/index.html", NULL, &r);
+    ck_assert_int_eq(r.status, 401);
+    http_resp_free(&r);
+}
+END_TEST
+
 /* ---- metric values follow traffic --------------------------------------------------------- */
 
 START_TEST(metrics_follow_traffic)
@@ -1710,6 +1786,7 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, not_on_the_proxy_port);
     tcase_add_test(tc, bearer_token);
     tcase_add_test(tc, origin_of_mutating_requests);
+    tcase_add_test(tc, dashboard_page);
     tcase_add_test(tc, metrics_follow_traffic);
     tcase_add_test(tc, half_open_by_timer);
     tcase_add_test(tc, reload_via_api);
