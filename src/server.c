@@ -25,8 +25,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,14 +32,13 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
 
 #include "forward.h"
 #include "http.h"
+#include "listen.h"
 #include "log.h"
 #include "counters.h"
 #include "proxy.h"
@@ -58,124 +55,6 @@
 #define PEER_CLOSED_GRACE_MS 250 /* a half-closed client's request may still be in the buffer */
 
 static void head_timer_arm(struct client_conn *c, bool first);
-
-/* ---- listening socket ----------------------------------------------------------- */
-
-/* A listening TCP socket on sa (nonblocking, close-on-exec, IPv6 only for IPv6);
- * reuseport: in the address's SO_REUSEPORT group, one socket per worker. -1 and errno. */
-static int listen_on(const struct sockaddr *sa, socklen_t len, bool reuseport)
-{
-    int one = 1;
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (reuseport)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (sa->sa_family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(fd, sa, len) != 0 || listen(fd, 1024) != 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    return fd;
-}
-
-static int bind_inet(const struct listen_addr *la, char *bound, size_t cap, bool reuseport)
-{
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    char port[16];
-    snprintf(port, sizeof port, "%d", la->port);
-    int rc = getaddrinfo(la->host, port, &hints, &res);
-    if (rc != 0) {
-        log_error("cannot resolve listen address %s: %s", la->text, gai_strerror(rc));
-        return -1;
-    }
-    int fd = -1;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = listen_on(ai->ai_addr, ai->ai_addrlen, reuseport);
-        if (fd >= 0)
-            break;
-        log_error("cannot listen on %s: %s", la->text, strerror(errno));
-    }
-    freeaddrinfo(res);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    char host[INET6_ADDRSTRLEN] = "?";
-    int p = 0;
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
-        p = ntohs(sin->sin_port);
-        snprintf(bound, cap, "%s:%d", host, p);
-    } else {
-        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
-        p = ntohs(sin6->sin6_port);
-        snprintf(bound, cap, "[%s]:%d", host, p);
-    }
-    return fd;
-}
-
-static int bind_unix(const struct listen_addr *la, char *bound, size_t cap)
-{
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    struct stat st;
-    if (strlen(la->path) >= sizeof sun.sun_path) {
-        log_error("unix socket path too long: %s", la->path);
-        return -1;
-    }
-    strcpy(sun.sun_path, la->path);
-    /* a stale socket from a previous run is replaced; any other file is not */
-    if (lstat(la->path, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(la->path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    if (bind(fd, (struct sockaddr *)&sun, sizeof sun) != 0 || listen(fd, 1024) != 0) {
-        log_error("cannot listen on %s: %s", la->text, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    chmod(la->path, 0660);
-    snprintf(bound, cap, "unix:%s", la->path);
-    return fd;
-}
-
-int server_listen_socket(const struct listen_addr *la, char *bound, size_t cap)
-{
-    return la->kind == LISTEN_UNIX ? bind_unix(la, bound, cap) : bind_inet(la, bound, cap, false);
-}
-
-/* The proxy's listening socket: with workers, an inet one is bound SO_REUSEPORT. */
-static int proxy_listen_socket(const struct server *s, const struct listen_addr *la, char *bound,
-                               size_t cap)
-{
-    return la->kind == LISTEN_UNIX ? bind_unix(la, bound, cap)
-                                   : bind_inet(la, bound, cap, s->reuseport);
-}
-
-/* A further worker's socket for the address fd listens on. An inet address gets a
- * socket of its own in fd's SO_REUSEPORT group, so the kernel spreads new
- * connections evenly over the workers; a unix socket cannot, and is shared (a dup:
- * whichever worker accepts first takes the connection). */
-static int worker_listen_socket(int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
-        return -1;
-    if (ss.ss_family == AF_UNIX)
-        return fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    return listen_on((struct sockaddr *)&ss, sl, true);
-}
 
 /* ---- answering ------------------------------------------------------------------- */
 
@@ -1301,9 +1180,10 @@ int server_start(struct server *s, struct loop *loop, struct upstream *up, struc
     s->upstream = up;
     s->rng = (uint64_t)monotonic_us() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ULL;
     s->reuseport = cfg->workers > 1;
-    int fd = proxy_listen_socket(s, &cfg->listen, bound, sizeof bound);
+    int fd = listen_open(&cfg->listen, s->reuseport, bound, sizeof bound);
     if (fd < 0 || server_serve(s, rt, fd, bound, &s->conns_total_own) != 0)
         return -1;
+    listen_file_note(&s->listeners->file, &cfg->listen);
     log_info("proxy listening on %s", bound);
     return 0;
 }
@@ -1318,7 +1198,7 @@ int server_start_worker(struct server *s, struct loop *loop, struct upstream *up
     s->secondary = true;
     s->rng = first->rng ^ ((uint64_t)(uintptr_t)s * 0x9e3779b97f4a7c15ULL);
     s->reuseport = first->reuseport;
-    int fd = f ? worker_listen_socket(f->fd) : -1;
+    int fd = f ? listen_open_sibling(f->fd) : -1;
     if (fd < 0) {
         log_error("cannot listen on %s for a worker: %s", f ? f->bound : "?", strerror(errno));
         return -1;
@@ -1371,11 +1251,17 @@ int server_prepare_reload(struct server *s, const struct config *cfg, struct lis
         fd = active->fd; /* the new daemon takes over the same socket */
         snprintf(bound, sizeof bound, "%s", active->bound);
     } else {
-        fd = proxy_listen_socket(s, &cfg->listen, bound, sizeof bound);
+        fd = listen_open(&cfg->listen, s->reuseport, bound, sizeof bound);
         if (fd < 0)
             return -1;
     }
-    return prepare_listener(s, cfg, fd, bound, same_address, out);
+    if (prepare_listener(s, cfg, fd, bound, same_address, out) != 0)
+        return -1;
+    if (same_address)
+        (*out)->file = active->file; /* the same socket, so the same file */
+    else
+        listen_file_note(&(*out)->file, &cfg->listen);
+    return 0;
 }
 
 int server_prepare_reload_worker(struct server *s, const struct config *cfg,
@@ -1390,7 +1276,7 @@ int server_prepare_reload_worker(struct server *s, const struct config *cfg,
         return 0;
     if (first_new->same_address)
         fd = active->fd;
-    else if ((fd = worker_listen_socket(first_new->fd)) < 0)
+    else if ((fd = listen_open_sibling(first_new->fd)) < 0)
         return -1;
     return prepare_listener(s, cfg, fd, first_new->bound, first_new->same_address, out);
 }
@@ -1433,12 +1319,12 @@ void server_commit_reload(struct server *s, struct runtime *rt, struct listener 
         else
             server_discard_reload(s, l);
     } else if (l) {
-        const struct config *cur = s->rt->cfg;
+        struct listener *old = s->listeners;
         listener_switch(s, l);
-        if (!l->same_address && cur->listen.kind == LISTEN_UNIX)
-            unlink(cur->listen.path);
-        if (!l->same_address)
+        if (!l->same_address) {
+            listen_file_unlink(&old->file); /* a unix socket's file, the old address's */
             log_info("proxy listening on %s", l->bound);
+        }
     }
     runtime_unref(s->rt);
     s->rt = runtime_ref(rt);
@@ -1450,8 +1336,7 @@ void server_stop_accepting(struct server *s)
     if (!l || l->fd < 0)
         return;
     listener_quiesce(l, true);
-    if (s->rt->cfg->listen.kind == LISTEN_UNIX && !s->secondary)
-        unlink(s->rt->cfg->listen.path);
+    listen_file_unlink(&l->file);
 }
 
 void server_close_idle(struct server *s)
@@ -1497,8 +1382,8 @@ void server_free(struct server *s)
     while (s->listeners) {
         struct listener *l = s->listeners;
         s->listeners = l->next;
-        if (l->fd >= 0 && s->rt && s->rt->cfg->listen.kind == LISTEN_UNIX && !s->secondary)
-            unlink(s->rt->cfg->listen.path);
+        if (l->fd >= 0)
+            listen_file_unlink(&l->file);
         listener_free(l);
     }
     runtime_unref(s->rt);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "listen.h"
 #include "loop.h"
 #include "runtime.h"
 #include "upstream.h"
@@ -28,6 +29,7 @@ struct listener {
     struct loop_timer timer; /* MHD's own timeouts */
     int fd;                  /* listening socket; -1 once quiesced */
     char *bound;             /* "127.0.0.1:8080" as bound (port 0 resolved) */
+    struct listen_file file; /* the unix socket file it bound (the first worker's only) */
     bool kick;               /* a connection was resumed: run MHD before waiting */
     bool same_address;       /* (reload) took over the previous daemon's socket */
     size_t pool_size;        /* MHD's per-connection memory: request and response heads */
@@ -71,9 +73,6 @@ struct server {
 /* Bind cfg->listen and start libmicrohttpd on the loop. Returns 0, or -1 with a
  * message logged. */
 int server_start(struct server *s, struct loop *loop, struct upstream *up, struct runtime *rt);
-/* Bind a listen address (inet or unix); fills bound with the address as bound.
- * Returns the listening fd, or -1 after logging. */
-int server_listen_socket(const struct listen_addr *la, char *bound, size_t cap);
 
 /* Workers (loop.h): a server on a further worker's loop, accepting on a dup of the
  * first server's listening socket and counting connections with it. Called before
