@@ -24,40 +24,10 @@
 
 static void attempt_next(struct request *r);
 
-void request_add_flag(struct request *r, const char *flag)
-{
-    size_t n = strlen(r->flags), k = strlen(flag);
-    /* no duplicates */
-    const char *p = r->flags;
-    while ((p = strstr(p, flag))) {
-        if ((p == r->flags || p[-1] == ',') && (p[k] == ',' || p[k] == '\0'))
-            return;
-        p += k;
-    }
-    if (n + k + 2 > sizeof r->flags)
-        return;
-    if (n)
-        r->flags[n++] = ',';
-    memcpy(r->flags + n, flag, k + 1);
-}
-
-void request_set_error(struct request *r, int status, const char *code, const char *message)
-{
-    if (r->resp) {
-        upstream_response_free(r->resp);
-        free(r->resp);
-        r->resp = NULL;
-    }
-    free(r->err_message);
-    r->status = status;
-    r->err_code = code;
-    r->err_message = strdup(message);
-}
-
 static void respond_error(struct request *r, int status, const char *code, const char *message)
 {
     request_set_error(r, status, code, message);
-    server_respond(r);
+    request_answer(r);
 }
 
 static void call_end(struct request *r)
@@ -74,7 +44,7 @@ static void finish(struct request *r)
     call_end(r);
     if (r->resp) {
         r->status = r->resp->status;
-        server_respond(r);
+        request_answer(r);
         return;
     }
     switch (r->last_outcome.kind) {
@@ -175,10 +145,10 @@ static int64_t retry_after_seconds(struct service_rt *svc, int64_t now)
 
 static void attempt_next(struct request *r)
 {
-    struct server *srv = r->srv;
+    struct request_env *env = r->env;
     struct service_rt *svc = r->svc;
     const struct service_conf *sc = svc->conf;
-    int64_t now = loop_now_ms(srv->loop);
+    int64_t now = loop_now_ms(env->loop);
     int k = r->attempts + 1;
 
     if (r->deadline_ms && now >= r->deadline_ms) {
@@ -212,7 +182,7 @@ static void attempt_next(struct request *r)
         slots[i].previous = (int)i == r->previous;
         slots[i].state = &ep->lb;
     }
-    int idx = balancer_pick(sc->load_balancer, slots, (int)n, k > 1, &srv->rng);
+    int idx = balancer_pick(sc->load_balancer, slots, (int)n, k > 1, &env->rng);
     if (slots != slots_small)
         free(slots);
 
@@ -307,7 +277,7 @@ static void attempt_next(struct request *r)
             .tls = &sc->tls,
             .connect_to = connect_to,
         };
-        a = upstream_start(srv->upstream, &req, on_attempt_done, r);
+        a = upstream_start(env->upstream, &req, on_attempt_done, r);
     }
     free(connect_to);
     free(url);
@@ -346,7 +316,7 @@ static void attempt_settle(struct request *r, const struct outcome *o)
     if (o->kind != OUTCOME_CANCELLED)
         ep->attempts[outcome_label_index(o)]++;
     if (breaker_record(&ep->breaker, ep->policy, &r->ticket, breaker_result_of(o),
-                       loop_now_ms(r->srv->loop), &tr))
+                       loop_now_ms(r->env->loop), &tr))
         endpoint_note_transition(ep, &tr);
     r->current_ep = NULL;
     r->previous = r->current;
@@ -397,7 +367,7 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
         return;
     }
 
-    int64_t now = loop_now_ms(r->srv->loop);
+    int64_t now = loop_now_ms(r->env->loop);
     struct retry_input in = {
         .outcome = oc,
         .attempt = r->attempts,
@@ -410,16 +380,16 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
         .deadline_ms = r->deadline_ms,
     };
     int64_t delay = 0;
-    enum retry_verdict v = retry_decide(rp, &in, &svc->state->budget, &r->srv->rng, &delay);
-    if (v == RETRY_YES && r->srv->drain_deadline_ms &&
-        now + delay >= r->srv->drain_deadline_ms) {
+    enum retry_verdict v = retry_decide(rp, &in, &svc->state->budget, &r->env->rng, &delay);
+    if (v == RETRY_YES && r->env->drain_deadline_ms &&
+        now + delay >= r->env->drain_deadline_ms) {
         v = RETRY_NO_DEADLINE; /* draining: a retry only if it can end before shutdown-timeout */
     }
     if (v == RETRY_YES) {
         log_debug("retrying request %s on service %s in %lld ms (attempt %d: %s)",
                   r->request_id, svc->conf->name, (long long)delay, r->attempts,
                   outcome_label_name(outcome_label_index(&oc)));
-        loop_timer_start(r->srv->loop, &r->backoff_timer, delay);
+        loop_timer_start(r->env->loop, &r->backoff_timer, delay);
         return;
     }
     if (v == RETRY_NO_ATTEMPTS && r->max_attempts > 1)
@@ -434,18 +404,11 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
 void proxy_cancel(struct request *r)
 {
     if (r->attempt) {
-        upstream_cancel(r->srv->upstream, r->attempt);
+        upstream_cancel(r->env->upstream, r->attempt);
         r->attempt = NULL;
         struct outcome o = {.kind = OUTCOME_CANCELLED};
         attempt_settle(r, &o);
     }
-    loop_timer_stop(r->srv->loop, &r->backoff_timer);
+    loop_timer_stop(r->env->loop, &r->backoff_timer);
     call_end(r);
-}
-
-void proxy_release(struct request *r)
-{
-    proxy_cancel(r);
-    free(r->tried);
-    r->tried = NULL;
 }

@@ -40,8 +40,8 @@
 #include "http.h"
 #include "listen.h"
 #include "log.h"
-#include "counters.h"
 #include "proxy.h"
+#include "request.h"
 #include "server.h"
 #include "strbuf.h"
 
@@ -49,135 +49,18 @@
 /* MHD keeps a connection's request head and the response head it writes in one pool,
  * which it zeroes after every request: the pool is the request-header limit plus this
  * room (read buffer, response head). A response head that would not fit is refused
- * with a JSON 502 rather than MHD's silent close (see fits_pool). */
+ * with a JSON 502 rather than MHD's silent close (see forward_fits_pool). */
 #define POOL_ROOM (16 * 1024)
-#define POOL_SLACK (4 * 1024)
+
 #define PEER_CLOSED_GRACE_MS 250 /* a half-closed client's request may still be in the buffer */
 
 static void head_timer_arm(struct client_conn *c, bool first);
 
 /* ---- answering ------------------------------------------------------------------- */
 
-static void request_log(struct request *r)
-{
-    if (r->logged)
-        return;
-    r->logged = true;
-    counters_note_request(r->svc ? &r->svc->state->counters : NULL, r->status,
-                          r->resp ? NULL : r->err_code, loop_now_us(r->srv->loop) - r->start_us);
-    counters_note_worker_request(r->srv->worker);
-    if (!access_log_enabled())
-        return;
-    struct access_entry e = {
-        .request_id = r->request_id[0] ? r->request_id : NULL,
-        .method = r->method,
-        .service = r->svc ? r->svc->conf->name : NULL,
-        .path = r->target,
-        .status = r->status,
-        .attempts = r->attempts,
-        .endpoint = r->last_endpoint,
-        .duration_us = loop_now_us(r->srv->loop) - r->start_us,
-        .upstream_us = r->attempts ? r->upstream_us : -1,
-        .flags = r->flags,
-    };
-    access_log_write(&e);
-}
-
-static ssize_t no_body(void *cls, uint64_t pos, char *buf, size_t max)
-{
-    return MHD_CONTENT_READER_END_OF_STREAM;
-}
-
-static bool is_head(const struct request *r)
-{
-    return r->method && strcmp(r->method, "HEAD") == 0;
-}
-
-struct MHD_Response *forward_build_response(struct request *r)
-{
-    struct MHD_Response *resp;
-    struct upstream_response *up = r->resp;
-
-    if (up) {
-        if (is_head(r) && up->content_length >= 0) {
-            resp = MHD_create_response_from_callback((uint64_t)up->content_length, 4096,
-                                                     no_body, NULL, NULL);
-        } else {
-            resp = MHD_create_response_from_buffer(up->body_len, up->body,
-                                                   MHD_RESPMEM_MUST_FREE);
-            if (resp) {
-                up->body = NULL; /* MHD frees it */
-                up->body_len = up->body_cap = 0;
-            }
-        }
-        if (!resp)
-            return NULL;
-        /* every Connection line counts (RFC 9110 7.6.1); split once, then one pass */
-        char *connection = header_list_join(&up->headers, "Connection");
-        struct http_tokens conn;
-        if (http_tokens_split(&conn, connection) != 0) {
-            free(connection);
-            MHD_destroy_response(resp);
-            return NULL;
-        }
-        for (size_t i = 0; i < up->headers.n; i++) {
-            const struct header *h = &up->headers.items[i];
-            if (!*h->value || http_response_header_dropped(h->name, &conn) ||
-                strcasecmp(h->name, "X-Request-Id") == 0 ||
-                strncasecmp(h->name, "X-Ahoyd-", 8) == 0)
-                continue;
-            MHD_add_response_header(resp, h->name, h->value);
-        }
-        http_tokens_free(&conn);
-        free(connection);
-        char n[16];
-        snprintf(n, sizeof n, "%d", r->attempts);
-        MHD_add_response_header(resp, "X-Ahoyd-Attempts", n);
-        if (r->resp_endpoint)
-            MHD_add_response_header(resp, "X-Ahoyd-Upstream", r->resp_endpoint);
-    } else {
-        size_t len = 0;
-        char *body = http_error_body(r->err_code ? r->err_code : "internal_error",
-                                     r->err_message ? r->err_message : "internal error",
-                                     r->status, r->svc ? r->svc->conf->name : NULL, r->attempts,
-                                     r->request_id, &len);
-        if (!body)
-            return NULL;
-        resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-        if (!resp) {
-            free(body);
-            return NULL;
-        }
-        MHD_add_response_header(resp, "Content-Type", "application/json");
-        if (r->attempts > 0) {
-            char n[16];
-            snprintf(n, sizeof n, "%d", r->attempts);
-            MHD_add_response_header(resp, "X-Ahoyd-Attempts", n);
-            if (r->last_endpoint)
-                MHD_add_response_header(resp, "X-Ahoyd-Upstream", r->last_endpoint);
-        }
-    }
-    for (size_t i = 0; i < r->extra.n; i++)
-        MHD_add_response_header(resp, r->extra.items[i].name, r->extra.items[i].value);
-    if (r->request_id[0])
-        MHD_add_response_header(resp, "X-Request-Id", r->request_id);
-    if (r->close || r->srv->draining)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    return resp;
-}
-
-/* Will the upstream's response head fit beside this request's head in MHD's pool? */
-static bool fits_pool(const struct request *r)
-{
-    size_t n = 256; /* status line, framing and ahoyd's own headers */
-    for (size_t i = 0; i < r->resp->headers.n; i++)
-        n += strlen(r->resp->headers.items[i].name) + strlen(r->resp->headers.items[i].value) + 4;
-    return r->head_bytes + n + POOL_SLACK <= r->lst->pool_size;
-}
-
 static enum MHD_Result queue_answer(struct request *r)
 {
-    if (r->resp && !fits_pool(r))
+    if (r->resp && !forward_fits_pool(r, r->lst->pool_size))
         request_set_error(r, 502, "upstream_response_too_large",
                           "the upstream response head does not fit beside the request's");
     struct MHD_Response *resp = forward_build_response(r);
@@ -201,7 +84,7 @@ static void unlink_suspended(struct request *r)
     r->next_suspended = r->prev_suspended = NULL;
 }
 
-static void resume(struct request *r)
+static void intake_resume(struct request *r)
 {
     if (!r->suspended)
         return;
@@ -213,13 +96,7 @@ static void resume(struct request *r)
     r->lst->kick = true;
 }
 
-void server_respond(struct request *r)
-{
-    r->response_ready = true;
-    resume(r); /* when not suspended, the handler queues it on return */
-}
-
-static int connection_fd(struct MHD_Connection *c)
+static int intake_connection_fd(struct MHD_Connection *c)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -234,7 +111,7 @@ static void client_gone(struct request *r)
     r->status = 499;
     request_add_flag(r, "DC");
     request_log(r);
-    resume(r);
+    intake_resume(r);
 }
 
 /* Every client connection is in our epoll set for EPOLLRDHUP (edge-triggered) from
@@ -256,12 +133,11 @@ static void on_conn_event(void *arg, uint32_t events)
         client_gone(r);
     } else if (!r->received_us && !r->raw_answered) {
         /* incomplete request: what is still in the socket buffer may complete it */
-        loop_timer_start(c->srv->loop, &r->request_timer, PEER_CLOSED_GRACE_MS);
+        loop_timer_start(c->srv->env.loop, &r->request_timer, PEER_CLOSED_GRACE_MS);
     }
 }
 
-/* ---- request-timeout ------------------------------------------------------------ */
-
+/* ---- raw answers and request-timeout -------------------------------------------- */
 
 /* Answer on the socket itself, for the two cases MHD cannot queue: a request-timeout
  * while the handler is not running, and a body that grows over the limit mid-upload
@@ -271,9 +147,9 @@ static void on_conn_event(void *arg, uint32_t events)
 static void raw_answer(struct request *r, int status, const char *code, const char *message,
                        int how)
 {
-    int fd = connection_fd(r->conn);
+    int fd = intake_connection_fd(r->conn);
     if (!r->request_id[0])
-        http_request_id_new(r->request_id, &r->srv->rng);
+        http_request_id_new(r->request_id, &r->env->rng);
     request_set_error(r, status, code, message);
     r->close = true;
     r->raw_answered = true;
@@ -305,7 +181,7 @@ static void on_request_timeout(void *arg)
     if (r->received_us)
         return;
     if (r->client_conn && r->client_conn->peer_closed && !r->raw_answered) {
-        int fd = connection_fd(r->conn);
+        int fd = intake_connection_fd(r->conn);
         if (r->head_checked) {
             r->status = 499;
             request_add_flag(r, "DC");
@@ -317,7 +193,7 @@ static void on_request_timeout(void *arg)
     }
     if (r->raw_answered) {
         /* answered already and the client is still sending: stop listening */
-        int fd = connection_fd(r->conn);
+        int fd = intake_connection_fd(r->conn);
         if (fd >= 0)
             shutdown(fd, SHUT_RDWR);
         return;
@@ -325,13 +201,13 @@ static void on_request_timeout(void *arg)
     raw_answer(r, 408, "request_timeout", "the request was not received in time", SHUT_RDWR);
 }
 
-/* ---- MHD callbacks ------------------------------------------------------------------ */
+/* ---- a request made and completed ------------------------------------------------ */
 
 static void *uri_seen(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     struct listener *l = cls;
     struct server *s = l->srv;
-    struct request *r = calloc(1, sizeof *r);
+    struct request *r = request_new(&s->env, s->rt, uri);
     if (!r)
         return NULL;
     r->srv = s;
@@ -342,50 +218,28 @@ static void *uri_seen(void *cls, const char *uri, struct MHD_Connection *conn)
     if (ci && ci->socket_context) {
         r->client_conn = ci->socket_context;
         r->client_conn->request = r;
-        loop_timer_stop(s->loop, &r->client_conn->head_timer);
+        loop_timer_stop(s->env.loop, &r->client_conn->head_timer);
     }
-    r->rt = runtime_ref(s->rt);
-    r->target_len = strlen(uri);
-    r->target = strdup(uri);
-    r->start_us = loop_now_us(s->loop);
-    r->current = r->previous = -1;
-    r->upstream_us = -1;
     loop_timer_init(&r->request_timer, on_request_timeout, r);
     if (r->rt->cfg->request_timeout_ms > 0)
-        loop_timer_start(s->loop, &r->request_timer, r->rt->cfg->request_timeout_ms);
+        loop_timer_start(s->env.loop, &r->request_timer, r->rt->cfg->request_timeout_ms);
     s->requests++;
     return r;
 }
 
-static void request_free(struct request *r)
+/* MHD is done with r: detach it from its connection and the suspended list, cancel
+ * its call, and free it. */
+static void request_done(struct request *r)
 {
     struct server *s = r->srv;
     if (r->client_conn) {
         r->client_conn->request = NULL;
         head_timer_arm(r->client_conn, false);
     }
-    loop_timer_stop(s->loop, &r->request_timer);
     unlink_suspended(r);
-    proxy_release(r);
-    if (r->resp) {
-        upstream_response_free(r->resp);
-        free(r->resp);
-    }
-    header_list_clear(&r->extra);
-    free(r->extra.items);
-    for (size_t i = 0; i < r->n_fwd; i++)
-        free((char *)r->fwd_headers[i]);
-    free(r->fwd_headers);
-    free(r->err_message);
-    free(r->connection);
-    free(r->upstream_path);
-    free(r->upstream_method);
-    free(r->body);
-    free(r->method);
-    free(r->target);
-    runtime_unref(r->rt);
+    proxy_cancel(r);
     s->requests--;
-    loop_defer_free(s->loop, r);
+    request_free(r);
 }
 
 static void completed(void **con_cls)
@@ -400,8 +254,10 @@ static void completed(void **con_cls)
         request_add_flag(r, "DC");
         request_log(r);
     }
-    request_free(r);
+    request_done(r);
 }
+
+/* ---- head checks and routing ---------------------------------------------------- */
 
 struct head_scan {
     size_t bytes;
@@ -540,6 +396,45 @@ static void route_request(struct request *r)
     }
 }
 
+/* What the head tells the call: its request id (the client's when valid), whether it
+ * has an Idempotency-Key, and the X-Ahoyd-Timeout and X-Ahoyd-Max-Attempts asks. */
+static void take_head_values(struct request *r, const struct head_scan *h)
+{
+    if (h->request_id && http_request_id_ok(h->request_id))
+        snprintf(r->request_id, sizeof r->request_id, "%s", h->request_id);
+    else
+        http_request_id_new(r->request_id, &r->env->rng);
+    r->has_idempotency_key = h->idempotency_key != NULL;
+    if (h->x_timeout) {
+        int64_t ms;
+        if (units_parse_duration(h->x_timeout, &ms) == 0 && ms > 0)
+            r->hdr_timeout_ms = ms;
+    }
+    if (h->x_attempts) {
+        int64_t n;
+        if (units_parse_int(h->x_attempts, 1, 1000, &n) == 0)
+            r->hdr_max_attempts = (int)n;
+    }
+}
+
+/* The client address for X-Forwarded-For ("" for a unix socket client). */
+static void note_client_addr(struct request *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci && ci->client_addr) {
+        const struct sockaddr *sa = ci->client_addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->client_addr,
+                      sizeof r->client_addr);
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->client_addr,
+                      sizeof r->client_addr);
+    }
+}
+
+/* The head checks, in order; the first that fails decides the answer (and whether the
+ * connection closes with it). Then the route. */
 static void check_head(struct request *r, const char *version)
 {
     struct server *s = r->srv;
@@ -548,27 +443,12 @@ static void check_head(struct request *r, const char *version)
     const char *why = NULL;
 
     MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, scan_header, &h);
-    r->connection = h.connection.s; /* the request owns it: build_forward_headers uses it */
+    r->connection = h.connection.s; /* the request owns it: forward_build_headers uses it */
     h.bytes += strlen(r->method) + r->target_len + strlen(version) + 4;
     r->head_bytes = h.bytes;
 
-    if (h.request_id && http_request_id_ok(h.request_id))
-        snprintf(r->request_id, sizeof r->request_id, "%s", h.request_id);
-    else
-        http_request_id_new(r->request_id, &s->rng);
-    r->has_idempotency_key = h.idempotency_key != NULL;
-    if (h.x_timeout) {
-        int64_t ms;
-        if (units_parse_duration(h.x_timeout, &ms) == 0 && ms > 0)
-            r->hdr_timeout_ms = ms;
-    }
-    if (h.x_attempts) {
-        int64_t n;
-        if (units_parse_int(h.x_attempts, 1, 1000, &n) == 0)
-            r->hdr_max_attempts = (int)n;
-    }
-
-    if (s->draining) {
+    take_head_values(r, &h);
+    if (s->env.draining) {
         fail(r, 503, "shutting_down", "ahoyd is shutting down", true);
     } else if (r->client_conn && r->client_conn->over_limit) {
         fail(r, 503, "overloaded", "too many client connections", true);
@@ -610,155 +490,10 @@ static void check_head(struct request *r, const char *version)
         return;
     if (r->body_discard)
         return;
-    /* the client address for X-Forwarded-For */
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (ci && ci->client_addr) {
-        const struct sockaddr *sa = ci->client_addr;
-        if (sa->sa_family == AF_INET)
-            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->client_addr,
-                      sizeof r->client_addr);
-        else if (sa->sa_family == AF_INET6)
-            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->client_addr,
-                      sizeof r->client_addr);
-    }
+    note_client_addr(r);
 }
 
-/* ---- forwarded headers ------------------------------------------------------------- */
-
-struct fwd_build {
-    struct request *r;
-    char **lines;
-    size_t n, cap;
-    struct strbuf xff, via; /* every X-Forwarded-For and Via line, joined */
-    bool oom;
-};
-
-static void fwd_add(struct fwd_build *b, char *line)
-{
-    if (!line) {
-        b->oom = true;
-        return;
-    }
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 32;
-        char **l = realloc(b->lines, cap * sizeof *l);
-        if (!l) {
-            free(line);
-            b->oom = true;
-            return;
-        }
-        b->lines = l;
-        b->cap = cap;
-    }
-    b->lines[b->n++] = line;
-}
-
-static char *fmt_line(const char *name, size_t nl, const char *value, size_t vl)
-{
-    char *s = malloc(nl + vl + 3);
-    if (!s)
-        return NULL;
-    memcpy(s, name, nl);
-    s[nl] = ':';
-    s[nl + 1] = ' ';
-    memcpy(s + nl + 2, value, vl);
-    s[nl + 2 + vl] = '\0';
-    return s;
-}
-
-
-static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                      size_t key_size, const char *value, size_t value_size)
-{
-    struct fwd_build *b = cls;
-    const struct service_conf *sc = b->r->svc->conf;
-    if (!value)
-        value = "";
-    if (strcasecmp(key, "Connection") == 0)
-        return MHD_YES; /* joined beforehand */
-    if (strcasecmp(key, "X-Forwarded-For") == 0) {
-        http_list_append(&b->xff, value, value_size); /* every line, in order */
-        return MHD_YES;
-    }
-    if (strcasecmp(key, "Via") == 0) {
-        http_list_append(&b->via, value, value_size);
-        return MHD_YES;
-    }
-    if (strcasecmp(key, "X-Request-Id") == 0 || strcasecmp(key, "X-Forwarded-Proto") == 0)
-        return MHD_YES;
-    if (b->r->operation && strcasecmp(key, "Content-Type") == 0)
-        return MHD_YES; /* it described the arguments; a named call's body (if any) is JSON */
-    for (size_t i = 0; i < sc->n_headers; i++)
-        if (strcasecmp(key, sc->headers[i].name) == 0)
-            return MHD_YES; /* replaced by the service's value */
-    fwd_add(b, fmt_line(key, key_size, value, value_size));
-    return MHD_YES;
-}
-
-/* "Name: tail", or "Name: list, tail" after a non-empty list; any length (a fixed buffer
- * here once cut X-Forwarded-For before ahoyd's own entry). NULL when out of memory. */
-static char *fmt_list_line(const char *name, const char *list, const char *tail)
-{
-    struct strbuf b = {0};
-    strbuf_puts(&b, name);
-    strbuf_add(&b, ": ", 2);
-    if (list && *list) {
-        strbuf_puts(&b, list);
-        strbuf_add(&b, ", ", 2);
-    }
-    strbuf_puts(&b, tail);
-    if (b.failed) {
-        free(b.s);
-        return NULL;
-    }
-    return b.s;
-}
-
-static int build_forward_headers(struct request *r)
-{
-    struct fwd_build b = {.r = r};
-    const struct service_conf *sc = r->svc->conf;
-
-    /* the headers named in Connection (gathered at intake) are hop-by-hop: split the
-     * list once, then one pass over the headers */
-    struct http_tokens conn;
-    if (http_tokens_split(&conn, r->connection) != 0)
-        return -1;
-    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, collect_header, &b);
-    size_t j = 0;
-    for (size_t i = 0; i < b.n; i++) {
-        char *colon = strchr(b.lines[i], ':');
-        *colon = '\0';
-        bool drop = http_request_header_dropped(b.lines[i], &conn);
-        *colon = ':';
-        if (drop)
-            free(b.lines[i]);
-        else
-            b.lines[j++] = b.lines[i];
-    }
-    b.n = j;
-    http_tokens_free(&conn);
-    for (size_t i = 0; i < sc->n_headers; i++)
-        fwd_add(&b, fmt_line(sc->headers[i].name, strlen(sc->headers[i].name),
-                             sc->headers[i].value, strlen(sc->headers[i].value)));
-    if (r->operation && r->body)
-        fwd_add(&b, strdup("Content-Type: application/json"));
-    if (b.xff.failed || b.via.failed)
-        b.oom = true;
-    if (r->client_addr[0])
-        fwd_add(&b, fmt_list_line("X-Forwarded-For", b.xff.s, r->client_addr));
-    else if (b.xff.len)
-        fwd_add(&b, fmt_line("X-Forwarded-For", 15, b.xff.s, b.xff.len));
-    fwd_add(&b, strdup("X-Forwarded-Proto: http"));
-    fwd_add(&b, fmt_list_line("Via", b.via.s, "1.1 ahoyd"));
-    fwd_add(&b, fmt_line("X-Request-Id", 12, r->request_id, strlen(r->request_id)));
-    free(b.xff.s);
-    free(b.via.s);
-    r->fwd_headers = (const char **)b.lines;
-    r->n_fwd = b.n;
-    return b.oom ? -1 : 0;
-}
+/* ---- the body and the call ------------------------------------------------------ */
 
 /* The whole request is in: build what the call sends and start it. */
 static void start_call(struct request *r)
@@ -771,7 +506,7 @@ static void start_call(struct request *r)
         if (st != 0) {
             request_set_error(r, st, code, msg ? msg : "invalid arguments");
             free(msg);
-            server_respond(r);
+            request_answer(r);
             return;
         }
         free(r->body);
@@ -783,9 +518,9 @@ static void start_call(struct request *r)
         r->upstream_method = strdup(r->method);
         r->upstream_path = strndup(r->parts.rest, r->parts.rest_len + r->parts.query_len);
     }
-    if (!r->upstream_method || !r->upstream_path || build_forward_headers(r) != 0) {
+    if (!r->upstream_method || !r->upstream_path || forward_build_headers(r) != 0) {
         request_set_error(r, 503, "overloaded", "out of memory");
-        server_respond(r);
+        request_answer(r);
         return;
     }
     proxy_begin(r);
@@ -802,6 +537,34 @@ static int body_append(struct request *r, const char *data, size_t n, uint64_t l
     return strbuf_bytes_append(&r->body, &r->body_len, &r->body_cap, data, n, 0);
 }
 
+/* A piece of the body: kept (or counted, when an error is decided) up to
+ * max-request-body; beyond it, 413 on the socket. */
+static void take_body(struct request *r, const char *data, size_t n)
+{
+    if (body_append(r, data, n, r->rt->cfg->max_request_body) != 0) {
+        raw_answer(r, 413, "payload_too_large", "the request body is over the limit", SHUT_WR);
+        /* the lingering drain is bounded by request-timeout, or idle-timeout */
+        if (!loop_timer_active(&r->request_timer))
+            loop_timer_start(r->env->loop, &r->request_timer, 5000);
+    }
+}
+
+/* Wait for the upstream: suspend the connection, and watch the client ourselves. */
+static void suspend_for_call(struct request *r)
+{
+    struct server *s = r->srv;
+    MHD_suspend_connection(r->conn);
+    r->suspended = true;
+    s->calls++;
+    r->next_suspended = s->suspended;
+    if (s->suspended)
+        s->suspended->prev_suspended = r;
+    s->suspended = r;
+    if (r->client_conn && r->client_conn->peer_closed)
+        client_gone(r); /* it half-closed while its request was being read */
+}
+
+/* One handler call of MHD for r (see the top of this file for the sequence). */
 static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
@@ -843,21 +606,14 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn,
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (r->response_ready)
-            return MHD_YES;
-        if (body_append(r, upload_data, n, r->rt->cfg->max_request_body) != 0) {
-            raw_answer(r, 413, "payload_too_large", "the request body is over the limit",
-                       SHUT_WR);
-            /* the lingering drain is bounded by request-timeout, or idle-timeout */
-            if (!loop_timer_active(&r->request_timer))
-                loop_timer_start(s->loop, &r->request_timer, 5000);
-        }
+        if (!r->response_ready)
+            take_body(r, upload_data, n);
         return MHD_YES;
     }
 
     /* the whole request is in */
-    loop_timer_stop(s->loop, &r->request_timer);
-    r->received_us = loop_now_us(s->loop);
+    loop_timer_stop(s->env.loop, &r->request_timer);
+    r->received_us = loop_now_us(s->env.loop);
     if (r->err_code) {
         r->response_ready = true;
         return queue_answer(r);
@@ -866,20 +622,13 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn,
     if (r->response_ready)
         return queue_answer(r);
 
-    /* wait for the upstream: suspend, and watch the client ourselves */
-    MHD_suspend_connection(conn);
-    r->suspended = true;
-    s->calls++;
-    r->next_suspended = s->suspended;
-    if (s->suspended)
-        s->suspended->prev_suspended = r;
-    s->suspended = r;
-    if (r->client_conn && r->client_conn->peer_closed)
-        client_gone(r); /* it half-closed while its request was being read */
+    suspend_for_call(r);
     return MHD_YES;
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+/* ---- MHD's callbacks: each takes the state lock ----------------------------------- */
+
+static void intake_on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     state_enter();
     if (log_enabled(LOG_LEVEL_DEBUG)) {
@@ -891,7 +640,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 /* MHD calls into ahoyd from MHD_run, which runs without the state lock (loop.h). */
-static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+static void *intake_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     state_enter();
     void *r = uri_seen(cls, uri, conn);
@@ -899,11 +648,11 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     return r;
 }
 
-static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+static enum MHD_Result intake_on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls)
 {
-    (void)url; /* decoded: the raw target from on_uri is used */
+    (void)url; /* decoded: the raw target from intake_on_uri is used */
     state_enter();
     enum MHD_Result rc =
         handle_request(cls, conn, method, version, upload_data, upload_data_size, con_cls);
@@ -911,7 +660,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     return rc;
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+static void intake_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)cls;
@@ -922,6 +671,97 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     state_leave();
 }
 
+/* ---- client connections --------------------------------------------------------- */
+
+/* A connection has had no complete request line for too long: a slow drip while the
+ * header block is incomplete (MHD runs no handler before it, so a plain close). */
+static void on_head_timeout(void *arg)
+{
+    struct client_conn *c = arg;
+    int fd = intake_connection_fd(c->conn);
+    if (!c->request && fd >= 0)
+        shutdown(fd, SHUT_RDWR);
+}
+
+/* Arm the head timer of an idle connection: the first request line must arrive within
+ * request-timeout of the accept, a later one within idle-timeout + request-timeout. */
+static void head_timer_arm(struct client_conn *c, bool first)
+{
+    const struct config *cfg = c->srv->rt->cfg;
+    int64_t ms = cfg->request_timeout_ms;
+    if (c->peer_closed) {
+        /* the client has finished sending: whatever it sent is read within the grace */
+        loop_timer_start(c->srv->env.loop, &c->head_timer, PEER_CLOSED_GRACE_MS);
+        return;
+    }
+    if (ms <= 0 || (!first && cfg->idle_timeout_ms <= 0)) {
+        loop_timer_stop(c->srv->env.loop, &c->head_timer);
+        return;
+    }
+    if (!first)
+        ms += cfg->idle_timeout_ms;
+    loop_timer_start(c->srv->env.loop, &c->head_timer, ms);
+}
+
+static void connection_event(void *cls, struct MHD_Connection *conn, void **socket_context,
+                             enum MHD_ConnectionNotificationCode toe)
+{
+    struct listener *l = cls;
+    struct server *s = l->srv;
+    struct client_conn *c = *socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        c = calloc(1, sizeof *c);
+        if (!c)
+            return;
+        c->srv = s;
+        c->conn = conn;
+        c->next = s->conns;
+        if (s->conns)
+            s->conns->prev = c;
+        s->conns = c;
+        s->n_conns++;
+        (*s->conns_total)++;
+        /* decided once, at accept: connections within the limit keep working */
+        c->over_limit = (int64_t)*s->conns_total > s->rt->cfg->max_connections;
+        loop_timer_init(&c->head_timer, on_head_timeout, c);
+        head_timer_arm(c, true);
+        int fd = intake_connection_fd(conn);
+        if (fd >= 0)
+            loop_io_add(s->env.loop, &c->io, fd, EPOLLRDHUP | EPOLLET, on_conn_event, c);
+        *socket_context = c;
+        return;
+    }
+    if (!c)
+        return;
+    /* at its connection limit MHD takes the listen socket out of its epoll set and puts
+     * it back only on its next run: make sure there is one, or the backlog waits */
+    l->kick = true;
+    s->n_conns--;
+    (*s->conns_total)--;
+    loop_timer_stop(s->env.loop, &c->head_timer);
+    loop_io_del(s->env.loop, &c->io);
+    if (c->request)
+        c->request->client_conn = NULL;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    *socket_context = NULL;
+    loop_defer_free(s->env.loop, c); /* an event for its fd may be pending in this batch */
+}
+
+static void intake_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    state_enter(); /* from MHD_run (loop.h) */
+    connection_event(cls, conn, socket_context, toe);
+    state_leave();
+}
+
+/* ---- listeners: one MHD daemon each, on the loop --------------------------------- */
+
 /* Run one daemon. The state lock is let go meanwhile: MHD parses and does socket I/O
  * on its own; its callbacks into ahoyd take the lock back. */
 static void mhd_run(struct listener *l)
@@ -930,8 +770,6 @@ static void mhd_run(struct listener *l)
     MHD_run(l->mhd);
     state_reacquire(depth);
 }
-
-/* ---- listeners: one MHD daemon each, on the loop --------------------------------- */
 
 static void on_listener_io(void *arg, uint32_t events)
 {
@@ -953,8 +791,8 @@ static size_t listener_connections(const struct listener *l)
 static void listener_free(struct listener *l)
 {
     struct server *s = l->srv;
-    loop_io_del(s->loop, &l->io);
-    loop_timer_stop(s->loop, &l->timer);
+    loop_io_del(s->env.loop, &l->io);
+    loop_timer_stop(s->env.loop, &l->timer);
     if (l->mhd)
         MHD_stop_daemon(l->mhd); /* closes the listen socket unless quiesced */
     free(l->bound);
@@ -985,9 +823,9 @@ static int64_t on_prepare(void *arg)
                 if (MHD_get_timeout(l->mhd, &to) != MHD_YES)
                     to = 1000;
             }
-            loop_timer_start(s->loop, &l->timer, (int64_t)to);
+            loop_timer_start(s->env.loop, &l->timer, (int64_t)to);
         } else {
-            loop_timer_stop(s->loop, &l->timer);
+            loop_timer_stop(s->env.loop, &l->timer);
         }
         pp = &l->next;
     }
@@ -995,93 +833,6 @@ static int64_t on_prepare(void *arg)
         if (l->kick)
             return 0; /* a run above asked for another one: do not block */
     return -1;
-}
-
-/* A connection has had no complete request line for too long: a slow drip while the
- * header block is incomplete (MHD runs no handler before it, so a plain close). */
-static void on_head_timeout(void *arg)
-{
-    struct client_conn *c = arg;
-    int fd = connection_fd(c->conn);
-    if (!c->request && fd >= 0)
-        shutdown(fd, SHUT_RDWR);
-}
-
-/* Arm the head timer of an idle connection: the first request line must arrive within
- * request-timeout of the accept, a later one within idle-timeout + request-timeout. */
-static void head_timer_arm(struct client_conn *c, bool first)
-{
-    const struct config *cfg = c->srv->rt->cfg;
-    int64_t ms = cfg->request_timeout_ms;
-    if (c->peer_closed) {
-        /* the client has finished sending: whatever it sent is read within the grace */
-        loop_timer_start(c->srv->loop, &c->head_timer, PEER_CLOSED_GRACE_MS);
-        return;
-    }
-    if (ms <= 0 || (!first && cfg->idle_timeout_ms <= 0)) {
-        loop_timer_stop(c->srv->loop, &c->head_timer);
-        return;
-    }
-    if (!first)
-        ms += cfg->idle_timeout_ms;
-    loop_timer_start(c->srv->loop, &c->head_timer, ms);
-}
-
-static void connection_event(void *cls, struct MHD_Connection *conn, void **socket_context,
-                             enum MHD_ConnectionNotificationCode toe)
-{
-    struct listener *l = cls;
-    struct server *s = l->srv;
-    struct client_conn *c = *socket_context;
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        c = calloc(1, sizeof *c);
-        if (!c)
-            return;
-        c->srv = s;
-        c->conn = conn;
-        c->next = s->conns;
-        if (s->conns)
-            s->conns->prev = c;
-        s->conns = c;
-        s->n_conns++;
-        (*s->conns_total)++;
-        /* decided once, at accept: connections within the limit keep working */
-        c->over_limit = (int64_t)*s->conns_total > s->rt->cfg->max_connections;
-        loop_timer_init(&c->head_timer, on_head_timeout, c);
-        head_timer_arm(c, true);
-        int fd = connection_fd(conn);
-        if (fd >= 0)
-            loop_io_add(s->loop, &c->io, fd, EPOLLRDHUP | EPOLLET, on_conn_event, c);
-        *socket_context = c;
-        return;
-    }
-    if (!c)
-        return;
-    /* at its connection limit MHD takes the listen socket out of its epoll set and puts
-     * it back only on its next run: make sure there is one, or the backlog waits */
-    l->kick = true;
-    s->n_conns--;
-    (*s->conns_total)--;
-    loop_timer_stop(s->loop, &c->head_timer);
-    loop_io_del(s->loop, &c->io);
-    if (c->request)
-        c->request->client_conn = NULL;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    *socket_context = NULL;
-    loop_defer_free(s->loop, c); /* an event for its fd may be pending in this batch */
-}
-
-static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-                          enum MHD_ConnectionNotificationCode toe)
-{
-    state_enter(); /* from MHD_run (loop.h) */
-    connection_event(cls, conn, socket_context, toe);
-    state_leave();
 }
 
 /* Start a daemon on an already listening fd. */
@@ -1100,11 +851,11 @@ static struct listener *listener_start(struct server *s, const struct config *cf
     size_t pool = (size_t)cfg->max_header_bytes + POOL_ROOM;
     l->pool_size = pool;
     struct MHD_OptionItem ops[] = {
-        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, l},
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)intake_on_mhd_log, l},
         {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
-        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, l},
-        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, l},
-        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, l},
+        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)intake_on_uri, l},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)intake_on_completed, l},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)intake_on_connection, l},
         {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)(cfg->max_connections + CONNECTION_RESERVE),
          NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool, NULL},
@@ -1112,7 +863,8 @@ static struct listener *listener_start(struct server *s, const struct config *cf
         {MHD_OPTION_END, 0, NULL},
     };
     l->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0,
-                              NULL, NULL, on_access, l, MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
+                              NULL, NULL, intake_on_access, l, MHD_OPTION_ARRAY, ops,
+                              MHD_OPTION_END);
     const union MHD_DaemonInfo *di =
         l->mhd ? MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
     if (di)
@@ -1133,7 +885,7 @@ static struct listener *listener_start(struct server *s, const struct config *cf
 /* Put a started daemon on its worker's loop (by that worker: it runs it from then on). */
 static void listener_activate(struct listener *l)
 {
-    if (loop_io_add(l->srv->loop, &l->io, l->epoll_fd, EPOLLIN, on_listener_io, l) != 0)
+    if (loop_io_add(l->srv->env.loop, &l->io, l->epoll_fd, EPOLLIN, on_listener_io, l) != 0)
         log_error("cannot watch the HTTP server on %s: %s", l->bound, strerror(errno));
 }
 
@@ -1167,8 +919,19 @@ static int server_serve(struct server *s, struct runtime *rt, int fd, const char
     listener_activate(s->listeners);
     s->conns_total = conns_total;
     s->rt = runtime_ref(rt);
-    loop_set_prepare(s->loop, on_prepare, s);
+    loop_set_prepare(s->env.loop, on_prepare, s);
     return 0;
+}
+
+/* A server's request environment: its loop and upstream, and the intake as the answer
+ * hook (rng and drain state are set apart). */
+static void server_env_init(struct server *s, struct loop *loop, struct upstream *up,
+                            size_t worker)
+{
+    s->env.loop = loop;
+    s->env.upstream = up;
+    s->env.worker = worker;
+    s->env.answer = intake_resume;
 }
 
 int server_start(struct server *s, struct loop *loop, struct upstream *up, struct runtime *rt)
@@ -1176,9 +939,8 @@ int server_start(struct server *s, struct loop *loop, struct upstream *up, struc
     const struct config *cfg = rt->cfg;
     char bound[300];
 
-    s->loop = loop;
-    s->upstream = up;
-    s->rng = (uint64_t)monotonic_us() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ULL;
+    server_env_init(s, loop, up, 0);
+    s->env.rng = (uint64_t)monotonic_us() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ULL;
     s->reuseport = cfg->workers > 1;
     int fd = listen_open(&cfg->listen, s->reuseport, bound, sizeof bound);
     if (fd < 0 || server_serve(s, rt, fd, bound, &s->conns_total_own) != 0)
@@ -1192,11 +954,9 @@ int server_start_worker(struct server *s, struct loop *loop, struct upstream *up
                         struct runtime *rt, struct server *first, size_t index)
 {
     struct listener *f = first->listeners;
-    s->worker = index;
-    s->loop = loop;
-    s->upstream = up;
+    server_env_init(s, loop, up, index);
     s->secondary = true;
-    s->rng = first->rng ^ ((uint64_t)(uintptr_t)s * 0x9e3779b97f4a7c15ULL);
+    s->env.rng = first->env.rng ^ ((uint64_t)(uintptr_t)s * 0x9e3779b97f4a7c15ULL);
     s->reuseport = first->reuseport;
     int fd = f ? listen_open_sibling(f->fd) : -1;
     if (fd < 0) {
@@ -1210,6 +970,8 @@ const char *server_bound(const struct server *s)
 {
     return s->listeners ? s->listeners->bound : "";
 }
+
+/* ---- reload: prepare, commit or discard, the worker switch ------------------------ */
 
 static bool listener_settings_differ(const struct config *a, const struct config *b)
 {
@@ -1314,7 +1076,7 @@ void server_commit_reload(struct server *s, struct runtime *rt, struct listener 
 {
     if (l && s->secondary) {
         /* its daemons are run by its own worker: hand the switch over */
-        if (loop_post(s->loop, on_listener_switch, l) == 0)
+        if (loop_post(s->env.loop, on_listener_switch, l) == 0)
             s->switching = l;
         else
             server_discard_reload(s, l);
@@ -1328,6 +1090,14 @@ void server_commit_reload(struct server *s, struct runtime *rt, struct listener 
     }
     runtime_unref(s->rt);
     s->rt = runtime_ref(rt);
+}
+
+/* ---- drain: stop accepting, close the idle, answer the calls left ------------------- */
+
+void server_set_draining(struct server *s, int64_t deadline_ms)
+{
+    s->env.draining = true;
+    s->env.drain_deadline_ms = deadline_ms;
 }
 
 void server_stop_accepting(struct server *s)
@@ -1344,7 +1114,7 @@ void server_close_idle(struct server *s)
     for (struct client_conn *c = s->conns; c; c = c->next) {
         if (c->request)
             continue;
-        int fd = connection_fd(c->conn);
+        int fd = intake_connection_fd(c->conn);
         if (fd >= 0)
             shutdown(fd, SHUT_RDWR); /* MHD sees the close on its next read */
     }
@@ -1357,13 +1127,15 @@ void server_abort_calls(struct server *s)
         proxy_cancel(r);
         request_set_error(r, 503, "shutting_down", "ahoyd is shutting down");
         r->close = true;
-        server_respond(r); /* unlinks r */
+        request_answer(r); /* unlinks r */
     }
 }
 
+/* ---- the end -------------------------------------------------------------------- */
+
 void server_free(struct server *s)
 {
-    if (!s->loop)
+    if (!s->env.loop)
         return; /* never started */
     if (s->switching) { /* its switch was posted to a worker that stopped first */
         struct listener *l = s->switching;
@@ -1375,7 +1147,7 @@ void server_free(struct server *s)
         struct request *r = s->suspended;
         proxy_cancel(r);
         r->client_gone = true;
-        resume(r);
+        intake_resume(r);
     }
     for (struct listener *l = s->listeners; l; l = l->next)
         mhd_run(l);
