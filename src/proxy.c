@@ -143,30 +143,17 @@ static int64_t retry_after_seconds(struct service_rt *svc, int64_t now)
     return s < 1 ? 1 : s;
 }
 
-static void attempt_next(struct request *r)
+/* Balance over the endpoints whose breaker admits (ticked first) for attempt k: the
+ * endpoint index, -1 when none can take it, -2 when out of memory. */
+static int pick_endpoint(struct request *r, int64_t now, int k)
 {
-    struct request_env *env = r->env;
     struct service_rt *svc = r->svc;
     const struct service_conf *sc = svc->conf;
-    int64_t now = loop_now_ms(env->loop);
-    int k = r->attempts + 1;
-
-    if (r->deadline_ms && now >= r->deadline_ms) {
-        if (r->last_outcome.kind != OUTCOME_STATUS || !r->resp)
-            r->last_outcome.kind = OUTCOME_TIMEOUT;
-        request_add_flag(r, "UT");
-        finish(r);
-        return;
-    }
-
     struct balancer_slot slots_small[8];
     struct balancer_slot *slots = slots_small;
     size_t n = svc->n_endpoints;
-    if (n > 8 && !(slots = calloc(n, sizeof *slots))) {
-        call_end(r);
-        respond_error(r, 503, "overloaded", "out of memory");
-        return;
-    }
+    if (n > 8 && !(slots = calloc(n, sizeof *slots)))
+        return -2;
     for (size_t i = 0; i < n; i++) {
         struct endpoint_rt *ep = svc->endpoints[i];
         endpoint_tick(ep, now);
@@ -182,47 +169,17 @@ static void attempt_next(struct request *r)
         slots[i].previous = (int)i == r->previous;
         slots[i].state = &ep->lb;
     }
-    int idx = balancer_pick(sc->load_balancer, slots, (int)n, k > 1, &env->rng);
+    int idx = balancer_pick(sc->load_balancer, slots, (int)n, k > 1, &r->env->rng);
     if (slots != slots_small)
         free(slots);
+    return idx;
+}
 
-    if (idx < 0) {
-        request_add_flag(r, "UO");
-        if (k == 1) {
-            /* fail fast: not retried, not counted as a failure */
-            char ra[32];
-            call_end(r);
-            snprintf(ra, sizeof ra, "%lld", (long long)retry_after_seconds(svc, now));
-            header_list_add(&r->extra, "Retry-After", 11, ra, strlen(ra));
-            respond_error(r, 503, "circuit_open",
-                          "every endpoint of this service has its circuit open");
-            return;
-        }
-        request_add_flag(r, "URX");
-        finish(r);
-        return;
-    }
-
-    struct endpoint_rt *ep = svc->endpoints[idx];
-    if (!breaker_admit(&ep->breaker, ep->policy, now, &r->ticket)) {
-        /* peek said yes and the state lock is held since: not expected, but the
-         * breaker has the last word */
-        request_add_flag(r, "UO");
-        finish(r);
-        return;
-    }
-    if (k == 1 && sc->retry.budget_enabled) /* circuit_open refusals are not counted */
-        retry_budget_note_request(&svc->state->budget, now);
-    if (k > 1)
-        svc->state->retries++; /* a retry made, not only decided */
-    ep->refs++; /* held while the attempt runs, even across a reload */
-    ep->inflight++;
-    r->current_ep = ep;
-    r->current = idx;
-    r->tried[idx] = true;
-    r->attempts = k;
-    r->last_endpoint = ep->url;
-
+/* Send attempt k to endpoint idx (already admitted and held): its timeout is cut to the
+ * time left before the deadline, and it carries the shared headers plus its own. */
+static void attempt_send(struct request *r, int idx, int k, int64_t now)
+{
+    const struct service_conf *sc = r->svc->conf;
     int64_t timeout = sc->timeout_ms;
     r->attempt_cut_by_deadline = false;
     int64_t left = 0;
@@ -277,7 +234,7 @@ static void attempt_next(struct request *r)
             .tls = &sc->tls,
             .connect_to = connect_to,
         };
-        a = upstream_start(env->upstream, &req, on_attempt_done, r);
+        a = upstream_start(r->env->upstream, &req, on_attempt_done, r);
     }
     free(connect_to);
     free(url);
@@ -289,6 +246,66 @@ static void attempt_next(struct request *r)
         return;
     }
     r->attempt = a;
+}
+
+static void attempt_next(struct request *r)
+{
+    struct service_rt *svc = r->svc;
+    const struct service_conf *sc = svc->conf;
+    int64_t now = loop_now_ms(r->env->loop);
+    int k = r->attempts + 1;
+
+    if (r->deadline_ms && now >= r->deadline_ms) {
+        if (r->last_outcome.kind != OUTCOME_STATUS || !r->resp)
+            r->last_outcome.kind = OUTCOME_TIMEOUT;
+        request_add_flag(r, "UT");
+        finish(r);
+        return;
+    }
+
+    int idx = pick_endpoint(r, now, k);
+    if (idx == -2) {
+        call_end(r);
+        respond_error(r, 503, "overloaded", "out of memory");
+        return;
+    }
+    if (idx < 0) {
+        request_add_flag(r, "UO");
+        if (k == 1) {
+            /* fail fast: not retried, not counted as a failure */
+            char ra[32];
+            call_end(r);
+            snprintf(ra, sizeof ra, "%lld", (long long)retry_after_seconds(svc, now));
+            header_list_add(&r->extra, "Retry-After", 11, ra, strlen(ra));
+            respond_error(r, 503, "circuit_open",
+                          "every endpoint of this service has its circuit open");
+            return;
+        }
+        request_add_flag(r, "URX");
+        finish(r);
+        return;
+    }
+
+    struct endpoint_rt *ep = svc->endpoints[idx];
+    if (!breaker_admit(&ep->breaker, ep->policy, now, &r->ticket)) {
+        /* peek said yes and the state lock is held since: not expected, but the
+         * breaker has the last word */
+        request_add_flag(r, "UO");
+        finish(r);
+        return;
+    }
+    if (k == 1 && sc->retry.budget_enabled) /* circuit_open refusals are not counted */
+        retry_budget_note_request(&svc->state->budget, now);
+    if (k > 1)
+        svc->state->retries++; /* a retry made, not only decided */
+    ep->refs++; /* held while the attempt runs, even across a reload */
+    ep->inflight++;
+    r->current_ep = ep;
+    r->current = idx;
+    r->tried[idx] = true;
+    r->attempts = k;
+    r->last_endpoint = ep->url;
+    attempt_send(r, idx, k, now);
 }
 
 static enum breaker_result breaker_result_of(const struct outcome *o)
