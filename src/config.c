@@ -40,6 +40,7 @@
 #include "strbuf.h"
 #include "config.h"
 #include "route.h"
+#include "units.h"
 
 #define MAX_NODES_PER_FILE 10000
 #define MAX_DEPTH 64
