@@ -39,7 +39,7 @@
 
 #include "strbuf.h"
 #include "config.h"
-#include "route.h"
+#include "template.h"
 #include "units.h"
 
 #define MAX_NODES_PER_FILE 10000
@@ -2533,7 +2533,7 @@ static void conv_methods(struct ctx *c, struct config *cfg, struct service_conf 
         const char *why = "bad template";
         if (t == NULL)
             continue;
-        if (!route_template_valid(t, &why)) {
+        if (!template_valid(t, &why)) {
             err(c, m->vals[i], op, "bad method template '%s': %s", show(c, t), why);
             continue;
         }
