@@ -111,7 +111,12 @@ static int run(const struct config_options *opts, struct config_messages *msgs, 
     struct dnode dump_root = {0};
     if (dump_out != NULL)
         c.dump = &dump_root;
-    cfg_convert(&c, cfg, &inc, &prof, inc_prov, prof_prov);
+    c.cfg = cfg;
+    c.inc = &inc;
+    c.prof = &prof;
+    c.inc_prov = inc_prov;
+    c.prof_prov = prof_prov;
+    cfg_convert(&c);
 
     int rc = c.errors.n > 0 ? 1 : 0;
     if (rc == 0 && dump_out != NULL) {

@@ -249,17 +249,32 @@ bool cfg_parse_url(const char *s, struct endpoint_conf *e, const char **why)
     return true;
 }
 
-void cfg_conv_listen(struct ctx *c, struct node *ahoyd, const char *key, const char *def,
-                     bool off_ok, struct listen_addr *out, struct dnode *d)
+/* A listen address; k->arg non-NULL: "off" (false, no) turns it off. */
+static void read_listen(struct ctx *c, const struct key *k, struct node *map, struct sect *s,
+                        struct dnode *d)
 {
-    struct node *n = node_get(ahoyd, key);
-    const char *why = NULL, *prov = "default";
-    const char *t = n != NULL ? cfg_text(c, n, key, "an address") : NULL;
-    if (t != NULL && cfg_parse_listen(t, off_ok, out, &why))
-        prov = cfg_origin(c, n);
-    else if (t != NULL)
-        cfg_err(c, n, key, "bad address '%s': %s", cfg_show(c, t), why);
-    if (out->text == NULL)
-        cfg_parse_listen(def, off_ok, out, &why);
-    dump_leaf(c, d, key, out->kind == LISTEN_OFF ? "off" : dump_str(c, out->text), prov);
+    struct node *n = node_get(map, k->name);
+    const char *why = NULL;
+    const char *t = n != NULL ? cfg_text(c, n, k->name, "an address") : NULL;
+    struct listen_addr addr;
+    (void)d;
+    if (t == NULL)
+        return;
+    if (!cfg_parse_listen(t, k->arg != NULL, &addr, &why)) {
+        cfg_err(c, n, k->name, "bad address '%s': %s", cfg_show(c, t), why);
+        return;
+    }
+    struct listen_addr *out = schema_field(s, k);
+    cfg_listen_clear(out);
+    *out = addr;
+    schema_set_origin(s, k, cfg_origin(c, n));
 }
+
+static void dump_listen(struct ctx *c, const struct key *k, const struct sect *s, struct dnode *d)
+{
+    const struct listen_addr *l = schema_field(s, k);
+    dump_leaf(c, d, k->name, l->kind == LISTEN_OFF ? "off" : dump_str(c, l->text),
+              schema_origin(s, k));
+}
+
+const struct key_type type_listen = {read_listen, dump_listen};

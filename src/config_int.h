@@ -121,21 +121,33 @@ struct dnode {
     struct dnode *first, *last, *next;
 };
 
-struct ctx {
-    struct arena a;
-    const struct config_options *opts;
-    struct msglist errors, warnings;
-    size_t seq;
-    const char **files; /* every file loaded, in order (file_idx) */
-    size_t n_files, cap_files;
-    char **real_paths; /* realpath() of the files, to skip duplicates */
-    const char *dir;   /* main file's directory with trailing '/', or "" */
-    struct node *root;
-    struct dnode *dump; /* NULL unless dumping */
-    int ref_depth;      /* placeholders resolving other keys' placeholders */
+/* A text list item with its origin. */
+struct item {
+    const char *text;
+    struct src src;
 };
 
-#define LABEL_IDX (1 << 30)
+struct items {
+    struct item *v;
+    size_t n;
+};
+
+/* Where the values of one section (a struct) came from, by the value's offset in
+ * that struct: "FILE:LINE", a label ("env NAME") or "default". Copied with the
+ * values when a service starts from the global policy. */
+#define ORIGINS_MAX 48
+struct origins {
+    size_t n;
+    size_t off[ORIGINS_MAX];
+    const char *at[ORIGINS_MAX];
+};
+
+/* The struct a table's rows write into (struct config, or a struct
+ * service_conf: the global policy or one service) and the origins of its values. */
+struct sect {
+    void *dst;
+    struct origins *o;
+};
 
 /* How a key may be given, for unknown-key checks and environment overrides. */
 enum kd {
@@ -149,40 +161,58 @@ enum kd {
     KD_STEP0,    /* include, profiles.active: read before everything else */
 };
 
-struct keydef {
+struct key;
+struct ctx;
+/* A reader: the value of key k in map (absent: nothing to do) into s, its origin
+ * recorded; d is where a composite value (a map, a list) dumps itself. */
+typedef void key_read_fn(struct ctx *c, const struct key *k, struct node *map, struct sect *s,
+                         struct dnode *d);
+/* The --dump-config entry of key k from the value in s. */
+typedef void key_dump_fn(struct ctx *c, const struct key *k, const struct sect *s, struct dnode *d);
+struct key_type {
+    key_read_fn *read;
+    key_dump_fn *dump;
+};
+
+/*
+ * One row of the schema: a key, how it may be given, how it is read and
+ * dumped, where its value goes and its default. Tables end with a row whose
+ * name is NULL.
+ */
+struct key {
     const char *name;
     enum kd kind;
-    const struct keydef *sub;
+    const struct key_type *type; /* NULL: read by another row's type (said beside it) */
+    size_t off;                  /* the value's offset in the section's struct */
+    int64_t min, max;            /* integers: range; durations: min 1 = must be > 0 */
+    const char *def;             /* the default as one would write it; NULL: none/inherited */
+    const struct key *sub;       /* maps: their keys; shortcuts: the table of the field */
+    const void *arg;             /* names of an enum; a shortcut's field; listen: off_ok */
 };
 
-/* A text list item with its origin. */
-struct item {
-    const char *text;
-    struct src src;
+struct ctx {
+    struct arena a;
+    const struct config_options *opts;
+    struct msglist errors, warnings;
+    size_t seq;
+    const char **files; /* every file loaded, in order (file_idx) */
+    size_t n_files, cap_files;
+    char **real_paths; /* realpath() of the files, to skip duplicates */
+    const char *dir;   /* main file's directory with trailing '/', or "" */
+    struct node *root;
+    struct dnode *dump; /* NULL unless dumping */
+    int ref_depth;      /* placeholders resolving other keys' placeholders */
+    bool defaulting;    /* applying the table's defaults (no command-line options) */
+    struct config *cfg; /* being filled */
+    /* step 0: the include globs and the active profiles, with their origins */
+    struct items *inc, *prof;
+    const char *inc_prov, *prof_prov;
+    /* pyfly.client.*: the policy every service starts from */
+    struct service_conf policy;
+    struct origins policy_origins;
 };
 
-struct items {
-    struct item *v;
-    size_t n;
-};
-
-struct retry_prov {
-    const char *max_attempts, *base_delay, *max_delay, *jitter, *retry_on, *non_idempotent,
-        *honor_retry_after, *budget, *ratio, *min_per_second;
-};
-
-struct breaker_prov {
-    const char *enabled, *failure_threshold, *recovery_timeout, *half_open_max_calls;
-};
-
-struct globals {
-    int64_t timeout, connect_timeout, deadline;
-    const char *timeout_prov, *connect_timeout_prov, *deadline_prov;
-    struct retry_policy retry;
-    struct retry_prov retry_prov;
-    struct breaker_policy breaker;
-    struct breaker_prov breaker_prov;
-};
+#define LABEL_IDX (1 << 30)
 
 void *arena_alloc(struct arena *a, size_t n);
 char *arena_strndup(struct arena *a, const char *s, size_t n);
@@ -230,53 +260,63 @@ const char *dump_size(struct ctx *c, uint64_t v);
 const char *dump_int(struct ctx *c, int64_t v);
 const char *dump_float(struct ctx *c, double v);
 void dump_print(FILE *out, const struct dnode *d, int indent, bool dash);
-extern const struct keydef schema_budget[];
-extern const struct keydef schema_retry[];
-extern const struct keydef schema_breaker[];
-extern const struct keydef schema_tls[];
-extern const struct keydef schema_endpoint[];
-extern const struct keydef schema_service[];
-extern const struct keydef schema_top[];
-void cfg_check_keys(struct ctx *c, const struct node *map, const struct keydef *defs);
+
+/* ---- config_schema.c: the tables, the walk, the value types -------------------------- */
+
+extern const struct key schema_top[];     /* the whole file: ahoyd, pyfly */
+extern const struct key schema_retry[];   /* pyfly.client.retry, a service's retry map */
+extern const struct key schema_breaker[]; /* pyfly.client.circuit-breaker, likewise */
+extern const struct key schema_service[]; /* pyfly.client.services.NAME */
+
+/* Report every key of map that rows does not know, with a suggestion. */
+void cfg_check_keys(struct ctx *c, const struct node *map, const struct key *rows);
+/* Read (and dump into d) every row of rows from map; with defaults, each row's
+ * default first (a row without one keeps the value already in s). */
+void schema_walk(struct ctx *c, const struct key *rows, struct node *map, struct sect *s,
+                 struct dnode *d, bool defaults);
+/* The dump entries of every row of rows. */
+void schema_dump(struct ctx *c, const struct key *rows, const struct sect *s, struct dnode *d);
+/* The row named name, NULL if none. */
+const struct key *schema_find(const struct key *rows, const char *name);
+void *schema_field(const struct sect *s, const struct key *k);
+void schema_set_origin(struct sect *s, const struct key *k, const char *at);
+const char *schema_origin(const struct sect *s, const struct key *k);
+
+void cfg_convert(struct ctx *c);
+
+/* ---- config_value.c: the value types ------------------------------------------------ */
+
+extern const struct key_type type_duration, type_size, type_int, type_int32, type_bool, type_enum,
+    type_string, type_path, type_number, type_section;
+/* The scalar text of a value, or NULL after reporting why it is not one. */
 const char *cfg_text(struct ctx *c, const struct node *n, const char *key, const char *what);
+/* A string value: null reads as "". */
 const char *cfg_string(struct ctx *c, const struct node *n, const char *key);
+/* A sub-map of the schema: NULL when absent or null, or after an error. */
 struct node *cfg_section(struct ctx *c, struct node *parent, const char *key,
-                         const struct keydef *defs);
-struct node *cfg_read_duration(struct ctx *c, struct node *map, const char *key, bool zero_ok,
-                               int64_t *val, const char **prov);
+                         const struct key *rows);
 bool cfg_conv_int(struct ctx *c, struct node *n, const char *key, int64_t min, int64_t max,
                   int64_t *out);
-struct node *cfg_read_int(struct ctx *c, struct node *map, const char *key, int64_t min,
-                          int64_t max, int64_t *val, const char **prov);
-struct node *cfg_read_int32(struct ctx *c, struct node *map, const char *key, int min, int max,
-                            int *val, const char **prov);
-struct node *cfg_read_bool(struct ctx *c, struct node *map, const char *key, bool *val,
-                           const char **prov);
+/* The readers behind the types: *val and *prov hold the value in place on entry
+ * and are replaced when map has a valid value for key. They return the node read. */
 struct node *cfg_read_enum(struct ctx *c, struct node *map, const char *key,
                            const char *const *names, size_t n_names, int *val, const char **prov);
 struct node *cfg_read_string(struct ctx *c, struct node *map, const char *key, const char **val,
                              const char **prov);
-struct node *cfg_read_number(struct ctx *c, struct node *map, const char *key, double *val,
-                             const char **prov);
+/* A path relative to the main file's directory. */
 const char *cfg_rel_path(struct ctx *c, const char *p);
-void cfg_convert(struct ctx *c, struct config *cfg, const struct items *inc,
-                 const struct items *prof, const char *inc_prov, const char *prof_prov);
+
+/* ---- config_addr.c --------------------------------------------------------------- */
+
+extern const struct key_type type_listen;
 void cfg_listen_clear(struct listen_addr *l);
 void cfg_endpoint_clear(struct endpoint_conf *e);
 bool cfg_parse_url(const char *s, struct endpoint_conf *e, const char **why);
-void cfg_conv_listen(struct ctx *c, struct node *ahoyd, const char *key, const char *def,
-                     bool off_ok, struct listen_addr *out, struct dnode *d);
-void cfg_retry_defaults(struct retry_policy *p, struct retry_prov *pv);
-void cfg_breaker_defaults(struct breaker_policy *p, struct breaker_prov *pv);
-void cfg_read_retry(struct ctx *c, struct node *map, struct retry_policy *p, struct retry_prov *pv);
-void cfg_read_breaker(struct ctx *c, struct node *map, struct breaker_policy *p,
-                      struct breaker_prov *pv);
-void cfg_dump_retry(struct ctx *c, struct dnode *d, const struct retry_policy *p,
-                    const struct retry_prov *pv);
-void cfg_dump_breaker(struct ctx *c, struct dnode *d, const struct breaker_policy *p,
-                      const struct breaker_prov *pv);
-void cfg_conv_service(struct ctx *c, struct config *cfg, struct node *key, struct node *svc,
-                      const struct globals *g, struct dnode *dservices);
+
+/* ---- config_service.c -------------------------------------------------------------- */
+
+extern const struct key_type type_retry_on, type_budget, type_services, type_endpoints,
+    type_headers, type_methods, type_service_retry, type_service_breaker;
 void cfg_service_free(struct service_conf *s);
 
 #endif

@@ -377,9 +377,9 @@ static void env_add(struct ctx *c, struct envtab *t, const char *name, const cha
 }
 
 static void env_gen(struct ctx *c, struct envtab *t, const char *prefix, const char **path,
-                    int depth, const struct keydef *defs)
+                    int depth, const struct key *defs)
 {
-    for (const struct keydef *d = defs; d->name != NULL; d++) {
+    for (const struct key *d = defs; d->name != NULL; d++) {
         if (depth >= 7)
             return;
         char *name = env_stem(c, prefix, d->name);

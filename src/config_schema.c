@@ -1,9 +1,20 @@
 /*
- * config_schema.c - the schema and the walk of the tree against it.
+ * config_schema.c - the schema, written once: one table per map of the file,
+ * one row per key, and the walk of the tree against them.
+ *
+ * A row says how a key may be given (which drives the unknown-key checks and
+ * the environment overrides, config_layer.c), its type (how it is read and
+ * dumped, config_value.c), where its value goes, its range and its default as
+ * one would write it. The walk reads the rows in table order, which is also
+ * the order of --dump-config; defaults are read like any value, from a
+ * one-key map whose origin is "default". Adding a key is one row here, plus
+ * a type when none of the existing ones fits. The pyfly.client policy keys
+ * fill the policy every service starts from (ctx.policy), so a service's
+ * timeout, retry and circuit-breaker rows have no default of their own: they
+ * inherit.
  */
-#include <ctype.h>
 #include <errno.h>
-#include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,95 +25,55 @@
 
 #define MAX_TOKEN_FILE_BYTES 4096
 
-const struct keydef schema_budget[] = {
-    {"ratio", KD_SCALAR, NULL}, {"min-per-second", KD_SCALAR, NULL}, {NULL, 0, NULL}};
+/* ---- origins and fields ------------------------------------------------------------ */
 
-const struct keydef schema_retry[] = {{"max-attempts", KD_SCALAR, NULL},
-                                      {"base-delay", KD_SCALAR, NULL},
-                                      {"max-delay", KD_SCALAR, NULL},
-                                      {"jitter", KD_SCALAR, NULL},
-                                      {"retry-on", KD_LIST, NULL},
-                                      {"retry-non-idempotent", KD_SCALAR, NULL},
-                                      {"honor-retry-after", KD_SCALAR, NULL},
-                                      {"budget", KD_SM, schema_budget},
-                                      {NULL, 0, NULL}};
+void *schema_field(const struct sect *s, const struct key *k)
+{
+    return (char *)s->dst + k->off;
+}
 
-const struct keydef schema_breaker[] = {{"failure-threshold", KD_SCALAR, NULL},
-                                        {"recovery-timeout", KD_SCALAR, NULL},
-                                        {"half-open-max-calls", KD_SCALAR, NULL},
-                                        {NULL, 0, NULL}};
+void schema_set_origin(struct sect *s, const struct key *k, const char *at)
+{
+    struct origins *o = s->o;
+    for (size_t i = 0; i < o->n; i++) {
+        if (o->off[i] == k->off) {
+            o->at[i] = at;
+            return;
+        }
+    }
+    if (o->n == ORIGINS_MAX)
+        abort(); /* a table outgrew ORIGINS_MAX: a programming error */
+    o->off[o->n] = k->off;
+    o->at[o->n++] = at;
+}
 
-static const struct keydef schema_default[] = {{"timeout", KD_SCALAR, NULL},
-                                               {"connect-timeout", KD_SCALAR, NULL},
-                                               {"deadline", KD_SCALAR, NULL},
-                                               {NULL, 0, NULL}};
+const char *schema_origin(const struct sect *s, const struct key *k)
+{
+    for (size_t i = 0; i < s->o->n; i++)
+        if (s->o->off[i] == k->off)
+            return s->o->at[i];
+    return "default";
+}
 
-const struct keydef schema_tls[] = {{"verify", KD_SCALAR, NULL},      {"ca-file", KD_SCALAR, NULL},
-                                    {"cert-file", KD_SCALAR, NULL},   {"key-file", KD_SCALAR, NULL},
-                                    {"server-name", KD_SCALAR, NULL}, {NULL, 0, NULL}};
+const struct key *schema_find(const struct key *rows, const char *name)
+{
+    for (const struct key *k = rows; k->name != NULL; k++)
+        if (strcmp(k->name, name) == 0)
+            return k;
+    return NULL;
+}
 
-const struct keydef schema_endpoint[] = {
-    {"url", KD_SCALAR, NULL}, {"weight", KD_SCALAR, NULL}, {NULL, 0, NULL}};
+/* ---- the walk ------------------------------------------------------------------------ */
 
-const struct keydef schema_service[] = {{"base-url", KD_SCALAR, NULL},
-                                        {"endpoints", KD_LIST, NULL},
-                                        {"load-balancer", KD_SCALAR, NULL},
-                                        {"timeout", KD_SCALAR, NULL},
-                                        {"connect-timeout", KD_SCALAR, NULL},
-                                        {"deadline", KD_SCALAR, NULL},
-                                        {"retry", KD_SM, schema_retry},
-                                        {"circuit-breaker", KD_SM, schema_breaker},
-                                        {"retry-base-delay", KD_SHORTCUT, NULL},
-                                        {"circuit-breaker-failure-threshold", KD_SHORTCUT, NULL},
-                                        {"circuit-breaker-recovery-timeout", KD_SHORTCUT, NULL},
-                                        {"headers", KD_NOENV, NULL},
-                                        {"max-inflight", KD_SCALAR, NULL},
-                                        {"methods", KD_NOENV, NULL},
-                                        {"tls", KD_MAP, schema_tls},
-                                        {NULL, 0, NULL}};
-
-static const struct keydef schema_client[] = {{"default", KD_MAP, schema_default},
-                                              {"circuit-breaker", KD_MAP, schema_breaker},
-                                              {"retry", KD_MAP, schema_retry},
-                                              {"services", KD_SERVICES, schema_service},
-                                              {NULL, 0, NULL}};
-
-static const struct keydef schema_profiles[] = {{"active", KD_STEP0, NULL}, {NULL, 0, NULL}};
-
-static const struct keydef schema_pyfly[] = {
-    {"profiles", KD_MAP, schema_profiles}, {"client", KD_MAP, schema_client}, {NULL, 0, NULL}};
-
-static const struct keydef schema_ahoyd[] = {{"listen", KD_SCALAR, NULL},
-                                             {"admin-listen", KD_SCALAR, NULL},
-                                             {"admin-token", KD_SCALAR, NULL},
-                                             {"admin-token-file", KD_SCALAR, NULL},
-                                             {"include", KD_STEP0, NULL},
-                                             {"log-level", KD_SCALAR, NULL},
-                                             {"access-log", KD_SCALAR, NULL},
-                                             {"access-log-format", KD_SCALAR, NULL},
-                                             {"max-connections", KD_SCALAR, NULL},
-                                             {"max-request-body", KD_SCALAR, NULL},
-                                             {"max-response-body", KD_SCALAR, NULL},
-                                             {"max-header-bytes", KD_SCALAR, NULL},
-                                             {"max-response-header-bytes", KD_SCALAR, NULL},
-                                             {"request-timeout", KD_SCALAR, NULL},
-                                             {"idle-timeout", KD_SCALAR, NULL},
-                                             {"shutdown-timeout", KD_SCALAR, NULL},
-                                             {"workers", KD_SCALAR, NULL},
-                                             {NULL, 0, NULL}};
-
-const struct keydef schema_top[] = {
-    {"ahoyd", KD_MAP, schema_ahoyd}, {"pyfly", KD_MAP, schema_pyfly}, {NULL, 0, NULL}};
-
-/* Report every key of map that defs does not know, with a suggestion. */
-void cfg_check_keys(struct ctx *c, const struct node *map, const struct keydef *defs)
+/* Report every key of map that rows does not know, with a suggestion. */
+void cfg_check_keys(struct ctx *c, const struct node *map, const struct key *rows)
 {
     if (map == NULL || map->kind != N_MAP)
         return;
-    bool top = defs == schema_top;
+    bool top = rows == schema_top;
     const char *names[32];
     size_t n = 0;
-    for (const struct keydef *d = defs; d->name != NULL && n < 32; d++)
+    for (const struct key *d = rows; d->name != NULL && n < 32; d++)
         names[n++] = d->name;
     for (size_t i = 0; i < map->n; i++) {
         const char *k = map->keys[i]->text;
@@ -120,241 +91,61 @@ void cfg_check_keys(struct ctx *c, const struct node *map, const struct keydef *
     }
 }
 
-/* The scalar text of a value, or NULL after reporting why it is not one. */
-const char *cfg_text(struct ctx *c, const struct node *n, const char *key, const char *what)
+/*
+ * A row's default, read like a value from a one-key map labelled "default";
+ * a scalar-or-map row (budget) brings the defaults of its keys along. Only
+ * plain values (types with a dump of their own) are defaulted this way: a
+ * composite type reads its default from its row itself.
+ */
+static void schema_default(struct ctx *c, const struct key *k, struct sect *s)
 {
-    if (n->broken)
-        return NULL;
-    if (n->kind != N_SCALAR) {
-        cfg_err(c, n, key, "expected %s, got %s", what, node_kind_name(n));
-        return NULL;
-    }
-    if (n->is_null) {
-        cfg_err(c, n, key, "missing value (expected %s)", what);
-        return NULL;
-    }
-    return n->text;
+    if (k->def == NULL || k->type == NULL || k->type->dump == NULL)
+        return;
+    struct src at = {NULL, 0, 0, 0, "default"};
+    struct node *m = node_new(c, N_MAP, &at);
+    node_push(c, m, node_new_scalar(c, k->name, &at), node_new_scalar(c, k->def, &at));
+    k->type->read(c, k, m, s, NULL);
+    if (k->kind == KD_SM && k->sub != NULL)
+        for (const struct key *sub = k->sub; sub->name != NULL; sub++)
+            schema_default(c, sub, s);
 }
 
-/* A string value: null reads as "". */
-const char *cfg_string(struct ctx *c, const struct node *n, const char *key)
+void schema_walk(struct ctx *c, const struct key *rows, struct node *map, struct sect *s,
+                 struct dnode *d, bool defaults)
 {
-    if (n->broken)
-        return NULL;
-    if (n->kind != N_SCALAR) {
-        cfg_err(c, n, key, "expected a string, got %s", node_kind_name(n));
-        return NULL;
+    for (const struct key *k = rows; k->name != NULL; k++) {
+        if (k->type == NULL)
+            continue;
+        if (defaults)
+            schema_default(c, k, s);
+        if (k->type->read != NULL)
+            k->type->read(c, k, map, s, d);
+        if (k->type->dump != NULL)
+            k->type->dump(c, k, s, d);
     }
-    return n->is_null ? "" : n->text;
 }
 
-/* A sub-map of the schema: NULL when absent or null, or after an error. */
-struct node *cfg_section(struct ctx *c, struct node *parent, const char *key,
-                         const struct keydef *defs)
+void schema_dump(struct ctx *c, const struct key *rows, const struct sect *s, struct dnode *d)
 {
-    struct node *n = node_get(parent, key);
-    if (n == NULL || (n->kind == N_SCALAR && n->is_null))
-        return NULL;
-    if (n->kind != N_MAP) {
-        cfg_err(c, n, key, "expected a map, got %s", node_kind_name(n));
-        return NULL;
-    }
-    if (defs != NULL)
-        cfg_check_keys(c, n, defs);
-    return n;
+    for (const struct key *k = rows; k->name != NULL; k++)
+        if (k->type != NULL && k->type->dump != NULL)
+            k->type->dump(c, k, s, d);
 }
 
-/* The rd_* readers: *val and *prov hold the inherited value on entry and are
- * replaced when map has a valid value for key. They return the node read. */
-struct node *cfg_read_duration(struct ctx *c, struct node *map, const char *key, bool zero_ok,
-                               int64_t *val, const char **prov)
-{
-    struct node *n = node_get(map, key);
-    const char *t;
-    int64_t v;
-    if (n == NULL || (t = cfg_text(c, n, key, "a duration")) == NULL)
-        return n;
-    if (units_parse_duration(t, &v) != 0) {
-        cfg_err(c, n, key, "bad duration '%s' (expected e.g. 250ms, 1.5s, 2m, 1h)", cfg_show(c, t));
-        return n;
-    }
-    if (v == 0 && !zero_ok) {
-        cfg_err(c, n, key, "must be greater than 0");
-        return n;
-    }
-    *val = v;
-    *prov = cfg_origin(c, n);
-    return n;
-}
+/* ---- the daemon's own keys ------------------------------------------------------------ */
 
-static struct node *cfg_read_size(struct ctx *c, struct node *map, const char *key, uint64_t *val,
-                                  const char **prov)
+/*
+ * admin-token and admin-token-file (whose row has no type: it is read here),
+ * resolved to one token; a non-loopback admin-listen needs one.
+ */
+static void read_admin_token(struct ctx *c, const struct key *k, struct node *ahoyd, struct sect *s,
+                             struct dnode *d)
 {
-    struct node *n = node_get(map, key);
-    const char *t;
-    uint64_t v;
-    if (n == NULL || (t = cfg_text(c, n, key, "a size")) == NULL)
-        return n;
-    if (units_parse_size(t, &v) != 0) {
-        cfg_err(c, n, key, "bad size '%s' (expected e.g. 512, 32KiB, 8MiB, 1GiB)", cfg_show(c, t));
-        return n;
-    }
-    if (v == 0) {
-        cfg_err(c, n, key, "must be greater than 0");
-        return n;
-    }
-    *val = v;
-    *prov = cfg_origin(c, n);
-    return n;
-}
-
-bool cfg_conv_int(struct ctx *c, struct node *n, const char *key, int64_t min, int64_t max,
-                  int64_t *out)
-{
-    const char *t = cfg_text(c, n, key, "an integer");
-    if (t == NULL)
-        return false;
-    if (units_parse_int(t, INT64_MIN, INT64_MAX, out) != 0) {
-        int64_t neg;
-        if (t[0] == '-' && units_parse_int(t + 1, 0, INT64_MAX, &neg) == 0 && neg > 0)
-            cfg_err(c, n, key, "must be at least %lld, got %s", (long long)min, cfg_show(c, t));
-        else
-            cfg_err(c, n, key, "expected an integer, got '%s'", cfg_show(c, t));
-        return false;
-    }
-    if (*out < min) {
-        cfg_err(c, n, key, "must be at least %lld, got %lld", (long long)min, (long long)*out);
-        return false;
-    }
-    if (*out > max) {
-        cfg_err(c, n, key, "must be at most %lld, got %lld", (long long)max, (long long)*out);
-        return false;
-    }
-    return true;
-}
-
-struct node *cfg_read_int(struct ctx *c, struct node *map, const char *key, int64_t min,
-                          int64_t max, int64_t *val, const char **prov)
-{
-    struct node *n = node_get(map, key);
-    int64_t v;
-    if (n != NULL && cfg_conv_int(c, n, key, min, max, &v)) {
-        *val = v;
-        *prov = cfg_origin(c, n);
-    }
-    return n;
-}
-
-struct node *cfg_read_int32(struct ctx *c, struct node *map, const char *key, int min, int max,
-                            int *val, const char **prov)
-{
-    int64_t v = *val;
-    struct node *n = cfg_read_int(c, map, key, min, max, &v, prov);
-    *val = (int)v;
-    return n;
-}
-
-struct node *cfg_read_bool(struct ctx *c, struct node *map, const char *key, bool *val,
-                           const char **prov)
-{
-    struct node *n = node_get(map, key);
-    const char *t;
-    bool v;
-    if (n == NULL || (t = cfg_text(c, n, key, "a boolean")) == NULL)
-        return n;
-    if (units_parse_bool(t, &v) != 0) {
-        cfg_err(c, n, key, "expected true or false (or yes/no, on/off), got '%s'", cfg_show(c, t));
-        return n;
-    }
-    *val = v;
-    *prov = cfg_origin(c, n);
-    return n;
-}
-
-/* One of names[] (exact, lower-case). */
-struct node *cfg_read_enum(struct ctx *c, struct node *map, const char *key,
-                           const char *const *names, size_t n_names, int *val, const char **prov)
-{
-    struct node *n = node_get(map, key);
-    const char *t;
-    if (n == NULL || (t = cfg_text(c, n, key, "a name")) == NULL)
-        return n;
-    for (size_t i = 0; i < n_names; i++) {
-        if (strcmp(t, names[i]) == 0) {
-            *val = (int)i;
-            *prov = cfg_origin(c, n);
-            return n;
-        }
-    }
-    struct strbuf b = {0};
-    strbuf_add(&b, "", 0);
-    for (size_t i = 0; i < n_names; i++) {
-        strbuf_puts(&b, i == 0 ? "" : i + 1 == n_names ? " or " : ", ");
-        strbuf_puts(&b, names[i]);
-    }
-    cfg_err(c, n, key, "expected %s, got '%s'", b.s, cfg_show(c, t));
-    free(b.s);
-    return n;
-}
-
-struct node *cfg_read_string(struct ctx *c, struct node *map, const char *key, const char **val,
-                             const char **prov)
-{
-    struct node *n = node_get(map, key);
-    const char *t;
-    if (n == NULL || (t = cfg_string(c, n, key)) == NULL)
-        return n;
-    *val = t;
-    *prov = cfg_origin(c, n);
-    return n;
-}
-
-/* A non-negative decimal number (budget ratio and rate). */
-struct node *cfg_read_number(struct ctx *c, struct node *map, const char *key, double *val,
-                             const char **prov)
-{
-    struct node *n = node_get(map, key);
-    const char *t;
-    if (n == NULL || (t = cfg_text(c, n, key, "a number")) == NULL)
-        return n;
-    const char *p = t;
-    size_t digits = 0;
-    while (isdigit((unsigned char)*p)) {
-        p++;
-        digits++;
-    }
-    if (digits > 0 && *p == '.' && isdigit((unsigned char)p[1])) {
-        p++;
-        while (isdigit((unsigned char)*p))
-            p++;
-    }
-    if (digits == 0 || *p != '\0') {
-        cfg_err(c, n, key, "expected a number >= 0 like 0.2 or 10, got '%s'", cfg_show(c, t));
-        return n;
-    }
-    double v = strtod(t, NULL);
-    if (v > 1e6) {
-        cfg_err(c, n, key, "must be at most 1000000, got %s", cfg_show(c, t));
-        return n;
-    }
-    *val = v;
-    *prov = cfg_origin(c, n);
-    return n;
-}
-
-/* A path relative to the main file's directory. */
-const char *cfg_rel_path(struct ctx *c, const char *p)
-{
-    if (p[0] == '\0' || p[0] == '/')
-        return p;
-    return arena_printf(&c->a, "%s%s", c->dir, p);
-}
-
-static void conv_admin_token(struct ctx *c, struct config *cfg, struct node *ahoyd, struct dnode *d)
-{
-    const char *tok = "", *tokp = "default", *file = "", *filep = "default";
-    struct node *tn = cfg_read_string(c, ahoyd, "admin-token", &tok, &tokp);
-    struct node *fn = cfg_read_string(c, ahoyd, "admin-token-file", &file, &filep);
+    struct config *cfg = s->dst;
+    const struct key *kf = k + 1; /* the admin-token-file row */
+    const char *tok = k->def, *tokp = "default", *file = kf->def, *filep = "default";
+    struct node *tn = cfg_read_string(c, ahoyd, k->name, &tok, &tokp);
+    struct node *fn = cfg_read_string(c, ahoyd, kf->name, &file, &filep);
     file = cfg_rel_path(c, file);
     if (tok[0] != '\0' && file[0] != '\0') {
         cfg_err(c, fn, "admin-token-file", "set admin-token or admin-token-file, not both");
@@ -402,188 +193,276 @@ static void conv_admin_token(struct ctx *c, struct config *cfg, struct node *aho
     dump_leaf(c, d, "admin-token-file", dump_str(c, file), filep);
 }
 
-static const char *const level_names[] = {"error", "warn", "info", "debug"};
-
-void cfg_convert(struct ctx *c, struct config *cfg, const struct items *inc,
-                 const struct items *prof, const char *inc_prov, const char *prof_prov)
+/* log-level: -l beats AHOYD_LOG_LEVEL (already in the tree) beats the files. */
+static void read_log_level(struct ctx *c, const struct key *k, struct node *ahoyd, struct sect *s,
+                           struct dnode *d)
 {
-    struct node *root = c->root;
-    cfg_check_keys(c, root, schema_top);
-    struct node *ahoyd = cfg_section(c, root, "ahoyd", schema_ahoyd);
-    struct dnode *da = dump_map(c, c->dump, "ahoyd", NULL);
-    const char *p;
-
-    cfg_conv_listen(c, ahoyd, "listen", "127.0.0.1:8080", false, &cfg->listen, da);
-    cfg_conv_listen(c, ahoyd, "admin-listen", "127.0.0.1:9901", true, &cfg->admin_listen, da);
-    conv_admin_token(c, cfg, ahoyd, da);
-
-    cfg->include = xcalloc(inc->n + 1, sizeof(char *));
-    for (size_t i = 0; i < inc->n; i++)
-        cfg->include[cfg->n_include++] = xstrdup(inc->v[i].text);
-    if (c->dump != NULL && inc->n > 0) {
-        struct strbuf b = {0};
-        strbuf_puts(&b, "include: [");
-        for (size_t i = 0; i < inc->n; i++) {
-            strbuf_puts(&b, i ? ", " : "");
-            strbuf_puts(&b, dump_str(c, inc->v[i].text));
-        }
-        strbuf_puts(&b, "]  # ");
-        strbuf_puts(&b, inc_prov);
-        strbuf_puts(&b, " (already merged into this output)");
-        dump_add(c, da, D_COMMENT, NULL, arena_strdup(&c->a, b.s), NULL);
-        free(b.s);
-    }
-
-    /* log level: -l beats AHOYD_LOG_LEVEL (already in the tree) beats the files */
-    int lvl = LOG_LEVEL_INFO;
-    p = "default";
+    const char *const *names = k->arg;
+    struct config *cfg = s->dst;
+    const char *p = "default";
+    int lvl = 0;
+    while (strcmp(names[lvl], k->def) != 0)
+        lvl++;
     if (c->opts->log_level != NULL) {
-        struct src s = {NULL, 0, 0, 0, "--log-level"};
-        size_t i;
-        for (i = 0; i < 4 && strcmp(c->opts->log_level, level_names[i]) != 0; i++)
+        struct src at = {NULL, 0, 0, 0, "--log-level"};
+        int i;
+        for (i = 0; names[i] != NULL && strcmp(c->opts->log_level, names[i]) != 0; i++)
             ;
-        if (i < 4) {
-            lvl = (int)i;
+        if (names[i] != NULL) {
+            lvl = i;
             p = "command line";
         } else {
-            cfg_err_at(c, &s, NULL, "expected error, warn, info or debug, got '%s'",
+            cfg_err_at(c, &at, NULL, "expected error, warn, info or debug, got '%s'",
                        cfg_show(c, c->opts->log_level));
         }
         int ignored = lvl;
         const char *ip = p;
-        cfg_read_enum(c, ahoyd, "log-level", level_names, 4, &ignored, &ip);
+        cfg_read_enum(c, ahoyd, k->name, names, 4, &ignored, &ip);
     } else {
-        cfg_read_enum(c, ahoyd, "log-level", level_names, 4, &lvl, &p);
+        cfg_read_enum(c, ahoyd, k->name, names, 4, &lvl, &p);
     }
     cfg->log_level = (enum log_level)lvl;
-    dump_leaf(c, da, "log-level", level_names[lvl], p);
+    dump_leaf(c, d, k->name, names[lvl], p);
+}
 
-    const char *al = "stderr";
-    p = "default";
-    struct node *aln = cfg_read_string(c, ahoyd, "access-log", &al, &p);
+/* access-log: stderr, off (or false, no) or an absolute path. */
+static void read_access_log(struct ctx *c, const struct key *k, struct node *ahoyd, struct sect *s,
+                            struct dnode *d)
+{
+    const char *al = NULL, *p = NULL;
+    struct node *aln = cfg_read_string(c, ahoyd, k->name, &al, &p);
     bool b;
+    (void)d;
+    if (al == NULL)
+        return;
     if (units_parse_bool(al, &b) == 0 && !b)
         al = "off";
     if (strcmp(al, "stderr") != 0 && strcmp(al, "off") != 0 && al[0] != '/') {
-        cfg_err(c, aln, "access-log", "expected stderr, off or an absolute path, got '%s'",
+        cfg_err(c, aln, k->name, "expected stderr, off or an absolute path, got '%s'",
                 cfg_show(c, al));
-        al = "stderr";
+        return;
     }
-    cfg->access_log = xstrdup(al);
-    dump_leaf(c, da, "access-log", dump_str(c, al), p);
+    char **field = schema_field(s, k);
+    free(*field);
+    *field = xstrdup(al);
+    schema_set_origin(s, k, p);
+}
 
-    static const char *const fmt_names[] = {"logfmt", "json"};
-    int fmt = ACCESS_LOG_LOGFMT;
-    p = "default";
-    cfg_read_enum(c, ahoyd, "access-log-format", fmt_names, 2, &fmt, &p);
-    cfg->access_log_format = (enum access_log_format)fmt;
-    dump_leaf(c, da, "access-log-format", fmt_names[fmt], p);
+static void dump_access_log(struct ctx *c, const struct key *k, const struct sect *s,
+                            struct dnode *d)
+{
+    char *const *v = schema_field(s, k);
+    dump_leaf(c, d, k->name, dump_str(c, *v), schema_origin(s, k));
+}
 
-    cfg->max_connections = 4096;
-    p = "default";
-    cfg_read_int(c, ahoyd, "max-connections", 1, 1048576, &cfg->max_connections, &p);
-    dump_leaf(c, da, "max-connections", dump_int(c, cfg->max_connections), p);
-
-    cfg->workers = 1;
-    p = "default";
-    cfg_read_int(c, ahoyd, "workers", 1, WORKERS_MAX, &cfg->workers, &p);
-    dump_leaf(c, da, "workers", dump_int(c, cfg->workers), p);
-
-    static const struct {
-        const char *key;
-        size_t off;
-        uint64_t def;
-    } sizes[] = {
-        {"max-request-body", offsetof(struct config, max_request_body), 8u << 20},
-        {"max-response-body", offsetof(struct config, max_response_body), 64u << 20},
-        {"max-header-bytes", offsetof(struct config, max_header_bytes), 32u << 10},
-        {"max-response-header-bytes", offsetof(struct config, max_response_header_bytes),
-         32u << 10},
-    };
-    for (size_t i = 0; i < 4; i++) {
-        uint64_t *v = (uint64_t *)((char *)cfg + sizes[i].off);
-        *v = sizes[i].def;
-        p = "default";
-        cfg_read_size(c, ahoyd, sizes[i].key, v, &p);
-        dump_leaf(c, da, sizes[i].key, dump_size(c, *v), p);
+/* A step-0 list (include, profiles.active): already read and merged, so the
+ * dump shows it as a comment; prefix, sep and suffix shape that comment. */
+static void step0_comment(struct ctx *c, struct dnode *d, const struct items *it,
+                          const char *prefix, const char *sep, bool quote, const char *suffix,
+                          const char *prov)
+{
+    if (c->dump == NULL || it->n == 0)
+        return;
+    struct strbuf b = {0};
+    strbuf_puts(&b, prefix);
+    for (size_t i = 0; i < it->n; i++) {
+        strbuf_puts(&b, i ? sep : "");
+        strbuf_puts(&b, quote ? dump_str(c, it->v[i].text) : it->v[i].text);
     }
-    static const struct {
-        const char *key;
-        size_t off;
-        int64_t def;
-    } times[] = {
-        {"request-timeout", offsetof(struct config, request_timeout_ms), 30000},
-        {"idle-timeout", offsetof(struct config, idle_timeout_ms), 60000},
-        {"shutdown-timeout", offsetof(struct config, shutdown_timeout_ms), 10000},
-    };
-    for (size_t i = 0; i < 3; i++) {
-        int64_t *v = (int64_t *)((char *)cfg + times[i].off);
-        *v = times[i].def;
-        p = "default";
-        cfg_read_duration(c, ahoyd, times[i].key, true, v, &p);
-        dump_leaf(c, da, times[i].key, dump_duration(c, *v), p);
-    }
+    strbuf_puts(&b, suffix);
+    strbuf_puts(&b, prov);
+    strbuf_puts(&b, " (already merged into this output)");
+    dump_add(c, d, D_COMMENT, NULL, arena_strdup(&c->a, b.s), NULL);
+    free(b.s);
+}
 
-    /* pyfly */
-    struct node *pyfly = cfg_section(c, root, "pyfly", schema_pyfly);
-    struct dnode *dp = dump_map(c, c->dump, "pyfly", NULL);
-    cfg_section(c, pyfly, "profiles", schema_profiles);
-    cfg->profiles = xcalloc(prof->n + 1, sizeof(char *));
-    for (size_t i = 0; i < prof->n; i++)
-        cfg->profiles[cfg->n_profiles++] = xstrdup(prof->v[i].text);
-    if (c->dump != NULL && prof->n > 0) {
-        struct strbuf sb = {0};
-        strbuf_puts(&sb, "profiles: {active: \"");
-        for (size_t i = 0; i < prof->n; i++) {
-            strbuf_puts(&sb, i ? "," : "");
-            strbuf_puts(&sb, prof->v[i].text);
-        }
-        strbuf_puts(&sb, "\"}  # ");
-        strbuf_puts(&sb, prof_prov);
-        strbuf_puts(&sb, " (already merged into this output)");
-        dump_add(c, dp, D_COMMENT, NULL, arena_strdup(&c->a, sb.s), NULL);
-        free(sb.s);
-    }
-    struct node *client = cfg_section(c, pyfly, "client", schema_client);
-    struct dnode *dc = dump_map(c, dp, "client", NULL);
+static char **items_copy(const struct items *it, size_t *n)
+{
+    char **v = xcalloc(it->n + 1, sizeof(char *));
+    for (*n = 0; *n < it->n; (*n)++)
+        v[*n] = xstrdup(it->v[*n].text);
+    return v;
+}
 
-    struct globals g;
-    struct node *def = cfg_section(c, client, "default", schema_default);
-    g.timeout = 30000;
-    g.connect_timeout = 5000;
-    g.deadline = 0;
-    g.timeout_prov = g.connect_timeout_prov = g.deadline_prov = "default";
-    cfg_read_duration(c, def, "timeout", false, &g.timeout, &g.timeout_prov);
-    cfg_read_duration(c, def, "connect-timeout", false, &g.connect_timeout,
-                      &g.connect_timeout_prov);
-    cfg_read_duration(c, def, "deadline", true, &g.deadline, &g.deadline_prov);
-    cfg->default_timeout_ms = g.timeout;
-    cfg->default_connect_timeout_ms = g.connect_timeout;
-    cfg->default_deadline_ms = g.deadline;
-    struct dnode *dd = dump_map(c, dc, "default", NULL);
-    dump_leaf(c, dd, "timeout", dump_duration(c, g.timeout), g.timeout_prov);
-    dump_leaf(c, dd, "connect-timeout", dump_duration(c, g.connect_timeout),
-              g.connect_timeout_prov);
-    dump_leaf(c, dd, "deadline", dump_duration(c, g.deadline), g.deadline_prov);
+static void read_include(struct ctx *c, const struct key *k, struct node *ahoyd, struct sect *s,
+                         struct dnode *d)
+{
+    struct config *cfg = s->dst;
+    (void)k;
+    (void)ahoyd;
+    cfg->include = items_copy(c->inc, &cfg->n_include);
+    step0_comment(c, d, c->inc, "include: [", ", ", true, "]  # ", c->inc_prov);
+}
 
-    cfg_breaker_defaults(&g.breaker, &g.breaker_prov);
-    cfg_read_breaker(c, cfg_section(c, client, "circuit-breaker", schema_breaker), &g.breaker,
-                     &g.breaker_prov);
-    cfg->breaker = g.breaker;
-    cfg_dump_breaker(c, dump_map(c, dc, "circuit-breaker", NULL), &g.breaker, &g.breaker_prov);
+/* pyfly.profiles: its keys checked; active was read in step 0. */
+static void read_profiles(struct ctx *c, const struct key *k, struct node *pyfly, struct sect *s,
+                          struct dnode *d)
+{
+    struct config *cfg = s->dst;
+    cfg_section(c, pyfly, k->name, k->sub);
+    cfg->profiles = items_copy(c->prof, &cfg->n_profiles);
+    step0_comment(c, d, c->prof, "profiles: {active: \"", ",", false, "\"}  # ", c->prof_prov);
+}
 
-    cfg_retry_defaults(&g.retry, &g.retry_prov);
-    cfg_read_retry(c, cfg_section(c, client, "retry", schema_retry), &g.retry, &g.retry_prov);
-    cfg->retry = g.retry;
-    cfg_dump_retry(c, dump_map(c, dc, "retry", NULL), &g.retry, &g.retry_prov);
+/* pyfly.client: its keys fill the policy every service starts from (ctx.policy),
+ * which struct config keeps as the globals. */
+static void read_client(struct ctx *c, const struct key *k, struct node *pyfly, struct sect *s,
+                        struct dnode *d)
+{
+    struct config *cfg = s->dst;
+    struct node *client = cfg_section(c, pyfly, k->name, k->sub);
+    struct sect policy = {&c->policy, &c->policy_origins};
+    c->policy.breaker.enabled = true; /* no key: only a service turns its breaker off */
+    schema_walk(c, k->sub, client, &policy, dump_map(c, d, k->name, NULL), true);
+    cfg->default_timeout_ms = c->policy.timeout_ms;
+    cfg->default_connect_timeout_ms = c->policy.connect_timeout_ms;
+    cfg->default_deadline_ms = c->policy.deadline_ms;
+    cfg->breaker = c->policy.breaker;
+    cfg->retry = c->policy.retry;
+}
 
-    struct node *svcs = cfg_section(c, client, "services", NULL);
-    struct dnode *dsv = svcs != NULL && svcs->n > 0
-                            ? dump_map(c, dc, "services", NULL)
-                            : dump_add(c, dc, D_MAP, "services", NULL, "default");
-    if (svcs != NULL) {
-        cfg->services = xcalloc(svcs->n, sizeof(*cfg->services));
-        for (size_t i = 0; i < svcs->n; i++)
-            cfg_conv_service(c, cfg, svcs->keys[i], svcs->vals[i], &g, dsv);
-    }
+static const struct key_type type_admin_token = {read_admin_token, NULL};
+static const struct key_type type_log_level = {read_log_level, NULL};
+static const struct key_type type_access_log = {read_access_log, dump_access_log};
+static const struct key_type type_include = {read_include, NULL};
+static const struct key_type type_profiles = {read_profiles, NULL};
+static const struct key_type type_client = {read_client, NULL};
+
+/* ---- the tables ------------------------------------------------------------------------ */
+
+static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
+static const char *const format_names[] = {"logfmt", "json", NULL};
+static const char *const jitter_names[] = {"none", "full", "equal", NULL};
+static const char *const lb_names[] = {"round-robin", "random", "least-request", NULL};
+
+#define CF(field) offsetof(struct config, field)
+#define SV(field) offsetof(struct service_conf, field)
+#define MIB(n) ((n) << 20)
+
+/* Rows: name, how given, type, field, min, max, default, sub-table, arg. */
+static const struct key schema_ahoyd[] = {
+    {"listen", KD_SCALAR, &type_listen, CF(listen), 0, 0, "127.0.0.1:8080", NULL, NULL},
+    {"admin-listen", KD_SCALAR, &type_listen, CF(admin_listen), 0, 0, "127.0.0.1:9901", NULL,
+     "off allowed"},
+    {"admin-token", KD_SCALAR, &type_admin_token, CF(admin_token), 0, 0, "", NULL, NULL},
+    {"admin-token-file", KD_SCALAR, NULL, 0, 0, 0, "", NULL, NULL}, /* with admin-token */
+    {"include", KD_STEP0, &type_include, CF(include), 0, 0, NULL, NULL, NULL},
+    {"log-level", KD_SCALAR, &type_log_level, CF(log_level), 0, 0, "info", NULL, level_names},
+    {"access-log", KD_SCALAR, &type_access_log, CF(access_log), 0, 0, "stderr", NULL, NULL},
+    {"access-log-format", KD_SCALAR, &type_enum, CF(access_log_format), 0, 0, "logfmt", NULL,
+     format_names},
+    {"max-connections", KD_SCALAR, &type_int, CF(max_connections), 1, 1048576, "4096", NULL, NULL},
+    {"workers", KD_SCALAR, &type_int, CF(workers), 1, WORKERS_MAX, "1", NULL, NULL},
+    {"max-request-body", KD_SCALAR, &type_size, CF(max_request_body), 0, 0, "8MiB", NULL, NULL},
+    {"max-response-body", KD_SCALAR, &type_size, CF(max_response_body), 0, 0, "64MiB", NULL, NULL},
+    {"max-header-bytes", KD_SCALAR, &type_size, CF(max_header_bytes), 0, 0, "32KiB", NULL, NULL},
+    {"max-response-header-bytes", KD_SCALAR, &type_size, CF(max_response_header_bytes), 0, 0,
+     "32KiB", NULL, NULL},
+    {"request-timeout", KD_SCALAR, &type_duration, CF(request_timeout_ms), 0, 0, "30s", NULL, NULL},
+    {"idle-timeout", KD_SCALAR, &type_duration, CF(idle_timeout_ms), 0, 0, "60s", NULL, NULL},
+    {"shutdown-timeout", KD_SCALAR, &type_duration, CF(shutdown_timeout_ms), 0, 0, "10s", NULL,
+     NULL},
+    {NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
+
+static const struct key schema_budget[] = {
+    {"ratio", KD_SCALAR, &type_number, SV(retry.budget_ratio), 0, 0, "0.2", NULL, NULL},
+    {"min-per-second", KD_SCALAR, &type_number, SV(retry.budget_min_per_second), 0, 0, "10", NULL,
+     NULL},
+    {NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
+
+const struct key schema_retry[] = {
+    {"max-attempts", KD_SCALAR, &type_int32, SV(retry.max_attempts), 1, 1000, "3", NULL, NULL},
+    {"base-delay", KD_SCALAR, &type_duration, SV(retry.base_delay_ms), 1, 0, "1s", NULL, NULL},
+    {"max-delay", KD_SCALAR, &type_duration, SV(retry.max_delay_ms), 1, 0, "30s", NULL, NULL},
+    {"jitter", KD_SCALAR, &type_enum, SV(retry.jitter), 0, 0, "none", NULL, jitter_names},
+    {"retry-on", KD_LIST, &type_retry_on, SV(retry.retry_on), 0, 0,
+     "connect-failure, reset, timeout, 429, 502, 503, 504", NULL, NULL},
+    {"retry-non-idempotent", KD_SCALAR, &type_bool, SV(retry.retry_non_idempotent), 0, 0, "false",
+     NULL, NULL},
+    {"honor-retry-after", KD_SCALAR, &type_bool, SV(retry.honor_retry_after), 0, 0, "true", NULL,
+     NULL},
+    {"budget", KD_SM, &type_budget, SV(retry.budget_enabled), 0, 0, "off", schema_budget, NULL},
+    {NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
+
+const struct key schema_breaker[] = {{"failure-threshold", KD_SCALAR, &type_int32,
+                                      SV(breaker.failure_threshold), 1, 1000000, "5", NULL, NULL},
+                                     {"recovery-timeout", KD_SCALAR, &type_duration,
+                                      SV(breaker.recovery_timeout_ms), 1, 0, "30s", NULL, NULL},
+                                     {"half-open-max-calls", KD_SCALAR, &type_int32,
+                                      SV(breaker.half_open_max_calls), 1, 1000000, "1", NULL, NULL},
+                                     {NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
+
+static const struct key schema_default_call[] = {
+    {"timeout", KD_SCALAR, &type_duration, SV(timeout_ms), 1, 0, "30s", NULL, NULL},
+    {"connect-timeout", KD_SCALAR, &type_duration, SV(connect_timeout_ms), 1, 0, "5s", NULL, NULL},
+    {"deadline", KD_SCALAR, &type_duration, SV(deadline_ms), 0, 0, "0", NULL, NULL},
+    {NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
+
+static const struct key schema_tls[] = {
+    {"verify", KD_SCALAR, &type_bool, SV(tls.verify), 0, 0, "true", NULL, NULL},
+    {"ca-file", KD_SCALAR, &type_path, SV(tls.ca_file), 0, 0, "", NULL, NULL},
+    {"cert-file", KD_SCALAR, &type_path, SV(tls.cert_file), 0, 0, "", NULL, NULL},
+    {"key-file", KD_SCALAR, &type_path, SV(tls.key_file), 0, 0, "", NULL, NULL},
+    {"server-name", KD_SCALAR, &type_string, SV(tls.server_name), 0, 0, "", NULL, NULL},
+    {NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
+
+/* An item of endpoints given as a map (read by the endpoints type). */
+static const struct key schema_endpoint[] = {
+    {"url", KD_SCALAR, NULL, 0, 0, 0, NULL, NULL, NULL},
+    {"weight", KD_SCALAR, NULL, 0, 1, 1000000, "1", NULL, NULL},
+    {NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
+
+/* A service starts from ctx.policy: the rows without a default inherit from it.
+ * A shortcut sets the field named by its arg in the table of its sub, through
+ * that field's row (type, range), read by the retry or circuit-breaker type. */
+const struct key schema_service[] = {
+    {"base-url", KD_SCALAR, &type_endpoints, SV(endpoints), 0, 0, NULL, schema_endpoint, NULL},
+    {"endpoints", KD_LIST, NULL, 0, 0, 0, NULL, schema_endpoint, NULL}, /* with base-url */
+    {"load-balancer", KD_SCALAR, &type_enum, SV(load_balancer), 0, 0, "round-robin", NULL,
+     lb_names},
+    {"timeout", KD_SCALAR, &type_duration, SV(timeout_ms), 1, 0, NULL, NULL, NULL},
+    {"connect-timeout", KD_SCALAR, &type_duration, SV(connect_timeout_ms), 1, 0, NULL, NULL, NULL},
+    {"deadline", KD_SCALAR, &type_duration, SV(deadline_ms), 0, 0, NULL, NULL, NULL},
+    {"retry", KD_SM, &type_service_retry, SV(retry), 0, 0, NULL, schema_retry, NULL},
+    {"circuit-breaker", KD_SM, &type_service_breaker, SV(breaker), 0, 0, NULL, schema_breaker,
+     NULL},
+    {"retry-base-delay", KD_SHORTCUT, NULL, 0, 0, 0, NULL, schema_retry, "base-delay"},
+    {"circuit-breaker-failure-threshold", KD_SHORTCUT, NULL, 0, 0, 0, NULL, schema_breaker,
+     "failure-threshold"},
+    {"circuit-breaker-recovery-timeout", KD_SHORTCUT, NULL, 0, 0, 0, NULL, schema_breaker,
+     "recovery-timeout"},
+    {"headers", KD_NOENV, &type_headers, SV(headers), 0, 0, NULL, NULL, NULL},
+    {"max-inflight", KD_SCALAR, &type_int, SV(max_inflight), 0, 100000000, "0", NULL, NULL},
+    {"methods", KD_NOENV, &type_methods, SV(methods), 0, 0, NULL, NULL, NULL},
+    {"tls", KD_MAP, &type_section, SV(tls), 0, 0, NULL, schema_tls, NULL},
+    {NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
+
+static const struct key schema_client[] = {
+    {"default", KD_MAP, &type_section, 0, 0, 0, NULL, schema_default_call, NULL},
+    {"circuit-breaker", KD_MAP, &type_section, 0, 0, 0, NULL, schema_breaker, NULL},
+    {"retry", KD_MAP, &type_section, 0, 0, 0, NULL, schema_retry, NULL},
+    {"services", KD_SERVICES, &type_services, CF(services), 0, 0, NULL, schema_service, NULL},
+    {NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
+
+static const struct key schema_profiles[] = {
+    {"active", KD_STEP0, NULL, 0, 0, 0, NULL, NULL, NULL}, /* read in step 0 */
+    {NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
+
+static const struct key schema_pyfly[] = {
+    {"profiles", KD_MAP, &type_profiles, CF(profiles), 0, 0, NULL, schema_profiles, NULL},
+    {"client", KD_MAP, &type_client, 0, 0, 0, NULL, schema_client, NULL},
+    {NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
+
+const struct key schema_top[] = {
+    {"ahoyd", KD_MAP, &type_section, 0, 0, 0, NULL, schema_ahoyd, NULL},
+    {"pyfly", KD_MAP, &type_section, 0, 0, 0, NULL, schema_pyfly, NULL},
+    {NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
+
+/* The whole tree into c->cfg (and c->dump). */
+void cfg_convert(struct ctx *c)
+{
+    struct origins o = {0};
+    struct sect top = {c->cfg, &o};
+    cfg_check_keys(c, c->root, schema_top);
+    schema_walk(c, schema_top, c->root, &top, c->dump, true);
 }

@@ -9,44 +9,31 @@
  * settings are checked here too.
  */
 #include <ctype.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "strbuf.h"
 #include "config_int.h"
-#include "units.h"
+#include "strbuf.h"
 #include "template.h"
+#include "units.h"
 
-/* The SPEC 2.1 defaults (retry.c), every field marked as coming from the default. */
-void cfg_retry_defaults(struct retry_policy *p, struct retry_prov *pv)
+/* ---- retry and circuit-breaker values ------------------------------------------------ */
+
+/* The retry policy a row of schema_retry writes into. */
+static struct retry_policy *policy_of(const struct sect *s, const struct key *k, size_t member)
 {
-    retry_policy_defaults(p);
-    pv->max_attempts = pv->base_delay = pv->max_delay = pv->jitter = pv->retry_on =
-        pv->non_idempotent = pv->honor_retry_after = pv->budget = pv->ratio = pv->min_per_second =
-            "default";
+    return (struct retry_policy *)((char *)schema_field(s, k) - member);
 }
 
-void cfg_breaker_defaults(struct breaker_policy *p, struct breaker_prov *pv)
+static void read_retry_on(struct ctx *c, const struct key *k, struct node *map, struct sect *s,
+                          struct dnode *d)
 {
-    p->enabled = true;
-    p->failure_threshold = 5;
-    p->recovery_timeout_ms = 30000;
-    p->half_open_max_calls = 1;
-    pv->enabled = pv->failure_threshold = pv->recovery_timeout = pv->half_open_max_calls =
-        "default";
-}
-
-static const char *const cfg_jitter_names[] = {"none", "full", "equal"};
-
-static const char *const cfg_lb_names[] = {"round-robin", "random", "least-request"};
-
-static void rd_retry_on(struct ctx *c, struct node *map, struct retry_policy *p,
-                        struct retry_prov *pv)
-{
-    struct node *n = node_get(map, "retry-on");
+    struct node *n = node_get(map, k->name);
     struct items it;
-    if (n == NULL || !cfg_list_items(c, n, "retry-on", false, &it))
+    (void)d;
+    if (n == NULL || !cfg_list_items(c, n, k->name, false, &it))
         return;
     unsigned flags = 0;
     uint64_t st[RETRY_STATUS_WORDS] = {0};
@@ -60,7 +47,7 @@ static void rd_retry_on(struct ctx *c, struct node *map, struct retry_policy *p,
         else if (units_parse_int(t, 100, 599, &code) == 0)
             st[code / 64] |= UINT64_C(1) << (code % 64);
         else {
-            cfg_err_at(c, &it.v[i].src, "retry-on",
+            cfg_err_at(c, &it.v[i].src, k->name,
                        "unknown entry '%s' (expected connect-failure, reset, timeout, a status "
                        "100-599, 5xx or gateway-error)",
                        cfg_show(c, t));
@@ -69,60 +56,10 @@ static void rd_retry_on(struct ctx *c, struct node *map, struct retry_policy *p,
     }
     if (!ok)
         return;
+    struct retry_policy *p = policy_of(s, k, offsetof(struct retry_policy, retry_on));
     p->retry_on = flags;
     memcpy(p->retry_on_status, st, sizeof(st));
-    pv->retry_on = cfg_origin(c, n);
-}
-
-static void rd_budget(struct ctx *c, struct node *map, struct retry_policy *p,
-                      struct retry_prov *pv)
-{
-    struct node *n = node_get(map, "budget");
-    bool b;
-    if (n == NULL || n->broken)
-        return;
-    if (n->kind == N_SCALAR && !n->is_null && units_parse_bool(n->text, &b) == 0) {
-        p->budget_enabled = b;
-        pv->budget = cfg_origin(c, n);
-        return;
-    }
-    if (n->kind != N_MAP) {
-        cfg_err(c, n, "budget", "expected off or a map {ratio, min-per-second}, got %s",
-                n->kind == N_SCALAR ? arena_printf(&c->a, "'%s'", cfg_show(c, n->text))
-                                    : node_kind_name(n));
-        return;
-    }
-    cfg_check_keys(c, n, schema_budget);
-    p->budget_enabled = true;
-    pv->budget = cfg_origin(c, n);
-    cfg_read_number(c, n, "ratio", &p->budget_ratio, &pv->ratio);
-    cfg_read_number(c, n, "min-per-second", &p->budget_min_per_second, &pv->min_per_second);
-}
-
-/* The keys of a retry map over an inherited policy. */
-void cfg_read_retry(struct ctx *c, struct node *map, struct retry_policy *p, struct retry_prov *pv)
-{
-    cfg_read_int32(c, map, "max-attempts", 1, 1000, &p->max_attempts, &pv->max_attempts);
-    cfg_read_duration(c, map, "base-delay", false, &p->base_delay_ms, &pv->base_delay);
-    cfg_read_duration(c, map, "max-delay", false, &p->max_delay_ms, &pv->max_delay);
-    int j = (int)p->jitter;
-    cfg_read_enum(c, map, "jitter", cfg_jitter_names, 3, &j, &pv->jitter);
-    p->jitter = (enum jitter_mode)j;
-    rd_retry_on(c, map, p, pv);
-    cfg_read_bool(c, map, "retry-non-idempotent", &p->retry_non_idempotent, &pv->non_idempotent);
-    cfg_read_bool(c, map, "honor-retry-after", &p->honor_retry_after, &pv->honor_retry_after);
-    rd_budget(c, map, p, pv);
-}
-
-void cfg_read_breaker(struct ctx *c, struct node *map, struct breaker_policy *p,
-                      struct breaker_prov *pv)
-{
-    cfg_read_int32(c, map, "failure-threshold", 1, 1000000, &p->failure_threshold,
-                   &pv->failure_threshold);
-    cfg_read_duration(c, map, "recovery-timeout", false, &p->recovery_timeout_ms,
-                      &pv->recovery_timeout);
-    cfg_read_int32(c, map, "half-open-max-calls", 1, 1000000, &p->half_open_max_calls,
-                   &pv->half_open_max_calls);
+    schema_set_origin(s, k, cfg_origin(c, n));
 }
 
 struct retry_on_list {
@@ -138,52 +75,165 @@ static void retry_on_append(void *arg, const char *entry)
     l->first = false;
 }
 
-static void dump_retry_on(struct ctx *c, struct dnode *d, const struct retry_policy *p,
-                          const char *prov)
+static void dump_retry_on(struct ctx *c, const struct key *k, const struct sect *s, struct dnode *d)
 {
     if (d == NULL)
         return;
     struct strbuf b = {0};
     strbuf_puts(&b, "[");
     struct retry_on_list l = {&b, true};
-    retry_on_each(p, retry_on_append, &l);
+    retry_on_each(policy_of(s, k, offsetof(struct retry_policy, retry_on)), retry_on_append, &l);
     strbuf_puts(&b, "]");
-    dump_leaf(c, d, "retry-on", arena_strdup(&c->a, b.s), prov);
+    dump_leaf(c, d, k->name, arena_strdup(&c->a, b.s), schema_origin(s, k));
     free(b.s);
 }
 
-void cfg_dump_retry(struct ctx *c, struct dnode *d, const struct retry_policy *p,
-                    const struct retry_prov *pv)
+/* budget: a boolean, or a map of its keys (which turns it on). */
+static void read_budget(struct ctx *c, const struct key *k, struct node *map, struct sect *s,
+                        struct dnode *d)
 {
-    if (d == NULL)
+    struct node *n = node_get(map, k->name);
+    bool *enabled = schema_field(s, k);
+    bool b;
+    (void)d;
+    if (n == NULL || n->broken)
         return;
-    dump_leaf(c, d, "max-attempts", dump_int(c, p->max_attempts), pv->max_attempts);
-    dump_leaf(c, d, "base-delay", dump_duration(c, p->base_delay_ms), pv->base_delay);
-    dump_leaf(c, d, "max-delay", dump_duration(c, p->max_delay_ms), pv->max_delay);
-    dump_leaf(c, d, "jitter", cfg_jitter_names[p->jitter], pv->jitter);
-    dump_retry_on(c, d, p, pv->retry_on);
-    dump_leaf(c, d, "retry-non-idempotent", p->retry_non_idempotent ? "true" : "false",
-              pv->non_idempotent);
-    dump_leaf(c, d, "honor-retry-after", p->honor_retry_after ? "true" : "false",
-              pv->honor_retry_after);
-    if (!p->budget_enabled) {
-        dump_leaf(c, d, "budget", "off", pv->budget);
+    if (n->kind == N_SCALAR && !n->is_null && units_parse_bool(n->text, &b) == 0) {
+        *enabled = b;
+        schema_set_origin(s, k, cfg_origin(c, n));
         return;
     }
-    struct dnode *b = dump_map(c, d, "budget", NULL);
-    dump_leaf(c, b, "ratio", dump_float(c, p->budget_ratio), pv->ratio);
-    dump_leaf(c, b, "min-per-second", dump_float(c, p->budget_min_per_second), pv->min_per_second);
+    if (n->kind != N_MAP) {
+        cfg_err(c, n, k->name, "expected off or a map {ratio, min-per-second}, got %s",
+                n->kind == N_SCALAR ? arena_printf(&c->a, "'%s'", cfg_show(c, n->text))
+                                    : node_kind_name(n));
+        return;
+    }
+    cfg_check_keys(c, n, k->sub);
+    *enabled = true;
+    schema_set_origin(s, k, cfg_origin(c, n));
+    schema_walk(c, k->sub, n, s, NULL, false);
 }
 
-void cfg_dump_breaker(struct ctx *c, struct dnode *d, const struct breaker_policy *p,
-                      const struct breaker_prov *pv)
+static void dump_budget(struct ctx *c, const struct key *k, const struct sect *s, struct dnode *d)
 {
-    dump_leaf(c, d, "failure-threshold", dump_int(c, p->failure_threshold), pv->failure_threshold);
-    dump_leaf(c, d, "recovery-timeout", dump_duration(c, p->recovery_timeout_ms),
-              pv->recovery_timeout);
-    dump_leaf(c, d, "half-open-max-calls", dump_int(c, p->half_open_max_calls),
-              pv->half_open_max_calls);
+    const bool *enabled = schema_field(s, k);
+    if (!*enabled)
+        dump_leaf(c, d, k->name, "off", schema_origin(s, k));
+    else
+        schema_dump(c, k->sub, s, dump_map(c, d, k->name, NULL));
 }
+
+/*
+ * The shortcuts after row k (retry or circuit-breaker) that set one of its
+ * fields: each read through that field's row, unless the policy is off or its
+ * map sets the same field (an environment override of the field simply wins).
+ */
+static void read_shortcuts(struct ctx *c, const struct key *k, struct node *svc, struct node *map,
+                           const struct node *off, struct sect *s)
+{
+    for (const struct key *sc = k + 1; sc->name != NULL; sc++) {
+        if (sc->kind != KD_SHORTCUT || sc->sub != k->sub)
+            continue;
+        struct node *n = node_get(svc, sc->name);
+        if (n == NULL)
+            continue;
+        const struct key *f = schema_find(k->sub, sc->arg);
+        struct node *field = map != NULL ? node_get(map, f->name) : NULL;
+        if (off != NULL) {
+            cfg_err(c, n, sc->name, "cannot be used with '%s: false' (at %s)", k->name,
+                    cfg_pos(c, &off->src));
+        } else if (field != NULL && field->src.file != NULL) {
+            cfg_err(c, n, sc->name, "sets the same field as %s.%s at %s", k->name, f->name,
+                    cfg_pos(c, &field->src));
+        } else if (field == NULL) {
+            struct key as = *f; /* the field's row under the shortcut's name */
+            as.name = sc->name;
+            f->type->read(c, &as, svc, s, NULL);
+        }
+    }
+}
+
+/*
+ * A service's retry: the global policy (already in s), overlaid by its
+ * `retry` value (a count, a boolean or a map), then by its shortcuts.
+ */
+static void read_service_retry(struct ctx *c, const struct key *k, struct node *svc, struct sect *s,
+                               struct dnode *ds)
+{
+    struct service_conf *sc = s->dst;
+    struct node *r = node_get(svc, k->name);
+    struct node *rmap = NULL, *off = NULL;
+    if (r != NULL && r->broken) {
+        /* reported */
+    } else if (r != NULL && r->kind == N_MAP) {
+        rmap = r;
+        cfg_check_keys(c, r, k->sub);
+        schema_walk(c, k->sub, r, s, NULL, false);
+    } else if (r != NULL && r->kind == N_SCALAR && !r->is_null) {
+        const struct key *ma = schema_find(k->sub, "max-attempts");
+        bool b;
+        int64_t n;
+        if (units_parse_bool(r->text, &b) == 0) {
+            if (!b) {
+                off = r;
+                sc->retry.max_attempts = 1;
+            }
+        } else if (units_parse_int(r->text, INT64_MIN, INT64_MAX, &n) == 0 ||
+                   (r->text[0] == '-' && isdigit((unsigned char)r->text[1]))) {
+            if (cfg_conv_int(c, r, k->name, ma->min, ma->max, &n)) {
+                sc->retry.max_attempts = (int)n;
+                schema_set_origin(s, ma, cfg_origin(c, r));
+            }
+        } else {
+            cfg_err(c, r, k->name, "expected true, false, a number of attempts or a map, got '%s'",
+                    cfg_show(c, r->text));
+        }
+    } else if (r != NULL && !r->is_null) {
+        cfg_err(c, r, k->name, "expected true, false, a number of attempts or a map, got a list");
+    }
+    read_shortcuts(c, k, svc, rmap, off, s);
+    if (ds == NULL)
+        return;
+    if (off != NULL)
+        dump_leaf(c, ds, k->name, "false", cfg_origin(c, off));
+    else
+        schema_dump(c, k->sub, s, dump_map(c, ds, k->name, NULL));
+}
+
+static void read_service_breaker(struct ctx *c, const struct key *k, struct node *svc,
+                                 struct sect *s, struct dnode *ds)
+{
+    struct service_conf *sc = s->dst;
+    struct node *b = node_get(svc, k->name);
+    struct node *bmap = NULL, *off = NULL;
+    if (b != NULL && b->broken) {
+        /* reported */
+    } else if (b != NULL && b->kind == N_MAP) {
+        bmap = b;
+        cfg_check_keys(c, b, k->sub);
+        schema_walk(c, k->sub, b, s, NULL, false);
+    } else if (b != NULL && b->kind == N_SCALAR && !b->is_null) {
+        bool on;
+        if (units_parse_bool(b->text, &on) != 0) {
+            cfg_err(c, b, k->name, "expected true, false or a map, got '%s'", cfg_show(c, b->text));
+        } else if (!on) {
+            sc->breaker.enabled = false;
+            off = b;
+        }
+    } else if (b != NULL && !b->is_null) {
+        cfg_err(c, b, k->name, "expected true, false or a map, got a list");
+    }
+    read_shortcuts(c, k, svc, bmap, off, s);
+    if (ds == NULL)
+        return;
+    if (off != NULL)
+        dump_leaf(c, ds, k->name, "false", cfg_origin(c, off));
+    else
+        schema_dump(c, k->sub, s, dump_map(c, ds, k->name, NULL));
+}
+
+/* ---- endpoints, headers, methods ---------------------------------------------------- */
 
 static bool service_name_ok(const char *s)
 {
@@ -213,10 +263,15 @@ static bool header_is_secret(const char *name)
            (n >= 4 && strcasecmp(name + n - 4, "-key") == 0);
 }
 
-static void conv_endpoints(struct ctx *c, struct service_conf *s, struct node *base_url,
-                           struct node *endpoints, struct dnode *ds)
+/* base-url or endpoints (whose row has no type: it is read here), never both. */
+static void read_endpoints(struct ctx *c, const struct key *k, struct node *svc, struct sect *sect,
+                           struct dnode *ds)
 {
+    struct service_conf *s = sect->dst;
+    struct node *base_url = node_get(svc, "base-url"), *endpoints = node_get(svc, "endpoints");
     const char *why = NULL;
+    if ((base_url == NULL) == (endpoints == NULL))
+        return; /* neither or both: reported with the service's name */
     if (base_url != NULL) {
         const char *t = cfg_text(c, base_url, "base-url", "a URL");
         if (t == NULL)
@@ -248,13 +303,19 @@ static void conv_endpoints(struct ctx *c, struct service_conf *s, struct node *b
         int weight = 1;
         const char *wprov = "default";
         if (it->kind == N_MAP) {
-            cfg_check_keys(c, it, schema_endpoint);
+            cfg_check_keys(c, it, k->sub);
             url = node_get(it, "url");
             if (url == NULL) {
                 cfg_err(c, it, "endpoints", "an endpoint map needs 'url'");
                 continue;
             }
-            cfg_read_int32(c, it, "weight", 1, 1000000, &weight, &wprov);
+            const struct key *wk = schema_find(k->sub, "weight");
+            int64_t w;
+            struct node *wn = node_get(it, wk->name);
+            if (wn != NULL && cfg_conv_int(c, wn, wk->name, wk->min, wk->max, &w)) {
+                weight = (int)w;
+                wprov = cfg_origin(c, wn);
+            }
         }
         const char *t = cfg_text(c, url, "url", "a URL");
         if (t == NULL)
@@ -265,8 +326,8 @@ static void conv_endpoints(struct ctx *c, struct service_conf *s, struct node *b
             continue;
         }
         bool dup = false;
-        for (size_t k = 0; k < s->n_endpoints && !dup; k++)
-            dup = strcmp(s->endpoints[k].url, e.url) == 0;
+        for (size_t j = 0; j < s->n_endpoints && !dup; j++)
+            dup = strcmp(s->endpoints[j].url, e.url) == 0;
         if (dup) {
             cfg_err(c, url, "endpoints", "duplicate endpoint '%s'", cfg_show(c, t));
             cfg_endpoint_clear(&e);
@@ -280,9 +341,11 @@ static void conv_endpoints(struct ctx *c, struct service_conf *s, struct node *b
     }
 }
 
-static void conv_headers(struct ctx *c, struct service_conf *s, struct node *svc, struct dnode *ds)
+static void read_headers(struct ctx *c, const struct key *k, struct node *svc, struct sect *sect,
+                         struct dnode *ds)
 {
-    struct node *h = node_get(svc, "headers");
+    struct service_conf *s = sect->dst;
+    struct node *h = node_get(svc, k->name);
     if (h == NULL || h->is_null) {
         dump_add(c, ds, D_MAP, "headers", NULL, "default");
         return;
@@ -315,8 +378,8 @@ static void conv_headers(struct ctx *c, struct service_conf *s, struct node *svc
             continue;
         }
         bool dup = false;
-        for (size_t k = 0; k < s->n_headers && !dup; k++)
-            dup = strcasecmp(s->headers[k].name, name) == 0;
+        for (size_t j = 0; j < s->n_headers && !dup; j++)
+            dup = strcasecmp(s->headers[j].name, name) == 0;
         if (dup) {
             cfg_err(c, h->keys[i], "headers", "header '%s' is set twice", name);
             continue;
@@ -349,10 +412,12 @@ static bool op_name_ok(const char *s)
     return true;
 }
 
-static void conv_methods(struct ctx *c, struct config *cfg, struct service_conf *s,
-                         struct node *svc, struct dnode *ds)
+static void read_methods(struct ctx *c, const struct key *k, struct node *svc, struct sect *sect,
+                         struct dnode *ds)
 {
-    struct node *m = node_get(svc, "methods");
+    struct service_conf *s = sect->dst;
+    const struct config *cfg = c->cfg;
+    struct node *m = node_get(svc, k->name);
     if (m == NULL || m->is_null) {
         dump_add(c, ds, D_MAP, "methods", NULL, "default");
         return;
@@ -391,169 +456,21 @@ static void conv_methods(struct ctx *c, struct config *cfg, struct service_conf 
             abort();
         /* method_conf.file points into cfg->files, which the config owns */
         mc->file = NULL;
-        for (size_t k = 0; k < cfg->n_files; k++)
-            if (m->vals[i]->src.file != NULL && strcmp(cfg->files[k], m->vals[i]->src.file) == 0)
-                mc->file = cfg->files[k];
+        for (size_t j = 0; j < cfg->n_files; j++)
+            if (m->vals[i]->src.file != NULL && strcmp(cfg->files[j], m->vals[i]->src.file) == 0)
+                mc->file = cfg->files[j];
         mc->line = m->vals[i]->src.line;
         mc->col = m->vals[i]->src.col;
         dump_leaf(c, dm, op, dump_str(c, t), cfg_origin(c, m->vals[i]));
     }
 }
 
-static void conv_tls(struct ctx *c, struct service_conf *s, struct node *svc, struct dnode *ds)
+/* ---- services ---------------------------------------------------------------------- */
+
+static void conv_service(struct ctx *c, struct node *key, struct node *svc, const struct key *rows,
+                         struct dnode *dservices)
 {
-    struct node *t = cfg_section(c, svc, "tls", schema_tls);
-    const char *vp = "default", *caf = "", *cf = "", *kf = "", *sn = "";
-    const char *cap = "default", *cp = "default", *kp = "default", *snp = "default";
-    s->tls.verify = true;
-    cfg_read_bool(c, t, "verify", &s->tls.verify, &vp);
-    cfg_read_string(c, t, "ca-file", &caf, &cap);
-    cfg_read_string(c, t, "cert-file", &cf, &cp);
-    cfg_read_string(c, t, "key-file", &kf, &kp);
-    cfg_read_string(c, t, "server-name", &sn, &snp);
-    caf = cfg_rel_path(c, caf);
-    cf = cfg_rel_path(c, cf);
-    kf = cfg_rel_path(c, kf);
-    s->tls.ca_file = caf[0] ? xstrdup(caf) : NULL;
-    s->tls.cert_file = cf[0] ? xstrdup(cf) : NULL;
-    s->tls.key_file = kf[0] ? xstrdup(kf) : NULL;
-    s->tls.server_name = sn[0] ? xstrdup(sn) : NULL;
-    struct dnode *d = dump_map(c, ds, "tls", NULL);
-    dump_leaf(c, d, "verify", s->tls.verify ? "true" : "false", vp);
-    dump_leaf(c, d, "ca-file", dump_str(c, caf), cap);
-    dump_leaf(c, d, "cert-file", dump_str(c, cf), cp);
-    dump_leaf(c, d, "key-file", dump_str(c, kf), kp);
-    dump_leaf(c, d, "server-name", dump_str(c, sn), snp);
-}
-
-/*
- * A service's retry policy: the globals, overlaid by its `retry` value (a
- * count, a boolean or a map), then by the shortcut retry-base-delay. A
- * shortcut beside `retry: false`, or beside the same field in the map, is an
- * error (an environment override of the field simply wins).
- */
-static void conv_service_retry(struct ctx *c, struct service_conf *s, struct node *svc,
-                               const struct globals *g, struct dnode *ds)
-{
-    struct retry_prov pv = g->retry_prov;
-    struct node *r = node_get(svc, "retry");
-    struct node *rmap = NULL;
-    const char *rprov = NULL; /* set: dump `retry: false` */
-    bool disabled = false;
-    s->retry = g->retry;
-    if (r != NULL && r->broken) {
-        /* reported */
-    } else if (r != NULL && r->kind == N_MAP) {
-        rmap = r;
-        cfg_check_keys(c, r, schema_retry);
-        cfg_read_retry(c, r, &s->retry, &pv);
-    } else if (r != NULL && r->kind == N_SCALAR && !r->is_null) {
-        bool b;
-        int64_t n;
-        if (units_parse_bool(r->text, &b) == 0) {
-            if (!b) {
-                disabled = true;
-                s->retry.max_attempts = 1;
-                rprov = cfg_origin(c, r);
-            }
-        } else if (units_parse_int(r->text, INT64_MIN, INT64_MAX, &n) == 0 ||
-                   (r->text[0] == '-' && isdigit((unsigned char)r->text[1]))) {
-            if (cfg_conv_int(c, r, "retry", 1, 1000, &n)) {
-                s->retry.max_attempts = (int)n;
-                pv.max_attempts = cfg_origin(c, r);
-            }
-        } else {
-            cfg_err(c, r, "retry", "expected true, false, a number of attempts or a map, got '%s'",
-                    cfg_show(c, r->text));
-        }
-    } else if (r != NULL && !r->is_null) {
-        cfg_err(c, r, "retry", "expected true, false, a number of attempts or a map, got a list");
-    }
-
-    struct node *sc = node_get(svc, "retry-base-delay");
-    if (sc != NULL) {
-        struct node *field = rmap != NULL ? node_get(rmap, "base-delay") : NULL;
-        if (disabled) {
-            cfg_err(c, sc, "retry-base-delay", "cannot be used with 'retry: false' (at %s)",
-                    cfg_pos(c, &r->src));
-        } else if (field != NULL && field->src.file != NULL) {
-            cfg_err(c, sc, "retry-base-delay", "sets the same field as retry.base-delay at %s",
-                    cfg_pos(c, &field->src));
-        } else if (field == NULL) {
-            cfg_read_duration(c, svc, "retry-base-delay", false, &s->retry.base_delay_ms,
-                              &pv.base_delay);
-        }
-    }
-    if (ds == NULL)
-        return;
-    if (disabled) {
-        dump_leaf(c, ds, "retry", "false", rprov);
-        return;
-    }
-    cfg_dump_retry(c, dump_map(c, ds, "retry", NULL), &s->retry, &pv);
-}
-
-static void conv_service_breaker(struct ctx *c, struct service_conf *s, struct node *svc,
-                                 const struct globals *g, struct dnode *ds)
-{
-    struct breaker_prov pv = g->breaker_prov;
-    struct node *b = node_get(svc, "circuit-breaker");
-    struct node *bmap = NULL;
-    const char *bprov = NULL;
-    s->breaker = g->breaker;
-    if (b != NULL && b->broken) {
-        /* reported */
-    } else if (b != NULL && b->kind == N_MAP) {
-        bmap = b;
-        cfg_check_keys(c, b, schema_breaker);
-        cfg_read_breaker(c, b, &s->breaker, &pv);
-    } else if (b != NULL && b->kind == N_SCALAR && !b->is_null) {
-        bool on;
-        if (units_parse_bool(b->text, &on) != 0) {
-            cfg_err(c, b, "circuit-breaker", "expected true, false or a map, got '%s'",
-                    cfg_show(c, b->text));
-        } else if (!on) {
-            s->breaker.enabled = false;
-            bprov = cfg_origin(c, b);
-        }
-    } else if (b != NULL && !b->is_null) {
-        cfg_err(c, b, "circuit-breaker", "expected true, false or a map, got a list");
-    }
-
-    static const char *const shortcuts[][2] = {
-        {"circuit-breaker-failure-threshold", "failure-threshold"},
-        {"circuit-breaker-recovery-timeout", "recovery-timeout"}};
-    for (size_t i = 0; i < 2; i++) {
-        struct node *sc = node_get(svc, shortcuts[i][0]);
-        if (sc == NULL)
-            continue;
-        struct node *field = bmap != NULL ? node_get(bmap, shortcuts[i][1]) : NULL;
-        if (!s->breaker.enabled) {
-            cfg_err(c, sc, shortcuts[i][0], "cannot be used with 'circuit-breaker: false' (at %s)",
-                    cfg_pos(c, &b->src));
-        } else if (field != NULL && field->src.file != NULL) {
-            cfg_err(c, sc, shortcuts[i][0], "sets the same field as circuit-breaker.%s at %s",
-                    shortcuts[i][1], cfg_pos(c, &field->src));
-        } else if (field == NULL && i == 0) {
-            cfg_read_int32(c, svc, shortcuts[i][0], 1, 1000000, &s->breaker.failure_threshold,
-                           &pv.failure_threshold);
-        } else if (field == NULL) {
-            cfg_read_duration(c, svc, shortcuts[i][0], false, &s->breaker.recovery_timeout_ms,
-                              &pv.recovery_timeout);
-        }
-    }
-    if (ds == NULL)
-        return;
-    if (!s->breaker.enabled) {
-        dump_leaf(c, ds, "circuit-breaker", "false", bprov);
-        return;
-    }
-    cfg_dump_breaker(c, dump_map(c, ds, "circuit-breaker", NULL), &s->breaker, &pv);
-}
-
-void cfg_conv_service(struct ctx *c, struct config *cfg, struct node *key, struct node *svc,
-                      const struct globals *g, struct dnode *dservices)
-{
+    struct config *cfg = c->cfg;
     const char *name = key->text;
     struct service_conf *s = &cfg->services[cfg->n_services];
     if (name[0] == '_') {
@@ -572,8 +489,9 @@ void cfg_conv_service(struct ctx *c, struct config *cfg, struct node *key, struc
         return;
     }
     cfg->n_services++;
+    *s = c->policy; /* the global policy; its other fields are all empty */
     s->name = xstrdup(name);
-    cfg_check_keys(c, svc, schema_service);
+    cfg_check_keys(c, svc, rows);
     struct dnode *ds = dump_map(c, dservices, name, NULL);
 
     struct node *bu = node_get(svc, "base-url"), *ep = node_get(svc, "endpoints");
@@ -582,37 +500,36 @@ void cfg_conv_service(struct ctx *c, struct config *cfg, struct node *key, struc
     else if (bu != NULL && ep != NULL)
         cfg_err(c, node_get_key(svc, "endpoints"), NULL,
                 "service '%s' has both base-url and endpoints; use one", name);
-    else
-        conv_endpoints(c, s, bu, ep, ds);
 
-    const char *p = "default";
-    int lb = LB_ROUND_ROBIN;
-    cfg_read_enum(c, svc, "load-balancer", cfg_lb_names, 3, &lb, &p);
-    s->load_balancer = (enum lb_policy)lb;
-    dump_leaf(c, ds, "load-balancer", cfg_lb_names[lb], p);
-
-    s->timeout_ms = g->timeout;
-    p = g->timeout_prov;
-    cfg_read_duration(c, svc, "timeout", false, &s->timeout_ms, &p);
-    dump_leaf(c, ds, "timeout", dump_duration(c, s->timeout_ms), p);
-    s->connect_timeout_ms = g->connect_timeout;
-    p = g->connect_timeout_prov;
-    cfg_read_duration(c, svc, "connect-timeout", false, &s->connect_timeout_ms, &p);
-    dump_leaf(c, ds, "connect-timeout", dump_duration(c, s->connect_timeout_ms), p);
-    s->deadline_ms = g->deadline;
-    p = g->deadline_prov;
-    cfg_read_duration(c, svc, "deadline", true, &s->deadline_ms, &p);
-    dump_leaf(c, ds, "deadline", dump_duration(c, s->deadline_ms), p);
-
-    conv_service_retry(c, s, svc, g, ds);
-    conv_service_breaker(c, s, svc, g, ds);
-    conv_headers(c, s, svc, ds);
-    p = "default";
-    cfg_read_int(c, svc, "max-inflight", 0, 100000000, &s->max_inflight, &p);
-    dump_leaf(c, ds, "max-inflight", dump_int(c, s->max_inflight), p);
-    conv_methods(c, cfg, s, svc, ds);
-    conv_tls(c, s, svc, ds);
+    struct origins o = c->policy_origins;
+    struct sect sect = {s, &o};
+    schema_walk(c, rows, svc, &sect, ds, true);
 }
+
+static void read_services(struct ctx *c, const struct key *k, struct node *client, struct sect *s,
+                          struct dnode *d)
+{
+    struct config *cfg = c->cfg;
+    struct node *svcs = cfg_section(c, client, k->name, NULL);
+    struct dnode *dsv = svcs != NULL && svcs->n > 0
+                            ? dump_map(c, d, k->name, NULL)
+                            : dump_add(c, d, D_MAP, k->name, NULL, "default");
+    (void)s;
+    if (svcs == NULL)
+        return;
+    cfg->services = xcalloc(svcs->n, sizeof(*cfg->services));
+    for (size_t i = 0; i < svcs->n; i++)
+        conv_service(c, svcs->keys[i], svcs->vals[i], k->sub, dsv);
+}
+
+const struct key_type type_retry_on = {read_retry_on, dump_retry_on};
+const struct key_type type_budget = {read_budget, dump_budget};
+const struct key_type type_service_retry = {read_service_retry, NULL};
+const struct key_type type_service_breaker = {read_service_breaker, NULL};
+const struct key_type type_endpoints = {read_endpoints, NULL};
+const struct key_type type_headers = {read_headers, NULL};
+const struct key_type type_methods = {read_methods, NULL};
+const struct key_type type_services = {read_services, NULL};
 
 void cfg_service_free(struct service_conf *s)
 {
