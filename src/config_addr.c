@@ -46,8 +46,10 @@ void cfg_listen_clear(struct listen_addr *l)
     memset(l, 0, sizeof(*l));
 }
 
-/* "host:port", "[v6]:port", "unix:/path", or (off_ok) off/false/no. */
-static bool cfg_parse_listen(const char *s, bool off_ok, struct listen_addr *out, const char **why)
+/* "host:port", "[v6]:port", "unix:/path", or (off_ok) off/false/no.
+ * Over 80 lines because each form is checked in one left-to-right pass with
+ * its own message for each way it can be wrong. */
+static bool parse_listen(const char *s, bool off_ok, struct listen_addr *out, const char **why)
 {
     bool b;
     memset(out, 0, sizeof(*out));
@@ -148,7 +150,9 @@ void cfg_endpoint_clear(struct endpoint_conf *e)
     memset(e, 0, sizeof(*e));
 }
 
-/* http(s)://host[:port][/base/path], no userinfo, query or fragment. */
+/* http(s)://host[:port][/base/path], no userinfo, query or fragment.
+ * Over 80 lines because the URL is checked in one left-to-right pass (scheme,
+ * bytes, authority, port, path), each step with its own message. */
 bool cfg_parse_url(const char *s, struct endpoint_conf *e, const char **why)
 {
     memset(e, 0, sizeof(*e));
@@ -260,7 +264,7 @@ static void read_listen(struct ctx *c, const struct key *k, struct node *map, st
     (void)d;
     if (t == NULL)
         return;
-    if (!cfg_parse_listen(t, k->arg != NULL, &addr, &why)) {
+    if (!parse_listen(t, k->arg != NULL, &addr, &why)) {
         cfg_err(c, n, k->name, "bad address '%s': %s", cfg_show(c, t), why);
         return;
     }

@@ -219,7 +219,10 @@ static bool scalar_is_null(const char *s)
 }
 
 /* Parse one YAML document into a node tree. Returns NULL for an empty
- * document or on failure (*failed set; the errors are reported). */
+ * document or on failure (*failed set; the errors are reported).
+ * Longer than 80 lines on purpose: one switch over libyaml's events whose
+ * cases share the parser, the node stack and the anchors; split up, each
+ * piece would take all of that as arguments. */
 static struct node *parse_yaml(struct ctx *c, const char *file, int file_idx,
                                const unsigned char *buf, size_t len, bool *failed)
 {

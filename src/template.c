@@ -55,6 +55,8 @@ static bool placeholder_seen(const char *path, size_t end, const char *seg, size
  * Check one template path ("/a/{b}/c/"): starts with '/', literal segments of
  * pchar bytes and valid %XX escapes, no "." or ".." segment, placeholders
  * "{name}" filling whole segments, names [A-Za-z_][A-Za-z0-9_]* used once.
+ * Over 80 lines because it is one pass over the segments with a precise
+ * message for each way a segment can be wrong.
  */
 bool template_path_valid(const char *path, size_t len, const char **why)
 {
