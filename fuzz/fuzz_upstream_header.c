@@ -1,25 +1,23 @@
 /*
  * fuzz_upstream_header.c - libFuzzer target for upstream response headers:
- * src/upstream.c's curl header and write callbacks (on_header, on_write) and
- * server.c's build_response(), which copies them to the client.
- *
- * Both functions are static, so this file includes upstream.c and server.c
- * themselves (and links the rest of src/ but main.c; no curl transfer and no
- * MHD daemon is started). Exported hooks would make that unnecessary; see
- * fuzz/README.md.
+ * the reader behind src/upstream.c's curl header and write callbacks
+ * (upstream_read_header, upstream_read_body; upstream_read.h) and the
+ * server's forward_build_response() (forward.h), which copies them to the
+ * client. Linked with every src/ object but main.c; no curl transfer and no
+ * MHD daemon is started.
  *
  * Input: byte 0 picks max-response-header-bytes (64..16384; its low bit makes
  * the request a HEAD), byte 1 max-response-body (0..4080); then lines, each
- * ending in '\n', fed to on_header() the way libcurl delivers them: status
+ * ending in '\n', fed to upstream_read_header() the way libcurl delivers them: status
  * line, header lines, blank line; after 1xx blocks another status line; after
- * the final block, lines starting with '~' are body data (fed to on_write()
- * without the '~') and every other line is a trailer. Inputs curl would
+ * the final block, lines starting with '~' are body data (fed to
+ * upstream_read_body() without the '~') and every other line is a trailer. Inputs curl would
  * reject (NUL in a header, malformed status line, 101) end the feed there.
  *
  * A small model of SPEC 3.4 runs alongside: the headers kept are exactly
  * those of the final (non-1xx) block, trailers and interim responses are not
  * forwarded, the header limit counts the final block, Content-Length is that
- * of the final block, the body is what was written. Then build_response()
+ * of the final block, the body is what was written. Then forward_build_response()
  * must let no hop-by-hop header through to the MHD response, including names
  * listed in any Connection field line.
  *
@@ -28,14 +26,16 @@
  * header limit are the final block's), "connection-lines" (names listed in
  * a later Connection field line).
  */
-#include "upstream.c"
-
-#include "server.c"
-
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
+#include "forward.h"
 #include "http.h"
+#include "server.h"
+#include "upstream_read.h"
 
 static bool skip_final_block, skip_connection_lines;
 
@@ -62,7 +62,7 @@ struct model_header {
     size_t name_len, value_len;
 };
 
-/* Name and value of a header line as on_header() cuts them; false when no colon. */
+/* Name and value of a header line as upstream_read_header() cuts them; false when no colon. */
 static bool cut_line(const char *line, size_t n, struct model_header *h)
 {
     const char *colon = memchr(line, ':', n);
@@ -129,7 +129,7 @@ static enum MHD_Result check_one(void *cls, enum MHD_ValueKind kind, const char 
     return MHD_YES;
 }
 
-/* server.c build_response(): which upstream headers reach the client. */
+/* forward_build_response(): which upstream headers reach the client. */
 static void check_forwarding(struct upstream_response *resp, bool head)
 {
     const struct header_list *hl = &resp->headers;
@@ -156,8 +156,8 @@ static void check_forwarding(struct upstream_response *resp, bool head)
     r.status = 200;
     r.attempts = 1;
     r.resp = resp;
-    struct MHD_Response *mr = build_response(&r);
-    check(mr != NULL, "build_response answers");
+    struct MHD_Response *mr = forward_build_response(&r);
+    check(mr != NULL, "forward_build_response answers");
     struct fwd_check fc = {conn_all, false};
     MHD_get_response_headers(mr, check_one, &fc);
     check(!fc.bad, "no hop-by-hop response header is forwarded");
@@ -172,7 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 2)
         return 0;
     struct upstream_response *resp = calloc(1, sizeof(*resp));
-    struct upstream_attempt a;
+    struct upstream_reader a;
     memset(&a, 0, sizeof(a));
     a.resp = resp;
     resp->content_length = -1;
@@ -204,7 +204,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (ph == BODY && line[0] != '~')
             ph = TRAILERS;
         if (ph == BODY) {
-            size_t got = on_write(line + 1, 1, n - 1, &a);
+            size_t got = upstream_read_body(&a, line + 1, n - 1);
             if (body_total + n - 1 > a.max_body) {
                 check(got == 0 && a.too_large, "body over max-response-body is refused");
                 aborted = true;
@@ -235,14 +235,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             n_expect = 0;
             cl = -1;
             block_bytes = n;
-            check(on_header(line, 1, n, &a) == n, "status line accepted");
+            check(upstream_read_header(&a, line, n) == n, "status line accepted");
             ph = IN_BLOCK;
         } else if (ph == IN_BLOCK && is_blank(line, n)) {
-            check(on_header(line, 1, n, &a) == n, "blank line accepted");
+            check(upstream_read_header(&a, line, n) == n, "blank line accepted");
             ph = interim ? EXPECT_STATUS : BODY;
         } else if (ph == IN_BLOCK) {
             block_bytes += n;
-            size_t got = on_header(line, 1, n, &a);
+            size_t got = upstream_read_header(&a, line, n);
             if (block_bytes > a.max_header_bytes) {
                 check((got == 0 && a.too_large) || skip_final_block,
                       "header block over the limit is refused");
@@ -264,7 +264,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 }
             }
         } else { /* TRAILERS: handed to the callback, never forwarded */
-            size_t got = on_header(line, 1, n, &a);
+            size_t got = upstream_read_header(&a, line, n);
             check(got == n || skip_final_block, "trailer accepted");
         }
         free(line);
@@ -276,8 +276,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (skip_final_block)
             n_expect = hl->n; /* a trailer may have replaced the list: do not compare */
         if (hl->n != n_expect) {
-            fprintf(stderr, "on_header kept %zu headers, the final block has %zu\n", hl->n,
-                    n_expect);
+            fprintf(stderr, "upstream_read_header kept %zu headers, the final block has %zu\n",
+                    hl->n, n_expect);
             for (size_t i = 0; i < hl->n; i++)
                 fprintf(stderr, "  kept: %s: %s\n", hl->items[i].name, hl->items[i].value);
             check(false, "kept headers are those of the final response (no 1xx, no trailers)");

@@ -126,19 +126,6 @@ static cJSON *status_json(const char *status)
 
 /* ---- the services view ------------------------------------------------------------------ */
 
-static const char *jitter_name(enum jitter_mode j)
-{
-    switch (j) {
-    case JITTER_FULL:
-        return "full";
-    case JITTER_EQUAL:
-        return "equal";
-    case JITTER_NONE:
-        break;
-    }
-    return "none";
-}
-
 static void add_retry_on(void *arg, const char *entry)
 {
     cJSON_AddItemToArray(arg, cJSON_CreateString(entry));
@@ -150,7 +137,7 @@ static cJSON *retry_json(const struct retry_policy *p)
     cJSON_AddNumberToObject(r, "max_attempts", p->max_attempts);
     cJSON_AddNumberToObject(r, "base_delay_ms", (double)p->base_delay_ms);
     cJSON_AddNumberToObject(r, "max_delay_ms", (double)p->max_delay_ms);
-    cJSON_AddStringToObject(r, "jitter", jitter_name(p->jitter));
+    cJSON_AddStringToObject(r, "jitter", retry_jitter_name(p->jitter));
     cJSON *on = cJSON_AddArrayToObject(r, "retry_on");
     retry_on_each(p, add_retry_on, on);
     cJSON_AddBoolToObject(r, "retry_non_idempotent", p->retry_non_idempotent);
@@ -560,11 +547,6 @@ fail:
     free(a->token);
     free(a);
     return NULL;
-}
-
-const char *admin_bound(const struct admin *a)
-{
-    return a->bound;
 }
 
 void admin_set_token(struct admin *a, const char *token)

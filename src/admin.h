@@ -30,8 +30,6 @@ struct admin_hooks {
  * (then no Authorization is required). Returns NULL after logging on failure. */
 struct admin *admin_start(struct loop *loop, const struct listen_addr *la, const char *token,
                           const struct admin_hooks *hooks);
-/* The address as bound ("127.0.0.1:9901"). */
-const char *admin_bound(const struct admin *a);
 /* Replace the token after a reload (NULL = none). */
 void admin_set_token(struct admin *a, const char *token);
 void admin_stop(struct admin *a);

@@ -20,19 +20,13 @@
 
 #include <stddef.h>
 
-#include "retry.h" /* rng_below() */
+#include "rng.h"
+
+const char *const lb_policy_names[LB_POLICY_COUNT] = {"round-robin", "random", "least-request"};
 
 const char *lb_policy_name(enum lb_policy p)
 {
-    switch (p) {
-    case LB_ROUND_ROBIN:
-        return "round-robin";
-    case LB_RANDOM:
-        return "random";
-    case LB_LEAST_REQUEST:
-        return "least-request";
-    }
-    return "unknown";
+    return (unsigned)p < LB_POLICY_COUNT ? lb_policy_names[p] : "unknown";
 }
 
 static int64_t slot_weight(const struct balancer_slot *s)
@@ -89,8 +83,8 @@ static int pick_round_robin(struct balancer_slot *slots, int n, bool is_retry, i
         int64_t cw;
         if (!is_candidate(&slots[i], is_retry, tier))
             continue;
-        cw = (slots[i].state != NULL ? slots[i].state->current_weight : 0) + slot_weight(&slots[i]);
-        if (!is_retry && slots[i].state != NULL)
+        cw = (slots[i].state ? slots[i].state->current_weight : 0) + slot_weight(&slots[i]);
+        if (!is_retry && slots[i].state)
             slots[i].state->current_weight = cw;
         total += slot_weight(&slots[i]);
         if (best < 0 || cw > best_weight) {
@@ -98,7 +92,7 @@ static int pick_round_robin(struct balancer_slot *slots, int n, bool is_retry, i
             best_weight = cw;
         }
     }
-    if (best >= 0 && !is_retry && slots[best].state != NULL)
+    if (best >= 0 && !is_retry && slots[best].state)
         slots[best].state->current_weight -= total;
     return best;
 }
@@ -178,7 +172,7 @@ int balancer_pick(enum lb_policy policy, struct balancer_slot *slots, int n, boo
 {
     int tier = 0, any = 0;
 
-    if (slots == NULL || n <= 0)
+    if (!slots || n <= 0)
         return -1;
     if (is_retry) {
         tier = first_tier(slots, n);

@@ -28,7 +28,10 @@ struct balancer_slot {
     struct balancer_state *state;
 };
 
-const char *lb_policy_name(enum lb_policy p); /* "round-robin", "random", "least-request" */
+#define LB_POLICY_COUNT 3
+/* The names, indexed by enum lb_policy: "round-robin", "random", "least-request". */
+extern const char *const lb_policy_names[LB_POLICY_COUNT];
+const char *lb_policy_name(enum lb_policy p);
 
 /*
  * Choose an endpoint index, or -1 when none admits.

@@ -19,10 +19,8 @@
 
 #include "balancer.h"
 #include "breaker.h"
+#include "log.h" /* enum log_level, enum access_log_format */
 #include "retry.h"
-
-enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
-enum access_log_format { ACCESS_LOG_LOGFMT = 0, ACCESS_LOG_JSON };
 
 enum listen_kind { LISTEN_OFF = 0, LISTEN_INET, LISTEN_UNIX };
 struct listen_addr {
@@ -148,8 +146,5 @@ int config_dump(const struct config_options *opts, FILE *out, struct config_mess
 /* Service by route name (len bytes, not NUL-terminated); NULL if none. */
 const struct service_conf *config_find_service(const struct config *cfg, const char *name,
                                                size_t len);
-
-/* The name of a log level ("error", "warn", "info", "debug"); units.c. */
-const char *log_level_name(enum log_level l);
 
 #endif

@@ -174,6 +174,12 @@ struct key_type {
     key_dump_fn *dump;
 };
 
+/* The names of an enum, indexed by value (the arg of an enum row). */
+struct enum_names {
+    const char *const *v;
+    size_t n;
+};
+
 /*
  * One row of the schema: a key, how it may be given, how it is read and
  * dumped, where its value goes and its default. Tables end with a row whose

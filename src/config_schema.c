@@ -197,7 +197,8 @@ static void read_admin_token(struct ctx *c, const struct key *k, struct node *ah
 static void read_log_level(struct ctx *c, const struct key *k, struct node *ahoyd, struct sect *s,
                            struct dnode *d)
 {
-    const char *const *names = k->arg;
+    const struct enum_names *ln = k->arg;
+    const char *const *names = ln->v;
     struct config *cfg = s->dst;
     const char *p = "default";
     int lvl = 0;
@@ -205,11 +206,11 @@ static void read_log_level(struct ctx *c, const struct key *k, struct node *ahoy
         lvl++;
     if (c->opts->log_level != NULL) {
         struct src at = {NULL, 0, 0, 0, "--log-level"};
-        int i;
-        for (i = 0; names[i] != NULL && strcmp(c->opts->log_level, names[i]) != 0; i++)
+        size_t i;
+        for (i = 0; i < ln->n && strcmp(c->opts->log_level, names[i]) != 0; i++)
             ;
-        if (names[i] != NULL) {
-            lvl = i;
+        if (i < ln->n) {
+            lvl = (int)i;
             p = "command line";
         } else {
             cfg_err_at(c, &at, NULL, "expected error, warn, info or debug, got '%s'",
@@ -217,9 +218,9 @@ static void read_log_level(struct ctx *c, const struct key *k, struct node *ahoy
         }
         int ignored = lvl;
         const char *ip = p;
-        cfg_read_enum(c, ahoyd, k->name, names, 4, &ignored, &ip);
+        cfg_read_enum(c, ahoyd, k->name, names, ln->n, &ignored, &ip);
     } else {
-        cfg_read_enum(c, ahoyd, k->name, names, 4, &lvl, &p);
+        cfg_read_enum(c, ahoyd, k->name, names, ln->n, &lvl, &p);
     }
     cfg->log_level = (enum log_level)lvl;
     dump_leaf(c, d, k->name, names[lvl], p);
@@ -330,10 +331,12 @@ static const struct key_type type_client = {read_client, NULL};
 
 /* ---- the tables ------------------------------------------------------------------------ */
 
-static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
-static const char *const format_names[] = {"logfmt", "json", NULL};
-static const char *const jitter_names[] = {"none", "full", "equal", NULL};
-static const char *const lb_names[] = {"round-robin", "random", "least-request", NULL};
+/* Each enum's one name table lives with its module; access-log-format's here. */
+static const char *const format_name_list[] = {"logfmt", "json"};
+static const struct enum_names level_names = {log_level_names, LOG_LEVEL_COUNT};
+static const struct enum_names format_names = {format_name_list, 2};
+static const struct enum_names jitter_names = {jitter_mode_names, JITTER_MODE_COUNT};
+static const struct enum_names lb_names = {lb_policy_names, LB_POLICY_COUNT};
 
 #define CF(field) offsetof(struct config, field)
 #define SV(field) offsetof(struct service_conf, field)
@@ -347,10 +350,10 @@ static const struct key schema_ahoyd[] = {
     {"admin-token", KD_SCALAR, &type_admin_token, CF(admin_token), 0, 0, "", NULL, NULL},
     {"admin-token-file", KD_SCALAR, NULL, 0, 0, 0, "", NULL, NULL}, /* with admin-token */
     {"include", KD_STEP0, &type_include, CF(include), 0, 0, NULL, NULL, NULL},
-    {"log-level", KD_SCALAR, &type_log_level, CF(log_level), 0, 0, "info", NULL, level_names},
+    {"log-level", KD_SCALAR, &type_log_level, CF(log_level), 0, 0, "info", NULL, &level_names},
     {"access-log", KD_SCALAR, &type_access_log, CF(access_log), 0, 0, "stderr", NULL, NULL},
     {"access-log-format", KD_SCALAR, &type_enum, CF(access_log_format), 0, 0, "logfmt", NULL,
-     format_names},
+     &format_names},
     {"max-connections", KD_SCALAR, &type_int, CF(max_connections), 1, 1048576, "4096", NULL, NULL},
     {"workers", KD_SCALAR, &type_int, CF(workers), 1, WORKERS_MAX, "1", NULL, NULL},
     {"max-request-body", KD_SCALAR, &type_size, CF(max_request_body), 0, 0, "8MiB", NULL, NULL},
@@ -374,7 +377,7 @@ const struct key schema_retry[] = {
     {"max-attempts", KD_SCALAR, &type_int32, SV(retry.max_attempts), 1, 1000, "3", NULL, NULL},
     {"base-delay", KD_SCALAR, &type_duration, SV(retry.base_delay_ms), 1, 0, "1s", NULL, NULL},
     {"max-delay", KD_SCALAR, &type_duration, SV(retry.max_delay_ms), 1, 0, "30s", NULL, NULL},
-    {"jitter", KD_SCALAR, &type_enum, SV(retry.jitter), 0, 0, "none", NULL, jitter_names},
+    {"jitter", KD_SCALAR, &type_enum, SV(retry.jitter), 0, 0, "none", NULL, &jitter_names},
     {"retry-on", KD_LIST, &type_retry_on, SV(retry.retry_on), 0, 0,
      "connect-failure, reset, timeout, 429, 502, 503, 504", NULL, NULL},
     {"retry-non-idempotent", KD_SCALAR, &type_bool, SV(retry.retry_non_idempotent), 0, 0, "false",
@@ -419,7 +422,7 @@ const struct key schema_service[] = {
     {"base-url", KD_SCALAR, &type_endpoints, SV(endpoints), 0, 0, NULL, schema_endpoint, NULL},
     {"endpoints", KD_LIST, NULL, 0, 0, 0, NULL, schema_endpoint, NULL}, /* with base-url */
     {"load-balancer", KD_SCALAR, &type_enum, SV(load_balancer), 0, 0, "round-robin", NULL,
-     lb_names},
+     &lb_names},
     {"timeout", KD_SCALAR, &type_duration, SV(timeout_ms), 1, 0, NULL, NULL, NULL},
     {"connect-timeout", KD_SCALAR, &type_duration, SV(connect_timeout_ms), 1, 0, NULL, NULL, NULL},
     {"deadline", KD_SCALAR, &type_duration, SV(deadline_ms), 0, 0, NULL, NULL, NULL},

@@ -331,16 +331,7 @@ static void dump_bool_row(struct ctx *c, const struct key *k, const struct sect 
     dump_leaf(c, d, k->name, *v ? "true" : "false", schema_origin(s, k));
 }
 
-/* An enum field (int-sized); k->arg is its NULL-terminated name list, in value order. */
-static size_t enum_count(const struct key *k)
-{
-    const char *const *names = k->arg;
-    size_t n = 0;
-    while (names[n] != NULL)
-        n++;
-    return n;
-}
-
+/* An enum field (int-sized); k->arg is its struct enum_names. */
 static void read_enum(struct ctx *c, const struct key *k, struct node *map, struct sect *s,
                       struct dnode *d)
 {
@@ -348,7 +339,8 @@ static void read_enum(struct ctx *c, const struct key *k, struct node *map, stru
     int v;
     (void)d;
     memcpy(&v, schema_field(s, k), sizeof(v));
-    cfg_read_enum(c, map, k->name, k->arg, enum_count(k), &v, &at);
+    const struct enum_names *names = k->arg;
+    cfg_read_enum(c, map, k->name, names->v, names->n, &v, &at);
     memcpy(schema_field(s, k), &v, sizeof(v));
     if (at != NULL)
         schema_set_origin(s, k, at);
@@ -356,10 +348,10 @@ static void read_enum(struct ctx *c, const struct key *k, struct node *map, stru
 
 static void dump_enum_row(struct ctx *c, const struct key *k, const struct sect *s, struct dnode *d)
 {
-    const char *const *names = k->arg;
+    const struct enum_names *names = k->arg;
     int v;
     memcpy(&v, schema_field(s, k), sizeof(v));
-    dump_leaf(c, d, k->name, names[v], schema_origin(s, k));
+    dump_leaf(c, d, k->name, names->v[v], schema_origin(s, k));
 }
 
 /* A malloc'd string field, NULL for ""; type_path makes it relative to the main

@@ -4,7 +4,7 @@
  * Request-target safety (SPEC 3.3), cutting a target into service / rest /
  * query and joining rest onto an endpoint's base path (3.1), RFC 9110 token
  * and field-value checks, hop-by-hop header filtering, X-Request-Id, the JSON
- * error body (5), reason phrases and percent-encoding. Everything works on the
+ * error body (5), reason phrases, percent-encoding and header lists. Everything works on the
  * raw bytes as received: routing on a decoded copy is how proxies get escaped.
  * Pure: no I/O, no clock; the request-id generator takes its RNG state.
  */
@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "http.h"
+#include "rng.h"
 #include "strbuf.h"
 
 /* ---- character classes (RFC 3986, RFC 9110) ------------------------------- */
@@ -106,9 +107,9 @@ static bool segment_is_safe(const char *seg, size_t len, const char **why)
 bool http_target_is_safe(const char *target, size_t len, const char **why)
 {
     const char *dummy;
-    if (why == NULL)
+    if (!why)
         why = &dummy;
-    if (target == NULL || len == 0) {
+    if (!target || len == 0) {
         *why = "empty request-target";
         return false;
     }
@@ -137,7 +138,7 @@ bool http_target_is_safe(const char *target, size_t len, const char **why)
     }
     size_t path_len = len;
     const char *q = memchr(target, '?', len);
-    if (q != NULL)
+    if (q)
         path_len = (size_t)(q - target);
     size_t i = 1;
     while (i <= path_len) {
@@ -156,7 +157,7 @@ bool http_target_is_safe(const char *target, size_t len, const char **why)
 void http_split_target(const char *target, size_t len, struct target_parts *out)
 {
     const char *q = memchr(target, '?', len);
-    size_t path_len = q != NULL ? (size_t)(q - target) : len;
+    size_t path_len = q ? (size_t)(q - target) : len;
     out->query = target + path_len;
     out->query_len = len - path_len;
     size_t s = path_len > 0 && target[0] == '/' ? 1 : 0;
@@ -172,7 +173,7 @@ void http_split_target(const char *target, size_t len, struct target_parts *out)
 char *http_join_path(const char *base_path, const char *rest, size_t rest_len,
                      const char *query, size_t query_len)
 {
-    if (base_path == NULL)
+    if (!base_path)
         base_path = "";
     size_t base_len = strlen(base_path);
     /* rest "/..." goes after the base path without its trailing '/' */
@@ -182,7 +183,7 @@ char *http_join_path(const char *base_path, const char *rest, size_t rest_len,
     bool slash_only = rest_len == 0 && base_len == 0;
     size_t n = base_len + rest_len + query_len + (slash_only ? 1 : 0);
     char *out = malloc(n + 1);
-    if (out == NULL)
+    if (!out)
         return NULL;
     size_t o = 0;
     memcpy(out + o, base_path, base_len);
@@ -203,7 +204,7 @@ char *http_join_path(const char *base_path, const char *rest, size_t rest_len,
 
 bool http_is_token(const char *s, size_t len)
 {
-    if (s == NULL || len == 0)
+    if (!s || len == 0)
         return false;
     for (size_t i = 0; i < len; i++)
         if (!is_tchar((unsigned char)s[i]))
@@ -213,7 +214,7 @@ bool http_is_token(const char *s, size_t len)
 
 bool http_header_value_ok(const char *s, size_t len)
 {
-    if (s == NULL)
+    if (!s)
         return len == 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -225,7 +226,7 @@ bool http_header_value_ok(const char *s, size_t len)
 
 bool http_list_has_token(const char *list, const char *token)
 {
-    if (list == NULL || token == NULL)
+    if (!list || !token)
         return false;
     size_t tlen = strlen(token);
     if (tlen == 0)
@@ -256,7 +257,7 @@ static bool is_hop_by_hop(const char *name)
 {
     static const char *const names[] = {"Connection", "Keep-Alive", "TE", "Trailer",
                                         "Transfer-Encoding", "Upgrade"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcasecmp(name, names[i]) == 0)
             return true;
     return has_prefix_ci(name, "Proxy-");
@@ -264,29 +265,29 @@ static bool is_hop_by_hop(const char *name)
 
 bool http_request_header_dropped(const char *name, const char *connection)
 {
-    if (name == NULL)
+    if (!name)
         return true;
     if (is_hop_by_hop(name) || strcasecmp(name, "Host") == 0 ||
         strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Expect") == 0 ||
         has_prefix_ci(name, "X-Ahoyd-"))
         return true;
-    return connection != NULL && http_list_has_token(connection, name);
+    return connection && http_list_has_token(connection, name);
 }
 
 bool http_response_header_dropped(const char *name, const char *connection)
 {
-    if (name == NULL)
+    if (!name)
         return true;
     if (is_hop_by_hop(name) || strcasecmp(name, "Content-Length") == 0)
         return true;
-    return connection != NULL && http_list_has_token(connection, name);
+    return connection && http_list_has_token(connection, name);
 }
 
 /* ---- X-Request-Id ----------------------------------------------------------- */
 
 bool http_request_id_ok(const char *s)
 {
-    if (s == NULL)
+    if (!s)
         return false;
     size_t n = 0;
     for (; s[n] != '\0'; n++) {
@@ -297,24 +298,12 @@ bool http_request_id_ok(const char *s)
     return n >= 1;
 }
 
-static uint64_t xorshift64(uint64_t *state)
-{
-    uint64_t x = *state;
-    if (x == 0)
-        x = 0x9e3779b97f4a7c15ULL; /* xorshift is stuck at 0 */
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    return x;
-}
-
 void http_request_id_new(char out[37], uint64_t *rng)
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char b[16];
-    uint64_t hi = xorshift64(rng);
-    uint64_t lo = xorshift64(rng);
+    uint64_t hi = rng_next(rng);
+    uint64_t lo = rng_next(rng);
     for (int i = 0; i < 8; i++) {
         b[i] = (unsigned char)(hi >> (56 - 8 * i));
         b[8 + i] = (unsigned char)(lo >> (56 - 8 * i));
@@ -331,36 +320,67 @@ void http_request_id_new(char out[37], uint64_t *rng)
     out[o] = '\0';
 }
 
+/* ---- header lists -------------------------------------------------------------- */
+
+void header_list_add(struct header_list *l, const char *name, size_t name_len, const char *value,
+                     size_t value_len)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        struct header *items = realloc(l->items, cap * sizeof *items);
+        if (!items)
+            return;
+        l->items = items;
+        l->cap = cap;
+    }
+    l->items[l->n].name = strndup(name, name_len);
+    l->items[l->n].value = strndup(value, value_len);
+    l->n++;
+}
+
+void http_list_append(char **list, const char *value, size_t n)
+{
+    size_t old = *list ? strlen(*list) : 0;
+    char *l = realloc(*list, old + n + 3);
+    if (!l)
+        return;
+    if (old) {
+        memcpy(l + old, ", ", 2);
+        old += 2;
+    }
+    memcpy(l + old, value, n);
+    l[old + n] = '\0';
+    *list = l;
+}
+
+char *header_list_join(const struct header_list *l, const char *name)
+{
+    char *out = NULL;
+    for (size_t i = 0; i < l->n; i++)
+        if (strcasecmp(l->items[i].name, name) == 0)
+            http_list_append(&out, l->items[i].value, strlen(l->items[i].value));
+    return out;
+}
+
+const char *header_list_get(const struct header_list *l, const char *name)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcasecmp(l->items[i].name, name) == 0)
+            return l->items[i].value;
+    return NULL;
+}
+
+void header_list_clear(struct header_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->items[i].name);
+        free(l->items[i].value);
+    }
+    l->n = 0;
+}
+
 /* ---- JSON error body (SPEC 5) ----------------------------------------------- */
 
-
-/* A JSON string literal. Bytes >= 0x80 are copied as they are (a client's
- * service name or request id cannot carry them: both are checked first). */
-static void buf_json_string(struct strbuf *b, const char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-    strbuf_add(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        char esc[7];
-        switch (*p) {
-        case '"': strbuf_add(b, "\\\"", 2); break;
-        case '\\': strbuf_add(b, "\\\\", 2); break;
-        case '\n': strbuf_add(b, "\\n", 2); break;
-        case '\r': strbuf_add(b, "\\r", 2); break;
-        case '\t': strbuf_add(b, "\\t", 2); break;
-        default:
-            if (*p < 0x20 || *p == 0x7f) {
-                memcpy(esc, "\\u00", 4);
-                esc[4] = hex[*p >> 4];
-                esc[5] = hex[*p & 0x0f];
-                strbuf_add(b, esc, 6);
-            } else {
-                strbuf_add(b, (const char *)p, 1);
-            }
-        }
-    }
-    strbuf_add(b, "\"", 1);
-}
 
 char *http_error_body(const char *code, const char *message, int status, const char *service,
                       int attempts, const char *request_id, size_t *len)
@@ -368,28 +388,28 @@ char *http_error_body(const char *code, const char *message, int status, const c
     struct strbuf b = {0};
     char num[32];
     strbuf_puts(&b, "{\"error\":{\"code\":");
-    buf_json_string(&b, code ? code : "");
+    strbuf_json_string(&b, code ? code : "");
     strbuf_puts(&b, ",\"message\":");
-    buf_json_string(&b, message ? message : "");
-    snprintf(num, sizeof(num), "%d", status);
+    strbuf_json_string(&b, message ? message : "");
+    snprintf(num, sizeof num, "%d", status);
     strbuf_puts(&b, ",\"status\":");
     strbuf_puts(&b, num);
     strbuf_puts(&b, ",\"service\":");
-    if (service != NULL)
-        buf_json_string(&b, service);
+    if (service)
+        strbuf_json_string(&b, service);
     else
         strbuf_puts(&b, "null");
-    snprintf(num, sizeof(num), "%d", attempts);
+    snprintf(num, sizeof num, "%d", attempts);
     strbuf_puts(&b, ",\"attempts\":");
     strbuf_puts(&b, num);
     strbuf_puts(&b, ",\"request_id\":");
-    buf_json_string(&b, request_id ? request_id : "");
+    strbuf_json_string(&b, request_id ? request_id : "");
     strbuf_puts(&b, "}}");
     if (b.failed) {
         free(b.s);
         return NULL;
     }
-    if (len != NULL)
+    if (len)
         *len = b.len;
     return b.s;
 }
@@ -446,7 +466,7 @@ static char *percent_encode(const char *s, size_t len)
 {
     static const char hex[] = "0123456789ABCDEF";
     char *out = malloc(len * 3 + 1);
-    if (out == NULL)
+    if (!out)
         return NULL;
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {

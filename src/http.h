@@ -1,7 +1,7 @@
 /*
  * http.h - pure HTTP helpers for the proxy: request-target safety (SPEC 3.3),
  * splitting and joining paths (3.1), header checks, hop-by-hop filtering,
- * X-Request-Id, and ahoyd's JSON error bodies (5).
+ * X-Request-Id, header lists, and ahoyd's JSON error bodies (5).
  *
  * Everything works on the raw bytes as received, never on a decoded copy.
  */
@@ -48,6 +48,31 @@ bool http_is_token(const char *s, size_t len);
 /* Header value without control characters other than HTAB (obs-text allowed). */
 bool http_header_value_ok(const char *s, size_t len);
 
+/* A list of header fields in the order received (response headers from upstream,
+ * extra headers of ahoyd's own answers). Names and values are malloc'd copies. */
+struct header {
+    char *name;
+    char *value;
+};
+
+struct header_list {
+    struct header *items;
+    size_t n, cap;
+};
+
+void header_list_add(struct header_list *l, const char *name, size_t name_len, const char *value,
+                     size_t value_len);
+const char *header_list_get(const struct header_list *l, const char *name);
+/* Every value of that name joined with ", " (RFC 9110 list syntax), malloc'd; NULL if none. */
+char *header_list_join(const struct header_list *l, const char *name);
+/* Free the fields (the list stays usable: items is kept for reuse). */
+void header_list_clear(struct header_list *l);
+
+/* Append one field value to a malloc'd comma-separated list (*list NULL: none yet):
+ * ", " between values, as RFC 9110 joins the lines of a list field. Out of memory
+ * leaves the list as it was. */
+void http_list_append(char **list, const char *value, size_t n);
+
 /* Hop-by-hop or otherwise never forwarded request header (SPEC 3.1):
  * Connection, Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade,
  * Host, Content-Length, Expect, X-Ahoyd-*, and any name listed in the
@@ -64,7 +89,7 @@ bool http_list_has_token(const char *list, const char *token);
 
 /* X-Request-Id from the client is kept when 1-128 visible ASCII (0x21-0x7e). */
 bool http_request_id_ok(const char *s);
-/* New UUIDv4, lowercase, 36 chars + NUL. rng: xorshift state. */
+/* New UUIDv4, lowercase, 36 chars + NUL. rng: the state of rng_next(). */
 void http_request_id_new(char out[37], uint64_t *rng);
 
 /*

@@ -24,6 +24,9 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "strbuf.h"
+
+const char *const log_level_names[LOG_LEVEL_COUNT] = {"error", "warn", "info", "debug"};
 
 static enum log_level current_level = LOG_LEVEL_INFO;
 static bool to_journal;
@@ -43,6 +46,21 @@ static bool stderr_is_journal(void)
     if (fstat(STDERR_FILENO, &st) != 0)
         return false;
     return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+const char *log_level_name(enum log_level l)
+{
+    return (unsigned)l < LOG_LEVEL_COUNT ? log_level_names[l] : "info";
+}
+
+int log_level_parse(const char *name, enum log_level *out)
+{
+    for (int i = 0; i < LOG_LEVEL_COUNT; i++)
+        if (strcmp(name, log_level_names[i]) == 0) {
+            *out = (enum log_level)i;
+            return 0;
+        }
+    return -1;
 }
 
 void log_init(enum log_level level)
@@ -79,8 +97,7 @@ static size_t format_time(char *buf, size_t cap)
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-    static const int priority[] = {3, 4, 6, 7};
-    static const char *const names[] = {"error", "warn", "info", "debug"};
+    static const int priority[LOG_LEVEL_COUNT] = {3, 4, 6, 7};
     char line[4096];
     size_t n;
     va_list ap;
@@ -92,7 +109,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
     } else {
         n = format_time(line, sizeof line);
         n += (size_t)snprintf(line + n, sizeof line - n, " ahoyd[%d] %s: ", (int)getpid(),
-                              names[level]);
+                              log_level_names[level]);
     }
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - n, fmt, ap);
@@ -194,38 +211,19 @@ static void lb_printf(struct linebuf *b, const char *fmt, ...)
     lb_puts(b, tmp);
 }
 
-/* Quote s: JSON string syntax in both formats, plus \xNN for raw bytes >= 0x80 in
- * logfmt. At most max bytes of s are written (a field cannot crowd out the ones after
- * it); it also stops, still closing the quote, when the line is full. */
+/* Quote s: JSON string syntax in both formats, with \xNN for raw bytes >= 0x80 in
+ * logfmt (json_escape). At most max bytes of s are written (a field cannot crowd out
+ * the ones after it); it also stops, still closing the quote, when fewer than 16 bytes
+ * of the line are left (room for the rest of the line). */
 static void lb_quote_max(struct linebuf *b, const char *s, bool json, size_t max)
 {
-    static const char hex[] = "0123456789abcdef";
     if (!s) {
         lb_puts(b, json ? "null" : "\"-\"");
         return;
     }
     lb_putc(b, '"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (b->len + 16 >= b->cap || (size_t)(p - (const unsigned char *)s) >= max)
-            break; /* room for the closing quote and the rest of the line */
-        unsigned char c = *p;
-        if (c == '"' || c == '\\') {
-            lb_putc(b, '\\');
-            lb_putc(b, (char)c);
-        } else if (c == '\n') {
-            lb_puts(b, "\\n");
-        } else if (c == '\r') {
-            lb_puts(b, "\\r");
-        } else if (c == '\t') {
-            lb_puts(b, "\\t");
-        } else if (c < 0x20 || c == 0x7f || (c >= 0x80 && json)) {
-            lb_printf(b, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
-        } else if (c >= 0x80) {
-            lb_printf(b, "\\x%c%c", hex[c >> 4], hex[c & 15]);
-        } else {
-            lb_putc(b, (char)c);
-        }
-    }
+    if (b->len + 16 < b->cap) /* the escapes may run 6 bytes past room: 16 are kept */
+        b->len += json_escape(b->buf + b->len, b->cap - 16 - b->len, s, max, !json, NULL);
     lb_putc(b, '"');
 }
 

@@ -9,7 +9,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config.h"
+enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
+#define LOG_LEVEL_COUNT 4
+enum access_log_format { ACCESS_LOG_LOGFMT = 0, ACCESS_LOG_JSON };
+
+/* The level names, indexed by enum log_level: "error", "warn", "info", "debug". */
+extern const char *const log_level_names[LOG_LEVEL_COUNT];
+const char *log_level_name(enum log_level l);
+/* A level by name (exact). Returns 0, or -1 for anything else. */
+int log_level_parse(const char *name, enum log_level *out);
 
 void log_init(enum log_level level);
 void log_set_level(enum log_level level);

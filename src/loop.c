@@ -320,7 +320,7 @@ int64_t loop_now_us(const struct loop *l)
     return l->now_us;
 }
 
-void loop_update_time(struct loop *l)
+static void loop_update_time(struct loop *l)
 {
     l->now_us = monotonic_us();
 }

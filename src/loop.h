@@ -47,10 +47,9 @@ void loop_timer_start(struct loop *l, struct loop_timer *t, int64_t delay_ms);
 void loop_timer_stop(struct loop *l, struct loop_timer *t);
 bool loop_timer_active(const struct loop_timer *t);
 
-/* Monotonic time, cached per iteration (loop_update_time refreshes it). */
+/* Monotonic time, cached per iteration (refreshed when the loop wakes). */
 int64_t loop_now_ms(const struct loop *l);
 int64_t loop_now_us(const struct loop *l);
-void loop_update_time(struct loop *l);
 /* Monotonic clock read directly (for code outside the loop). */
 int64_t monotonic_us(void);
 

@@ -22,7 +22,7 @@
 #include "admin.h"
 #include "config.h"
 #include "log.h"
-#include "metrics.h"
+#include "counters.h"
 #include "loop.h"
 #include "runtime.h"
 #include "server.h"
@@ -249,7 +249,7 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
 done:
     if (rc != 0)
         log_error("reload failed: keeping the previous configuration");
-    metrics_note_reload(rc == 0, (int64_t)time(NULL));
+    counters_note_reload(rc == 0, (int64_t)time(NULL));
     config_messages_free(&msgs);
     sd_notify(0, "READY=1");
     return rc;
@@ -456,7 +456,7 @@ static int start_workers(struct daemon_state *d, struct runtime *rt)
         }
         w->started = true;
     }
-    metrics_set_workers(n + 1);
+    counters_set_workers(n + 1);
     log_info("workers: %zu event loops", n + 1);
     return 0;
 }
@@ -513,6 +513,7 @@ int main(int argc, char **argv)
     struct daemon_state d = {.signal_fd = -1};
     bool check = false, dump = false;
     int c;
+    enum log_level level_given;
 
     d.opts.path = DEFAULT_CONFIG;
     d.opts.env = environ;
@@ -521,8 +522,7 @@ int main(int argc, char **argv)
         case 'c': d.opts.path = optarg; break;
         case 'p': d.opts.profiles = optarg; break;
         case 'l':
-            if (strcmp(optarg, "error") && strcmp(optarg, "warn") && strcmp(optarg, "info") &&
-                strcmp(optarg, "debug")) {
+            if (log_level_parse(optarg, &level_given) != 0) {
                 fprintf(stderr, "ahoyd: invalid log level '%s' (error, warn, info, debug)\n",
                         optarg);
                 return EXIT_USAGE;
@@ -617,7 +617,7 @@ int main(int argc, char **argv)
         if (!d.admin)
             goto out;
     }
-    metrics_note_startup((int64_t)time(NULL));
+    counters_note_startup((int64_t)time(NULL));
     d.ready = true;
     sd_notifyf(0, "READY=1\nSTATUS=listening on %s", server_bound(&d.server));
     log_info("ahoyd %s ready: %zu services", PACKAGE_VERSION, rt->n_services);

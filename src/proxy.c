@@ -121,9 +121,8 @@ void proxy_begin(struct request *r)
         deadline = r->hdr_timeout_ms;
     r->deadline_ms = deadline > 0 ? r->received_us / 1000 + deadline : 0;
 
-    bool may_retry_sent = retry_method_is_idempotent(r->upstream_method) ||
-                          sc->retry.retry_non_idempotent || r->has_idempotency_key;
-    r->allow_resend = r->max_attempts > 1 && may_retry_sent;
+    r->allow_resend = r->max_attempts > 1 &&
+                      retry_may_resend(&sc->retry, r->upstream_method, r->has_idempotency_key);
 
     r->tried = calloc(svc->n_endpoints ? svc->n_endpoints : 1, sizeof *r->tried);
     if (!r->tried) {
@@ -236,7 +235,8 @@ static void attempt_next(struct request *r)
 
     struct endpoint_rt *ep = svc->endpoints[idx];
     if (!breaker_admit(&ep->breaker, ep->policy, now, &r->ticket)) {
-        /* cannot happen single-threaded: peek said yes */
+        /* peek said yes and the state lock is held since: not expected, but the
+         * breaker has the last word */
         request_add_flag(r, "UO");
         finish(r);
         return;

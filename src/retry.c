@@ -10,6 +10,7 @@
  * arguments; nothing here reads a clock or a global.
  */
 #include "retry.h"
+#include "rng.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -51,7 +52,7 @@ void retry_on_each(const struct retry_policy *p, void (*fn)(void *arg, const cha
 
 void retry_policy_defaults(struct retry_policy *p)
 {
-    memset(p, 0, sizeof(*p));
+    memset(p, 0, sizeof *p);
     p->max_attempts = 3;
     p->base_delay_ms = 1000;
     p->max_delay_ms = 30000;
@@ -108,43 +109,25 @@ bool retry_method_is_idempotent(const char *method)
 {
     static const char *const idempotent[] = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"};
 
-    if (method == NULL)
+    if (!method)
         return false;
-    for (size_t i = 0; i < sizeof(idempotent) / sizeof(idempotent[0]); i++) {
+    for (size_t i = 0; i < sizeof idempotent / sizeof idempotent[0]; i++) {
         if (strcmp(method, idempotent[i]) == 0)
             return true;
     }
     return false;
 }
 
-/* ---- random numbers ---------------------------------------------------------- */
-
-uint64_t rng_next(uint64_t *state)
+bool retry_may_resend(const struct retry_policy *p, const char *method, bool has_idempotency_key)
 {
-    uint64_t x = *state;
-
-    if (x == 0) /* xorshift is stuck at zero: recover with a fixed odd seed */
-        x = UINT64_C(0x9E3779B97F4A7C15);
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    return x * UINT64_C(0x2545F4914F6CDD1D);
+    return retry_method_is_idempotent(method) || p->retry_non_idempotent || has_idempotency_key;
 }
 
-/* Rejection sampling: drop the lowest (2^64 mod n) values so that every
- * residue is equally likely. */
-uint64_t rng_below(uint64_t *state, uint64_t n)
-{
-    uint64_t threshold, r;
+const char *const jitter_mode_names[JITTER_MODE_COUNT] = {"none", "full", "equal"};
 
-    if (n <= 1)
-        return 0;
-    threshold = (0 - n) % n;
-    do {
-        r = rng_next(state);
-    } while (r < threshold);
-    return r % n;
+const char *retry_jitter_name(enum jitter_mode j)
+{
+    return (unsigned)j < JITTER_MODE_COUNT ? jitter_mode_names[j] : "none";
 }
 
 /* ---- backoff ------------------------------------------------------------------- */
@@ -314,7 +297,7 @@ int64_t retry_parse_retry_after(const char *value, int64_t now_unix_s)
     size_t start = 0, end;
     int64_t when;
 
-    if (value == NULL)
+    if (!value)
         return -1;
     end = strlen(value);
     while (start < end && (value[start] == ' ' || value[start] == '\t'))
@@ -337,7 +320,7 @@ int64_t retry_parse_retry_after(const char *value, int64_t now_unix_s)
             secs = RETRY_AFTER_MAX_SECONDS;
         return secs * 1000;
     }
-    if (end - start >= sizeof(buf))
+    if (end - start >= sizeof buf)
         return -1;
     memcpy(buf, value + start, end - start);
     buf[end - start] = '\0';
@@ -434,18 +417,18 @@ enum retry_verdict retry_decide(const struct retry_policy *p, const struct retry
     int max_attempts = in->max_attempts > 0 ? in->max_attempts : p->max_attempts;
     int64_t delay = -1;
 
-    if (delay_ms != NULL)
+    if (delay_ms)
         *delay_ms = 0;
     if (!retry_outcome_matches(p, &in->outcome))
         return RETRY_NO_OUTCOME;
     if (in->attempt >= max_attempts)
         return RETRY_NO_ATTEMPTS;
-    if (in->outcome.kind != OUTCOME_CONNECT_FAILURE && !retry_method_is_idempotent(in->method) &&
-        !p->retry_non_idempotent && !in->has_idempotency_key)
+    if (in->outcome.kind != OUTCOME_CONNECT_FAILURE &&
+        !retry_may_resend(p, in->method, in->has_idempotency_key))
         return RETRY_NO_METHOD;
 
     if (p->honor_retry_after && in->outcome.kind == OUTCOME_STATUS &&
-        (in->outcome.status == 429 || in->outcome.status == 503) && in->retry_after != NULL) {
+        (in->outcome.status == 429 || in->outcome.status == 503) && in->retry_after) {
         int64_t ra = retry_parse_retry_after(in->retry_after, in->now_unix_s);
         if (ra >= 0) {
             if (ra > p->max_delay_ms)
@@ -460,12 +443,12 @@ enum retry_verdict retry_decide(const struct retry_policy *p, const struct retry
 
     if (in->deadline_ms != 0 && in->now_ms + delay >= in->deadline_ms)
         return RETRY_NO_DEADLINE;
-    if (p->budget_enabled && budget != NULL) {
+    if (p->budget_enabled && budget) {
         if (!retry_budget_allows(budget, p, in->now_ms))
             return RETRY_NO_BUDGET;
         retry_budget_note_retry(budget, in->now_ms);
     }
-    if (delay_ms != NULL)
+    if (delay_ms)
         *delay_ms = delay;
     return RETRY_YES;
 }

@@ -11,22 +11,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "outcome.h"
+
 enum jitter_mode { JITTER_NONE = 0, JITTER_FULL, JITTER_EQUAL };
-
-/* The outcome of one upstream attempt (SPEC 4.1 step 4). */
-enum outcome_kind {
-    OUTCOME_STATUS = 0,         /* got a response; status set */
-    OUTCOME_CONNECT_FAILURE,    /* nothing was sent */
-    OUTCOME_RESET,              /* transport/protocol error after the first byte was written */
-    OUTCOME_TIMEOUT,            /* the attempt's own timeout */
-    OUTCOME_RESPONSE_TOO_LARGE, /* response body or header block over the limit */
-    OUTCOME_CANCELLED,          /* cut by the call deadline or the client left: neutral */
-};
-
-struct outcome {
-    enum outcome_kind kind;
-    int status; /* OUTCOME_STATUS only */
-};
+#define JITTER_MODE_COUNT 3
+/* The names, indexed by enum jitter_mode: "none", "full", "equal". */
+extern const char *const jitter_mode_names[JITTER_MODE_COUNT];
+const char *retry_jitter_name(enum jitter_mode j);
 
 /* retry-on flags; status codes live in the bitset */
 #define RETRY_ON_CONNECT_FAILURE (1u << 0)
@@ -70,6 +61,11 @@ bool retry_outcome_matches(const struct retry_policy *p, const struct outcome *o
 
 /* GET HEAD OPTIONS PUT DELETE TRACE (exact, case-sensitive). */
 bool retry_method_is_idempotent(const char *method);
+
+/* May a request that may have reached the upstream be sent again (SPEC 4.3)? Yes for an
+ * idempotent method, with retry-non-idempotent, or with an Idempotency-Key. */
+bool retry_may_resend(const struct retry_policy *p, const char *method,
+                      bool has_idempotency_key);
 
 /* Backoff before attempt k+1, k >= 1 the attempt just finished:
  * base * 2^(k-1), capped at max, then jittered. rng is xorshift state (non-zero). */
@@ -121,10 +117,5 @@ enum retry_verdict retry_decide(const struct retry_policy *p, const struct retry
                                 struct retry_budget *budget, uint64_t *rng, int64_t *delay_ms);
 
 const char *retry_verdict_name(enum retry_verdict v);
-
-/* xorshift64* */
-uint64_t rng_next(uint64_t *state);
-/* uniform in [0, n) */
-uint64_t rng_below(uint64_t *state, uint64_t n);
 
 #endif

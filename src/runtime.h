@@ -18,11 +18,11 @@
 #include "balancer.h"
 #include "breaker.h"
 #include "config.h"
+#include "counters.h"
 #include "loop.h"
+#include "outcome.h"
 #include "retry.h"
 #include "route.h"
-
-#define OUTCOME_LABELS 8 /* 2xx 3xx 4xx 5xx connect_failure reset timeout response_too_large */
 
 struct service_rt;
 
@@ -40,7 +40,7 @@ struct endpoint_rt {
     int inflight;
     struct loop *loop;
     struct loop_timer recovery_timer;  /* OPEN -> HALF_OPEN made visible by a timer */
-    uint64_t attempts[OUTCOME_LABELS];
+    uint64_t attempts[OUTCOME_LABELS]; /* by outcome_label_index() */
     uint64_t transitions_to[3];
 };
 
@@ -51,7 +51,7 @@ struct service_state {
     struct retry_budget budget;
     int inflight;
     uint64_t retries;
-    struct service_metrics *metrics; /* metrics.c: requests, errors, durations */
+    struct service_counters *counters; /* counters.c: requests, errors, durations */
 };
 
 struct service_rt {
@@ -85,10 +85,6 @@ struct service_rt *runtime_find(struct runtime *rt, const char *name, size_t len
 
 /* An attempt holds its endpoint even across a reload that removes it. */
 void endpoint_unref(struct endpoint_rt *ep);
-
-/* Bucket an outcome for metrics: index into attempts[] and its label. */
-int outcome_label_index(const struct outcome *o);
-const char *outcome_label_name(int index);
 
 /* Log a breaker transition and keep its counters and recovery timer in step. */
 void endpoint_note_transition(struct endpoint_rt *ep, const struct breaker_transition *tr);

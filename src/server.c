@@ -40,11 +40,13 @@
 
 #include <microhttpd.h>
 
+#include "forward.h"
 #include "http.h"
 #include "log.h"
-#include "metrics.h"
+#include "counters.h"
 #include "proxy.h"
 #include "server.h"
+#include "strbuf.h"
 #include "units.h"
 
 #define CONNECTION_RESERVE 16 /* connections above max-connections for the 503 answer */
@@ -183,9 +185,9 @@ static void request_log(struct request *r)
     if (r->logged)
         return;
     r->logged = true;
-    metrics_note_request(r->svc ? r->svc->state : NULL, r->status, r->resp ? NULL : r->err_code,
-                         loop_now_us(r->srv->loop) - r->start_us);
-    metrics_note_worker_request(r->srv->worker);
+    counters_note_request(r->svc ? &r->svc->state->counters : NULL, r->status,
+                          r->resp ? NULL : r->err_code, loop_now_us(r->srv->loop) - r->start_us);
+    counters_note_worker_request(r->srv->worker);
     if (!access_log_enabled())
         return;
     struct access_entry e = {
@@ -213,7 +215,7 @@ static bool is_head(const struct request *r)
     return r->method && strcmp(r->method, "HEAD") == 0;
 }
 
-static struct MHD_Response *build_response(struct request *r)
+struct MHD_Response *forward_build_response(struct request *r)
 {
     struct MHD_Response *resp;
     struct upstream_response *up = r->resp;
@@ -293,7 +295,7 @@ static enum MHD_Result queue_answer(struct request *r)
     if (r->resp && !fits_pool(r))
         request_set_error(r, 502, "upstream_response_too_large",
                           "the upstream response head does not fit beside the request's");
-    struct MHD_Response *resp = build_response(r);
+    struct MHD_Response *resp = forward_build_response(r);
     if (!resp)
         return MHD_NO;
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
@@ -516,22 +518,6 @@ static void completed(void **con_cls)
     request_free(r);
 }
 
-/* Append a header value to a comma-separated list (RFC 9110 list syntax). */
-static void list_append(char **list, const char *value, size_t n)
-{
-    size_t old = *list ? strlen(*list) : 0;
-    char *l = realloc(*list, old + n + 3);
-    if (!l)
-        return;
-    if (old) {
-        memcpy(l + old, ", ", 2);
-        old += 2;
-    }
-    memcpy(l + old, value, n);
-    l[old + n] = '\0';
-    *list = l;
-}
-
 struct head_scan {
     size_t bytes;
     bool bad;
@@ -571,7 +557,7 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
         h->n_cl++;
         h->cl = value;
     } else if (strcasecmp(key, "Connection") == 0) {
-        list_append(&h->connection, value, value_size);
+        http_list_append(&h->connection, value, value_size);
     } else if (strcasecmp(key, "Upgrade") == 0) {
         h->upgrade = value;
     } else if (strcasecmp(key, "X-Request-Id") == 0) {
@@ -800,11 +786,11 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
     if (strcasecmp(key, "Connection") == 0)
         return MHD_YES; /* joined beforehand */
     if (strcasecmp(key, "X-Forwarded-For") == 0) {
-        list_append(&b->xff, value, value_size); /* every line, in order */
+        http_list_append(&b->xff, value, value_size); /* every line, in order */
         return MHD_YES;
     }
     if (strcasecmp(key, "Via") == 0) {
-        list_append(&b->via, value, value_size);
+        http_list_append(&b->via, value, value_size);
         return MHD_YES;
     }
     if (strcasecmp(key, "X-Request-Id") == 0 || strcasecmp(key, "X-Forwarded-Proto") == 0)
@@ -908,19 +894,7 @@ static int body_append(struct request *r, const char *data, size_t n, uint64_t l
         r->body_len += n; /* counted, not kept */
         return 0;
     }
-    if (r->body_len + n > r->body_cap) {
-        size_t cap = r->body_cap ? r->body_cap * 2 : 4096;
-        while (cap < r->body_len + n)
-            cap *= 2;
-        char *b = realloc(r->body, cap);
-        if (!b)
-            return -1;
-        r->body = b;
-        r->body_cap = cap;
-    }
-    memcpy(r->body + r->body_len, data, n);
-    r->body_len += n;
-    return 0;
+    return strbuf_bytes_append(&r->body, &r->body_len, &r->body_cap, data, n, 0);
 }
 
 static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn,
@@ -1054,19 +1028,14 @@ static void mhd_run(struct listener *l)
 
 /* ---- listeners: one MHD daemon each, on the loop --------------------------------- */
 
-static void listener_run(struct listener *l)
-{
-    mhd_run(l);
-}
-
 static void on_listener_io(void *arg, uint32_t events)
 {
-    listener_run(arg);
+    mhd_run(arg);
 }
 
 static void on_listener_timer(void *arg)
 {
-    listener_run(arg);
+    mhd_run(arg);
 }
 
 static size_t listener_connections(const struct listener *l)

@@ -12,7 +12,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "config.h"
 #include "units.h"
 
 /* Longest duration accepted: about 31.7 years, so that now + timeout and
@@ -36,7 +35,7 @@ static bool add_digit(uint64_t *v, char c, uint64_t max)
 
 int units_parse_duration(const char *s, int64_t *ms)
 {
-    if (s == NULL || !is_digit(*s))
+    if (!s || !is_digit(*s))
         return -1;
     const uint64_t max = (uint64_t)UNITS_MAX_DURATION_MS;
     uint64_t whole = 0;
@@ -85,7 +84,7 @@ int units_parse_duration(const char *s, int64_t *ms)
 
 int units_parse_size(const char *s, uint64_t *bytes)
 {
-    if (s == NULL || !is_digit(*s))
+    if (!s || !is_digit(*s))
         return -1;
     uint64_t v = 0;
     const char *p = s;
@@ -101,7 +100,7 @@ int units_parse_size(const char *s, uint64_t *bytes)
         {"", 0},    {"b", 0},    {"k", 10}, {"kb", 10}, {"kib", 10}, {"m", 20},
         {"mb", 20}, {"mib", 20}, {"g", 30}, {"gb", 30}, {"gib", 30},
     };
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
         if (strcasecmp(p, units[i].suffix) != 0)
             continue;
         if (units[i].shift > 0 && v > (UINT64_MAX >> units[i].shift))
@@ -116,7 +115,7 @@ int units_parse_bool(const char *s, bool *out)
 {
     static const char *const yes[] = {"true", "yes", "on"};
     static const char *const no[] = {"false", "no", "off"};
-    if (s == NULL)
+    if (!s)
         return -1;
     for (size_t i = 0; i < 3; i++) {
         if (strcasecmp(s, yes[i]) == 0) {
@@ -133,7 +132,7 @@ int units_parse_bool(const char *s, bool *out)
 
 int units_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
 {
-    if (s == NULL || !is_digit(*s))
+    if (!s || !is_digit(*s))
         return -1;
     uint64_t v = 0;
     for (const char *p = s; *p != '\0'; p++) {
@@ -144,19 +143,4 @@ int units_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
         return -1;
     *out = (int64_t)v;
     return 0;
-}
-
-const char *log_level_name(enum log_level l)
-{
-    switch (l) {
-    case LOG_LEVEL_ERROR:
-        return "error";
-    case LOG_LEVEL_WARN:
-        return "warn";
-    case LOG_LEVEL_INFO:
-        return "info";
-    case LOG_LEVEL_DEBUG:
-        return "debug";
-    }
-    return "info";
 }

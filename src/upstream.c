@@ -6,7 +6,7 @@
  * with what happened and we collect finished transfers with
  * curl_multi_info_read. No transfer ever blocks the loop.
  *
- * Traps handled here (LIBRARY-NOTES.md):
+ * Traps handled here (libcurl 7.88 behaviour):
  * - curl silently re-sends a request when a reused connection dies before any
  *   response byte. For requests that may not be retried we count
  *   CURLOPT_PREREQFUNCTION calls and abort the second one (outcome: reset).
@@ -26,7 +26,9 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "strbuf.h"
 #include "upstream.h"
+#include "upstream_read.h"
 
 #define IDLE_HANDLES_MAX 256
 /* Idle upstream connections are dropped before common upstream keep-alive timeouts
@@ -51,18 +53,12 @@ struct upstream_attempt {
     struct curl_slist *connect_to;
     upstream_done_cb cb;
     void *arg;
-    struct upstream_response *resp;
+    struct upstream_reader rd;    /* the response and its limits */
     int prereq_calls;
     bool allow_resend;
-    bool too_large;
     bool resend_aborted;
-    bool headers_done;
-    bool in_block;                /* between a status line and its blank line */
-    bool interim;                 /* the block is a 1xx response, forgotten at its end */
     bool connect_timeout_decides; /* connect-timeout <= timeout: a pre-send timeout is a
                                      connect failure */
-    uint64_t header_bytes;
-    uint64_t max_body, max_header_bytes;
     int64_t start_us;
     struct upstream_attempt *next_idle;
     char errbuf[CURL_ERROR_SIZE];
@@ -81,67 +77,6 @@ struct sock_watch {
     bool parked;
 };
 
-/* ---- header lists ------------------------------------------------------------ */
-
-void header_list_add(struct header_list *l, const char *name, size_t name_len, const char *value,
-                     size_t value_len)
-{
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        struct header *items = realloc(l->items, cap * sizeof *items);
-        if (!items)
-            return;
-        l->items = items;
-        l->cap = cap;
-    }
-    l->items[l->n].name = strndup(name, name_len);
-    l->items[l->n].value = strndup(value, value_len);
-    l->n++;
-}
-
-char *header_list_join(const struct header_list *l, const char *name)
-{
-    size_t len = 0;
-    for (size_t i = 0; i < l->n; i++)
-        if (strcasecmp(l->items[i].name, name) == 0)
-            len += strlen(l->items[i].value) + 2;
-    if (len == 0)
-        return NULL;
-    char *out = malloc(len + 1), *p = out;
-    if (!out)
-        return NULL;
-    for (size_t i = 0; i < l->n; i++) {
-        if (strcasecmp(l->items[i].name, name) != 0)
-            continue;
-        if (p != out) {
-            *p++ = ',';
-            *p++ = ' ';
-        }
-        size_t k = strlen(l->items[i].value);
-        memcpy(p, l->items[i].value, k);
-        p += k;
-    }
-    *p = '\0';
-    return out;
-}
-
-const char *header_list_get(const struct header_list *l, const char *name)
-{
-    for (size_t i = 0; i < l->n; i++)
-        if (strcasecmp(l->items[i].name, name) == 0)
-            return l->items[i].value;
-    return NULL;
-}
-
-void header_list_clear(struct header_list *l)
-{
-    for (size_t i = 0; i < l->n; i++) {
-        free(l->items[i].name);
-        free(l->items[i].value);
-    }
-    l->n = 0;
-}
-
 void upstream_response_free(struct upstream_response *r)
 {
     if (!r)
@@ -153,38 +88,23 @@ void upstream_response_free(struct upstream_response *r)
 
 /* ---- curl callbacks -------------------------------------------------------------- */
 
-static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata)
+size_t upstream_read_body(struct upstream_reader *a, const char *data, size_t n)
 {
-    struct upstream_attempt *a = userdata;
     struct upstream_response *r = a->resp;
-    size_t n = size * nmemb;
 
     if ((uint64_t)r->body_len + n > a->max_body) {
         a->too_large = true;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
     }
-    if (r->body_len + n > r->body_cap) {
-        size_t cap = r->body_cap ? r->body_cap * 2 : 4096;
-        while (cap < r->body_len + n)
-            cap *= 2;
-        if ((uint64_t)cap > a->max_body)
-            cap = (size_t)a->max_body;
-        char *b = realloc(r->body, cap);
-        if (!b)
-            return 0;
-        r->body = b;
-        r->body_cap = cap;
-    }
-    memcpy(r->body + r->body_len, data, n);
-    r->body_len += n;
+    if (strbuf_bytes_append(&r->body, &r->body_len, &r->body_cap, data, n,
+                            (size_t)a->max_body) != 0)
+        return 0;
     return n;
 }
 
-static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
+size_t upstream_read_header(struct upstream_reader *a, const char *line, size_t n)
 {
-    struct upstream_attempt *a = userdata;
     struct upstream_response *r = a->resp;
-    size_t n = size * nmemb;
 
     if (a->headers_done)
         return n; /* trailers are not forwarded */
@@ -235,6 +155,18 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
     }
     header_list_add(&r->headers, line, name_len, v, (size_t)(end - v));
     return n;
+}
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    struct upstream_attempt *a = userdata;
+    return upstream_read_body(&a->rd, data, size * nmemb);
+}
+
+static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
+{
+    struct upstream_attempt *a = userdata;
+    return upstream_read_header(&a->rd, line, size * nmemb);
 }
 
 static int on_prereq(void *clientp, char *primary_ip, char *local_ip, int primary_port,
@@ -409,10 +341,10 @@ static void attempt_release(struct upstream_attempt *a)
     a->headers = NULL;
     curl_slist_free_all(a->connect_to);
     a->connect_to = NULL;
-    if (a->resp) {
-        upstream_response_free(a->resp);
-        free(a->resp);
-        a->resp = NULL;
+    if (a->rd.resp) {
+        upstream_response_free(a->rd.resp);
+        free(a->rd.resp);
+        a->rd.resp = NULL;
     }
     if (u->n_idle < IDLE_HANDLES_MAX) {
         a->next_idle = u->idle;
@@ -581,23 +513,23 @@ struct upstream_attempt *upstream_start(struct upstream *u, const struct upstrea
     a->arg = arg;
     a->prereq_calls = 0;
     a->allow_resend = req->allow_resend;
-    a->too_large = false;
+    a->rd.too_large = false;
     a->resend_aborted = false;
-    a->headers_done = false;
-    a->in_block = false;
-    a->interim = false;
-    a->header_bytes = 0;
-    a->max_body = req->max_body;
-    a->max_header_bytes = req->max_header_bytes;
+    a->rd.headers_done = false;
+    a->rd.in_block = false;
+    a->rd.interim = false;
+    a->rd.header_bytes = 0;
+    a->rd.max_body = req->max_body;
+    a->rd.max_header_bytes = req->max_header_bytes;
     a->connect_timeout_decides = req->connect_timeout_ms <= req->timeout_ms;
     a->errbuf[0] = '\0';
-    a->resp = calloc(1, sizeof *a->resp);
+    a->rd.resp = calloc(1, sizeof *a->rd.resp);
     a->headers = build_headers(req);
-    if (!a->resp || !a->headers) {
+    if (!a->rd.resp || !a->headers) {
         attempt_release(a);
         return NULL;
     }
-    a->resp->content_length = -1;
+    a->rd.resp->content_length = -1;
 
     curl_easy_setopt(e, CURLOPT_URL, req->url);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(req->timeout_ms > 0 ? req->timeout_ms : 1));
@@ -630,7 +562,7 @@ static void classify(struct upstream_attempt *a, CURLcode rc, struct outcome *o)
 {
     bool sent = a->prereq_calls > 0;
     o->status = 0;
-    if (a->too_large) {
+    if (a->rd.too_large) {
         o->kind = OUTCOME_RESPONSE_TOO_LARGE;
     } else if (a->resend_aborted) {
         o->kind = OUTCOME_RESET;
@@ -667,9 +599,9 @@ static void check_done(struct upstream *u)
         curl_multi_remove_handle(u->multi, e);
         struct upstream_response *resp = NULL;
         if (o.kind == OUTCOME_STATUS) {
-            resp = a->resp;
+            resp = a->rd.resp;
             resp->status = o.status;
-            a->resp = NULL;
+            a->rd.resp = NULL;
         }
         int64_t elapsed = monotonic_us() - a->start_us;
         upstream_done_cb cb = a->cb;

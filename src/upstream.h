@@ -14,28 +14,12 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "http.h"
 #include "loop.h"
-#include "retry.h"
+#include "outcome.h"
 
 struct upstream;
 struct upstream_attempt;
-
-struct header {
-    char *name;
-    char *value;
-};
-
-struct header_list {
-    struct header *items;
-    size_t n, cap;
-};
-
-void header_list_add(struct header_list *l, const char *name, size_t name_len, const char *value,
-                     size_t value_len);
-const char *header_list_get(const struct header_list *l, const char *name);
-/* Every value of that name joined with ", " (RFC 9110 list syntax), malloc'd; NULL if none. */
-char *header_list_join(const struct header_list *l, const char *name);
-void header_list_clear(struct header_list *l);
 
 struct upstream_request {
     const char *url;             /* origin + path + query */

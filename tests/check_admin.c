@@ -757,13 +757,13 @@ START_TEST(render_in_process)
     rt.services = &srv;
     rt.n_services = 1;
 
-    metrics_note_request(&st, 200, NULL, 4000);             /* le 0.005 */
-    metrics_note_request(&st, 200, NULL, 5000);             /* le 0.005 (bounds are inclusive) */
-    metrics_note_request(&st, 503, "circuit_open", 300000); /* le 0.5 */
-    metrics_note_request(&st, 504, "upstream_timeout", 20000000); /* +Inf only */
-    metrics_note_request(NULL, 404, "unknown_service", 1500);
-    metrics_note_reload(true, 1700000000);
-    metrics_note_reload(false, 1700000100);
+    counters_note_request(&st.counters, 200, NULL, 4000);             /* le 0.005 */
+    counters_note_request(&st.counters, 200, NULL, 5000); /* le 0.005 (bounds are inclusive) */
+    counters_note_request(&st.counters, 503, "circuit_open", 300000); /* le 0.5 */
+    counters_note_request(&st.counters, 504, "upstream_timeout", 20000000); /* +Inf only */
+    counters_note_request(NULL, 404, "unknown_service", 1500);
+    counters_note_reload(true, 1700000000);
+    counters_note_reload(false, 1700000100);
 
     char *text = metrics_render(&rt, &len);
     ck_assert_ptr_nonnull(text);
@@ -821,7 +821,7 @@ START_TEST(render_in_process)
     ck_assert_int_eq((int)e.nf, 11);
     expo_free(&e);
     free(text);
-    metrics_service_free(st.metrics);
+    counters_service_free(st.counters);
 
     /* no runtime at all: still valid, still has the process-wide families */
     text = metrics_render(NULL, &len);

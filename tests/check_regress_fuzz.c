@@ -3,27 +3,24 @@
  * fuzz/ found (fuzz/README.md lists the findings). Each test feeds the
  * minimized input to the code that mishandled it and asserts the right answer.
  *
- * The functions at fault are static: upstream.c's curl header callback
- * (on_header) and server.c's build_response(). Like fuzz/fuzz_upstream_header.c,
- * this file includes both .c files, so it links against libahoyd.a without
- * their objects. When upstream.h/server.h grow exported test hooks, these
- * tests can switch to them.
+ * The code at fault: the reader behind upstream.c's curl header and write
+ * callbacks (upstream_read.h) and the server's forward_build_response()
+ * (forward.h), both reached through their internal headers, linked from
+ * libahoyd.a like every other suite.
  */
+#include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* before <check.h>, whose fail() macro would rename server.c's fail() */
-#include "../src/upstream.c"
-
-#include "../src/server.c"
-
-#include <check.h>
+#include "forward.h"
+#include "server.h"
+#include "upstream_read.h"
 
 /* ---- upstream response headers as libcurl delivers them --------------------- */
 
 struct feed {
-    struct upstream_attempt a;
+    struct upstream_reader a;
     struct upstream_response *resp;
 };
 
@@ -51,14 +48,14 @@ static void feed_line(struct feed *f, const char *line)
     char *copy = malloc(n); /* exactly n bytes, no NUL, like curl's buffer */
     ck_assert_ptr_nonnull(copy);
     memcpy(copy, line, n);
-    ck_assert_uint_eq(on_header(copy, 1, n, &f->a), n);
+    ck_assert_uint_eq(upstream_read_header(&f->a, copy, n), n);
     free(copy);
 }
 
 static void feed_body(struct feed *f, const char *data)
 {
     size_t n = strlen(data);
-    ck_assert_uint_eq(on_write((char *)data, 1, n, &f->a), n);
+    ck_assert_uint_eq(upstream_read_body(&f->a, data, n), n);
 }
 
 /*
@@ -137,7 +134,7 @@ START_TEST(http_prefixed_header_line_counts_toward_the_limit)
     feed_line(&f, "HTTP/1.1 200 OK\r\n");                               /* 17 bytes */
     feed_line(&f, "X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");   /* 17 + 44 = 61 */
     char line[] = "HTTP/1.1: x\r\n";                                    /* 61 + 13 > 64 */
-    ck_assert_uint_eq(on_header(line, 1, strlen(line), &f.a), 0);
+    ck_assert_uint_eq(upstream_read_header(&f.a, line, strlen(line)), 0);
     ck_assert(f.a.too_large);
     feed_free(&f);
 }
@@ -168,9 +165,9 @@ START_TEST(interim_responses_are_forgotten)
 }
 END_TEST
 
-/* ---- server.c: which upstream headers reach the client ----------------------- */
+/* ---- forward_build_response(): which upstream headers reach the client ------- */
 
-/* build_response() for an upstream answer with these header lines. */
+/* forward_build_response() for an upstream answer with these header lines. */
 static struct MHD_Response *respond_with(const char *const *lines, struct feed *f,
                                          struct request *r)
 {
@@ -186,7 +183,7 @@ static struct MHD_Response *respond_with(const char *const *lines, struct feed *
     r->status = 200;
     r->attempts = 1;
     r->resp = f->resp;
-    struct MHD_Response *resp = build_response(r);
+    struct MHD_Response *resp = forward_build_response(r);
     ck_assert_ptr_nonnull(resp);
     return resp;
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "retry.h"
+#include "rng.h"
 
 #define SEED UINT64_C(0x1234567890abcdef)
 #define NOW_1994 INT64_C(784111777)  /* Sun, 06 Nov 1994 08:49:37 GMT */

@@ -1,0 +1,29 @@
+/* outcome.c - see outcome.h. */
+#include "outcome.h"
+
+int outcome_label_index(const struct outcome *o)
+{
+    switch (o->kind) {
+    case OUTCOME_STATUS:
+        if (o->status >= 500)
+            return 3;
+        if (o->status >= 400)
+            return 2;
+        if (o->status >= 300)
+            return 1;
+        return 0;
+    case OUTCOME_CONNECT_FAILURE: return 4;
+    case OUTCOME_RESET: return 5;
+    case OUTCOME_TIMEOUT:
+    case OUTCOME_CANCELLED: return 6;
+    case OUTCOME_RESPONSE_TOO_LARGE: return 7;
+    }
+    return 5;
+}
+
+const char *outcome_label_name(int index)
+{
+    static const char *const names[OUTCOME_LABELS] = {
+        "2xx", "3xx", "4xx", "5xx", "connect_failure", "reset", "timeout", "response_too_large"};
+    return index >= 0 && index < OUTCOME_LABELS ? names[index] : "reset";
+}
