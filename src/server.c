@@ -47,6 +47,7 @@
 #include "proxy.h"
 #include "server.h"
 #include "strbuf.h"
+#include "units.h"
 
 #define CONNECTION_RESERVE 16 /* connections above max-connections for the 503 answer */
 /* MHD keeps a connection's request head and the response head it writes in one pool,
