@@ -1,5 +1,5 @@
 /*
- * fuzz_config.c - libFuzzer target for the configuration loader (src/config.c).
+ * fuzz_config.c - libFuzzer target for the configuration loader (src/config*.c).
  *
  * The input is a main YAML file. config.c only reads files, so each input is
  * written to <sandbox>/ahoyd.yaml (a private directory made at start-up in

@@ -7,7 +7,7 @@
  * http_target_is_safe(), then http_split_target(), http_join_path() onto a
  * few base paths and route_match() against a fixed table of templates. The
  * whole input is also tried as a "VERB /template" method spec: when
- * route_template_valid() accepts it, it must compile, and a path made from it
+ * template_valid() accepts it, it must compile, and a path made from it
  * (each {param} filled with "x") must match it.
  *
  * Checked besides memory errors and leaks: the split parts cover the target
@@ -23,6 +23,7 @@
 
 #include "http.h"
 #include "route.h"
+#include "template.h"
 
 static struct method_conf methods[] = {
     {"get_payment", "GET", "/payments/{payment_id}", "fuzz", 1, 1},
@@ -136,7 +137,7 @@ static void check_match(const struct route_table *t, const char *verb, const cha
 /* Fill a valid template's placeholders with "x": the path it must match. */
 static void check_template(const char *spec)
 {
-    if (!route_template_valid(spec, NULL))
+    if (!template_valid(spec, NULL))
         return;
     const char *sp = strchr(spec, ' ');
     char *verb = strndup(spec, (size_t)(sp - spec));

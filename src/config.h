@@ -147,14 +147,4 @@ int config_dump(const struct config_options *opts, FILE *out, struct config_mess
 const struct service_conf *config_find_service(const struct config *cfg, const char *name,
                                                size_t len);
 
-/* Parse helpers shared with the env overrides and the tests (units.c). */
-/* Duration "250ms", "1.5s", "2m", "1h", "30" (seconds) -> ms. Returns 0 ok, -1 bad. */
-int units_parse_duration(const char *s, int64_t *ms);
-/* Size "8MiB", "32k", "1024", "2GB" (binary) -> bytes. Returns 0 ok, -1 bad. */
-int units_parse_size(const char *s, uint64_t *bytes);
-/* Boolean true/false/yes/no/on/off (case-insensitive). Returns 0 ok, -1 bad. */
-int units_parse_bool(const char *s, bool *out);
-/* Non-negative decimal integer without sign or junk. Returns 0 ok, -1 bad. */
-int units_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
-
 #endif

@@ -47,6 +47,7 @@
 #include "request.h"
 #include "server.h"
 #include "strbuf.h"
+#include "units.h"
 
 #define PEER_CLOSED_GRACE_MS 250 /* a half-closed client's request may still be in the buffer */
 

@@ -34,9 +34,6 @@ struct route_table {
 int route_table_build(const struct service_conf *svc, struct route_table *out, char **err);
 void route_table_free(struct route_table *t);
 
-/* Is "VERB /path" a valid method template (balanced {name}, no ? or #)? For config.c. */
-bool route_template_valid(const char *spec, const char **why);
-
 enum route_match {
     ROUTE_OK = 0,        /* a template matches this verb (GET also admits HEAD) */
     ROUTE_NO_ROUTE,      /* no template matches the path: 404 no_route */

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "config.h"
+#include "units.h"
 
 /* Longest duration accepted: about 31.7 years, so that now + timeout and
  * milliseconds-to-microseconds conversions can never overflow an int64. */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "route.h"
+#include "template.h"
 
 /* ---- template validation ------------------------------------------------------- */
 
@@ -85,7 +86,7 @@ START_TEST(test_template_valid_table)
 {
     const struct template_case *c = &template_cases[_i];
     const char *why = NULL;
-    bool ok = route_template_valid(c->spec, &why);
+    bool ok = template_valid(c->spec, &why);
     ck_assert_msg(ok == c->valid, "'%s': got %s", c->spec, ok ? "valid" : why);
     if (!ok)
         ck_assert_msg(why != NULL && why[0] != '\0', "'%s' has no reason", c->spec);
@@ -95,19 +96,19 @@ END_TEST
 START_TEST(test_template_valid_messages)
 {
     const char *why = NULL;
-    ck_assert(!route_template_valid("GET /x-{id}", &why));
+    ck_assert(!template_valid("GET /x-{id}", &why));
     ck_assert_str_eq(why, "a {placeholder} must fill a whole path segment");
-    ck_assert(!route_template_valid("GET /{id", &why));
+    ck_assert(!template_valid("GET /{id", &why));
     ck_assert_str_eq(why, "unbalanced '{' in path");
-    ck_assert(!route_template_valid("GET /x?a", &why));
+    ck_assert(!template_valid("GET /x?a", &why));
     ck_assert_str_eq(why, "no '?' or '#' allowed in a method path");
-    ck_assert(!route_template_valid("GET x", &why));
+    ck_assert(!template_valid("GET x", &why));
     ck_assert_str_eq(why, "path must start with '/'");
-    ck_assert(!route_template_valid("GET /{a}/{a}", &why));
+    ck_assert(!template_valid("GET /{a}/{a}", &why));
     ck_assert_str_eq(why, "placeholder name used twice in path");
-    ck_assert(!route_template_valid(NULL, &why));
-    ck_assert(!route_template_valid("GET /{", NULL));
-    ck_assert(route_template_valid("GET /", NULL));
+    ck_assert(!template_valid(NULL, &why));
+    ck_assert(!template_valid("GET /{", NULL));
+    ck_assert(template_valid("GET /", NULL));
 }
 END_TEST
 

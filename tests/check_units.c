@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "config.h"
+#include "units.h"
 
 static int64_t dur(const char *s)
 {

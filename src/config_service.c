@@ -1,0 +1,555 @@
+/*
+ * config_service.c - services and their policies.
+ *
+ * A service's policy is the global `pyfly.client.*` values, overlaid by its
+ * own `retry` / `circuit-breaker` value (a map, a boolean or, for retry, a
+ * count), then by its shortcut keys; setting one field twice at service level
+ * (a map key and its shortcut), or a shortcut beside `retry: false` /
+ * `circuit-breaker: false`, is an error. Endpoints, headers, methods and TLS
+ * settings are checked here too.
+ */
+#include <ctype.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config_int.h"
+#include "strbuf.h"
+#include "template.h"
+#include "units.h"
+
+/* ---- retry and circuit-breaker values ------------------------------------------------ */
+
+/* The retry policy a row of schema_retry writes into. */
+static struct retry_policy *policy_of(const struct sect *s, const struct key *k, size_t member)
+{
+    return (struct retry_policy *)((char *)schema_field(s, k) - member);
+}
+
+static void read_retry_on(struct ctx *c, const struct key *k, struct node *map, struct sect *s,
+                          struct dnode *d)
+{
+    struct node *n = node_get(map, k->name);
+    struct items it;
+    (void)d;
+    if (n == NULL || !cfg_list_items(c, n, k->name, false, &it))
+        return;
+    unsigned flags = 0;
+    uint64_t st[RETRY_STATUS_WORDS] = {0};
+    bool ok = true;
+    for (size_t i = 0; i < it.n; i++) {
+        const char *t = it.v[i].text;
+        int64_t code;
+        unsigned flag = retry_on_flag(t);
+        if (flag)
+            flags |= flag;
+        else if (units_parse_int(t, 100, 599, &code) == 0)
+            st[code / 64] |= UINT64_C(1) << (code % 64);
+        else {
+            cfg_err_at(c, &it.v[i].src, k->name,
+                       "unknown entry '%s' (expected connect-failure, reset, timeout, a status "
+                       "100-599, 5xx or gateway-error)",
+                       cfg_show(c, t));
+            ok = false;
+        }
+    }
+    if (!ok)
+        return;
+    struct retry_policy *p = policy_of(s, k, offsetof(struct retry_policy, retry_on));
+    p->retry_on = flags;
+    memcpy(p->retry_on_status, st, sizeof(st));
+    schema_set_origin(s, k, cfg_origin(c, n));
+}
+
+struct retry_on_list {
+    struct strbuf *b;
+    bool first;
+};
+
+static void retry_on_append(void *arg, const char *entry)
+{
+    struct retry_on_list *l = arg;
+    strbuf_puts(l->b, l->first ? "" : ", ");
+    strbuf_puts(l->b, entry);
+    l->first = false;
+}
+
+static void dump_retry_on(struct ctx *c, const struct key *k, const struct sect *s, struct dnode *d)
+{
+    if (d == NULL)
+        return;
+    struct strbuf b = {0};
+    strbuf_puts(&b, "[");
+    struct retry_on_list l = {&b, true};
+    retry_on_each(policy_of(s, k, offsetof(struct retry_policy, retry_on)), retry_on_append, &l);
+    strbuf_puts(&b, "]");
+    dump_leaf(c, d, k->name, arena_strdup(&c->a, b.s), schema_origin(s, k));
+    free(b.s);
+}
+
+/* budget: a boolean, or a map of its keys (which turns it on). */
+static void read_budget(struct ctx *c, const struct key *k, struct node *map, struct sect *s,
+                        struct dnode *d)
+{
+    struct node *n = node_get(map, k->name);
+    bool *enabled = schema_field(s, k);
+    bool b;
+    (void)d;
+    if (n == NULL || n->broken)
+        return;
+    if (n->kind == N_SCALAR && !n->is_null && units_parse_bool(n->text, &b) == 0) {
+        *enabled = b;
+        schema_set_origin(s, k, cfg_origin(c, n));
+        return;
+    }
+    if (n->kind != N_MAP) {
+        cfg_err(c, n, k->name, "expected off or a map {ratio, min-per-second}, got %s",
+                n->kind == N_SCALAR ? arena_printf(&c->a, "'%s'", cfg_show(c, n->text))
+                                    : node_kind_name(n));
+        return;
+    }
+    cfg_check_keys(c, n, k->sub);
+    *enabled = true;
+    schema_set_origin(s, k, cfg_origin(c, n));
+    schema_walk(c, k->sub, n, s, NULL, false);
+}
+
+static void dump_budget(struct ctx *c, const struct key *k, const struct sect *s, struct dnode *d)
+{
+    const bool *enabled = schema_field(s, k);
+    if (!*enabled)
+        dump_leaf(c, d, k->name, "off", schema_origin(s, k));
+    else
+        schema_dump(c, k->sub, s, dump_map(c, d, k->name, NULL));
+}
+
+/*
+ * The shortcuts after row k (retry or circuit-breaker) that set one of its
+ * fields: each read through that field's row, unless the policy is off or its
+ * map sets the same field (an environment override of the field simply wins).
+ */
+static void read_shortcuts(struct ctx *c, const struct key *k, struct node *svc, struct node *map,
+                           const struct node *off, struct sect *s)
+{
+    for (const struct key *sc = k + 1; sc->name != NULL; sc++) {
+        if (sc->kind != KD_SHORTCUT || sc->sub != k->sub)
+            continue;
+        struct node *n = node_get(svc, sc->name);
+        if (n == NULL)
+            continue;
+        const struct key *f = schema_find(k->sub, sc->arg);
+        struct node *field = map != NULL ? node_get(map, f->name) : NULL;
+        if (off != NULL) {
+            cfg_err(c, n, sc->name, "cannot be used with '%s: false' (at %s)", k->name,
+                    cfg_pos(c, &off->src));
+        } else if (field != NULL && field->src.file != NULL) {
+            cfg_err(c, n, sc->name, "sets the same field as %s.%s at %s", k->name, f->name,
+                    cfg_pos(c, &field->src));
+        } else if (field == NULL) {
+            struct key as = *f; /* the field's row under the shortcut's name */
+            as.name = sc->name;
+            f->type->read(c, &as, svc, s, NULL);
+        }
+    }
+}
+
+/*
+ * A service's retry: the global policy (already in s), overlaid by its
+ * `retry` value (a count, a boolean or a map), then by its shortcuts.
+ */
+static void read_service_retry(struct ctx *c, const struct key *k, struct node *svc, struct sect *s,
+                               struct dnode *ds)
+{
+    struct service_conf *sc = s->dst;
+    struct node *r = node_get(svc, k->name);
+    struct node *rmap = NULL, *off = NULL;
+    if (r != NULL && r->broken) {
+        /* reported */
+    } else if (r != NULL && r->kind == N_MAP) {
+        rmap = r;
+        cfg_check_keys(c, r, k->sub);
+        schema_walk(c, k->sub, r, s, NULL, false);
+    } else if (r != NULL && r->kind == N_SCALAR && !r->is_null) {
+        const struct key *ma = schema_find(k->sub, "max-attempts");
+        bool b;
+        int64_t n;
+        if (units_parse_bool(r->text, &b) == 0) {
+            if (!b) {
+                off = r;
+                sc->retry.max_attempts = 1;
+            }
+        } else if (units_parse_int(r->text, INT64_MIN, INT64_MAX, &n) == 0 ||
+                   (r->text[0] == '-' && isdigit((unsigned char)r->text[1]))) {
+            if (cfg_conv_int(c, r, k->name, ma->min, ma->max, &n)) {
+                sc->retry.max_attempts = (int)n;
+                schema_set_origin(s, ma, cfg_origin(c, r));
+            }
+        } else {
+            cfg_err(c, r, k->name, "expected true, false, a number of attempts or a map, got '%s'",
+                    cfg_show(c, r->text));
+        }
+    } else if (r != NULL && !r->is_null) {
+        cfg_err(c, r, k->name, "expected true, false, a number of attempts or a map, got a list");
+    }
+    read_shortcuts(c, k, svc, rmap, off, s);
+    if (ds == NULL)
+        return;
+    if (off != NULL)
+        dump_leaf(c, ds, k->name, "false", cfg_origin(c, off));
+    else
+        schema_dump(c, k->sub, s, dump_map(c, ds, k->name, NULL));
+}
+
+static void read_service_breaker(struct ctx *c, const struct key *k, struct node *svc,
+                                 struct sect *s, struct dnode *ds)
+{
+    struct service_conf *sc = s->dst;
+    struct node *b = node_get(svc, k->name);
+    struct node *bmap = NULL, *off = NULL;
+    if (b != NULL && b->broken) {
+        /* reported */
+    } else if (b != NULL && b->kind == N_MAP) {
+        bmap = b;
+        cfg_check_keys(c, b, k->sub);
+        schema_walk(c, k->sub, b, s, NULL, false);
+    } else if (b != NULL && b->kind == N_SCALAR && !b->is_null) {
+        bool on;
+        if (units_parse_bool(b->text, &on) != 0) {
+            cfg_err(c, b, k->name, "expected true, false or a map, got '%s'", cfg_show(c, b->text));
+        } else if (!on) {
+            sc->breaker.enabled = false;
+            off = b;
+        }
+    } else if (b != NULL && !b->is_null) {
+        cfg_err(c, b, k->name, "expected true, false or a map, got a list");
+    }
+    read_shortcuts(c, k, svc, bmap, off, s);
+    if (ds == NULL)
+        return;
+    if (off != NULL)
+        dump_leaf(c, ds, k->name, "false", cfg_origin(c, off));
+    else
+        schema_dump(c, k->sub, s, dump_map(c, ds, k->name, NULL));
+}
+
+/* ---- endpoints, headers, methods ---------------------------------------------------- */
+
+static bool service_name_ok(const char *s)
+{
+    if (!(islower((unsigned char)s[0]) || isdigit((unsigned char)s[0])))
+        return false;
+    for (const char *p = s; *p != '\0'; p++)
+        if (!islower((unsigned char)*p) && !isdigit((unsigned char)*p) && *p != '_' && *p != '-')
+            return false;
+    return true;
+}
+
+static bool token_ok(const char *s)
+{
+    if (s[0] == '\0')
+        return false;
+    for (const char *p = s; *p != '\0'; p++)
+        if (!isalnum((unsigned char)*p) && strchr("!#$%&'*+-.^_`|~", *p) == NULL)
+            return false;
+    return true;
+}
+
+static bool header_is_secret(const char *name)
+{
+    size_t n = strlen(name);
+    return strcasecmp(name, "authorization") == 0 || strcasecmp(name, "cookie") == 0 ||
+           (n >= 6 && strcasecmp(name + n - 6, "-token") == 0) ||
+           (n >= 4 && strcasecmp(name + n - 4, "-key") == 0);
+}
+
+/* base-url or endpoints (whose row has no type: it is read here), never both. */
+static void read_endpoints(struct ctx *c, const struct key *k, struct node *svc, struct sect *sect,
+                           struct dnode *ds)
+{
+    struct service_conf *s = sect->dst;
+    struct node *base_url = node_get(svc, "base-url"), *endpoints = node_get(svc, "endpoints");
+    const char *why = NULL;
+    if ((base_url == NULL) == (endpoints == NULL))
+        return; /* neither or both: reported with the service's name */
+    if (base_url != NULL) {
+        const char *t = cfg_text(c, base_url, "base-url", "a URL");
+        if (t == NULL)
+            return;
+        s->endpoints = xcalloc(1, sizeof(*s->endpoints));
+        if (!cfg_parse_url(t, &s->endpoints[0], &why)) {
+            cfg_err(c, base_url, "base-url", "bad URL '%s': %s", cfg_show(c, t), why);
+            free(s->endpoints);
+            s->endpoints = NULL;
+            return;
+        }
+        s->n_endpoints = 1;
+        dump_leaf(c, ds, "base-url", dump_str(c, t), cfg_origin(c, base_url));
+        return;
+    }
+    if (endpoints->kind != N_SEQ) {
+        cfg_err(c, endpoints, "endpoints", "expected a list of URLs, got %s",
+                endpoints->is_null ? "nothing" : node_kind_name(endpoints));
+        return;
+    }
+    if (endpoints->n == 0) {
+        cfg_err(c, endpoints, "endpoints", "the list is empty");
+        return;
+    }
+    struct dnode *dl = dump_add(c, ds, D_SEQ, "endpoints", NULL, NULL);
+    s->endpoints = xcalloc(endpoints->n, sizeof(*s->endpoints));
+    for (size_t i = 0; i < endpoints->n; i++) {
+        struct node *it = endpoints->vals[i], *url = it;
+        int weight = 1;
+        const char *wprov = "default";
+        if (it->kind == N_MAP) {
+            cfg_check_keys(c, it, k->sub);
+            url = node_get(it, "url");
+            if (url == NULL) {
+                cfg_err(c, it, "endpoints", "an endpoint map needs 'url'");
+                continue;
+            }
+            const struct key *wk = schema_find(k->sub, "weight");
+            int64_t w;
+            struct node *wn = node_get(it, wk->name);
+            if (wn != NULL && cfg_conv_int(c, wn, wk->name, wk->min, wk->max, &w)) {
+                weight = (int)w;
+                wprov = cfg_origin(c, wn);
+            }
+        }
+        const char *t = cfg_text(c, url, "url", "a URL");
+        if (t == NULL)
+            continue;
+        struct endpoint_conf e;
+        if (!cfg_parse_url(t, &e, &why)) {
+            cfg_err(c, url, "endpoints", "bad URL '%s': %s", cfg_show(c, t), why);
+            continue;
+        }
+        bool dup = false;
+        for (size_t j = 0; j < s->n_endpoints && !dup; j++)
+            dup = strcmp(s->endpoints[j].url, e.url) == 0;
+        if (dup) {
+            cfg_err(c, url, "endpoints", "duplicate endpoint '%s'", cfg_show(c, t));
+            cfg_endpoint_clear(&e);
+            continue;
+        }
+        e.weight = weight;
+        s->endpoints[s->n_endpoints++] = e;
+        struct dnode *di = dump_map(c, dl, NULL, NULL);
+        dump_leaf(c, di, "url", dump_str(c, t), cfg_origin(c, url));
+        dump_leaf(c, di, "weight", dump_int(c, weight), wprov);
+    }
+}
+
+static void read_headers(struct ctx *c, const struct key *k, struct node *svc, struct sect *sect,
+                         struct dnode *ds)
+{
+    struct service_conf *s = sect->dst;
+    struct node *h = node_get(svc, k->name);
+    if (h == NULL || h->is_null) {
+        dump_add(c, ds, D_MAP, "headers", NULL, "default");
+        return;
+    }
+    if (h->kind != N_MAP) {
+        cfg_err(c, h, "headers", "expected a map of header names to values, got %s",
+                node_kind_name(h));
+        return;
+    }
+    struct dnode *dh = dump_map(c, ds, "headers", h->n == 0 ? cfg_origin(c, h) : NULL);
+    s->headers = xcalloc(h->n, sizeof(*s->headers));
+    for (size_t i = 0; i < h->n; i++) {
+        const char *name = h->keys[i]->text;
+        const char *v = cfg_string(c, h->vals[i], name);
+        if (!token_ok(name)) {
+            cfg_err(c, h->keys[i], "headers", "bad header name '%s'", cfg_show(c, name));
+            continue;
+        }
+        if (strcasecmp(name, "connection") == 0 || strcasecmp(name, "keep-alive") == 0 ||
+            strncasecmp(name, "proxy-", 6) == 0 || strcasecmp(name, "te") == 0 ||
+            strcasecmp(name, "trailer") == 0 || strcasecmp(name, "transfer-encoding") == 0 ||
+            strcasecmp(name, "upgrade") == 0) {
+            cfg_err(c, h->keys[i], "headers", "'%s' is a hop-by-hop header and cannot be set",
+                    name);
+            continue;
+        }
+        if (strcasecmp(name, "host") == 0 || strcasecmp(name, "content-length") == 0 ||
+            strcasecmp(name, "expect") == 0 || strncasecmp(name, "x-ahoyd-", 8) == 0) {
+            cfg_err(c, h->keys[i], "headers", "'%s' is managed by ahoyd and cannot be set", name);
+            continue;
+        }
+        bool dup = false;
+        for (size_t j = 0; j < s->n_headers && !dup; j++)
+            dup = strcasecmp(s->headers[j].name, name) == 0;
+        if (dup) {
+            cfg_err(c, h->keys[i], "headers", "header '%s' is set twice", name);
+            continue;
+        }
+        if (v == NULL)
+            continue;
+        bool bad = false;
+        for (const char *p = v; *p != '\0'; p++)
+            bad = bad || ((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f;
+        if (bad) {
+            cfg_err(c, h->vals[i], name, "control characters are not allowed in a header value");
+            continue;
+        }
+        s->headers[s->n_headers].name = xstrdup(name);
+        s->headers[s->n_headers].value = xstrdup(v);
+        s->n_headers++;
+        dump_leaf(c, dh, dump_str(c, name),
+                  header_is_secret(name) ? "\"<redacted>\"" : dump_str(c, v),
+                  cfg_origin(c, h->vals[i]));
+    }
+}
+
+static bool op_name_ok(const char *s)
+{
+    if (!(isalpha((unsigned char)s[0]) || s[0] == '_'))
+        return false;
+    for (const char *p = s; *p != '\0'; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_')
+            return false;
+    return true;
+}
+
+static void read_methods(struct ctx *c, const struct key *k, struct node *svc, struct sect *sect,
+                         struct dnode *ds)
+{
+    struct service_conf *s = sect->dst;
+    const struct config *cfg = c->cfg;
+    struct node *m = node_get(svc, k->name);
+    if (m == NULL || m->is_null) {
+        dump_add(c, ds, D_MAP, "methods", NULL, "default");
+        return;
+    }
+    if (m->kind != N_MAP) {
+        cfg_err(c, m, "methods", "expected a map of operation names to 'VERB /path', got %s",
+                node_kind_name(m));
+        return;
+    }
+    struct dnode *dm = dump_map(c, ds, "methods", m->n == 0 ? cfg_origin(c, m) : NULL);
+    s->methods = xcalloc(m->n, sizeof(*s->methods));
+    for (size_t i = 0; i < m->n; i++) {
+        const char *op = m->keys[i]->text;
+        if (!op_name_ok(op)) {
+            cfg_err(c, m->keys[i], "methods",
+                    "bad operation name '%s' (expected [A-Za-z_][A-Za-z0-9_]*)", cfg_show(c, op));
+            continue;
+        }
+        const char *t = cfg_text(c, m->vals[i], op, "'VERB /path'");
+        const char *why = "bad template";
+        if (t == NULL)
+            continue;
+        if (!template_valid(t, &why)) {
+            cfg_err(c, m->vals[i], op, "bad method template '%s': %s", cfg_show(c, t), why);
+            continue;
+        }
+        const char *sp = strchr(t, ' ');
+        const char *path = sp;
+        while (*path == ' ')
+            path++;
+        struct method_conf *mc = &s->methods[s->n_methods++];
+        mc->name = xstrdup(op);
+        mc->verb = strndup(t, (size_t)(sp - t));
+        mc->path = xstrdup(path);
+        if (mc->verb == NULL)
+            abort();
+        /* method_conf.file points into cfg->files, which the config owns */
+        mc->file = NULL;
+        for (size_t j = 0; j < cfg->n_files; j++)
+            if (m->vals[i]->src.file != NULL && strcmp(cfg->files[j], m->vals[i]->src.file) == 0)
+                mc->file = cfg->files[j];
+        mc->line = m->vals[i]->src.line;
+        mc->col = m->vals[i]->src.col;
+        dump_leaf(c, dm, op, dump_str(c, t), cfg_origin(c, m->vals[i]));
+    }
+}
+
+/* ---- services ---------------------------------------------------------------------- */
+
+static void conv_service(struct ctx *c, struct node *key, struct node *svc, const struct key *rows,
+                         struct dnode *dservices)
+{
+    struct config *cfg = c->cfg;
+    const char *name = key->text;
+    struct service_conf *s = &cfg->services[cfg->n_services];
+    if (name[0] == '_') {
+        cfg_err(c, key, NULL, "service name '%s' is reserved (names starting with '_')",
+                cfg_show(c, name));
+        return;
+    }
+    if (!service_name_ok(name)) {
+        cfg_err(c, key, NULL, "bad service name '%s' (expected [a-z0-9][a-z0-9_-]*)",
+                cfg_show(c, name));
+        return;
+    }
+    if (svc->kind != N_MAP) {
+        cfg_err(c, svc, name, "expected a map, got %s",
+                svc->is_null ? "nothing" : node_kind_name(svc));
+        return;
+    }
+    cfg->n_services++;
+    *s = c->policy; /* the global policy; its other fields are all empty */
+    s->name = xstrdup(name);
+    cfg_check_keys(c, svc, rows);
+    struct dnode *ds = dump_map(c, dservices, name, NULL);
+
+    struct node *bu = node_get(svc, "base-url"), *ep = node_get(svc, "endpoints");
+    if (bu == NULL && ep == NULL)
+        cfg_err(c, key, NULL, "service '%s' needs base-url or endpoints", name);
+    else if (bu != NULL && ep != NULL)
+        cfg_err(c, node_get_key(svc, "endpoints"), NULL,
+                "service '%s' has both base-url and endpoints; use one", name);
+
+    struct origins o = c->policy_origins;
+    struct sect sect = {s, &o};
+    schema_walk(c, rows, svc, &sect, ds, true);
+}
+
+static void read_services(struct ctx *c, const struct key *k, struct node *client, struct sect *s,
+                          struct dnode *d)
+{
+    struct config *cfg = c->cfg;
+    struct node *svcs = cfg_section(c, client, k->name, NULL);
+    struct dnode *dsv = svcs != NULL && svcs->n > 0
+                            ? dump_map(c, d, k->name, NULL)
+                            : dump_add(c, d, D_MAP, k->name, NULL, "default");
+    (void)s;
+    if (svcs == NULL)
+        return;
+    cfg->services = xcalloc(svcs->n, sizeof(*cfg->services));
+    for (size_t i = 0; i < svcs->n; i++)
+        conv_service(c, svcs->keys[i], svcs->vals[i], k->sub, dsv);
+}
+
+const struct key_type type_retry_on = {read_retry_on, dump_retry_on};
+const struct key_type type_budget = {read_budget, dump_budget};
+const struct key_type type_service_retry = {read_service_retry, NULL};
+const struct key_type type_service_breaker = {read_service_breaker, NULL};
+const struct key_type type_endpoints = {read_endpoints, NULL};
+const struct key_type type_headers = {read_headers, NULL};
+const struct key_type type_methods = {read_methods, NULL};
+const struct key_type type_services = {read_services, NULL};
+
+void cfg_service_free(struct service_conf *s)
+{
+    free(s->name);
+    for (size_t i = 0; i < s->n_endpoints; i++)
+        cfg_endpoint_clear(&s->endpoints[i]);
+    free(s->endpoints);
+    for (size_t i = 0; i < s->n_headers; i++) {
+        free(s->headers[i].name);
+        free(s->headers[i].value);
+    }
+    free(s->headers);
+    for (size_t i = 0; i < s->n_methods; i++) {
+        free(s->methods[i].name);
+        free(s->methods[i].verb);
+        free(s->methods[i].path);
+    }
+    free(s->methods);
+    free(s->tls.ca_file);
+    free(s->tls.cert_file);
+    free(s->tls.key_file);
+    free(s->tls.server_name);
+}
