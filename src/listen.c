@@ -131,8 +131,7 @@ void listen_file_note(struct listen_file *f, const struct listen_addr *la)
 {
     struct stat st;
     f->path[0] = '\0';
-    if (la->kind != LISTEN_UNIX || strlen(la->path) >= sizeof f->path ||
-        lstat(la->path, &st) != 0)
+    if (la->kind != LISTEN_UNIX || strlen(la->path) >= sizeof f->path || lstat(la->path, &st) != 0)
         return;
     strcpy(f->path, la->path);
     f->dev = st.st_dev;

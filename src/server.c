@@ -213,8 +213,7 @@ static int server_serve(struct server *s, struct runtime *rt, int fd, const char
 
 /* A server's request environment: its loop and upstream, and the intake as the answer
  * hook (rng and drain state are set apart). */
-static void server_env_init(struct server *s, struct loop *loop, struct upstream *up,
-                            size_t worker)
+static void server_env_init(struct server *s, struct loop *loop, struct upstream *up, size_t worker)
 {
     s->env.loop = loop;
     s->env.upstream = up;
