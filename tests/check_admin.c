@@ -1990,6 +1990,55 @@ START_TEST(reload_moves_admin_listen)
 }
 END_TEST
 
+/* A reload that cannot bind answers 422 with the bind's own error, system error
+ * included, as startup logs it: for listen and for admin-listen. */
+START_TEST(reload_unbindable_says_why)
+{
+    struct sockaddr_in addr;
+    socklen_t alen = sizeof(addr);
+    char want[128], held_addr[64];
+    struct http_resp r;
+    int held = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(held, 0);
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(held, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    ck_assert_int_eq(listen(held, 8), 0);
+    ck_assert_int_eq(getsockname(held, (struct sockaddr *)&addr, &alen), 0);
+    snprintf(held_addr, sizeof(held_addr), "127.0.0.1:%d", ntohs(addr.sin_port));
+    snprintf(want, sizeof(want), "cannot listen on %s: Address already in use", held_addr);
+
+    start_svc(NULL, NULL);
+    for (int k = 0; k < 2; k++) {
+        char *yaml = yaml_printf("ahoyd:\n"
+                                 "  listen: %s\n"
+                                 "  admin-listen: %s\n"
+                                 "  access-log: off\n"
+                                 "pyfly:\n"
+                                 "  client:\n"
+                                 "    services:\n"
+                                 "      svc:\n"
+                                 "        base-url: http://127.0.0.1:%d/base\n",
+                                 k == 0 ? held_addr : "127.0.0.1:0",
+                                 k == 1 ? held_addr : "127.0.0.1:0", stub.port);
+        write_file(daemon_proc.conf_path, yaml);
+        free(yaml);
+        http_send(daemon_proc.admin_port, "POST", "/v1/reload", NULL, NULL, 0, &r);
+        assert_admin_error(&r, 422, "invalid_config");
+        cJSON *j = json_body(&r);
+        cJSON *first = cJSON_GetArrayItem(json_path(j, "error.errors"), 0);
+        ck_assert_msg(cJSON_IsString(first) && strcmp(first->valuestring, want) == 0,
+                      "%s: %.500s, want \"%s\"", k == 0 ? "listen" : "admin-listen", r.body, want);
+        cJSON_Delete(j);
+        http_resp_free(&r);
+    }
+    proxy_get("/svc/ok", NULL, 200);
+    close(held);
+}
+END_TEST
+
 START_TEST(readyz_during_drain)
 {
     struct http_req req;
@@ -2043,6 +2092,7 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, half_open_by_timer);
     tcase_add_test(tc, reload_via_api);
     tcase_add_test(tc, reload_moves_admin_listen);
+    tcase_add_test(tc, reload_unbindable_says_why);
     tcase_add_test(tc, readyz_during_drain);
     return s;
 }
