@@ -4,8 +4,11 @@
  * move with traffic, reload through POST /v1/reload, and that nothing of it
  * answers on the proxy port.
  *
- * promtool is not installed on the build machines, so the exposition is
- * checked by a strict parser written here (expo_parse): every line is a
+ * The exposition is checked twice. A live scrape after traffic with failures goes
+ * through `promtool check metrics` (Debian package prometheus; found as $PROMTOOL,
+ * /usr/bin/promtool or on PATH; the test skips without it, and fails under CI=true),
+ * which must exit 0 and print no lint finding. Every scrape also goes through a
+ * strict parser written here (expo_parse): every line is a
  * `# HELP`, a `# TYPE` or a sample; names, label names and escapes are
  * validated; each family has HELP then TYPE before its samples, its samples
  * are contiguous, no series repeats; histogram buckets are cumulative, end in
