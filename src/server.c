@@ -1167,6 +1167,7 @@ static void connection_event(void *cls, struct MHD_Connection *conn, void **sock
         s->conns = c;
         s->n_conns++;
         (*s->conns_total)++;
+        counters_note_client_connection(1);
         /* decided once, at accept: connections within the limit keep working */
         c->over_limit = (int64_t)*s->conns_total > s->rt->cfg->max_connections;
         loop_timer_init(&c->head_timer, on_head_timeout, c);
@@ -1184,6 +1185,7 @@ static void connection_event(void *cls, struct MHD_Connection *conn, void **sock
     l->kick = true;
     s->n_conns--;
     (*s->conns_total)--;
+    counters_note_client_connection(-1);
     loop_timer_stop(s->loop, &c->head_timer);
     loop_io_del(s->loop, &c->io);
     if (c->request)
