@@ -29,6 +29,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -162,6 +163,25 @@ static cJSON *breaker_json(const struct breaker_policy *p)
     return b;
 }
 
+/* {"outcome": "connect-failure", "detail": "Connection refused", "at": RFC 3339 UTC}, or
+ * null before the endpoint's first failure. */
+static cJSON *last_failure_json(const struct endpoint_rt *ep)
+{
+    if (!ep->last_failure_at_ms)
+        return cJSON_CreateNull();
+    char at[40];
+    time_t sec = (time_t)(ep->last_failure_at_ms / 1000);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    size_t n = strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(at + n, sizeof at - n, ".%03dZ", (int)(ep->last_failure_at_ms % 1000));
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "outcome", outcome_name(&ep->last_failure));
+    cJSON_AddStringToObject(f, "detail", ep->last_failure.detail);
+    cJSON_AddStringToObject(f, "at", at);
+    return f;
+}
+
 static cJSON *endpoint_json(const struct service_rt *s, size_t index, int64_t now_ms)
 {
     const struct endpoint_rt *ep = s->endpoints[index];
@@ -170,7 +190,7 @@ static cJSON *endpoint_json(const struct service_rt *s, size_t index, int64_t no
     cJSON_AddStringToObject(e, "url", ep->url);
     cJSON_AddNumberToObject(e, "weight", s->conf->endpoints[index].weight);
     cJSON_AddStringToObject(e, "state", breaker_state_name(ep->breaker.state));
-    cJSON_AddNumberToObject(e, "consecutive_failures", ep->breaker.consecutive_failures);
+    cJSON_AddNumberToObject(e, "consecutive_failures", ep->consecutive_failures);
     int64_t ms = breaker_ms_until_half_open(&ep->breaker, ep->policy, now_ms);
     cJSON_AddNumberToObject(e, "seconds_to_half_open", (double)ms / 1000.0);
     cJSON_AddNumberToObject(e, "inflight", ep->inflight);
@@ -181,6 +201,7 @@ static cJSON *endpoint_json(const struct service_rt *s, size_t index, int64_t no
     for (int to = BREAKER_CLOSED; to <= BREAKER_HALF_OPEN; to++)
         cJSON_AddNumberToObject(tr, breaker_state_name((enum breaker_state)to),
                                 (double)ep->transitions_to[to]);
+    cJSON_AddItemToObject(e, "last_failure", last_failure_json(ep));
     return e;
 }
 
@@ -311,9 +332,7 @@ static enum MHD_Result post_reset(struct admin *a, struct MHD_Connection *c, con
         return queue_error(a, c, 404, "unknown_endpoint",
                            "the service has no endpoint of that index", NULL);
     struct endpoint_rt *ep = s->endpoints[i];
-    struct breaker_transition tr;
-    if (breaker_reset(&ep->breaker, &tr))
-        endpoint_note_transition(ep, &tr);
+    endpoint_reset(ep);
     log_info("admin: circuit breaker reset service=%s endpoint=%s", ep->service_name, ep->url);
     return queue_json(a, c, 200, endpoint_json(s, i, loop_now_ms(a->loop)), NULL);
 }

@@ -70,17 +70,32 @@ void counters_note_request(struct service_counters **slot, int status, const cha
             return;
         m = *slot;
     }
-    if (duration_us < 0)
-        duration_us = 0;
     note_code(m, status);
     if (error_code && *error_code)
         note_error(m, error_code);
+    counters_observe(&m->duration, duration_us);
+}
+
+void counters_observe(struct counters_histogram *h, int64_t duration_us)
+{
+    if (duration_us < 0)
+        duration_us = 0;
     size_t b = 0;
     while (b < COUNTERS_DURATION_BUCKETS && duration_us > counters_duration_bounds_us[b])
         b++;
-    m->buckets[b]++;
-    m->count++;
-    m->sum_us += duration_us;
+    h->buckets[b]++;
+    h->count++;
+    h->sum_us += duration_us;
+}
+
+void counters_note_client_connection(int delta)
+{
+    process.client_connections += delta;
+}
+
+void counters_note_upstream_connection(int delta)
+{
+    process.upstream_connections += delta;
 }
 
 void counters_note_reload(bool ok, int64_t unix_time_s)

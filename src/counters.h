@@ -33,14 +33,19 @@ struct counters_error {
     uint64_t count;
 };
 
+/* A duration histogram on those buckets. */
+struct counters_histogram {
+    uint64_t buckets[COUNTERS_DURATION_BUCKETS + 1]; /* not cumulative; last = over 10 s */
+    uint64_t count;
+    int64_t sum_us;
+};
+
 struct service_counters {
     struct counters_code *codes; /* sorted by status */
     size_t n_codes, cap_codes;
     struct counters_error *errors; /* sorted by code */
     size_t n_errors, cap_errors;
-    uint64_t buckets[COUNTERS_DURATION_BUCKETS + 1]; /* not cumulative; last = over 10 s */
-    uint64_t count;
-    int64_t sum_us;
+    struct counters_histogram duration;
 };
 
 struct process_counters {
@@ -49,7 +54,12 @@ struct process_counters {
     int64_t last_reload_success_s;
     size_t workers_running;
     uint64_t worker_requests[WORKERS_MAX];
+    int64_t client_connections;   /* accepted on listen and not yet closed, all workers */
+    int64_t upstream_connections; /* sockets curl has open to upstreams, all workers */
 };
+
+/* One duration observed (negative counts as 0). */
+void counters_observe(struct counters_histogram *h, int64_t duration_us);
 
 /* One request answered (status sent to the client). slot: the service's counters
  * (allocated on first use), NULL for service "_none". error_code: ahoyd's error code
@@ -65,6 +75,9 @@ void counters_note_startup(int64_t unix_time_s);
 void counters_set_workers(size_t n);
 void counters_note_worker_request(size_t worker);
 void counters_service_free(struct service_counters *c);
+/* A client connection accepted (+1) or closed (-1); an upstream socket opened or closed. */
+void counters_note_client_connection(int delta);
+void counters_note_upstream_connection(int delta);
 
 const struct process_counters *counters_process(void);
 

@@ -39,6 +39,7 @@
 
 #include <microhttpd.h>
 
+#include "counters.h"
 #include "forward.h"
 #include "http.h"
 #include "intake.h"
@@ -718,6 +719,7 @@ static void connection_event(void *cls, struct MHD_Connection *conn, void **sock
         s->conns = c;
         s->n_conns++;
         (*s->conns_total)++;
+        counters_note_client_connection(1);
         /* decided once, at accept: connections within the limit keep working */
         c->over_limit = (int64_t)*s->conns_total > s->rt->cfg->max_connections;
         loop_timer_init(&c->head_timer, on_head_timeout, c);
@@ -735,6 +737,7 @@ static void connection_event(void *cls, struct MHD_Connection *conn, void **sock
     l->kick = true;
     s->n_conns--;
     (*s->conns_total)--;
+    counters_note_client_connection(-1);
     loop_timer_stop(s->env.loop, &c->head_timer);
     loop_io_del(s->env.loop, &c->io);
     if (c->request)

@@ -95,6 +95,19 @@ static size_t format_time(char *buf, size_t cap)
     return n;
 }
 
+/* The text of the newest error this thread logged since log_error_mark(); "" = none. */
+static _Thread_local char last_error[512];
+
+void log_error_mark(void)
+{
+    last_error[0] = '\0';
+}
+
+const char *log_last_error(void)
+{
+    return last_error[0] ? last_error : NULL;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     static const int priority[LOG_LEVEL_COUNT] = {3, 4, 6, 7};
@@ -116,6 +129,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
     va_end(ap);
     if (m < 0)
         return;
+    if (level == LOG_LEVEL_ERROR)
+        snprintf(last_error, sizeof last_error, "%s", line + n);
     n += (size_t)m;
     if (n > sizeof line - 2)
         n = sizeof line - 2;

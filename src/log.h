@@ -25,6 +25,12 @@ bool log_enabled(enum log_level level);
 enum log_level log_level_current(void);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Forget the last error; log_last_error() then gives the text (no time or level) of the
+ * newest error this thread logged since, or NULL: a step that logs why it failed (a
+ * bind's system error) can be quoted by its caller (a reload's error list). */
+void log_error_mark(void);
+const char *log_last_error(void);
+
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)

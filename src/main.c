@@ -152,6 +152,8 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
     struct config_messages msgs = {0};
     char buf[64];
     int rc = -1;
+    char why[512]; /* a failed bind's own error, system error included, as at startup */
+    bool failed_bind = false;
     snprintf(buf, sizeof buf, "RELOADING=1\nMONOTONIC_USEC=%lld", (long long)monotonic_us());
     sd_notify(0, buf);
     log_info("reloading configuration from %s", d->opts.path);
@@ -173,12 +175,18 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
     if (cfg->workers != cur->workers)
         log_warn("workers: the change from %lld to %lld takes effect at the next start",
                  (long long)cur->workers, (long long)cfg->workers);
+    log_error_mark();
     if (server_prepare_reload(&d->server, cfg, &lst) != 0 ||
         prepare_workers(d, cfg, lst) != 0) {
-        const char *m = "cannot listen on the new listen address";
-        log_error("%s %s", m, cfg->listen.text);
+        if (log_last_error()) {
+            snprintf(why, sizeof why, "%s", log_last_error());
+        } else {
+            snprintf(why, sizeof why, "cannot listen on %s", cfg->listen.text);
+            log_error("%s", why);
+        }
+        failed_bind = true;
         if (errors)
-            add_error(errors, n_errors, m);
+            add_error(errors, n_errors, why);
         discard_workers(d);
         server_discard_reload(&d->server, lst);
         config_free(cfg);
@@ -188,11 +196,18 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
     if (admin_moves && cfg->admin_listen.kind != LISTEN_OFF) {
         struct admin_hooks hooks = {
             .arg = d, .current = hook_current, .ready = hook_ready, .reload = hook_reload};
+        log_error_mark();
         new_admin = admin_start(d->loop, &cfg->admin_listen, cfg->admin_token, &hooks);
         if (!new_admin) {
-            const char *m = "cannot listen on the new admin-listen address";
+            if (log_last_error()) {
+                snprintf(why, sizeof why, "%s", log_last_error());
+            } else {
+                snprintf(why, sizeof why, "cannot listen on %s", cfg->admin_listen.text);
+                log_error("%s", why);
+            }
+            failed_bind = true;
             if (errors)
-                add_error(errors, n_errors, m);
+                add_error(errors, n_errors, why);
             discard_workers(d);
             server_discard_reload(&d->server, lst);
             config_free(cfg);
@@ -247,7 +262,9 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
     log_info("configuration reloaded: %zu services", rt->n_services);
     rc = 0;
 done:
-    if (rc != 0)
+    if (rc != 0 && failed_bind)
+        log_error("reload failed: keeping the previous configuration (%s)", why);
+    else if (rc != 0)
         log_error("reload failed: keeping the previous configuration");
     counters_note_reload(rc == 0, (int64_t)time(NULL));
     config_messages_free(&msgs);

@@ -8,7 +8,8 @@
  *   - per endpoint and per service: the counters that runtime.c and proxy.c
  *     keep in struct endpoint_rt and struct service_state (attempts by
  *     outcome, transitions, retries, in-flight);
- *   - the build: version.
+ *   - the build: version;
+ *   - the process: CPU, memory, file descriptors, start time (procstat.c).
  * metrics_render() walks the current runtime, so the series of a removed
  * service or endpoint disappear with it. It runs under the state lock.
  */
@@ -19,6 +20,7 @@
 
 #include "counters.h"
 #include "metrics.h"
+#include "procstat.h"
 #include "strbuf.h"
 
 #ifndef PACKAGE_VERSION
@@ -103,27 +105,77 @@ static void render_errors(struct strbuf *t, const char *svc, const struct servic
     }
 }
 
-static void render_histogram(struct strbuf *t, const char *svc, const struct service_counters *m)
+/* One histogram series: name_bucket{labels,le}, name_sum, name_count. k2 may be NULL. */
+static void render_histogram(struct strbuf *t, const char *name, const char *k1, const char *v1,
+                             const char *k2, const char *v2, const struct counters_histogram *h)
 {
-    static const struct service_counters empty;
+    static const struct counters_histogram empty;
+    char bucket[96], sum[96], count[96];
     uint64_t cumulative = 0;
 
-    if (!m)
-        m = &empty;
-    for (size_t b = 0; b < N_BUCKETS; b++) {
-        cumulative += m->buckets[b];
-        sample_start(t, "ahoyd_request_duration_seconds_bucket", "service", svc, "le",
-                     bucket_labels[b], NULL);
+    if (!h)
+        h = &empty;
+    snprintf(bucket, sizeof bucket, "%s_bucket", name);
+    snprintf(sum, sizeof sum, "%s_sum", name);
+    snprintf(count, sizeof count, "%s_count", name);
+    for (size_t b = 0; b <= N_BUCKETS; b++) {
+        cumulative += h->buckets[b];
+        const char *le = b < N_BUCKETS ? bucket_labels[b] : "+Inf";
+        if (k2)
+            sample_start(t, bucket, k1, v1, k2, v2, "le", le, NULL);
+        else
+            sample_start(t, bucket, k1, v1, "le", le, NULL);
         value_u64(t, cumulative);
     }
-    cumulative += m->buckets[N_BUCKETS];
-    sample_start(t, "ahoyd_request_duration_seconds_bucket", "service", svc, "le", "+Inf", NULL);
-    value_u64(t, cumulative);
-    sample_start(t, "ahoyd_request_duration_seconds_sum", "service", svc, NULL);
-    strbuf_printf(t, "%lld.%06lld\n", (long long)(m->sum_us / 1000000),
-                (long long)(m->sum_us % 1000000));
-    sample_start(t, "ahoyd_request_duration_seconds_count", "service", svc, NULL);
-    value_u64(t, m->count);
+    sample_start(t, sum, k1, v1, k2, v2, NULL);
+    strbuf_printf(t, "%lld.%06lld\n", (long long)(h->sum_us / 1000000),
+                  (long long)(h->sum_us % 1000000));
+    sample_start(t, count, k1, v1, k2, v2, NULL);
+    value_u64(t, h->count);
+}
+
+static void render_service_histogram(struct strbuf *t, const char *svc,
+                                     const struct service_counters *m)
+{
+    render_histogram(t, "ahoyd_request_duration_seconds", "service", svc, NULL, NULL,
+                     m ? &m->duration : NULL);
+}
+
+/* A family of one sample without labels: an integer, or a number with 6 decimals. */
+static void render_number(struct strbuf *t, const char *name, const char *type, const char *help,
+                          double v)
+{
+    family(t, name, type, help);
+    sample_start(t, name, NULL);
+    if (v == (double)(long long)v)
+        strbuf_printf(t, "%lld\n", (long long)v);
+    else
+        strbuf_printf(t, "%.6f\n", v);
+}
+
+/* The standard process metrics, named and described as the Prometheus client libraries
+ * export them; a value that cannot be read is left out with its family. */
+static void render_process(struct strbuf *t)
+{
+    struct procstat ps;
+    procstat_read(&ps);
+    render_number(t, "process_cpu_seconds_total", "counter",
+                  "Total user and system CPU time spent in seconds.", ps.cpu_seconds);
+    if (ps.open_fds >= 0)
+        render_number(t, "process_open_fds", "gauge", "Number of open file descriptors.",
+                      (double)ps.open_fds);
+    if (ps.max_fds >= 0)
+        render_number(t, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
+                      (double)ps.max_fds);
+    if (ps.virtual_bytes >= 0)
+        render_number(t, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+                      (double)ps.virtual_bytes);
+    if (ps.resident_bytes >= 0)
+        render_number(t, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+                      (double)ps.resident_bytes);
+    if (ps.start_time_s >= 0)
+        render_number(t, "process_start_time_seconds", "gauge",
+                      "Start time of the process since unix epoch in seconds.", ps.start_time_s);
 }
 
 char *metrics_render(const struct runtime *rt, size_t *len)
@@ -151,8 +203,8 @@ char *metrics_render(const struct runtime *rt, size_t *len)
     family(&t, "ahoyd_request_duration_seconds", "histogram",
            "Time from the first request byte to the answer, by service.");
     for (size_t i = 0; i < n; i++)
-        render_histogram(&t, rt->services[i].conf->name, rt->services[i].state->counters);
-    render_histogram(&t, "_none", &pc->none);
+        render_service_histogram(&t, rt->services[i].conf->name, rt->services[i].state->counters);
+    render_service_histogram(&t, "_none", &pc->none);
 
     family(&t, "ahoyd_upstream_attempts_total", "counter",
            "Upstream attempts, by service, endpoint and outcome.");
@@ -165,6 +217,16 @@ char *metrics_render(const struct runtime *rt, size_t *len)
                              NULL);
                 value_u64(&t, s->endpoints[j]->attempts[o]);
             }
+    }
+
+    family(&t, "ahoyd_upstream_attempt_duration_seconds", "histogram",
+           "Time of each upstream attempt, by service and endpoint.");
+    for (size_t i = 0; i < n; i++) {
+        const struct service_rt *s = &rt->services[i];
+        for (size_t j = 0; j < s->n_endpoints; j++)
+            render_histogram(&t, "ahoyd_upstream_attempt_duration_seconds", "service",
+                             s->conf->name, "endpoint", s->endpoints[j]->url,
+                             &s->endpoints[j]->attempt_duration);
     }
 
     family(&t, "ahoyd_retries_total", "counter", "Retries (attempts after the first), by service.");
@@ -203,6 +265,13 @@ char *metrics_render(const struct runtime *rt, size_t *len)
         strbuf_printf(&t, "%d\n", rt->services[i].state->inflight);
     }
 
+    render_number(&t, "ahoyd_client_connections", "gauge",
+                  "Client connections open on listen, all workers.",
+                  (double)pc->client_connections);
+    render_number(&t, "ahoyd_upstream_connections", "gauge",
+                  "Connections open to upstream endpoints, all workers.",
+                  (double)pc->upstream_connections);
+
     if (pc->workers_running > 1) {
         family(&t, "ahoyd_worker_requests_total", "counter",
                "Requests answered, by worker (event loop).");
@@ -224,6 +293,8 @@ char *metrics_render(const struct runtime *rt, size_t *len)
            "Unix time of the last successful configuration load (start or reload).");
     sample_start(&t, "ahoyd_config_last_reload_success_timestamp_seconds", NULL);
     strbuf_printf(&t, "%lld\n", (long long)pc->last_reload_success_s);
+
+    render_process(&t);
 
     if (t.failed || !t.s) {
         free(t.s);

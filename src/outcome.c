@@ -27,3 +27,38 @@ const char *outcome_label_name(int index)
         "2xx", "3xx", "4xx", "5xx", "connect_failure", "reset", "timeout", "response_too_large"};
     return index >= 0 && index < OUTCOME_LABELS ? names[index] : "reset";
 }
+
+const char *outcome_name(const struct outcome *o)
+{
+    switch (o->kind) {
+    case OUTCOME_STATUS:
+        return outcome_label_name(outcome_label_index(o));
+    case OUTCOME_CONNECT_FAILURE:
+        return "connect-failure";
+    case OUTCOME_RESET:
+        return "reset";
+    case OUTCOME_TIMEOUT:
+        return "timeout";
+    case OUTCOME_RESPONSE_TOO_LARGE:
+        return "response-too-large";
+    case OUTCOME_CANCELLED:
+        return "cancelled";
+    }
+    return "reset";
+}
+
+bool outcome_is_failure(const struct outcome *o)
+{
+    switch (o->kind) {
+    case OUTCOME_STATUS:
+        return o->status >= 500;
+    case OUTCOME_CONNECT_FAILURE:
+    case OUTCOME_RESET:
+    case OUTCOME_TIMEOUT:
+        return true;
+    case OUTCOME_RESPONSE_TOO_LARGE:
+    case OUTCOME_CANCELLED:
+        return false;
+    }
+    return true;
+}

@@ -241,7 +241,8 @@ static void attempt_send(struct request *r, int idx, int k, int64_t now)
     if (lines != lines_small)
         free(lines);
     if (!a) {
-        struct outcome o = {.kind = OUTCOME_CONNECT_FAILURE};
+        struct outcome o = {.kind = OUTCOME_CONNECT_FAILURE,
+                            .detail = "the attempt could not be started"};
         on_attempt_done(r, &o, NULL, 0);
         return;
     }
@@ -330,8 +331,6 @@ static void attempt_settle(struct request *r, const struct outcome *o)
     if (!ep)
         return;
     ep->inflight--;
-    if (o->kind != OUTCOME_CANCELLED)
-        ep->attempts[outcome_label_index(o)]++;
     if (breaker_record(&ep->breaker, ep->policy, &r->ticket, breaker_result_of(o),
                        loop_now_ms(r->env->loop), &tr))
         endpoint_note_transition(ep, &tr);
@@ -355,9 +354,10 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
         /* the call's deadline, not the attempt's timeout: neutral for the breaker, but
          * the attempt was sent and is counted as a timeout */
         oc.kind = OUTCOME_CANCELLED;
-        if (r->current_ep)
-            r->current_ep->attempts[outcome_label_index(o)]++;
     }
+    if (r->current_ep)
+        endpoint_note_attempt(r->current_ep, o, oc.kind == OUTCOME_CANCELLED, elapsed_us,
+                              r->request_id, r->attempts);
     attempt_settle(r, &oc);
 
     const char *retry_after = NULL;

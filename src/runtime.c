@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "runtime.h"
@@ -15,16 +16,66 @@ static void on_recovery_timer(void *arg)
     endpoint_tick(ep, loop_now_ms(ep->loop));
 }
 
+static int64_t unix_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void endpoint_note_attempt(struct endpoint_rt *ep, const struct outcome *o, bool cut_by_deadline,
+                           int64_t elapsed_us, const char *request_id, int attempt)
+{
+    const char *detail = o->detail[0] ? o->detail : "no detail";
+
+    ep->attempts[outcome_label_index(o)]++;
+    counters_observe(&ep->attempt_duration, elapsed_us);
+    if (cut_by_deadline) {
+        log_debug("attempt %d of request %s failed on service %s endpoint %s: %s: cut by the "
+                  "call deadline (%s)",
+                  attempt, request_id, ep->service_name, ep->url, outcome_name(o), detail);
+        return;
+    }
+    if (!outcome_is_failure(o)) {
+        ep->consecutive_failures = 0;
+        return;
+    }
+    ep->consecutive_failures++;
+    ep->last_failure = *o;
+    snprintf(ep->last_failure.detail, sizeof ep->last_failure.detail, "%s", detail);
+    ep->last_failure_at_ms = unix_now_ms();
+    log_debug("attempt %d of request %s failed on service %s endpoint %s: %s: %s", attempt,
+              request_id, ep->service_name, ep->url, outcome_name(o), detail);
+}
+
 void endpoint_note_transition(struct endpoint_rt *ep, const struct breaker_transition *tr)
 {
-    enum log_level level = tr->to == BREAKER_OPEN ? LOG_LEVEL_WARN : LOG_LEVEL_INFO;
-    log_msg(level, "circuit breaker service=%s endpoint=%s %s -> %s (%s)", ep->service_name,
-            ep->url, breaker_state_name(tr->from), breaker_state_name(tr->to), tr->reason);
+    const char *from = breaker_state_name(tr->from), *to = breaker_state_name(tr->to);
+    const struct outcome *cause = ep->last_failure_at_ms ? &ep->last_failure : NULL;
+
+    if (tr->to == BREAKER_OPEN && tr->from == BREAKER_CLOSED && cause)
+        log_warn("circuit breaker %s %s %s -> %s after %d failures (%s: %s)", ep->service_name,
+                 ep->url, from, to, ep->consecutive_failures, outcome_name(cause), cause->detail);
+    else if (tr->to == BREAKER_OPEN && cause)
+        log_warn("circuit breaker %s %s %s -> %s: %s (%s: %s)", ep->service_name, ep->url, from, to,
+                 tr->reason, outcome_name(cause), cause->detail);
+    else
+        log_msg(tr->to == BREAKER_OPEN ? LOG_LEVEL_WARN : LOG_LEVEL_INFO,
+                "circuit breaker %s %s %s -> %s (%s)", ep->service_name, ep->url, from, to,
+                tr->reason);
     ep->transitions_to[tr->to]++;
     if (tr->to == BREAKER_OPEN)
         loop_timer_start(ep->loop, &ep->recovery_timer, ep->policy->recovery_timeout_ms);
     else
         loop_timer_stop(ep->loop, &ep->recovery_timer);
+}
+
+void endpoint_reset(struct endpoint_rt *ep)
+{
+    struct breaker_transition tr;
+    if (breaker_reset(&ep->breaker, &tr))
+        endpoint_note_transition(ep, &tr);
+    ep->consecutive_failures = 0;
 }
 
 void endpoint_tick(struct endpoint_rt *ep, int64_t now_ms)

@@ -42,6 +42,11 @@ struct endpoint_rt {
     struct loop_timer recovery_timer;  /* OPEN -> HALF_OPEN made visible by a timer */
     uint64_t attempts[OUTCOME_LABELS]; /* by outcome_label_index() */
     uint64_t transitions_to[3];
+    struct counters_histogram attempt_duration; /* every attempt counted in attempts[] */
+    int consecutive_failures;    /* failures in a row (outcome_is_failure), whatever the
+                                    breaker's state; a success or an admin reset zeroes it */
+    struct outcome last_failure; /* the newest failure, valid when last_failure_at_ms */
+    int64_t last_failure_at_ms;  /* its Unix time in ms; 0 = none yet */
 };
 
 /* Per-service state that outlives reloads (matched by service name). */
@@ -86,8 +91,17 @@ struct service_rt *runtime_find(struct runtime *rt, const char *name, size_t len
 /* An attempt holds its endpoint even across a reload that removes it. */
 void endpoint_unref(struct endpoint_rt *ep);
 
-/* Log a breaker transition and keep its counters and recovery timer in step. */
+/* An attempt on ep ended with o after elapsed_us (not for an attempt cancelled because
+ * the client left). cut_by_deadline: the call's deadline ended it (o is its timeout),
+ * which is not the endpoint's failure. Counts it, times it, keeps the failure streak and
+ * the last failure, and logs a failure at debug level with the request's id. */
+void endpoint_note_attempt(struct endpoint_rt *ep, const struct outcome *o, bool cut_by_deadline,
+                           int64_t elapsed_us, const char *request_id, int attempt);
+/* Log a breaker transition and keep its counters and recovery timer in step. A move to
+ * open names its cause: the failure count and ep's last failure. */
 void endpoint_note_transition(struct endpoint_rt *ep, const struct breaker_transition *tr);
+/* The admin reset: breaker closed, failure streak zeroed. */
+void endpoint_reset(struct endpoint_rt *ep);
 /* breaker_tick with the transition noted. */
 void endpoint_tick(struct endpoint_rt *ep, int64_t now_ms);
 

@@ -19,13 +19,15 @@
  *   content decoding, no Expect: 100-continue, no default Accept/Content-Type.
  */
 #include <curl/curl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "counters.h"
 #include "strbuf.h"
 #include "upstream.h"
 #include "upstream_read.h"
@@ -277,11 +279,27 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
     return 0;
 }
 
+/* curl opens a socket for a connection: counted until on_close_socket (the
+ * ahoyd_upstream_connections gauge). */
+static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    (void)clientp;
+    (void)purpose;
+    curl_socket_t s = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    if (s == CURL_SOCKET_BAD)
+        return CURL_SOCKET_BAD;
+    state_enter();
+    counters_note_upstream_connection(1);
+    state_leave();
+    return s;
+}
+
 /* curl closes a socket: forget its watch (closing the fd takes it out of epoll). */
 static int on_close_socket(void *clientp, curl_socket_t s)
 {
     struct upstream *u = clientp;
     state_enter();
+    counters_note_upstream_connection(-1);
     struct sock_watch *w = watch_get(u, s);
     if (w) {
         u->watches[s] = NULL;
@@ -487,6 +505,7 @@ static void set_constant_options(struct upstream_attempt *a)
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(e, CURLOPT_PREREQDATA, a);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, a->errbuf);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, a->u);
 }
@@ -561,6 +580,39 @@ void upstream_cancel(struct upstream *u, struct upstream_attempt *a)
     attempt_release(a);
 }
 
+/* The words for what went wrong: the system error of a failed connect (curl's
+ * CURLINFO_OS_ERRNO, as startup and reload errors say it), else curl's own message. */
+static void describe(struct upstream_attempt *a, CURLcode rc, struct outcome *o)
+{
+    long os_errno = 0;
+    const char *text = a->errbuf[0] ? a->errbuf : curl_easy_strerror(rc);
+
+    switch (o->kind) {
+    case OUTCOME_STATUS:
+        snprintf(o->detail, sizeof o->detail, "HTTP %d", o->status);
+        return;
+    case OUTCOME_RESPONSE_TOO_LARGE:
+        snprintf(o->detail, sizeof o->detail, "the response is over the configured limit");
+        return;
+    case OUTCOME_CONNECT_FAILURE:
+        if (rc != CURLE_OPERATION_TIMEDOUT &&
+            curl_easy_getinfo(a->easy, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK && os_errno)
+            text = strerror((int)os_errno);
+        break;
+    case OUTCOME_RESET:
+        if (a->resend_aborted)
+            text = "the connection closed before the response; not sent again";
+        break;
+    default:
+        break;
+    }
+    size_t n = strlen(text);
+    if (n >= sizeof o->detail)
+        n = sizeof o->detail - 1; /* curl's messages are longer than any system error */
+    memcpy(o->detail, text, n);
+    o->detail[n] = '\0';
+}
+
 static void classify(struct upstream_attempt *a, CURLcode rc, struct outcome *o)
 {
     bool sent = a->prereq_calls > 0;
@@ -582,6 +634,9 @@ static void classify(struct upstream_attempt *a, CURLcode rc, struct outcome *o)
     } else {
         o->kind = OUTCOME_RESET;
     }
+    o->detail[0] = '\0';
+    if (o->kind != OUTCOME_STATUS || o->status >= 500)
+        describe(a, rc, o);
 }
 
 static void check_done(struct upstream *u)
@@ -596,9 +651,7 @@ static void check_done(struct upstream *u)
         CURLcode rc = msg->data.result;
         curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&a);
         struct outcome o;
-        classify(a, rc, &o);
-        if (o.kind != OUTCOME_STATUS)
-            log_debug("upstream attempt failed: %s (%s)", curl_easy_strerror(rc), a->errbuf);
+        classify(a, rc, &o); /* logged by the caller, who knows the request */
         curl_multi_remove_handle(u->multi, e);
         struct upstream_response *resp = NULL;
         if (o.kind == OUTCOME_STATUS) {

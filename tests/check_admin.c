@@ -4,8 +4,11 @@
  * move with traffic, reload through POST /v1/reload, and that nothing of it
  * answers on the proxy port.
  *
- * promtool is not installed on the build machines, so the exposition is
- * checked by a strict parser written here (expo_parse): every line is a
+ * The exposition is checked twice. A live scrape after traffic with failures goes
+ * through `promtool check metrics` (Debian package prometheus; found as $PROMTOOL,
+ * /usr/bin/promtool or on PATH; the test skips without it, and fails under CI=true),
+ * which must exit 0 and print no lint finding. Every scrape also goes through a
+ * strict parser written here (expo_parse): every line is a
  * `# HELP`, a `# TYPE` or a sample; names, label names and escapes are
  * validated; each family has HELP then TYPE before its samples, its samples
  * are contiguous, no series repeats; histogram buckets are cumulative, end in
@@ -20,6 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "harness.h"
 #include "metrics.h"
@@ -748,6 +756,8 @@ START_TEST(render_in_process)
     ep.attempts[4] = 2;
     ep.transitions_to[BREAKER_OPEN] = 3;
     ep.breaker.state = BREAKER_HALF_OPEN;
+    counters_observe(&ep.attempt_duration, 3000);    /* le 0.005 */
+    counters_observe(&ep.attempt_duration, 2000000); /* le 2.5 */
     st.retries = 7;
     st.inflight = 2;
     srv.conf = &sc;
@@ -814,11 +824,25 @@ START_TEST(render_in_process)
     ck_assert(expo_get(&e, "ahoyd_config_last_reload_success_timestamp_seconds", NULL) ==
               1700000000);
     ck_assert(expo_get(&e, "ahoyd_build_info", "version", PACKAGE_VERSION, NULL) == 1);
+    ck_assert(expo_get(&e, "ahoyd_upstream_attempt_duration_seconds_bucket", "service", svc,
+                       "endpoint", url, "le", "0.005", NULL) == 1);
+    ck_assert(expo_get(&e, "ahoyd_upstream_attempt_duration_seconds_bucket", "service", svc,
+                       "endpoint", url, "le", "1", NULL) == 1);
+    ck_assert(expo_get(&e, "ahoyd_upstream_attempt_duration_seconds_bucket", "service", svc,
+                       "endpoint", url, "le", "2.5", NULL) == 2);
+    ck_assert(expo_get(&e, "ahoyd_upstream_attempt_duration_seconds_count", "service", svc,
+                       "endpoint", url, NULL) == 2);
+    ck_assert(fabs(expo_get(&e, "ahoyd_upstream_attempt_duration_seconds_sum", "service", svc,
+                            "endpoint", url, NULL) -
+                   2.003) < 1e-9);
+    ck_assert(expo_get(&e, "process_open_fds", NULL) > 0);
+    ck_assert(expo_get(&e, "process_resident_memory_bytes", NULL) > 0);
     /* the raw text escapes as the format says */
     ck_assert_ptr_nonnull(strstr(text, "service=\"we\\\"ird\\\\na\\nme\""));
     ck_assert_ptr_nonnull(strstr(text, "endpoint=\"http://h/\\\"q\\\"\\\\\""));
-    /* every family once, in one block */
-    ck_assert_int_eq((int)e.nf, 11);
+    /* every family once, in one block: 11 ahoyd_ families before the attempt histogram
+     * and the connection gauges, and 6 process_ ones */
+    ck_assert_int_eq((int)e.nf, 20);
     expo_free(&e);
     free(text);
     counters_service_free(st.counters);
@@ -828,7 +852,7 @@ START_TEST(render_in_process)
     ck_assert_ptr_nonnull(text);
     ok = expo_parse(text, &e);
     ck_assert_msg(ok, "%s\n%.1500s", e.error, text);
-    ck_assert_int_eq((int)e.nf, 11);
+    ck_assert_int_eq((int)e.nf, 20);
     expo_free(&e);
     free(text);
 }
@@ -1524,6 +1548,236 @@ START_TEST(metrics_follow_traffic)
 }
 END_TEST
 
+/* ---- promtool, the attempt histogram, connections, process_*, last failure ---------------- */
+
+/* promtool from $PROMTOOL, /usr/bin or PATH; NULL when there is none. */
+static const char *promtool_path(void)
+{
+    static char found[512];
+    const char *env = getenv("PROMTOOL");
+    if (env && *env)
+        return access(env, X_OK) == 0 ? env : NULL;
+    if (access("/usr/bin/promtool", X_OK) == 0)
+        return "/usr/bin/promtool";
+    const char *path = getenv("PATH");
+    while (path && *path) {
+        size_t n = strcspn(path, ":");
+        snprintf(found, sizeof(found), "%.*s/promtool", (int)n, path);
+        if (n && access(found, X_OK) == 0)
+            return found;
+        path += n + (path[n] == ':');
+    }
+    return NULL;
+}
+
+/* `promtool check metrics` on text: exit 0 and nothing printed (no lint finding). */
+static void promtool_check(const char *tool, const char *text)
+{
+    char dir[] = "/tmp/ahoyd-promtool-XXXXXX", in[64], out[64], cmd[800];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(in, sizeof(in), "%s/metrics", dir);
+    snprintf(out, sizeof(out), "%s/out", dir);
+    FILE *f = fopen(in, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "'%s' check metrics < '%s' > '%s' 2>&1", tool, in, out);
+    int rc = system(cmd);
+    char said[4096] = "";
+    f = fopen(out, "r");
+    if (f) {
+        size_t n = fread(said, 1, sizeof(said) - 1, f);
+        said[n] = '\0';
+        fclose(f);
+    }
+    unlink(in);
+    unlink(out);
+    rmdir(dir);
+    ck_assert_msg(rc == 0 && said[0] == '\0', "promtool check metrics: status %d, said:\n%s", rc,
+                  said);
+}
+
+/* An RFC 3339 UTC time ("2026-01-02T03:04:05.678Z") as Unix seconds; -1 if not one. */
+static double rfc3339_utc(const char *s)
+{
+    struct tm tm;
+    int ms = 0, used = 0;
+    memset(&tm, 0, sizeof(tm));
+    if (!s ||
+        sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms, &used) != 7 ||
+        used != (int)strlen(s) || strlen(s) != 24)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (double)timegm(&tm) + ms / 1000.0;
+}
+
+/* Traffic with retries, two open breakers, a connect failure and a timeout: the live
+ * exposition passes promtool and the strict parser, and every metric added for
+ * operators is there with values that follow the traffic. */
+START_TEST(promtool_and_operator_metrics)
+{
+    char url[128], down_url[128], slow_url[128], *yaml, *text;
+    struct http_resp r;
+    struct expo e;
+    cJSON *j;
+    int down = closed_port();
+    const char *tool = promtool_path();
+
+    if (!tool) {
+        const char *ci = getenv("CI");
+        ck_assert_msg(!(ci && strcmp(ci, "true") == 0),
+                      "promtool is not installed (Debian package prometheus); CI must have it");
+        printf("promtool_and_operator_metrics: skipped, promtool not found "
+               "(apt-get install prometheus, or set PROMTOOL)\n");
+        return;
+    }
+    ck_assert_int_eq(stub_start(&stub, "a", NULL), 0);
+    yaml = yaml_printf("ahoyd:\n"
+                       "  listen: 127.0.0.1:0\n"
+                       "  admin-listen: 127.0.0.1:0\n"
+                       "  access-log: off\n"
+                       "pyfly:\n"
+                       "  client:\n"
+                       "    services:\n"
+                       "      svc:\n"
+                       "        base-url: http://127.0.0.1:%d/base\n"
+                       "        retry: {max-attempts: 2, base-delay: 10ms}\n"
+                       "        circuit-breaker: {failure-threshold: 2, recovery-timeout: 60s}\n"
+                       "      down:\n"
+                       "        base-url: http://127.0.0.1:%d\n"
+                       "        retry: false\n"
+                       "        circuit-breaker: {failure-threshold: 2, recovery-timeout: 60s}\n"
+                       "      slow:\n"
+                       "        base-url: http://127.0.0.1:%d/slow\n"
+                       "        retry: false\n"
+                       "        timeout: 200ms\n",
+                       stub.port, down, stub.port);
+    start_daemon(&daemon_proc, yaml);
+    free(yaml);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/base", stub.port);
+    snprintf(down_url, sizeof(down_url), "http://127.0.0.1:%d", down);
+    snprintf(slow_url, sizeof(slow_url), "http://127.0.0.1:%d/slow", stub.port);
+
+    /* before any failure: last_failure is null */
+    j = admin_json(&daemon_proc, "GET", "/v1/services", NULL, 200);
+    ck_assert(cJSON_IsNull(json_path(endpoint_of(service_of(j, "svc"), 0), "last_failure")));
+    cJSON_Delete(j);
+
+    for (int i = 0; i < 3; i++)
+        proxy_get("/svc/ok", NULL, 200);
+    /* curl keeps the connection of the successes to the stub for reuse (the timeout below
+     * closes it: slow's endpoint is the same stub) */
+    double upc = metric(&daemon_proc, "ahoyd_upstream_connections", NULL);
+    ck_assert_msg(upc >= 1 && upc <= 3, "ahoyd_upstream_connections %f", upc);
+    proxy_get("/svc/x", (const char *[]){"X-Stub-Status: 503", NULL}, 503); /* retried: opens */
+    proxy_get("/svc/ok", NULL, 503);                                        /* circuit_open */
+    proxy_get("/down/x", NULL, 502);
+    proxy_get("/down/x", NULL, 502); /* opens */
+    proxy_get("/down/x", NULL, 503);
+    http_get(daemon_proc.port, "/slow/x", (const char *[]){"X-Stub-Delay-Ms: 2000", NULL}, &r);
+    assert_ahoyd_error(&r, 504, "upstream_timeout", "slow", 1);
+    http_resp_free(&r);
+
+    http_get(daemon_proc.admin_port, "/metrics", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    text = strdup(r.body);
+    http_resp_free(&r);
+    promtool_check(tool, text);
+    ck_assert_msg(expo_parse(text, &e), "exposition rejected: %s", e.error);
+
+    /* the attempt histogram counts every attempt counted by outcome, per endpoint */
+    const char *svcs[] = {"svc", "down", "slow"}, *eps[] = {url, down_url, slow_url};
+    const double made[] = {5, 2, 1};
+    for (int i = 0; i < 3; i++) {
+        double by_outcome = 0;
+        for (int o = 0; o < OUTCOME_LABELS; o++)
+            by_outcome += expo_get(&e, "ahoyd_upstream_attempts_total", "service", svcs[i],
+                                   "endpoint", eps[i], "outcome", outcome_label_name(o), NULL);
+        double count = expo_get(&e, "ahoyd_upstream_attempt_duration_seconds_count", "service",
+                                svcs[i], "endpoint", eps[i], NULL);
+        ck_assert_msg(count == made[i] && by_outcome == made[i],
+                      "%s: histogram count %f, attempts by outcome %f, want %f", svcs[i], count,
+                      by_outcome, made[i]);
+        ck_assert(expo_get(&e, "ahoyd_upstream_attempt_duration_seconds_bucket", "service", svcs[i],
+                           "endpoint", eps[i], "le", "+Inf", NULL) == made[i]);
+    }
+    /* the 200 ms timeout: above 0.1 s, within 1 s */
+    ck_assert(expo_get(&e, "ahoyd_upstream_attempt_duration_seconds_bucket", "service", "slow",
+                       "endpoint", slow_url, "le", "0.1", NULL) == 0);
+    ck_assert(expo_get(&e, "ahoyd_upstream_attempt_duration_seconds_bucket", "service", "slow",
+                       "endpoint", slow_url, "le", "1", NULL) == 1);
+    double slow_sum = expo_get(&e, "ahoyd_upstream_attempt_duration_seconds_sum", "service", "slow",
+                               "endpoint", slow_url, NULL);
+    ck_assert_msg(slow_sum >= 0.15 && slow_sum < 1, "slow attempt sum %f", slow_sum);
+
+    upc = expo_get(&e, "ahoyd_upstream_connections", NULL);
+    ck_assert_msg(upc >= 0 && upc <= 3, "ahoyd_upstream_connections %f", upc);
+    ck_assert(expo_get(&e, "ahoyd_client_connections", NULL) >= 0);
+
+    double fds = expo_get(&e, "process_open_fds", NULL);
+    double max_fds = expo_get(&e, "process_max_fds", NULL);
+    ck_assert_msg(fds > 0 && max_fds >= fds, "process_open_fds %f, process_max_fds %f", fds,
+                  max_fds);
+    double rss = expo_get(&e, "process_resident_memory_bytes", NULL);
+    double vsz = expo_get(&e, "process_virtual_memory_bytes", NULL);
+    ck_assert_msg(rss > 1e5 && vsz >= rss, "resident %f, virtual %f", rss, vsz);
+    ck_assert(expo_get(&e, "process_cpu_seconds_total", NULL) >= 0);
+    double start = expo_get(&e, "process_start_time_seconds", NULL);
+    ck_assert_msg(fabs(start - (double)time(NULL)) < 60, "process_start_time_seconds %f", start);
+    expo_free(&e);
+    free(text);
+
+    /* a connection held open by a client shows, and goes when it closes */
+    {
+        int fd = raw_connect(daemon_proc.port);
+        ck_assert_int_ge(fd, 0);
+        ck_assert(metric_wait(&daemon_proc, 1, 3000, "ahoyd_client_connections", NULL, NULL, NULL,
+                              NULL) == 1);
+        close(fd);
+        ck_assert(metric_wait(&daemon_proc, 0, 3000, "ahoyd_client_connections", NULL, NULL, NULL,
+                              NULL) == 0);
+    }
+
+    /* why each endpoint failed, and the streak that opened the breakers */
+    j = admin_json(&daemon_proc, "GET", "/v1/services", NULL, 200);
+    {
+        cJSON *ep = endpoint_of(service_of(j, "down"), 0);
+        ck_assert_str_eq(json_str(ep, "state"), "open");
+        ck_assert(json_num(ep, "consecutive_failures", -1) == 2);
+        ck_assert_str_eq(json_str(ep, "last_failure.outcome"), "connect-failure");
+        ck_assert_str_eq(json_str(ep, "last_failure.detail"), "Connection refused");
+        double at = rfc3339_utc(json_str(ep, "last_failure.at"));
+        ck_assert_msg(fabs(at - (double)time(NULL)) < 60, "last_failure.at %s",
+                      json_str(ep, "last_failure.at"));
+
+        ep = endpoint_of(service_of(j, "svc"), 0);
+        ck_assert_str_eq(json_str(ep, "state"), "open");
+        ck_assert(json_num(ep, "consecutive_failures", -1) == 2);
+        ck_assert_str_eq(json_str(ep, "last_failure.outcome"), "5xx");
+        ck_assert_str_eq(json_str(ep, "last_failure.detail"), "HTTP 503");
+
+        ep = endpoint_of(service_of(j, "slow"), 0);
+        ck_assert_str_eq(json_str(ep, "last_failure.outcome"), "timeout");
+        ck_assert_msg(strstr(json_str(ep, "last_failure.detail"), "timed out") != NULL,
+                      "timeout detail %s", json_str(ep, "last_failure.detail"));
+        ck_assert(json_num(ep, "consecutive_failures", -1) == 1);
+    }
+    cJSON_Delete(j);
+
+    /* an admin reset ends the streak; a success would too */
+    j = admin_json(&daemon_proc, "POST", "/v1/services/svc/endpoints/0/reset", NULL, 200);
+    ck_assert(json_num(j, "consecutive_failures", -1) == 0);
+    ck_assert_str_eq(json_str(j, "last_failure.detail"), "HTTP 503"); /* still the newest */
+    cJSON_Delete(j);
+    proxy_get("/slow/ok", NULL, 200);
+    j = admin_json(&daemon_proc, "GET", "/v1/services", NULL, 200);
+    ck_assert(json_num(endpoint_of(service_of(j, "slow"), 0), "consecutive_failures", -1) == 0);
+    cJSON_Delete(j);
+}
+END_TEST
+
 START_TEST(half_open_by_timer)
 {
     char url[128];
@@ -1739,6 +1993,55 @@ START_TEST(reload_moves_admin_listen)
 }
 END_TEST
 
+/* A reload that cannot bind answers 422 with the bind's own error, system error
+ * included, as startup logs it: for listen and for admin-listen. */
+START_TEST(reload_unbindable_says_why)
+{
+    struct sockaddr_in addr;
+    socklen_t alen = sizeof(addr);
+    char want[128], held_addr[64];
+    struct http_resp r;
+    int held = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(held, 0);
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(held, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    ck_assert_int_eq(listen(held, 8), 0);
+    ck_assert_int_eq(getsockname(held, (struct sockaddr *)&addr, &alen), 0);
+    snprintf(held_addr, sizeof(held_addr), "127.0.0.1:%d", ntohs(addr.sin_port));
+    snprintf(want, sizeof(want), "cannot listen on %s: Address already in use", held_addr);
+
+    start_svc(NULL, NULL);
+    for (int k = 0; k < 2; k++) {
+        char *yaml = yaml_printf("ahoyd:\n"
+                                 "  listen: %s\n"
+                                 "  admin-listen: %s\n"
+                                 "  access-log: off\n"
+                                 "pyfly:\n"
+                                 "  client:\n"
+                                 "    services:\n"
+                                 "      svc:\n"
+                                 "        base-url: http://127.0.0.1:%d/base\n",
+                                 k == 0 ? held_addr : "127.0.0.1:0",
+                                 k == 1 ? held_addr : "127.0.0.1:0", stub.port);
+        write_file(daemon_proc.conf_path, yaml);
+        free(yaml);
+        http_send(daemon_proc.admin_port, "POST", "/v1/reload", NULL, NULL, 0, &r);
+        assert_admin_error(&r, 422, "invalid_config");
+        cJSON *j = json_body(&r);
+        cJSON *first = cJSON_GetArrayItem(json_path(j, "error.errors"), 0);
+        ck_assert_msg(cJSON_IsString(first) && strcmp(first->valuestring, want) == 0,
+                      "%s: %.500s, want \"%s\"", k == 0 ? "listen" : "admin-listen", r.body, want);
+        cJSON_Delete(j);
+        http_resp_free(&r);
+    }
+    proxy_get("/svc/ok", NULL, 200);
+    close(held);
+}
+END_TEST
+
 START_TEST(readyz_during_drain)
 {
     struct http_req req;
@@ -1788,9 +2091,11 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, origin_of_mutating_requests);
     tcase_add_test(tc, dashboard_page);
     tcase_add_test(tc, metrics_follow_traffic);
+    tcase_add_test(tc, promtool_and_operator_metrics);
     tcase_add_test(tc, half_open_by_timer);
     tcase_add_test(tc, reload_via_api);
     tcase_add_test(tc, reload_moves_admin_listen);
+    tcase_add_test(tc, reload_unbindable_says_why);
     tcase_add_test(tc, readyz_during_drain);
     return s;
 }

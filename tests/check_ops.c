@@ -771,7 +771,7 @@ END_TEST
 
 START_TEST(reload_unbindable_listen_fails_whole_reload)
 {
-    char listen[64];
+    char listen[64], want[200];
     char *log;
     int held_fd, held;
 
@@ -784,8 +784,12 @@ START_TEST(reload_unbindable_listen_fails_whole_reload)
     held = hold_port(&held_fd);
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", held);
     reload_with(&daemon_proc, ops_yaml(listen, NULL, stub_b.port, NULL), false);
+    /* the reload's own verdict says why, system error included, as startup does */
+    snprintf(want, sizeof(want), RELOAD_FAILED " (cannot listen on %s: Address already in use)",
+             listen);
+    ck_assert(proc_log_wait(&daemon_proc, want, 5000));
     log = proc_log(&daemon_proc);
-    ck_assert_msg(strstr(log, "cannot listen on the new listen address") != NULL, "log:\n%s", log);
+    ck_assert_msg(strstr(log, want) != NULL, "log:\n%s", log);
     free(log);
 
     assert_served_by(daemon_proc.port, "a");
@@ -1666,6 +1670,73 @@ END_TEST
 /* command line                                                                         */
 /* ================================================================================== */
 
+/* ---- failure causes in the log ----------------------------------------------------- */
+
+/* At info level a breaker that opens says after how many failures and why, with the
+ * system error; at debug level each failed attempt names its request, service and
+ * endpoint. */
+START_TEST(breaker_log_names_the_cause)
+{
+    char want[400], down_url[64], id[140];
+    struct http_resp r;
+    int down = closed_port();
+
+    ck_assert_int_eq(stub_start(&stub_a, "a", NULL), 0);
+    snprintf(down_url, sizeof(down_url), "http://127.0.0.1:%d", down);
+    /* svc: the stub answering 503; down: nothing listens */
+    char yaml[2048];
+    snprintf(yaml, sizeof(yaml),
+             "%s"
+             "        retry: false\n"
+             "        circuit-breaker: {failure-threshold: 2, recovery-timeout: 60s}\n"
+             "      down:\n"
+             "        base-url: %s\n"
+             "        retry: false\n"
+             "        circuit-breaker: {failure-threshold: 3, recovery-timeout: 60s}\n",
+             ops_yaml("127.0.0.1:0", "log-level: debug", stub_a.port, NULL), down_url);
+    start_daemon(yaml);
+
+    for (int i = 0; i < 3; i++) {
+        http_get(daemon_proc.port, "/down/x", NULL, &r);
+        ck_assert_int_eq(r.status, 502);
+        http_resp_free(&r);
+    }
+    http_get(daemon_proc.port, "/down/x", NULL, &r);
+    ck_assert_int_eq(r.status, 503);
+    snprintf(id, sizeof(id), "%s", http_header(&r, "X-Request-Id"));
+    http_resp_free(&r);
+    snprintf(want, sizeof(want),
+             "warn: circuit breaker down %s closed -> open after 3 failures "
+             "(connect-failure: Connection refused)",
+             down_url);
+    ck_assert_msg(proc_log_wait(&daemon_proc, want, 5000), "no line \"%s\"", want);
+
+    for (int i = 0; i < 2; i++) {
+        http_get(daemon_proc.port, "/svc/x", (const char *[]){"X-Stub-Status: 503", NULL}, &r);
+        ck_assert_int_eq(r.status, 503);
+        if (i == 1)
+            snprintf(id, sizeof(id), "%s", http_header(&r, "X-Request-Id"));
+        http_resp_free(&r);
+    }
+    snprintf(want, sizeof(want),
+             "circuit breaker svc http://127.0.0.1:%d/base closed -> open after 2 failures "
+             "(5xx: HTTP 503)",
+             stub_a.port);
+    ck_assert_msg(proc_log_wait(&daemon_proc, want, 5000), "no line \"%s\"", want);
+    snprintf(want, sizeof(want),
+             "debug: attempt 1 of request %s failed on service svc endpoint "
+             "http://127.0.0.1:%d/base: 5xx: HTTP 503",
+             id, stub_a.port);
+    ck_assert_msg(proc_log_count(&daemon_proc, want) == 1, "no line \"%s\"", want);
+    snprintf(want, sizeof(want),
+             "failed on service down endpoint %s: connect-failure: "
+             "Connection refused",
+             down_url);
+    ck_assert_int_eq(proc_log_count(&daemon_proc, want), 3);
+    ck_assert_int_eq(proc_log_count(&daemon_proc, "upstream attempt failed"), 0);
+}
+END_TEST
+
 START_TEST(cli_exit_codes)
 {
     char dir[256], good[300], bad[300], want[400];
@@ -1850,6 +1921,9 @@ int main(void)
     tcase_add_test(tc, journald_priority_prefixes);
     tcase_add_test(tc, journald_startup_warnings_prefixed);
     tcase_add_test(tc, journald_other_stream_keeps_timestamps);
+
+    tc = harness_tcase(s, "failure_causes");
+    tcase_add_test(tc, breaker_log_names_the_cause);
 
     tc = harness_tcase(s, "cli");
     tcase_add_test(tc, cli_exit_codes);

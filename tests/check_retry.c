@@ -20,13 +20,13 @@
 
 static struct outcome status(int code)
 {
-    struct outcome o = {OUTCOME_STATUS, code};
+    struct outcome o = {.kind = OUTCOME_STATUS, .status = code};
     return o;
 }
 
 static struct outcome kind(enum outcome_kind k)
 {
-    struct outcome o = {k, 0};
+    struct outcome o = {.kind = k};
     return o;
 }
 
