@@ -15,7 +15,8 @@
  *   - instance-wide, on the stub's own port under /_stub/: POST /_stub/mode
  *     (JSON, optionally for the next `count` requests, optionally only for the
  *     requests whose path is `path`, e.g. a health-check path), POST /_stub/reset,
- *     GET /_stub/requests (the last 1000 recorded requests, arrival order),
+ *     GET /_stub/requests (the last 1000 recorded requests, arrival order, each
+ *     with the peer_port of its connection),
  *     GET /_stub/count.
  *   Per-request headers win over the mode; the mode wins over the command line.
  *
