@@ -1802,7 +1802,6 @@ END_TEST
 START_TEST(fleet_keys)
 {
     struct config_messages m;
-    char want[512];
     tmp_make();
     put("f.yaml", "pyfly:\n  client:\n    services:\n"
                   "      plain: {base-url: http://127.0.0.1:9001}\n"
@@ -1855,20 +1854,21 @@ START_TEST(fleet_keys)
     ck_assert_ptr_null(cfg);
     const char *g = tp("g.yaml");
     char w[8][256];
-    snprintf(w[0], 256, "%s:6:30: path: the health-check path must start with '/', got 'healthz'", g);
+    snprintf(w[0], 256, "%s:6:30: path: the health-check path must start with '/', got "
+             "'healthz'", g);
     snprintf(w[1], 256, "%s:6:58: healthy-threshold: must be at least 1, got 0", g);
     snprintf(w[2], 256, "%s:6:69: expect: expect '700': a status is a number from 100 to 599", g);
     snprintf(w[3], 256, "%s:7:41: max-ejection-percent: must be between 0%% and 100%%, got 120", g);
     snprintf(w[4], 256, "%s:7:68: consecutive-failures: must be at least 1, got 0", g);
     snprintf(w[5], 256, "%s:8:26: panic-threshold: must be between 0%% and 100%%, got 101%%", g);
-    snprintf(w[6], 256, "%s:11:23: health-check: a health check needs a path (e.g. path: /healthz)", g);
+    snprintf(w[6], 256, "%s:11:23: health-check: a health check needs a path (e.g. path: "
+             "/healthz)", g);
     for (int i = 0; i < 7; i++) {
         if (!has(m.errors, m.n_errors, w[i]))
             print_msgs("errors", m.errors, m.n_errors);
         ck_assert_msg(has(m.errors, m.n_errors, w[i]), "missing: %s", w[i]);
     }
     ck_assert_uint_eq(m.n_errors, 8); /* and slow-start: -1 */
-    (void)want;
     config_messages_free(&m);
     tmp_remove();
 }
