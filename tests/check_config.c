@@ -1798,6 +1798,82 @@ START_TEST(workers_range)
 }
 END_TEST
 
+/* health-check, outlier, panic-threshold and slow-start: defaults, values, env, errors */
+START_TEST(fleet_keys)
+{
+    struct config_messages m;
+    tmp_make();
+    put("f.yaml", "pyfly:\n  client:\n    services:\n"
+                  "      plain: {base-url: http://127.0.0.1:9001}\n"
+                  "      orders:\n"
+                  "        endpoints: [http://127.0.0.1:9001/api]\n"
+                  "        health-check: {path: /healthz, interval: 2s, expect: '200-299, 404',\n"
+                  "                       headers: {X-Probe: yes}}\n"
+                  "        outlier: {consecutive-failures: 4}\n"
+                  "        panic-threshold: 30%\n"
+                  "        slow-start: 10s\n");
+    char *env[] = {"PYFLY_CLIENT_SERVICES_ORDERS_HEALTH_CHECK_TIMEOUT=300ms",
+                   "PYFLY_CLIENT_SERVICES_ORDERS_OUTLIER_MAX_EJECTION_PERCENT=20", NULL};
+    struct config *cfg = load_env(tp("f.yaml"), env, &m);
+    expect_ok(cfg, &m);
+    const struct service_conf *p = svc(cfg, "plain"), *o = svc(cfg, "orders");
+    ck_assert(!p->health.enabled);
+    ck_assert(!p->outlier.enabled);
+    ck_assert_int_eq(p->panic_threshold, 50);
+    ck_assert_int_eq(p->slow_start_ms, 0);
+    ck_assert(o->health.enabled);
+    ck_assert_str_eq(o->health_path, "/healthz");
+    ck_assert_int_eq(o->health.interval_ms, 2000);
+    ck_assert_int_eq(o->health.timeout_ms, 300);
+    ck_assert_int_eq(o->health.healthy_threshold, 2);
+    ck_assert_int_eq(o->health.unhealthy_threshold, 3);
+    ck_assert(health_expect_match(&o->health.expect, 404));
+    ck_assert(!health_expect_match(&o->health.expect, 301));
+    ck_assert_uint_eq(o->n_health_headers, 1);
+    ck_assert_str_eq(o->health_headers[0].name, "X-Probe");
+    ck_assert(o->outlier.enabled);
+    ck_assert_int_eq(o->outlier.consecutive_failures, 4);
+    ck_assert_int_eq(o->outlier.base_ejection_ms, 30000);
+    ck_assert_int_eq(o->outlier.max_ejection_percent, 20);
+    ck_assert_int_eq(o->panic_threshold, 30);
+    ck_assert_int_eq(o->slow_start_ms, 10000);
+    config_free(cfg);
+    config_messages_free(&m);
+
+    put("g.yaml", "pyfly:\n  client:\n    services:\n"
+                  "      a:\n"
+                  "        base-url: http://127.0.0.1:9001\n"
+                  "        health-check: {path: healthz, healthy-threshold: 0, expect: 700}\n"
+                  "        outlier: {max-ejection-percent: 120, consecutive-failures: 0}\n"
+                  "        panic-threshold: 101%\n"
+                  "      b:\n"
+                  "        base-url: http://127.0.0.1:9001\n"
+                  "        health-check: {interval: 1s}\n"
+                  "        slow-start: -1\n");
+    cfg = load(tp("g.yaml"), &m);
+    ck_assert_ptr_null(cfg);
+    const char *g = tp("g.yaml");
+    char w[8][256];
+    snprintf(w[0], 256, "%s:6:30: path: the health-check path must start with '/', got "
+             "'healthz'", g);
+    snprintf(w[1], 256, "%s:6:58: healthy-threshold: must be at least 1, got 0", g);
+    snprintf(w[2], 256, "%s:6:69: expect: expect '700': a status is a number from 100 to 599", g);
+    snprintf(w[3], 256, "%s:7:41: max-ejection-percent: must be between 0%% and 100%%, got 120", g);
+    snprintf(w[4], 256, "%s:7:68: consecutive-failures: must be at least 1, got 0", g);
+    snprintf(w[5], 256, "%s:8:26: panic-threshold: must be between 0%% and 100%%, got 101%%", g);
+    snprintf(w[6], 256, "%s:11:23: health-check: a health check needs a path (e.g. path: "
+             "/healthz)", g);
+    for (int i = 0; i < 7; i++) {
+        if (!has(m.errors, m.n_errors, w[i]))
+            print_msgs("errors", m.errors, m.n_errors);
+        ck_assert_msg(has(m.errors, m.n_errors, w[i]), "missing: %s", w[i]);
+    }
+    ck_assert_uint_eq(m.n_errors, 8); /* and slow-start: -1 */
+    config_messages_free(&m);
+    tmp_remove();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("config");
@@ -1823,6 +1899,7 @@ int main(void)
     tcase_add_test(bad, admin_token_file_contents);
     tcase_add_test(bad, listen_forms);
     tcase_add_test(bad, workers_range);
+    tcase_add_test(bad, fleet_keys);
     tcase_add_test(bad, anchors_and_merge_keys);
     tcase_add_test(bad, alias_limits);
     suite_add_tcase(s, bad);
