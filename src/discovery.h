@@ -34,8 +34,8 @@ struct tls_conf;
  * found, its strings and error are valid during the call only. The callback must
  * not free the source that calls it.
  */
-typedef void (*discovery_cb)(void *arg, enum pool_source src, const struct pool_found *found,
-                             int n, const char *error);
+typedef void (*discovery_cb)(void *arg, enum pool_source src, const struct pool_found *found, int n,
+                             const char *error);
 
 /* Backoff after a failure: 1 s, doubled after each further failure, capped (DNS: at
  * the refresh interval; etcd: DISCOVERY_BACKOFF_MAX_MS). A success resets it. */
@@ -47,16 +47,16 @@ typedef void (*discovery_cb)(void *arg, enum pool_source src, const struct pool_
 enum dns_record_type { DNS_TYPE_A = 0, DNS_TYPE_AAAA, DNS_TYPE_SRV };
 
 struct dns_source_conf {
-    const char *name;          /* the name looked up (SRV: "_http._tcp.orders.example") */
+    const char *name; /* the name looked up (SRV: "_http._tcp.orders.example") */
     enum dns_record_type type;
-    int port;                  /* A/AAAA: required, 1..65535; SRV: unused (records say) */
-    const char *scheme;        /* "http" or "https"; NULL = "http" */
-    const char *base_path;     /* appended to every URL; NULL or "" = none */
-    int64_t refresh_ms;        /* re-resolved this often, sooner when a TTL is shorter,
-                                  never more often than once a second; <= 0 = 5 s */
-    const char *server;        /* "127.0.0.1:5353" (also "[::1]:53", port optional); the
-                                  name is then absolute (no search domains); NULL = the
-                                  system's servers and search list (/etc/resolv.conf) */
+    int port;              /* A/AAAA: required, 1..65535; SRV: unused (records say) */
+    const char *scheme;    /* "http" or "https"; NULL = "http" */
+    const char *base_path; /* appended to every URL; NULL or "" = none */
+    int64_t refresh_ms;    /* re-resolved this often, sooner when a TTL is shorter,
+                              never more often than once a second; <= 0 = 5 s */
+    const char *server;    /* "127.0.0.1:5353" (also "[::1]:53", port optional); the
+                              name is then absolute (no search domains); NULL = the
+                              system's servers and search list (/etc/resolv.conf) */
 };
 
 struct dns_source;
@@ -74,9 +74,9 @@ struct etcd_source_conf {
     const char *const *endpoints; /* "http://10.0.0.1:2379" ...: tried in turn, a failed
                                      one makes the next attempt use the next one */
     size_t n_endpoints;
-    const char *prefix;   /* every key under it is one endpoint (etcd_parse_endpoint) */
-    const char *username; /* NULL: no etcd authentication */
-    const char *password; /* with username (the config layer reads the password file) */
+    const char *prefix;         /* every key under it is one endpoint (etcd_parse_endpoint) */
+    const char *username;       /* NULL: no etcd authentication */
+    const char *password;       /* with username (the config layer reads the password file) */
     const struct tls_conf *tls; /* for https endpoints; NULL = verify with the system's
                                    CAs; must outlive the source (not copied) */
 };

@@ -80,8 +80,8 @@ struct dns_source {
     /* the round in progress */
     struct srv_rec *srv;
     int n_srv;
-    int srv_pending;      /* target lookups not answered yet */
-    char *round_error;    /* the first target lookup that failed */
+    int srv_pending;   /* target lookups not answered yet */
+    char *round_error; /* the first target lookup that failed */
     uint32_t *ttls;
     int n_ttls, cap_ttls;
 };
@@ -325,8 +325,8 @@ static void srv_finish(struct dns_source *s)
     struct dnsanswer_srv *recs = calloc((size_t)s->n_srv + 1, sizeof *recs);
     for (int i = 0; recs && i < s->n_srv; i++) {
         struct srv_rec *r = &s->srv[i];
-        recs[i] = (struct dnsanswer_srv){r->priority, r->weight, r->port, r->target,
-                                         (const char *const *)r->addrs, r->n_addrs};
+        recs[i] = (struct dnsanswer_srv){
+            r->priority, r->weight, r->port, r->target, (const char *const *)r->addrs, r->n_addrs};
         total += r->n_addrs;
     }
     struct dnsanswer_endpoint *eps = calloc((size_t)total + 1, sizeof *eps);
@@ -420,8 +420,7 @@ static bool srv_add(struct dns_source *s, int priority, int weight, int port, co
         return false;
     s->srv = t;
     struct srv_rec *r = &s->srv[s->n_srv];
-    *r = (struct srv_rec){.s = s, .priority = priority, .weight = weight, .port = port,
-                          .ttl = ttl};
+    *r = (struct srv_rec){.s = s, .priority = priority, .weight = weight, .port = port, .ttl = ttl};
     if (!(r->target = strdup(target && *target ? target : ".")))
         return false;
     s->n_srv++;
@@ -430,8 +429,7 @@ static bool srv_add(struct dns_source *s, int priority, int weight, int port, co
 }
 
 #ifdef DNS_HAVE_DNSREC
-static void on_srv(void *arg, ares_status_t status, size_t timeouts,
-                   const ares_dns_record_t *rec)
+static void on_srv(void *arg, ares_status_t status, size_t timeouts, const ares_dns_record_t *rec)
 {
     struct dns_source *s = arg;
     state_enter();

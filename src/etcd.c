@@ -35,8 +35,8 @@
 #define ETCD_REQUEST_TIMEOUT_MS 5000 /* authenticate and range */
 #define ETCD_MAX_BODY (64u << 20)    /* a range answer */
 #define ETCD_MAX_HEADER_BYTES 65536
-#define ETCD_MAX_LINE (16u << 20)    /* one watch message */
-#define ETCD_ERROR_BODY_MAX 300      /* kept of a failed watch's answer, for the message */
+#define ETCD_MAX_LINE (16u << 20) /* one watch message */
+#define ETCD_ERROR_BODY_MAX 300   /* kept of a failed watch's answer, for the message */
 
 enum etcd_phase { PHASE_IDLE = 0, PHASE_AUTH, PHASE_RANGE, PHASE_WATCH };
 
@@ -58,8 +58,8 @@ struct etcd_source {
     struct etcd_lines lines;
     struct loop_timer retry_timer;
     int64_t backoff_ms;
-    bool failing;       /* the last report was an error */
-    bool rerange;       /* the watch ended for a compaction: range again at once */
+    bool failing;           /* the last report was an error */
+    bool rerange;           /* the watch ended for a compaction: range again at once */
     char stream_error[512]; /* why the watch stream was ended from this side */
     char answer[ETCD_ERROR_BODY_MAX + 1]; /* start of a watch answer that was not 200 */
     size_t answer_len;
@@ -121,8 +121,7 @@ static void on_done(void *arg, const struct outcome *o, struct upstream_response
                     int64_t elapsed_us);
 static size_t on_watch_data(void *arg, int status, const char *data, size_t n);
 
-static int send_request(struct etcd_source *s, enum etcd_phase phase, const char *path,
-                        char *body)
+static int send_request(struct etcd_source *s, enum etcd_phase phase, const char *path, char *body)
 {
     char url[1200], auth[1100];
     const char *ep = s->endpoints[s->current];
@@ -244,8 +243,9 @@ static void on_done(void *arg, const struct outcome *o, struct upstream_response
     enum etcd_phase phase = s->phase;
     s->xfer = NULL;
     s->phase = PHASE_IDLE;
-    const char *what = phase == PHASE_AUTH ? "authenticate" : phase == PHASE_RANGE ? "range"
-                                                                                   : "watch";
+    const char *what = phase == PHASE_AUTH    ? "authenticate"
+                       : phase == PHASE_RANGE ? "range"
+                                              : "watch";
     char why[560];
     if (phase == PHASE_WATCH && s->rerange) {
         log_info("etcd %s: watch cancelled (compacted): ranging again", s->prefix);
@@ -341,8 +341,7 @@ static size_t on_watch_data(void *arg, int status, const char *data, size_t n)
     }
     int rc = etcd_lines_feed(&s->lines, data, n, on_line, s);
     if (rc == ETCD_LINES_TOO_LONG)
-        snprintf(s->stream_error, sizeof s->stream_error, "a message over %u bytes",
-                 ETCD_MAX_LINE);
+        snprintf(s->stream_error, sizeof s->stream_error, "a message over %u bytes", ETCD_MAX_LINE);
     else if (rc == ETCD_LINES_NO_MEMORY)
         snprintf(s->stream_error, sizeof s->stream_error, "out of memory");
     return rc == 0 ? n : 0; /* 0 aborts the transfer: on_done follows */
@@ -386,8 +385,7 @@ struct etcd_source *etcd_source_new(struct loop *loop, const struct etcd_source_
         etcd_sync_init(&s->sync);
         etcd_lines_init(&s->lines, ETCD_MAX_LINE);
         s->prefix = dup_or_null(conf->prefix, &ok);
-        s->username = conf->username && *conf->username ? dup_or_null(conf->username, &ok)
-                                                        : NULL;
+        s->username = conf->username && *conf->username ? dup_or_null(conf->username, &ok) : NULL;
         s->password = dup_or_null(conf->password, &ok);
         s->endpoints = calloc(conf->n_endpoints, sizeof *s->endpoints);
         ok = ok && s->endpoints;

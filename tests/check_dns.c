@@ -47,9 +47,18 @@ static void dnsmasq_run(struct dnsmasq *d)
     snprintf(port, sizeof port, "--port=%d", d->port);
     snprintf(conf, sizeof conf, "--conf-file=%s", d->conf);
     snprintf(hosts, sizeof hosts, "--addn-hosts=%s", d->hosts);
-    char *argv[] = {DNSMASQ, "--no-daemon", port, "--listen-address=127.0.0.1",
-                    "--bind-interfaces", "--no-resolv", "--no-hosts", conf, hosts,
-                    "--local=/test/", "--log-facility=-", NULL};
+    char *argv[] = {DNSMASQ,
+                    "--no-daemon",
+                    port,
+                    "--listen-address=127.0.0.1",
+                    "--bind-interfaces",
+                    "--no-resolv",
+                    "--no-hosts",
+                    conf,
+                    hosts,
+                    "--local=/test/",
+                    "--log-facility=-",
+                    NULL};
     ck_assert_int_eq(proc_spawn(&d->p, argv, d->log), 0);
     if (!port_wait_open(d->port, 10000)) {
         char *log = proc_log(&d->p);
@@ -84,19 +93,26 @@ static struct dns_source *source(struct loop *l, const struct dnsmasq *d, const 
 {
     char server[64], err[256];
     snprintf(server, sizeof server, "127.0.0.1:%d", d->port);
-    struct dns_source_conf c = {.name = name, .type = type, .port = 8080, .scheme = "http",
-                                .base_path = "api", .refresh_ms = REFRESH_MS,
+    struct dns_source_conf c = {.name = name,
+                                .type = type,
+                                .port = 8080,
+                                .scheme = "http",
+                                .base_path = "api",
+                                .refresh_ms = REFRESH_MS,
                                 .server = server};
     struct dns_source *s = dns_source_new(l, &c, recorder_cb, r, err, sizeof err);
     ck_assert_msg(s != NULL, "dns_source_new: %s", err);
     return s;
 }
 
-static void assert_change(struct loop *l, struct recorder *r, const char *want, const char *what)
+/* Wait for want; the delay counts from t0, taken before the change was made. */
+static void assert_change(struct loop *l, struct recorder *r, const char *want, const char *what,
+                          double t0)
 {
     double ms = wait_set(l, r, want, 3 * CHANGE_BOUND_MS);
-    ck_assert_msg(ms >= 0, "%s: wanted \"%s\", last set \"%s\" (errors %d: %s)", what, want,
-                  r->set, r->errors, r->error);
+    ck_assert_msg(ms >= 0, "%s: wanted \"%s\", last set \"%s\" (errors %d: %s)", what, want, r->set,
+                  r->errors, r->error);
+    ms = r->set_at_ms - t0;
     printf("dns: %s reached the callback in %.0f ms\n", what, ms);
     ck_assert_msg(ms <= CHANGE_BOUND_MS, "%s took %.0f ms (bound %d ms)", what, ms,
                   CHANGE_BOUND_MS);
@@ -109,19 +125,23 @@ START_TEST(a_records_follow_changes)
     struct loop *l = loop_new();
     struct recorder r = {0};
     struct dns_source *s = source(l, &d, "svc.test", DNS_TYPE_A, &r);
+    double t0;
 
-    ck_assert_msg(wait_set(l, &r, "http://127.0.0.11:8080/api=1 http://127.0.0.12:8080/api=1",
-                           5000) >= 0,
-                  "first answer: \"%s\" (%s)", r.set, r.error);
+    ck_assert_msg(
+        wait_set(l, &r, "http://127.0.0.11:8080/api=1 http://127.0.0.12:8080/api=1", 5000) >= 0,
+        "first answer: \"%s\" (%s)", r.set, r.error);
+    t0 = harness_now_ms();
     dnsmasq_hosts(&d, "127.0.0.12 svc.test\n127.0.0.13 svc.test\n");
     assert_change(l, &r, "http://127.0.0.12:8080/api=1 http://127.0.0.13:8080/api=1",
-                  "an A record added and one removed");
+                  "an A record added and one removed", t0);
+    t0 = harness_now_ms();
     dnsmasq_hosts(&d, "127.0.0.14 svc.test\n127.0.0.13 svc.test\n");
     assert_change(l, &r, "http://127.0.0.13:8080/api=1 http://127.0.0.14:8080/api=1",
-                  "an A record changed");
+                  "an A record changed", t0);
     int empty_before = r.empty_good;
+    t0 = harness_now_ms();
     dnsmasq_hosts(&d, "127.0.0.13 other.test\n");
-    assert_change(l, &r, "", "the name gone (NXDOMAIN)");
+    assert_change(l, &r, "", "the name gone (NXDOMAIN)", t0);
     ck_assert_int_gt(r.empty_good, empty_before);
     ck_assert_msg(r.errors == 0, "no lookup may fail here: %s", r.error);
     dns_source_free(s);
@@ -171,6 +191,7 @@ START_TEST(srv_priorities_weights_and_a_dead_level)
     struct recorder r = {0}, r6 = {0};
     struct dns_source *s = source(l, &d, "_http._tcp.svc.test", DNS_TYPE_SRV, &r);
     struct dns_source *s6 = source(l, &d, "v6.test", DNS_TYPE_AAAA, &r6);
+    double t0;
 
     /* weights: the record's, 0 counting as 1; each address of a target gets it */
     ck_assert_msg(wait_set(l, &r,
@@ -181,14 +202,16 @@ START_TEST(srv_priorities_weights_and_a_dead_level)
     ck_assert_msg(wait_set(l, &r6, "http://[fd00::7]:8080/api=1", 5000) >= 0, "AAAA: \"%s\"",
                   r6.set);
     /* the preferred level comes alive: only it is used */
+    t0 = harness_now_ms();
     dnsmasq_hosts(&d, "127.0.0.20 dead.test\n");
-    assert_change(l, &r, "http://127.0.0.20:8000/api=1", "an SRV level coming alive");
+    assert_change(l, &r, "http://127.0.0.20:8000/api=1", "an SRV level coming alive", t0);
     /* and dies again: the next level is back */
+    t0 = harness_now_ms();
     dnsmasq_hosts(&d, "");
     assert_change(l, &r,
                   "http://127.0.0.21:8001/api=5 http://127.0.0.22:8002/api=10 "
                   "http://127.0.0.23:8003/api=1 http://[fd00::22]:8002/api=10",
-                  "an SRV level dying");
+                  "an SRV level dying", t0);
     ck_assert_msg(r.errors == 0, "no lookup may fail here: %s", r.error);
     dns_source_free(s);
     dns_source_free(s6);

@@ -36,8 +36,8 @@ void recorder_cb(void *arg, enum pool_source src, const struct pool_found *found
         qsort(items, (size_t)n, sizeof *items, cmp_str);
     r->set[0] = '\0';
     for (int i = 0; items && i < n; i++) {
-        len += (size_t)snprintf(r->set + len, len < sizeof r->set ? sizeof r->set - len : 0,
-                                "%s%s", i ? " " : "", items[i] ? items[i] : "?");
+        len += (size_t)snprintf(r->set + len, len < sizeof r->set ? sizeof r->set - len : 0, "%s%s",
+                                i ? " " : "", items[i] ? items[i] : "?");
         free(items[i]);
     }
     free(items);
@@ -75,8 +75,7 @@ static double run_until(struct loop *l, const struct recorder *r,
                         int timeout_ms)
 {
     double start = harness_now_ms();
-    struct waiter w = {.loop = l, .cond = cond, .r = r, .want = want,
-                       .end_ms = start + timeout_ms};
+    struct waiter w = {.loop = l, .cond = cond, .r = r, .want = want, .end_ms = start + timeout_ms};
     loop_timer_init(&w.tick, on_tick, &w);
     loop_timer_start(l, &w.tick, 0);
     loop_run(l);

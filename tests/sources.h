@@ -12,13 +12,13 @@
 #include "loop.h"
 
 struct recorder {
-    int good;            /* reports with error == NULL */
-    int empty_good;      /* of which with n == 0 */
-    int errors;          /* reports with an error */
-    char set[8192];      /* the last good set: "url=weight" sorted, space-separated */
-    char error[1024];    /* the last error */
-    double set_at_ms;    /* when the last good set arrived */
-    double error_at_ms;  /* when the last error arrived */
+    int good;           /* reports with error == NULL */
+    int empty_good;     /* of which with n == 0 */
+    int errors;         /* reports with an error */
+    char set[8192];     /* the last good set: "url=weight" sorted, space-separated */
+    char error[1024];   /* the last error */
+    double set_at_ms;   /* when the last good set arrived */
+    double error_at_ms; /* when the last error arrived */
 };
 
 /* A discovery_cb: arg is a struct recorder. */
