@@ -18,7 +18,6 @@
 #include "discovery.h"
 #include "etcd_parse.h"
 #include "harness.h"
-#include "log.h"
 #include "loop.h"
 #include "sources.h"
 
@@ -143,16 +142,10 @@ static struct etcd_source *source(struct loop *l, const struct etcd *e, const ch
 
 #define EP(host, w) "{\"url\":\"http://" host ":8080/api\",\"weight\":" #w "}"
 
-/* Wait for want; the delay counts from t0, taken before the change was made. */
 static void assert_change(struct loop *l, struct recorder *r, const char *want, const char *what,
                           double t0)
 {
-    double ms = wait_set(l, r, want, 5 * WATCH_BOUND_MS);
-    ck_assert_msg(ms >= 0, "%s: wanted \"%s\", last set \"%s\" (errors %d: %s)", what, want, r->set,
-                  r->errors, r->error);
-    ms = r->set_at_ms - t0;
-    printf("etcd: %s reached the callback in %.0f ms\n", what, ms);
-    ck_assert_msg(ms <= WATCH_BOUND_MS, "%s took %.0f ms (bound %d ms)", what, ms, WATCH_BOUND_MS);
+    assert_set_within(l, r, want, what, t0, WATCH_BOUND_MS, "etcd");
 }
 
 START_TEST(range_then_watch_puts_and_deletes)
@@ -197,25 +190,34 @@ START_TEST(range_then_watch_puts_and_deletes)
 }
 END_TEST
 
+/* etcd with /svc/a and /svc/b, a source following it; then etcd killed (an error
+ * reported) and started again on its side port alone: the watcher is away. */
+static struct etcd_source *follow_then_go_away(struct etcd *e, struct loop *l, struct recorder *r)
+{
+    etcd_start(e);
+    etcd_put(e, "/svc/a", EP("10.0.0.1", 1));
+    etcd_put(e, "/svc/b", EP("10.0.0.2", 1));
+    struct etcd_source *s = source(l, e, NULL, NULL, r);
+    ck_assert_msg(wait_set(l, r, "http://10.0.0.1:8080/api=1 http://10.0.0.2:8080/api=1", 10000) >=
+                      0,
+                  "first range: \"%s\" (%s)", r->set, r->error);
+    run_for(l, 200); /* the watch is established */
+    proc_kill(&e->p);
+    ck_assert_msg(wait_errors(l, r, 1, 5000) >= 0, "no error when etcd died");
+    etcd_run(e, false);
+    return s;
+}
+
 START_TEST(killed_and_restarted_resumes_without_missing_a_change)
 {
     struct etcd e;
-    etcd_start(&e);
-    etcd_put(&e, "/svc/a", EP("10.0.0.1", 1));
-    etcd_put(&e, "/svc/b", EP("10.0.0.2", 1));
     struct loop *l = loop_new();
     struct recorder r = {0};
-    struct etcd_source *s = source(l, &e, NULL, NULL, &r);
+    struct etcd_source *s = follow_then_go_away(&e, l, &r);
     double t0;
-    ck_assert(wait_set(l, &r, "http://10.0.0.1:8080/api=1 http://10.0.0.2:8080/api=1", 10000) >= 0);
-    run_for(l, 200);
-
-    proc_kill(&e.p);
-    ck_assert_msg(wait_errors(l, &r, 1, 5000) >= 0, "no error when etcd died");
     printf("etcd: with etcd killed: %s\n", r.error);
     ck_assert_msg(strstr(r.error, "etcd /svc/") != NULL, "%s", r.error);
-    /* etcd back, but not where the watcher looks: changes made meanwhile */
-    etcd_run(&e, false);
+    /* etcd is back, but not where the watcher looks: changes made meanwhile */
     etcd_put(&e, "/svc/c", EP("10.0.0.3", 1));
     etcd_delete(&e, "/svc/a");
     int good = r.good;
@@ -240,19 +242,10 @@ END_TEST
 START_TEST(compaction_while_away_ranges_again)
 {
     struct etcd e;
-    etcd_start(&e);
-    etcd_put(&e, "/svc/a", EP("10.0.0.1", 1));
-    etcd_put(&e, "/svc/b", EP("10.0.0.2", 1));
     struct loop *l = loop_new();
     struct recorder r = {0};
-    struct etcd_source *s = source(l, &e, NULL, NULL, &r);
+    struct etcd_source *s = follow_then_go_away(&e, l, &r);
     double t0;
-    ck_assert(wait_set(l, &r, "http://10.0.0.1:8080/api=1 http://10.0.0.2:8080/api=1", 10000) >= 0);
-    run_for(l, 200);
-
-    proc_kill(&e.p);
-    ck_assert(wait_errors(l, &r, 1, 5000) >= 0);
-    etcd_run(&e, false);
     etcd_delete(&e, "/svc/a");
     etcd_put(&e, "/svc/c", EP("10.0.0.3", 1));
     long long rev = etcd_put(&e, "/svc/c", EP("10.0.0.3", 4));
@@ -315,10 +308,6 @@ END_TEST
 
 int main(void)
 {
-    int rc = require_program(ETCD, "etcd-server");
-    if (rc != 0)
-        return rc;
-    log_init(LOG_LEVEL_WARN);
     Suite *s = suite_create("etcd_watch");
     TCase *tc = harness_tcase(s, "etcd");
     tcase_add_test(tc, range_then_watch_puts_and_deletes);
@@ -326,5 +315,5 @@ int main(void)
     tcase_add_test(tc, compaction_while_away_ranges_again);
     tcase_add_test(tc, authentication);
     tcase_add_test(tc, bad_configuration_is_refused);
-    return harness_main(s);
+    return sources_main(s, ETCD, "etcd-server");
 }

@@ -3,12 +3,14 @@
  */
 #include "sources.h"
 
+#include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "log.h"
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -113,16 +115,30 @@ double wait_good(struct loop *l, struct recorder *r, int n, int timeout_ms)
     return run_until(l, r, good_reach, &n, timeout_ms);
 }
 
+void assert_set_within(struct loop *l, struct recorder *r, const char *want, const char *what,
+                       double t0, int bound_ms, const char *tag)
+{
+    double ms = wait_set(l, r, want, 5 * bound_ms);
+    ck_assert_msg(ms >= 0, "%s: wanted \"%s\", last set \"%s\" (errors %d: %s)", what, want, r->set,
+                  r->errors, r->error);
+    ms = r->set_at_ms - t0;
+    printf("%s: %s reached the callback in %.0f ms\n", tag, what, ms);
+    ck_assert_msg(ms <= bound_ms, "%s took %.0f ms (bound %d ms)", what, ms, bound_ms);
+}
+
 void run_for(struct loop *l, int ms)
 {
     run_until(l, NULL, NULL, NULL, ms);
 }
 
-int require_program(const char *path, const char *package)
+int sources_main(Suite *s, const char *path, const char *package)
 {
     const char *ci = getenv("CI");
-    if (access(path, X_OK) == 0)
-        return 0;
+    if (access(path, X_OK) == 0) {
+        log_init(LOG_LEVEL_WARN);
+        return harness_main(s);
+    }
+    srunner_free(srunner_create(s)); /* frees s */
     if (ci && strcmp(ci, "true") == 0) {
         fprintf(stderr, "FAIL: %s is not installed (Debian package %s; .ci/deps installs it)\n",
                 path, package);

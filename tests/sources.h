@@ -6,6 +6,7 @@
 #ifndef AHOYD_TESTS_SOURCES_H
 #define AHOYD_TESTS_SOURCES_H
 
+#include <check.h>
 #include <stdbool.h>
 
 #include "discovery.h"
@@ -32,11 +33,17 @@ double wait_set(struct loop *l, struct recorder *r, const char *want, int timeou
 double wait_errors(struct loop *l, struct recorder *r, int n, int timeout_ms);
 /* Run the loop until r->good reaches n; the ms it took or -1. */
 double wait_good(struct loop *l, struct recorder *r, int n, int timeout_ms);
+/* Run the loop until the set is want (asserts, within 5 x bound_ms), then assert it
+ * arrived within bound_ms of t0 (taken before the change was made); prints the delay
+ * as "<tag>: <what> reached the callback in N ms". */
+void assert_set_within(struct loop *l, struct recorder *r, const char *want, const char *what,
+                       double t0, int bound_ms, const char *tag);
 /* Run the loop for ms (events keep flowing). */
 void run_for(struct loop *l, int ms);
 
-/* Is the program there? If not: under CI=true a failure, else a skip. Returns 0 when
- * present, else the exit status main() should return (77 = skip, 1 = fail). */
-int require_program(const char *path, const char *package);
+/* The main() of a suite that needs program (from Debian package package): when it is
+ * missing, a failure under CI=true (exit 1), else a skip (exit 77) saying why; when it
+ * is there, s runs (harness_main) with the log at warn. */
+int sources_main(Suite *s, const char *program, const char *package);
 
 #endif
