@@ -1118,7 +1118,7 @@ START_TEST(profile_missing_is_a_warning)
     struct config *cfg = load_full(tp("app.yaml"), "prod,staging", NULL, NULL, &m);
     expect_ok(cfg, &m);
     char w1[600];
-    snprintf(w1, sizeof(w1), "--profile: profile 'staging': file %s not found",
+    snprintf(w1, sizeof(w1), "--profile: warning: profile 'staging': file %s not found",
              tp("app-staging.yaml"));
     const char *want[] = {w1};
     expect_exact(m.warnings, m.n_warnings, want, 1, "warnings");
@@ -1126,10 +1126,11 @@ START_TEST(profile_missing_is_a_warning)
     config_free(cfg);
     config_messages_free(&m);
 
-    put("b.yaml", "pyfly:\n  profiles:\n    active: [nope]\n");
+    put("b.yaml", "pyfly:\n  profiles:\n    active: [nope]\n"
+                  "  client:\n    services:\n      s: {base-url: http://127.0.0.1:1}\n");
     cfg = load(tp("b.yaml"), &m);
     expect_ok(cfg, &m);
-    snprintf(w1, sizeof(w1), "%s:3:14: profile 'nope': file %s not found", tp("b.yaml"),
+    snprintf(w1, sizeof(w1), "%s:3:14: warning: profile 'nope': file %s not found", tp("b.yaml"),
              tp("b-nope.yaml"));
     expect_exact(m.warnings, m.n_warnings, want, 1, "warnings");
     config_free(cfg);
@@ -1138,7 +1139,8 @@ START_TEST(profile_missing_is_a_warning)
     char *env[] = {"PYFLY_PROFILES_ACTIVE=gone", NULL};
     cfg = load_env(tp("b.yaml"), env, &m);
     expect_ok(cfg, &m);
-    snprintf(w1, sizeof(w1), "env PYFLY_PROFILES_ACTIVE: profile 'gone': file %s not found",
+    snprintf(w1, sizeof(w1),
+             "env PYFLY_PROFILES_ACTIVE: warning: profile 'gone': file %s not found",
              tp("b-gone.yaml"));
     expect_exact(m.warnings, m.n_warnings, want, 1, "warnings");
     config_free(cfg);
@@ -1398,16 +1400,56 @@ START_TEST(env_unknown_and_map_warnings)
     expect_ok(cfg, &m);
     EXPECT_WARNINGS(
         &m,
-        "env PYFLY_CLIENT_DEFAULT_TIMOUT: unknown variable; did you mean "
+        "env PYFLY_CLIENT_DEFAULT_TIMOUT: warning: unknown variable; did you mean "
         "'PYFLY_CLIENT_DEFAULT_TIMEOUT'?",
-        "env AHOYD_LISTN: unknown variable; did you mean 'AHOYD_LISTEN'?",
-        "env PYFLY_SOMETHING_ELSE_ENTIRELY: unknown variable, ignored",
-        "env PYFLY_CLIENT_SERVICES_PAYMENTS_HEADERS: pyfly.client.services.payments.headers is "
-        "a map and cannot be overridden from the environment; ignored",
-        "env PYFLY_CLIENT_SERVICES_PAYMENTS_METHODS: pyfly.client.services.payments.methods is "
-        "a map and cannot be overridden from the environment; ignored");
+        "env AHOYD_LISTN: warning: unknown variable; did you mean 'AHOYD_LISTEN'?",
+        "env PYFLY_SOMETHING_ELSE_ENTIRELY: warning: unknown variable, ignored",
+        "env PYFLY_CLIENT_SERVICES_PAYMENTS_HEADERS: warning: "
+        "pyfly.client.services.payments.headers is a map and cannot be overridden from the "
+        "environment; ignored",
+        "env PYFLY_CLIENT_SERVICES_PAYMENTS_METHODS: warning: "
+        "pyfly.client.services.payments.methods is a map and cannot be overridden from the "
+        "environment; ignored");
     config_free(cfg);
     config_messages_free(&m);
+}
+END_TEST
+
+/* ---- warnings, and errors a warning-worthy name must not hide ---------------------------- */
+
+START_TEST(bad_service_name_keeps_inner_errors)
+{
+    tmp_make();
+    put("n.yaml", "pyfly:\n"
+                  "  client:\n"
+                  "    services:\n"
+                  "      Payments!:\n"
+                  "        base-url: http://127.0.0.1:9001/api\n"
+                  "        timeout: fast\n"
+                  "        retyr: 3\n"
+                  "      _x:\n"
+                  "        endpoints: [http://a]\n"
+                  "        base-url: http://b\n"
+                  "      ok:\n"
+                  "        base-url: http://127.0.0.1:1\n");
+    struct config_messages m;
+    struct config *cfg = load(tp("n.yaml"), &m);
+    ck_assert_ptr_null(cfg);
+    char e[6][600];
+    const char *f = tp("n.yaml");
+    snprintf(e[0], sizeof(e[0]), "%s:4:7: bad service name 'Payments!' (expected "
+                                 "[a-z0-9][a-z0-9_-]*)", f);
+    snprintf(e[1], sizeof(e[1]), "%s:6:18: timeout: bad duration 'fast' (expected e.g. 250ms, "
+                                 "1.5s, 2m, 1h)", f);
+    snprintf(e[2], sizeof(e[2]), "%s:7:9: unknown key 'retyr'; did you mean 'retry'?", f);
+    snprintf(e[3], sizeof(e[3]), "%s:8:7: service name '_x' is reserved (names starting with "
+                                 "'_')", f);
+    snprintf(e[4], sizeof(e[4]), "%s:9:9: service '_x' has both base-url and endpoints; use one",
+             f);
+    const char *want[] = {e[0], e[1], e[2], e[3], e[4]};
+    expect_exact(m.errors, m.n_errors, want, 5, "errors");
+    config_messages_free(&m);
+    tmp_remove();
 }
 END_TEST
 
@@ -1846,6 +1888,10 @@ int main(void)
     tcase_add_test(lay, env_include_override);
     tcase_add_test(lay, log_level_precedence);
     suite_add_tcase(s, lay);
+
+    TCase *warn = tcase_create("warnings");
+    tcase_add_test(warn, bad_service_name_keeps_inner_errors);
+    suite_add_tcase(s, warn);
 
     TCase *dump = tcase_create("dump");
     tcase_add_test(dump, dump_round_trips);
