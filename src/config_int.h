@@ -325,4 +325,9 @@ extern const struct key_type type_retry_on, type_budget, type_services, type_end
     type_headers, type_methods, type_service_retry, type_service_breaker;
 void cfg_service_free(struct service_conf *s);
 
+/* ---- config_check.c ---------------------------------------------------------------- */
+
+/* The warnings about values that are valid one by one but not together. */
+void cfg_check_consistency(struct ctx *c);
+
 #endif
