@@ -68,5 +68,23 @@ for f in "$@"; do
     fi
 done
 
+# The README shows conf/ahoyd.yaml verbatim: the block after its "```yaml" line that
+# follows the sentence naming the file as it is in the repository.
+readme=$TOP_SRCDIR/README.md
+if [ -f "$readme" ] && [ -f "$TOP_SRCDIR/conf/ahoyd.yaml" ]; then
+    awk '/conf\/ahoyd.yaml. as it is in the repository/ { want = 1 }
+         want && inside && /^```$/ { exit }
+         inside { print }
+         want && /^```yaml$/ { inside = 1 }' "$readme" >"$tmp/readme.yaml"
+    if cmp -s "$tmp/readme.yaml" "$TOP_SRCDIR/conf/ahoyd.yaml"; then
+        echo "PASS: README.md shows conf/ahoyd.yaml as it is"
+        passed=$((passed + 1))
+    else
+        echo "FAIL: README.md: its conf/ahoyd.yaml block is not the file"
+        diff "$TOP_SRCDIR/conf/ahoyd.yaml" "$tmp/readme.yaml" | sed 's/^/    /'
+        failed=$((failed + 1))
+    fi
+fi
+
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ] && [ $passed -gt 0 ]
