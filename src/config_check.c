@@ -21,8 +21,8 @@
 
 /* One value of a pair: what it is and where it was set. */
 struct side {
-    const char *key;     /* the key's own name, e.g. "connect-timeout" */
-    const char *dotted;  /* its global name, e.g. "pyfly.client.default.connect-timeout" */
+    const char *key;    /* the key's own name, e.g. "connect-timeout" */
+    const char *dotted; /* its global name, e.g. "pyfly.client.default.connect-timeout" */
     int64_t ms;
     const struct node *n; /* the value's node; NULL: the default */
     bool own;             /* set by the service itself */
@@ -32,8 +32,8 @@ struct side {
 struct rule {
     bool (*bad)(int64_t a, int64_t b);
     bool a_default_quiet; /* a at its default: the set b simply wins, as meant */
-    const char *a_says; /* printf: a's key and value, b's key, value and origin */
-    const char *b_says; /* printf: b's key and value, a's key, value and origin */
+    const char *a_says;   /* printf: a's key and value, b's key, value and origin */
+    const char *b_says;   /* printf: b's key and value, a's key, value and origin */
 };
 
 static bool connect_vs_timeout(int64_t connect, int64_t timeout)
@@ -136,8 +136,8 @@ static void check_section(struct ctx *c, const struct service_conf *v, struct no
                                   NULL, NULL, gdefault);
     struct side connect = side_of("connect-timeout", "pyfly.client.default.connect-timeout",
                                   v->connect_timeout_ms, svc, NULL, NULL, gdefault);
-    struct side deadline = side_of("deadline", "pyfly.client.default.deadline", v->deadline_ms,
-                                   svc, NULL, NULL, gdefault);
+    struct side deadline = side_of("deadline", "pyfly.client.default.deadline", v->deadline_ms, svc,
+                                   NULL, NULL, gdefault);
     check_pair(c, &rule_connect, &connect, &timeout, global);
     check_pair(c, &rule_deadline, &deadline, &timeout, global);
     if (!global && v->retry.max_attempts <= 1)
@@ -166,8 +166,8 @@ void cfg_check_consistency(struct ctx *c)
         return;
     }
     for (size_t i = 0; i < svcs->n; i++) {
-        const struct service_conf *v = config_find_service(cfg, svcs->keys[i]->text,
-                                                           strlen(svcs->keys[i]->text));
+        const struct service_conf *v =
+            config_find_service(cfg, svcs->keys[i]->text, strlen(svcs->keys[i]->text));
         if (v != NULL && svcs->vals[i]->kind == N_MAP)
             check_section(c, v, svcs->vals[i], gdefault, gretry);
     }
