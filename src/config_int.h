@@ -337,4 +337,9 @@ extern const struct key schema_outlier[]; /* a service's outlier map */
 extern const struct key_type type_health_check, type_outlier, type_health_path,
     type_health_expect, type_health_headers;
 
+/* ---- config_check.c ---------------------------------------------------------------- */
+
+/* The warnings about values that are valid one by one but not together. */
+void cfg_check_consistency(struct ctx *c);
+
 #endif

@@ -479,43 +479,46 @@ static void read_methods(struct ctx *c, const struct key *k, struct node *svc, s
 
 /* ---- services ---------------------------------------------------------------------- */
 
+/* A service into cfg->services; one with a bad name is still checked (into a scratch
+ * service_conf, dropped after) so that its name does not hide the errors inside it. */
 static void conv_service(struct ctx *c, struct node *key, struct node *svc, const struct key *rows,
                          struct dnode *dservices)
 {
     struct config *cfg = c->cfg;
     const char *name = key->text;
-    struct service_conf *s = &cfg->services[cfg->n_services];
-    if (name[0] == '_') {
+    bool named = false;
+    if (name[0] == '_')
         cfg_err(c, key, NULL, "service name '%s' is reserved (names starting with '_')",
                 cfg_show(c, name));
-        return;
-    }
-    if (!service_name_ok(name)) {
+    else if (!service_name_ok(name))
         cfg_err(c, key, NULL, "bad service name '%s' (expected [a-z0-9][a-z0-9_-]*)",
                 cfg_show(c, name));
-        return;
-    }
+    else
+        named = true;
     if (svc->kind != N_MAP) {
-        cfg_err(c, svc, name, "expected a map, got %s",
+        cfg_err(c, svc, cfg_show(c, name), "expected a map, got %s",
                 svc->is_null ? "nothing" : node_kind_name(svc));
         return;
     }
-    cfg->n_services++;
+    struct service_conf scratch;
+    struct service_conf *s = named ? &cfg->services[cfg->n_services++] : &scratch;
     *s = c->policy; /* the global policy; its other fields are all empty */
     s->name = xstrdup(name);
     cfg_check_keys(c, svc, rows);
-    struct dnode *ds = dump_map(c, dservices, name, NULL);
+    struct dnode *ds = named ? dump_map(c, dservices, name, NULL) : NULL;
 
     struct node *bu = node_get(svc, "base-url"), *ep = node_get(svc, "endpoints");
     if (bu == NULL && ep == NULL)
-        cfg_err(c, key, NULL, "service '%s' needs base-url or endpoints", name);
+        cfg_err(c, key, NULL, "service '%s' needs base-url or endpoints", cfg_show(c, name));
     else if (bu != NULL && ep != NULL)
         cfg_err(c, node_get_key(svc, "endpoints"), NULL,
-                "service '%s' has both base-url and endpoints; use one", name);
+                "service '%s' has both base-url and endpoints; use one", cfg_show(c, name));
 
     struct origins o = c->policy_origins;
     struct sect sect = {s, &o};
     schema_walk(c, rows, svc, &sect, ds, true);
+    if (!named)
+        cfg_service_free(&scratch);
 }
 
 static void read_services(struct ctx *c, const struct key *k, struct node *client, struct sect *s,

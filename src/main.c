@@ -573,10 +573,16 @@ int main(int argc, char **argv)
     log_init(LOG_LEVEL_INFO); /* until the configuration names its level */
     struct config *cfg = config_load(&d.opts, &msgs);
     print_messages(&msgs, check);
+    size_t n_warnings = msgs.n_warnings, n_errors = msgs.n_errors;
     config_messages_free(&msgs);
-    if (!cfg)
+    if (!cfg) {
+        if (check && n_errors > 0) /* the verdict, last, beside the errors */
+            fprintf(stderr, "%zu error%s\n", n_errors, n_errors == 1 ? "" : "s");
         return EXIT_CONFIG;
+    }
     if (check) {
+        if (n_warnings > 0) /* the warnings themselves went to stderr */
+            printf("%zu warning%s\n", n_warnings, n_warnings == 1 ? "" : "s");
         printf("configuration OK\n");
         config_free(cfg);
         return EXIT_OK;
