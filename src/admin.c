@@ -163,6 +163,16 @@ static cJSON *breaker_json(const struct breaker_policy *p)
     return b;
 }
 
+/* "2026-01-02T03:04:05.678Z" */
+static void rfc3339_ms(char *buf, size_t size, int64_t unix_ms)
+{
+    time_t t = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, size - n, ".%03dZ", (int)(unix_ms % 1000));
+}
+
 /* {"outcome": "connect-failure", "detail": "Connection refused", "at": RFC 3339 UTC}, or
  * null before the endpoint's first failure. */
 static cJSON *last_failure_json(const struct endpoint_rt *ep)
@@ -170,16 +180,46 @@ static cJSON *last_failure_json(const struct endpoint_rt *ep)
     if (!ep->last_failure_at_ms)
         return cJSON_CreateNull();
     char at[40];
-    time_t sec = (time_t)(ep->last_failure_at_ms / 1000);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    size_t n = strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(at + n, sizeof at - n, ".%03dZ", (int)(ep->last_failure_at_ms % 1000));
+    rfc3339_ms(at, sizeof at, ep->last_failure_at_ms);
     cJSON *f = cJSON_CreateObject();
     cJSON_AddStringToObject(f, "outcome", outcome_name(&ep->last_failure));
     cJSON_AddStringToObject(f, "detail", ep->last_failure.detail);
     cJSON_AddStringToObject(f, "at", at);
     return f;
+}
+
+/* Health, last check, ejection and slow start of one endpoint (SPEC 4.5, 4.7). */
+static void endpoint_fleet_json(cJSON *e, const struct service_rt *s, size_t index,
+                                int64_t now_ms)
+{
+    const struct endpoint_rt *ep = s->endpoints[index];
+    char at[40];
+    bool checked = ep->health_policy.enabled;
+    cJSON_AddStringToObject(e, "health",
+                            !checked ? "unchecked" : ep->health.healthy ? "healthy" : "unhealthy");
+    if (checked && ep->last_check_unix_ms > 0) {
+        cJSON *lc = cJSON_AddObjectToObject(e, "last_check");
+        rfc3339_ms(at, sizeof at, ep->last_check_unix_ms);
+        cJSON_AddStringToObject(lc, "at", at);
+        cJSON_AddStringToObject(lc, "outcome", health_outcome_name(ep->health.last_outcome));
+        if (ep->last_check_status)
+            cJSON_AddNumberToObject(lc, "status", ep->last_check_status);
+        else
+            cJSON_AddNullToObject(lc, "status");
+    } else {
+        cJSON_AddNullToObject(e, "last_check");
+    }
+    if (ep->outlier.ejected) {
+        rfc3339_ms(at, sizeof at, ep->ejected_until_unix_ms);
+        cJSON_AddStringToObject(e, "ejected_until", at);
+    } else {
+        cJSON_AddNullToObject(e, "ejected_until");
+    }
+    cJSON_AddNumberToObject(e, "ejections", (double)ep->outlier.ejections);
+    int full = s->conf->endpoints[index].weight * SLOW_START_SCALE;
+    int w = slow_start_weight(&ep->slow_start, s->conf->endpoints[index].weight,
+                              ep->slow_start_ms, now_ms);
+    cJSON_AddNumberToObject(e, "slow_start_percent", full > 0 ? (double)w * 100.0 / full : 100);
 }
 
 static cJSON *endpoint_json(const struct service_rt *s, size_t index, int64_t now_ms)
@@ -202,6 +242,7 @@ static cJSON *endpoint_json(const struct service_rt *s, size_t index, int64_t no
         cJSON_AddNumberToObject(tr, breaker_state_name((enum breaker_state)to),
                                 (double)ep->transitions_to[to]);
     cJSON_AddItemToObject(e, "last_failure", last_failure_json(ep));
+    endpoint_fleet_json(e, s, index, now_ms);
     return e;
 }
 
@@ -219,6 +260,27 @@ static cJSON *service_json(const struct service_rt *s, int64_t now_ms)
     cJSON_AddNumberToObject(j, "retries", (double)s->state->retries);
     cJSON_AddItemToObject(j, "retry", retry_json(&sc->retry));
     cJSON_AddItemToObject(j, "circuit_breaker", breaker_json(&sc->breaker));
+    if (sc->health.enabled) {
+        cJSON *h = cJSON_AddObjectToObject(j, "health_check");
+        cJSON_AddStringToObject(h, "path", sc->health_path);
+        cJSON_AddNumberToObject(h, "interval_ms", (double)sc->health.interval_ms);
+        cJSON_AddNumberToObject(h, "timeout_ms", (double)sc->health.timeout_ms);
+        cJSON_AddNumberToObject(h, "healthy_threshold", sc->health.healthy_threshold);
+        cJSON_AddNumberToObject(h, "unhealthy_threshold", sc->health.unhealthy_threshold);
+    } else {
+        cJSON_AddNullToObject(j, "health_check");
+    }
+    if (sc->outlier.enabled) {
+        cJSON *o = cJSON_AddObjectToObject(j, "outlier");
+        cJSON_AddNumberToObject(o, "consecutive_failures", sc->outlier.consecutive_failures);
+        cJSON_AddNumberToObject(o, "base_ejection_time_ms", (double)sc->outlier.base_ejection_ms);
+        cJSON_AddNumberToObject(o, "max_ejection_percent", sc->outlier.max_ejection_percent);
+    } else {
+        cJSON_AddNullToObject(j, "outlier");
+    }
+    cJSON_AddNumberToObject(j, "panic_threshold_percent", sc->panic_threshold);
+    cJSON_AddBoolToObject(j, "panic", s->state->panic.active);
+    cJSON_AddNumberToObject(j, "slow_start_ms", (double)sc->slow_start_ms);
     cJSON *eps = cJSON_AddArrayToObject(j, "endpoints");
     for (size_t i = 0; i < s->n_endpoints; i++)
         cJSON_AddItemToArray(eps, endpoint_json(s, i, now_ms));
@@ -230,8 +292,10 @@ static void tick_all(struct admin *a, struct runtime *rt)
 {
     int64_t now = loop_now_ms(a->loop);
     for (size_t i = 0; i < rt->n_services; i++)
-        for (size_t j = 0; j < rt->services[i].n_endpoints; j++)
+        for (size_t j = 0; j < rt->services[i].n_endpoints; j++) {
             endpoint_tick(rt->services[i].endpoints[j], now);
+            endpoint_eject_tick(rt->services[i].endpoints[j], now);
+        }
 }
 
 /* ---- routes ------------------------------------------------------------------------------- */

@@ -14,7 +14,9 @@
  *      suggestion), types, ranges and cross-field rules, filling struct
  *      config and, for --dump-config, a tree of rendered values with their
  *      origin (config_schema.c, config_addr.c, config_service.c,
- *      config_dump.c).
+ *      config_dump.c);
+ *   4. a valid configuration is checked for values that do not make sense
+ *      together, which are warnings (config_check.c).
  * Every error is collected (not only the first), then sorted by file and
  * position. Top-level `x-*` keys are ignored (a home for anchors, as in
  * docker-compose). The struct config owns plain malloc'd copies.
@@ -117,6 +119,8 @@ static int run(const struct config_options *opts, struct config_messages *msgs, 
     c.inc_prov = inc_prov;
     c.prof_prov = prof_prov;
     cfg_convert(&c);
+    if (c.errors.n == 0)
+        cfg_check_consistency(&c); /* on valid values only */
 
     int rc = c.errors.n > 0 ? 1 : 0;
     if (rc == 0 && dump_out != NULL) {

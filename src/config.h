@@ -19,6 +19,8 @@
 
 #include "balancer.h"
 #include "breaker.h"
+#include "health.h"
+#include "outlier.h"
 #include "log.h" /* enum log_level, enum access_log_format */
 #include "retry.h"
 
@@ -78,6 +80,14 @@ struct service_conf {
     struct method_conf *methods;
     size_t n_methods;
     struct tls_conf tls;
+    /* fleets: active checks, outlier ejection, panic and slow start */
+    struct health_policy health;       /* health.enabled false: no health-check */
+    char *health_path;                 /* "/healthz": sent as written */
+    struct header_conf *health_headers;
+    size_t n_health_headers;
+    struct outlier_policy outlier;     /* outlier.enabled false: no outlier key */
+    int panic_threshold;               /* percent, 0 = panic off */
+    int64_t slow_start_ms;             /* 0 = none */
 };
 
 struct config {

@@ -135,7 +135,7 @@ struct items {
 /* Where the values of one section (a struct) came from, by the value's offset in
  * that struct: "FILE:LINE", a label ("env NAME") or "default". Copied with the
  * values when a service starts from the global policy. */
-#define ORIGINS_MAX 48
+#define ORIGINS_MAX 64
 struct origins {
     size_t n;
     size_t off[ORIGINS_MAX];
@@ -293,7 +293,7 @@ void cfg_convert(struct ctx *c);
 /* ---- config_value.c: the value types ------------------------------------------------ */
 
 extern const struct key_type type_duration, type_size, type_int, type_int32, type_bool, type_enum,
-    type_string, type_path, type_number, type_section;
+    type_string, type_path, type_number, type_section, type_percent;
 /* The scalar text of a value, or NULL after reporting why it is not one. */
 const char *cfg_text(struct ctx *c, const struct node *n, const char *key, const char *what);
 /* A string value: null reads as "". */
@@ -324,5 +324,22 @@ bool cfg_parse_url(const char *s, struct endpoint_conf *e, const char **why);
 extern const struct key_type type_retry_on, type_budget, type_services, type_endpoints,
     type_headers, type_methods, type_service_retry, type_service_breaker;
 void cfg_service_free(struct service_conf *s);
+/* A map of header names to values, checked as a service's headers are; dumped into
+ * ds under key when ds is not NULL. Returns false when the value is not a map. */
+bool cfg_read_header_map(struct ctx *c, struct node *h, const char *key, struct header_conf **out,
+                         size_t *n_out, struct dnode *ds);
+bool cfg_header_is_secret(const char *name);
+
+/* ---- config_fleet.c: health-check, outlier ---------------------------------------- */
+
+extern const struct key schema_health[]; /* a service's health-check map */
+extern const struct key schema_outlier[]; /* a service's outlier map */
+extern const struct key_type type_health_check, type_outlier, type_health_path,
+    type_health_expect, type_health_headers;
+
+/* ---- config_check.c ---------------------------------------------------------------- */
+
+/* The warnings about values that are valid one by one but not together. */
+void cfg_check_consistency(struct ctx *c);
 
 #endif

@@ -441,6 +441,11 @@ const struct key schema_service[] = {
     {"max-inflight", KD_SCALAR, &type_int, SV(max_inflight), 0, 100000000, "0", NULL, NULL},
     {"methods", KD_NOENV, &type_methods, SV(methods), 0, 0, NULL, NULL, NULL},
     {"tls", KD_MAP, &type_section, SV(tls), 0, 0, NULL, schema_tls, NULL},
+    {"slow-start", KD_SCALAR, &type_duration, SV(slow_start_ms), 0, 0, "0", NULL, NULL},
+    {"health-check", KD_SM, &type_health_check, SV(health.enabled), 0, 0, "off", schema_health,
+     NULL},
+    {"outlier", KD_SM, &type_outlier, SV(outlier.enabled), 0, 0, "off", schema_outlier, NULL},
+    {"panic-threshold", KD_SCALAR, &type_percent, SV(panic_threshold), 0, 100, "50%", NULL, NULL},
     {NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
 
 static const struct key schema_client[] = {

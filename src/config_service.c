@@ -255,7 +255,7 @@ static bool token_ok(const char *s)
     return true;
 }
 
-static bool header_is_secret(const char *name)
+bool cfg_header_is_secret(const char *name)
 {
     size_t n = strlen(name);
     return strcasecmp(name, "authorization") == 0 || strcasecmp(name, "cookie") == 0 ||
@@ -341,6 +341,67 @@ static void read_endpoints(struct ctx *c, const struct key *k, struct node *svc,
     }
 }
 
+bool cfg_read_header_map(struct ctx *c, struct node *h, const char *key, struct header_conf **out,
+                         size_t *n_out, struct dnode *ds)
+{
+    if (h->kind != N_MAP) {
+        cfg_err(c, h, key, "expected a map of header names to values, got %s",
+                node_kind_name(h));
+        return false;
+    }
+    struct dnode *dh = ds != NULL ? dump_map(c, ds, key, h->n == 0 ? cfg_origin(c, h) : NULL)
+                                  : NULL;
+    struct header_conf *v = xcalloc(h->n, sizeof(*v));
+    size_t n = 0;
+    *out = v;
+    *n_out = 0;
+    for (size_t i = 0; i < h->n; i++) {
+        const char *name = h->keys[i]->text;
+        const char *val = cfg_string(c, h->vals[i], name);
+        if (!token_ok(name)) {
+            cfg_err(c, h->keys[i], key, "bad header name '%s'", cfg_show(c, name));
+            continue;
+        }
+        if (strcasecmp(name, "connection") == 0 || strcasecmp(name, "keep-alive") == 0 ||
+            strncasecmp(name, "proxy-", 6) == 0 || strcasecmp(name, "te") == 0 ||
+            strcasecmp(name, "trailer") == 0 || strcasecmp(name, "transfer-encoding") == 0 ||
+            strcasecmp(name, "upgrade") == 0) {
+            cfg_err(c, h->keys[i], key, "'%s' is a hop-by-hop header and cannot be set", name);
+            continue;
+        }
+        if (strcasecmp(name, "host") == 0 || strcasecmp(name, "content-length") == 0 ||
+            strcasecmp(name, "expect") == 0 || strncasecmp(name, "x-ahoyd-", 8) == 0) {
+            cfg_err(c, h->keys[i], key, "'%s' is managed by ahoyd and cannot be set", name);
+            continue;
+        }
+        bool dup = false;
+        for (size_t j = 0; j < n && !dup; j++)
+            dup = strcasecmp(v[j].name, name) == 0;
+        if (dup) {
+            cfg_err(c, h->keys[i], key, "header '%s' is set twice", name);
+            continue;
+        }
+        if (val == NULL)
+            continue;
+        bool bad = false;
+        for (const char *p = val; *p != '\0'; p++)
+            bad = bad || ((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f;
+        if (bad) {
+            cfg_err(c, h->vals[i], name, "control characters are not allowed in a header value");
+            continue;
+        }
+        v[n].name = xstrdup(name);
+        v[n].value = xstrdup(val);
+        n++;
+        *n_out = n;
+        if (dh != NULL)
+            dump_leaf(c, dh, dump_str(c, name),
+                      cfg_header_is_secret(name) ? "\"<redacted>\"" : dump_str(c, val),
+                      cfg_origin(c, h->vals[i]));
+    }
+    return true;
+}
+
 static void read_headers(struct ctx *c, const struct key *k, struct node *svc, struct sect *sect,
                          struct dnode *ds)
 {
@@ -350,56 +411,7 @@ static void read_headers(struct ctx *c, const struct key *k, struct node *svc, s
         dump_add(c, ds, D_MAP, "headers", NULL, "default");
         return;
     }
-    if (h->kind != N_MAP) {
-        cfg_err(c, h, "headers", "expected a map of header names to values, got %s",
-                node_kind_name(h));
-        return;
-    }
-    struct dnode *dh = dump_map(c, ds, "headers", h->n == 0 ? cfg_origin(c, h) : NULL);
-    s->headers = xcalloc(h->n, sizeof(*s->headers));
-    for (size_t i = 0; i < h->n; i++) {
-        const char *name = h->keys[i]->text;
-        const char *v = cfg_string(c, h->vals[i], name);
-        if (!token_ok(name)) {
-            cfg_err(c, h->keys[i], "headers", "bad header name '%s'", cfg_show(c, name));
-            continue;
-        }
-        if (strcasecmp(name, "connection") == 0 || strcasecmp(name, "keep-alive") == 0 ||
-            strncasecmp(name, "proxy-", 6) == 0 || strcasecmp(name, "te") == 0 ||
-            strcasecmp(name, "trailer") == 0 || strcasecmp(name, "transfer-encoding") == 0 ||
-            strcasecmp(name, "upgrade") == 0) {
-            cfg_err(c, h->keys[i], "headers", "'%s' is a hop-by-hop header and cannot be set",
-                    name);
-            continue;
-        }
-        if (strcasecmp(name, "host") == 0 || strcasecmp(name, "content-length") == 0 ||
-            strcasecmp(name, "expect") == 0 || strncasecmp(name, "x-ahoyd-", 8) == 0) {
-            cfg_err(c, h->keys[i], "headers", "'%s' is managed by ahoyd and cannot be set", name);
-            continue;
-        }
-        bool dup = false;
-        for (size_t j = 0; j < s->n_headers && !dup; j++)
-            dup = strcasecmp(s->headers[j].name, name) == 0;
-        if (dup) {
-            cfg_err(c, h->keys[i], "headers", "header '%s' is set twice", name);
-            continue;
-        }
-        if (v == NULL)
-            continue;
-        bool bad = false;
-        for (const char *p = v; *p != '\0'; p++)
-            bad = bad || ((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f;
-        if (bad) {
-            cfg_err(c, h->vals[i], name, "control characters are not allowed in a header value");
-            continue;
-        }
-        s->headers[s->n_headers].name = xstrdup(name);
-        s->headers[s->n_headers].value = xstrdup(v);
-        s->n_headers++;
-        dump_leaf(c, dh, dump_str(c, name),
-                  header_is_secret(name) ? "\"<redacted>\"" : dump_str(c, v),
-                  cfg_origin(c, h->vals[i]));
-    }
+    cfg_read_header_map(c, h, "headers", &s->headers, &s->n_headers, ds);
 }
 
 static bool op_name_ok(const char *s)
@@ -467,43 +479,46 @@ static void read_methods(struct ctx *c, const struct key *k, struct node *svc, s
 
 /* ---- services ---------------------------------------------------------------------- */
 
+/* A service into cfg->services; one with a bad name is still checked (into a scratch
+ * service_conf, dropped after) so that its name does not hide the errors inside it. */
 static void conv_service(struct ctx *c, struct node *key, struct node *svc, const struct key *rows,
                          struct dnode *dservices)
 {
     struct config *cfg = c->cfg;
     const char *name = key->text;
-    struct service_conf *s = &cfg->services[cfg->n_services];
-    if (name[0] == '_') {
+    bool named = false;
+    if (name[0] == '_')
         cfg_err(c, key, NULL, "service name '%s' is reserved (names starting with '_')",
                 cfg_show(c, name));
-        return;
-    }
-    if (!service_name_ok(name)) {
+    else if (!service_name_ok(name))
         cfg_err(c, key, NULL, "bad service name '%s' (expected [a-z0-9][a-z0-9_-]*)",
                 cfg_show(c, name));
-        return;
-    }
+    else
+        named = true;
     if (svc->kind != N_MAP) {
-        cfg_err(c, svc, name, "expected a map, got %s",
+        cfg_err(c, svc, cfg_show(c, name), "expected a map, got %s",
                 svc->is_null ? "nothing" : node_kind_name(svc));
         return;
     }
-    cfg->n_services++;
+    struct service_conf scratch;
+    struct service_conf *s = named ? &cfg->services[cfg->n_services++] : &scratch;
     *s = c->policy; /* the global policy; its other fields are all empty */
     s->name = xstrdup(name);
     cfg_check_keys(c, svc, rows);
-    struct dnode *ds = dump_map(c, dservices, name, NULL);
+    struct dnode *ds = named ? dump_map(c, dservices, name, NULL) : NULL;
 
     struct node *bu = node_get(svc, "base-url"), *ep = node_get(svc, "endpoints");
     if (bu == NULL && ep == NULL)
-        cfg_err(c, key, NULL, "service '%s' needs base-url or endpoints", name);
+        cfg_err(c, key, NULL, "service '%s' needs base-url or endpoints", cfg_show(c, name));
     else if (bu != NULL && ep != NULL)
         cfg_err(c, node_get_key(svc, "endpoints"), NULL,
-                "service '%s' has both base-url and endpoints; use one", name);
+                "service '%s' has both base-url and endpoints; use one", cfg_show(c, name));
 
     struct origins o = c->policy_origins;
     struct sect sect = {s, &o};
     schema_walk(c, rows, svc, &sect, ds, true);
+    if (!named)
+        cfg_service_free(&scratch);
 }
 
 static void read_services(struct ctx *c, const struct key *k, struct node *client, struct sect *s,
@@ -552,4 +567,10 @@ void cfg_service_free(struct service_conf *s)
     free(s->tls.cert_file);
     free(s->tls.key_file);
     free(s->tls.server_name);
+    free(s->health_path);
+    for (size_t i = 0; i < s->n_health_headers; i++) {
+        free(s->health_headers[i].name);
+        free(s->health_headers[i].value);
+    }
+    free(s->health_headers);
 }

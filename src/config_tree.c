@@ -86,20 +86,23 @@ static void msg_push(struct ctx *c, bool is_err, char *text, const struct src *s
 static void vreport(struct ctx *c, bool is_err, const struct src *s, const char *key,
                     const char *fmt, va_list ap)
 {
-    char *body = xvasprintf(fmt, ap);
+    char *msg = xvasprintf(fmt, ap);
+    /* the key is named beside a file position only (an env label names it already) */
+    if (s == NULL || s->file == NULL || s->line <= 0)
+        key = NULL;
+    /* a warning says so right after its position: it never reads like an error */
+    char *body = xasprintf("%s%s%s%s", is_err ? "" : "warning: ", key != NULL ? key : "",
+                           key != NULL ? ": " : "", msg);
+    free(msg);
     char *text;
-    if (s != NULL && s->file != NULL && s->line > 0) {
-        if (key != NULL)
-            text = xasprintf("%s:%d:%d: %s: %s", s->file, s->line, s->col, key, body);
-        else
-            text = xasprintf("%s:%d:%d: %s", s->file, s->line, s->col, body);
-    } else if (s != NULL && s->file != NULL) {
+    if (s != NULL && s->file != NULL && s->line > 0)
+        text = xasprintf("%s:%d:%d: %s", s->file, s->line, s->col, body);
+    else if (s != NULL && s->file != NULL)
         text = xasprintf("%s: %s", s->file, body);
-    } else if (s != NULL && s->label != NULL) {
+    else if (s != NULL && s->label != NULL)
         text = xasprintf("%s: %s", s->label, body);
-    } else {
+    else
         text = xstrdup(body);
-    }
     free(body);
     msg_push(c, is_err, text, s);
 }

@@ -409,6 +409,41 @@ static void dump_number_row(struct ctx *c, const struct key *k, const struct sec
     dump_leaf(c, d, k->name, dump_float(c, *v), schema_origin(s, k));
 }
 
+/* A percentage (int-sized): "50%" or a whole number, within the row's range (0-100). */
+static void read_percent(struct ctx *c, const struct key *k, struct node *map, struct sect *s,
+                         struct dnode *d)
+{
+    struct node *n = node_get(map, k->name);
+    const char *t;
+    int64_t v;
+    (void)d;
+    if (n == NULL || (t = cfg_text(c, n, k->name, "a percentage")) == NULL)
+        return;
+    size_t len = strlen(t);
+    char *num = arena_strndup(&c->a, t, len > 0 && t[len - 1] == '%' ? len - 1 : len);
+    if (units_parse_int(num, INT64_MIN, INT64_MAX, &v) != 0) {
+        cfg_err(c, n, k->name, "expected a percentage like 50%% or a whole number %lld-%lld, "
+                "got '%s'", (long long)k->min, (long long)k->max, cfg_show(c, t));
+        return;
+    }
+    if (v < k->min || v > k->max) {
+        cfg_err(c, n, k->name, "must be between %lld%% and %lld%%, got %s", (long long)k->min,
+                (long long)k->max, cfg_show(c, t));
+        return;
+    }
+    int iv = (int)v;
+    memcpy(schema_field(s, k), &iv, sizeof(iv));
+    schema_set_origin(s, k, cfg_origin(c, n));
+}
+
+static void dump_percent_row(struct ctx *c, const struct key *k, const struct sect *s,
+                             struct dnode *d)
+{
+    int v;
+    memcpy(&v, schema_field(s, k), sizeof(v));
+    dump_leaf(c, d, k->name, arena_printf(&c->a, "%d%%", v), schema_origin(s, k));
+}
+
 /* A map of known keys into the same struct: checked, walked with its defaults. */
 static void read_section(struct ctx *c, const struct key *k, struct node *map, struct sect *s,
                          struct dnode *d)
@@ -427,3 +462,4 @@ const struct key_type type_string = {read_string, dump_string_row};
 const struct key_type type_path = {read_path, dump_string_row};
 const struct key_type type_number = {read_number, dump_number_row};
 const struct key_type type_section = {read_section, NULL};
+const struct key_type type_percent = {read_percent, dump_percent_row};

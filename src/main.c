@@ -25,6 +25,7 @@
 #include "counters.h"
 #include "loop.h"
 #include "runtime.h"
+#include "checker.h"
 #include "server.h"
 #include "upstream.h"
 
@@ -61,6 +62,7 @@ struct daemon_state {
     struct worker *workers;           /* the further ones */
     size_t n_workers;
     struct admin *admin;
+    struct checker *checker;          /* health checks, on this loop with their own upstream */
     struct admin *admin_retired;      /* replaced by a reload, stopped on the next turn */
     struct loop_timer admin_reaper;
     bool ready;
@@ -238,6 +240,8 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
     }
     runtime_retire_missing(old, rt);
     runtime_log_changes(old, rt);
+    checker_retire(d->checker, old);
+    checker_apply(d->checker, rt);
     if (strcmp(old->cfg->access_log, rt->cfg->access_log) != 0 ||
         old->cfg->access_log_format != rt->cfg->access_log_format) {
         if (access_log_open(rt->cfg->access_log, rt->cfg->access_log_format) != 0)
@@ -568,10 +572,16 @@ int main(int argc, char **argv)
     log_init(LOG_LEVEL_INFO); /* until the configuration names its level */
     struct config *cfg = config_load(&d.opts, &msgs);
     print_messages(&msgs, check);
+    size_t n_warnings = msgs.n_warnings, n_errors = msgs.n_errors;
     config_messages_free(&msgs);
-    if (!cfg)
+    if (!cfg) {
+        if (check && n_errors > 0) /* the verdict, last, beside the errors */
+            fprintf(stderr, "%zu error%s\n", n_errors, n_errors == 1 ? "" : "s");
         return EXIT_CONFIG;
+    }
     if (check) {
+        if (n_warnings > 0) /* the warnings themselves went to stderr */
+            printf("%zu warning%s\n", n_warnings, n_warnings == 1 ? "" : "s");
         printf("configuration OK\n");
         config_free(cfg);
         return EXIT_OK;
@@ -613,6 +623,12 @@ int main(int argc, char **argv)
     }
     if (server_start(&d.server, d.loop, d.upstream, rt) != 0)
         goto out;
+    d.checker = checker_new(d.loop);
+    if (!d.checker) {
+        log_error("cannot create the health checker");
+        goto out;
+    }
+    checker_apply(d.checker, rt);
     if (start_workers(&d, rt) != 0)
         goto out;
     loop_timer_init(&d.drain_timer, on_drain_poll, &d);
@@ -655,7 +671,9 @@ out:
         admin_stop(d.admin);
     if (d.admin_retired)
         admin_stop(d.admin_retired);
+    checker_stop(d.checker, d.server.rt);
     server_free(&d.server);
+    checker_free(d.checker);
     runtime_unref(rt);
     upstream_free(d.upstream);
     if (d.signal_fd >= 0) {

@@ -178,6 +178,53 @@ static void render_process(struct strbuf *t)
                       "Start time of the process since unix epoch in seconds.", ps.start_time_s);
 }
 
+/* Health checks, ejections and panic (SPEC 4.7). */
+static void render_fleet(struct strbuf *t, const struct runtime *rt, size_t n)
+{
+    family(t, "ahoyd_endpoint_healthy", "gauge",
+           "1 when the endpoint is healthy (always, without a health check), else 0.");
+    for (size_t i = 0; i < n; i++) {
+        const struct service_rt *s = &rt->services[i];
+        for (size_t j = 0; j < s->n_endpoints; j++) {
+            const struct endpoint_rt *ep = s->endpoints[j];
+            sample_start(t, "ahoyd_endpoint_healthy", "service", s->conf->name, "endpoint",
+                         ep->url, NULL);
+            strbuf_printf(t, "%d\n", !ep->health_policy.enabled || ep->health.healthy);
+        }
+    }
+    family(t, "ahoyd_health_checks_total", "counter",
+           "Active health checks, by service, endpoint and result.");
+    for (size_t i = 0; i < n; i++) {
+        const struct service_rt *s = &rt->services[i];
+        for (size_t j = 0; j < s->n_endpoints; j++) {
+            const struct endpoint_rt *ep = s->endpoints[j];
+            if (!ep->health_policy.enabled)
+                continue;
+            for (int r = HEALTH_PASS; r <= HEALTH_BAD_STATUS; r++) {
+                sample_start(t, "ahoyd_health_checks_total", "service", s->conf->name,
+                             "endpoint", ep->url, "result",
+                             health_outcome_name((enum health_outcome)r), NULL);
+                value_u64(t, ep->checks[r]);
+            }
+        }
+    }
+    family(t, "ahoyd_ejections_total", "counter", "Outlier ejections, by service and endpoint.");
+    for (size_t i = 0; i < n; i++) {
+        const struct service_rt *s = &rt->services[i];
+        for (size_t j = 0; j < s->n_endpoints; j++) {
+            sample_start(t, "ahoyd_ejections_total", "service", s->conf->name, "endpoint",
+                         s->endpoints[j]->url, NULL);
+            value_u64(t, s->endpoints[j]->outlier.ejections);
+        }
+    }
+    family(t, "ahoyd_panic", "gauge",
+           "1 while the service balances over every endpoint (too few usable), else 0.");
+    for (size_t i = 0; i < n; i++) {
+        sample_start(t, "ahoyd_panic", "service", rt->services[i].conf->name, NULL);
+        strbuf_printf(t, "%d\n", rt->services[i].state->panic.active ? 1 : 0);
+    }
+}
+
 char *metrics_render(const struct runtime *rt, size_t *len)
 {
     struct strbuf t = {0};
@@ -258,6 +305,8 @@ char *metrics_render(const struct runtime *rt, size_t *len)
                 value_u64(&t, s->endpoints[j]->transitions_to[to]);
             }
     }
+
+    render_fleet(&t, rt, n);
 
     family(&t, "ahoyd_inflight_requests", "gauge", "Calls in flight, by service.");
     for (size_t i = 0; i < n; i++) {

@@ -143,35 +143,50 @@ static int64_t retry_after_seconds(struct service_rt *svc, int64_t now)
     return s < 1 ? 1 : s;
 }
 
-/* Balance over the endpoints whose breaker admits (ticked first) for attempt k: the
- * endpoint index, -1 when none can take it, -2 when out of memory. */
-static int pick_endpoint(struct request *r, int64_t now, int k)
+/* Balance over the usable endpoints (runtime.c's service_candidates) for attempt k: the
+ * endpoint index, -1 when none can take it (*none_usable: none is healthy and not
+ * ejected), -2 when out of memory. */
+static int pick_endpoint(struct request *r, int64_t now, int k, bool *none_usable)
 {
     struct service_rt *svc = r->svc;
     const struct service_conf *sc = svc->conf;
     struct balancer_slot slots_small[8];
+    enum balancer_admit admit_small[8];
+    int weight_small[8];
     struct balancer_slot *slots = slots_small;
+    enum balancer_admit *admit = admit_small;
+    int *weight = weight_small;
     size_t n = svc->n_endpoints;
-    if (n > 8 && !(slots = calloc(n, sizeof *slots)))
+    if (n > 8) {
+        slots = calloc(n, sizeof *slots);
+        admit = calloc(n, sizeof *admit);
+        weight = calloc(n, sizeof *weight);
+    }
+    if (!slots || !admit || !weight) {
+        if (n > 8) {
+            free(slots);
+            free(admit);
+            free(weight);
+        }
         return -2;
+    }
+    /* usable endpoints (health, ejection, panic) with slow-start weights: runtime.c */
+    service_candidates(svc, now, admit, weight, none_usable);
     for (size_t i = 0; i < n; i++) {
         struct endpoint_rt *ep = svc->endpoints[i];
-        endpoint_tick(ep, now);
-        enum breaker_state st = breaker_peek(&ep->breaker, ep->policy);
-        if (ep->retired)
-            st = BREAKER_OPEN; /* removed by a reload: not a candidate any more */
-        slots[i].weight = sc->endpoints[i].weight;
+        slots[i].weight = weight[i];
         slots[i].inflight = ep->inflight;
-        slots[i].admit = st == BREAKER_CLOSED ? ADMIT_CLOSED
-                         : st == BREAKER_HALF_OPEN ? ADMIT_PROBE
-                                                   : ADMIT_NO;
+        slots[i].admit = admit[i];
         slots[i].tried = r->tried[i];
         slots[i].previous = (int)i == r->previous;
         slots[i].state = &ep->lb;
     }
     int idx = balancer_pick(sc->load_balancer, slots, (int)n, k > 1, &r->env->rng);
-    if (slots != slots_small)
+    if (n > 8) {
         free(slots);
+        free(admit);
+        free(weight);
+    }
     return idx;
 }
 
@@ -264,10 +279,24 @@ static void attempt_next(struct request *r)
         return;
     }
 
-    int idx = pick_endpoint(r, now, k);
+    bool none_usable = false;
+    int idx = pick_endpoint(r, now, k, &none_usable);
     if (idx == -2) {
         call_end(r);
         respond_error(r, 503, "overloaded", "out of memory");
+        return;
+    }
+    if (idx < 0 && none_usable) {
+        request_add_flag(r, "NE");
+        if (k == 1) {
+            call_end(r);
+            respond_error(r, 503, "no_endpoints",
+                          "no endpoint of this service is usable (none is healthy and not "
+                          "ejected)");
+            return;
+        }
+        request_add_flag(r, "URX");
+        finish(r);
         return;
     }
     if (idx < 0) {
@@ -331,9 +360,11 @@ static void attempt_settle(struct request *r, const struct outcome *o)
     if (!ep)
         return;
     ep->inflight--;
-    if (breaker_record(&ep->breaker, ep->policy, &r->ticket, breaker_result_of(o),
-                       loop_now_ms(r->env->loop), &tr))
+    int64_t now = loop_now_ms(r->env->loop);
+    enum breaker_result br = breaker_result_of(o);
+    if (breaker_record(&ep->breaker, ep->policy, &r->ticket, br, now, &tr))
         endpoint_note_transition(ep, &tr);
+    endpoint_note_outcome(ep, r->svc, br, now); /* outlier ejection: every attempt's outcome */
     r->current_ep = NULL;
     r->previous = r->current;
     r->current = -1;

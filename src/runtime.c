@@ -1,6 +1,13 @@
 /*
- * runtime.c - building the live state from a config, and handing breaker and
- * budget state across reloads.
+ * runtime.c - building the live state from a config, and handing breaker,
+ * health, ejection and budget state across reloads; the candidate set of a
+ * pick (health, ejection, panic, slow-start weights).
+ *
+ * Endpoints present at start begin healthy and at full weight; one that
+ * joins with a reload begins unhealthy when its service checks health (its
+ * first check runs at once, checker.c) and ramps up under slow start. A
+ * kept endpoint keeps all of it; when a reload turns checks on for it, it
+ * counts as present (healthy, first check within the first interval).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +16,128 @@
 
 #include "log.h"
 #include "runtime.h"
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_eject_timer(void *arg)
+{
+    struct endpoint_rt *ep = arg;
+    endpoint_eject_tick(ep, loop_now_ms(ep->loop));
+}
+
+void endpoint_came_back(struct endpoint_rt *ep, int64_t now_ms)
+{
+    if (ep->slow_start_ms > 0)
+        slow_start_begin(&ep->slow_start, now_ms);
+}
+
+bool endpoint_usable(const struct endpoint_rt *ep)
+{
+    return (ep->health.healthy || !ep->health_policy.enabled) && !ep->outlier.ejected;
+}
+
+void endpoint_eject_tick(struct endpoint_rt *ep, int64_t now_ms)
+{
+    if (!outlier_tick(&ep->outlier, &ep->outlier_policy, now_ms)) {
+        if (ep->outlier.ejected && !loop_timer_active(&ep->eject_timer))
+            loop_timer_start(ep->loop, &ep->eject_timer,
+                             outlier_ms_until_return(&ep->outlier, now_ms));
+        return;
+    }
+    loop_timer_stop(ep->loop, &ep->eject_timer);
+    log_info("ejection: %s %s: returns to the pool", ep->service_name, ep->url);
+    endpoint_came_back(ep, now_ms);
+}
+
+void endpoint_note_outcome(struct endpoint_rt *ep, const struct service_rt *svc,
+                           enum breaker_result r, int64_t now_ms)
+{
+    if (!ep->outlier_policy.enabled || ep->retired)
+        return;
+    endpoint_eject_tick(ep, now_ms);
+    int others = 0, pool = 0;
+    for (size_t i = 0; i < svc->n_endpoints; i++) {
+        const struct endpoint_rt *o = svc->endpoints[i];
+        if (o->retired)
+            continue;
+        pool++;
+        others += o != ep && o->outlier.ejected;
+    }
+    enum outlier_event ev = outlier_record(&ep->outlier, &ep->outlier_policy, r, now_ms, others,
+                                           pool);
+    if (ev == OUTLIER_EJECTED) {
+        int64_t ms = ep->outlier.ejected_until_ms - now_ms;
+        ep->ejected_until_unix_ms = wall_ms() + ms;
+        log_warn("ejection: %s %s: ejected for %lld ms after %d failed calls in a row "
+                 "(ejection %d)",
+                 ep->service_name, ep->url, (long long)ms,
+                 ep->outlier_policy.consecutive_failures, ep->outlier.multiplier);
+        loop_timer_start(ep->loop, &ep->eject_timer, ms);
+    } else if (ev == OUTLIER_EJECTION_REFUSED) {
+        log_warn("ejection: %s %s: not ejected after %d failed calls in a row: %d of %d "
+                 "endpoints are ejected already (max-ejection-percent %d)",
+                 ep->service_name, ep->url, ep->outlier_policy.consecutive_failures, others,
+                 pool, ep->outlier_policy.max_ejection_percent);
+    }
+}
+
+int service_candidates(struct service_rt *s, int64_t now_ms, enum balancer_admit *admit,
+                       int *weight, bool *none_usable)
+{
+    size_t n = s->n_endpoints;
+    struct panic_endpoint small_eps[8];
+    bool small_cand[8];
+    struct panic_endpoint *eps = n > 8 ? calloc(n, sizeof *eps) : small_eps;
+    bool *cand = n > 8 ? calloc(n, sizeof *cand) : small_cand;
+    int usable = 0, count = 0;
+    *none_usable = false;
+    for (size_t i = 0; i < n; i++) {
+        struct endpoint_rt *ep = s->endpoints[i];
+        endpoint_tick(ep, now_ms);
+        endpoint_eject_tick(ep, now_ms);
+        enum breaker_state st = breaker_peek(&ep->breaker, ep->policy);
+        admit[i] = ep->retired               ? ADMIT_NO /* removed by a reload */
+                   : st == BREAKER_CLOSED    ? ADMIT_CLOSED
+                   : st == BREAKER_HALF_OPEN ? ADMIT_PROBE
+                                             : ADMIT_NO;
+        weight[i] = slow_start_weight(&ep->slow_start, s->conf->endpoints[i].weight,
+                                      ep->slow_start_ms, now_ms);
+        if (eps && cand) {
+            eps[i].healthy = !ep->retired && (ep->health.healthy || !ep->health_policy.enabled);
+            eps[i].ejected = ep->retired || ep->outlier.ejected;
+            eps[i].admits = admit[i] != ADMIT_NO;
+        }
+        usable += !ep->retired && endpoint_usable(ep);
+    }
+    if (eps && cand) {
+        enum panic_change ch = PANIC_UNCHANGED;
+        count = panic_candidates(eps, (int)n, s->conf->panic_threshold, &s->state->panic, cand,
+                                 &ch);
+        if (ch == PANIC_ENTERED)
+            log_warn("panic: %s: %d of %zu endpoints usable (below %d%%): balancing over every "
+                     "endpoint whose breaker admits",
+                     s->conf->name, usable, n, s->conf->panic_threshold);
+        else if (ch == PANIC_EXITED)
+            log_info("panic: %s: over, %d of %zu endpoints usable", s->conf->name, usable, n);
+        for (size_t i = 0; i < n; i++)
+            if (!cand[i])
+                admit[i] = ADMIT_NO;
+    } else {
+        for (size_t i = 0; i < n; i++) /* out of memory: health and ejection ignored */
+            count += admit[i] != ADMIT_NO;
+    }
+    *none_usable = usable == 0 && !s->state->panic.active;
+    if (eps != small_eps)
+        free(eps);
+    if (cand != small_cand)
+        free(cand);
+    return count;
+}
 
 static void on_recovery_timer(void *arg)
 {
@@ -64,6 +193,8 @@ void endpoint_note_transition(struct endpoint_rt *ep, const struct breaker_trans
                 "circuit breaker %s %s %s -> %s (%s)", ep->service_name, ep->url, from, to,
                 tr->reason);
     ep->transitions_to[tr->to]++;
+    if (tr->to == BREAKER_CLOSED && tr->from != BREAKER_CLOSED)
+        endpoint_came_back(ep, loop_now_ms(ep->loop));
     if (tr->to == BREAKER_OPEN)
         loop_timer_start(ep->loop, &ep->recovery_timer, ep->policy->recovery_timeout_ms);
     else
@@ -119,6 +250,8 @@ void endpoint_unref(struct endpoint_rt *ep)
     if (!ep || --ep->refs > 0)
         return;
     loop_timer_stop(ep->loop, &ep->recovery_timer);
+    loop_timer_stop(ep->loop, &ep->eject_timer);
+    loop_timer_stop(ep->loop, &ep->health_timer);
     free(ep->service_name);
     free(ep->url);
     free(ep);
@@ -177,22 +310,42 @@ struct runtime *runtime_new(struct config *cfg, const struct runtime *prev, stru
                 ep->service_name = strdup(sc->name);
                 ep->url = strdup(ec->url);
                 ep->loop = loop;
+                ep->fresh = true;
                 breaker_init(&ep->breaker);
+                outlier_init(&ep->outlier);
+                slow_start_init(&ep->slow_start);
                 loop_timer_init(&ep->recovery_timer, on_recovery_timer, ep);
+                loop_timer_init(&ep->eject_timer, on_eject_timer, ep);
+                loop_timer_init(&ep->health_timer, NULL, ep); /* checker.c sets its callback */
             }
             s->endpoints[j] = ep;
             s->n_endpoints++;
         }
     }
     /* only now, when nothing can fail, do shared endpoints take the new settings */
+    int64_t now = loop_now_ms(loop);
+    uint64_t rng = (uint64_t)monotonic_us() * 2654435761u | 1;
     for (size_t i = 0; i < rt->n_services; i++) {
         struct service_rt *s = &rt->services[i];
         for (size_t j = 0; j < s->n_endpoints; j++) {
             struct endpoint_rt *ep = s->endpoints[j];
+            const struct health_policy *hp = &s->conf->health;
             ep->conf = &s->conf->endpoints[j];
+            ep->svc_conf = s->conf;
             ep->policy_value = s->conf->breaker;
             ep->policy = &ep->policy_value;
             ep->retired = false;
+            if (ep->fresh && prev != NULL) {
+                health_init_joining(&ep->health, hp, now); /* joins: checked at once */
+                if (s->conf->slow_start_ms > 0)
+                    slow_start_begin(&ep->slow_start, now);
+            } else if (ep->fresh || hp->enabled != ep->health_policy.enabled) {
+                health_init_present(&ep->health, hp, now, &rng);
+            }
+            ep->fresh = false;
+            ep->health_policy = *hp;
+            ep->outlier_policy = s->conf->outlier;
+            ep->slow_start_ms = s->conf->slow_start_ms;
         }
     }
     rt->cfg = cfg;
@@ -213,6 +366,7 @@ void runtime_retire_missing(struct runtime *old, struct runtime *cur)
             if (!endpoint_find(cur, s->conf->name, s->endpoints[j]->url)) {
                 s->endpoints[j]->retired = true;
                 loop_timer_stop(s->endpoints[j]->loop, &s->endpoints[j]->recovery_timer);
+                loop_timer_stop(s->endpoints[j]->loop, &s->endpoints[j]->eject_timer);
             }
     }
 }

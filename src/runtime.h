@@ -19,12 +19,18 @@
 #include "breaker.h"
 #include "config.h"
 #include "counters.h"
+#include "health.h"
 #include "loop.h"
 #include "outcome.h"
+#include "outlier.h"
+#include "panic.h"
 #include "retry.h"
 #include "route.h"
+#include "slow_start.h"
 
 struct service_rt;
+struct checker;
+struct upstream_attempt;
 
 struct endpoint_rt {
     int refs;
@@ -47,6 +53,25 @@ struct endpoint_rt {
                                     breaker's state; a success or an admin reset zeroes it */
     struct outcome last_failure; /* the newest failure, valid when last_failure_at_ms */
     int64_t last_failure_at_ms;  /* its Unix time in ms; 0 = none yet */
+
+    /* health and ejection (SPEC 4.7), slow start (4.5): they survive reloads with the
+     * endpoint; the policies are copies of the newest config's, like policy_value */
+    const struct service_conf *svc_conf; /* of the newest runtime that holds it */
+    bool fresh;                          /* created by the runtime being built */
+    struct health health;
+    struct health_policy health_policy;
+    int64_t last_check_unix_ms;          /* wall clock of the last check's end, 0 = none */
+    int last_check_status;               /* its status, 0 = none */
+    uint64_t checks[HEALTH_BAD_STATUS + 1]; /* by enum health_outcome */
+    struct checker *checker;             /* runs its checks (checker.c), NULL = none */
+    struct upstream_attempt *check;      /* the check in flight */
+    struct loop_timer health_timer;      /* the next check */
+    struct outlier outlier;
+    struct outlier_policy outlier_policy;
+    int64_t ejected_until_unix_ms;       /* wall clock of the ejection's end */
+    struct loop_timer eject_timer;       /* ends an ejection */
+    struct slow_start slow_start;
+    int64_t slow_start_ms;               /* the service's slow-start, 0 = none */
 };
 
 /* Per-service state that outlives reloads (matched by service name). */
@@ -57,6 +82,7 @@ struct service_state {
     int inflight;
     uint64_t retries;
     struct service_counters *counters; /* counters.c: requests, errors, durations */
+    struct panic_state panic;          /* SPEC 4.7: logged when it begins and ends */
 };
 
 struct service_rt {
@@ -104,5 +130,27 @@ void endpoint_note_transition(struct endpoint_rt *ep, const struct breaker_trans
 void endpoint_reset(struct endpoint_rt *ep);
 /* breaker_tick with the transition noted. */
 void endpoint_tick(struct endpoint_rt *ep, int64_t now_ms);
+
+/* An attempt's outcome for outlier ejection (r: the breaker's failure rule), within the
+ * pool of svc; an ejection is logged and ended by a timer. */
+void endpoint_note_outcome(struct endpoint_rt *ep, const struct service_rt *svc,
+                           enum breaker_result r, int64_t now_ms);
+/* End an ejection whose time is up (logged; slow start begins). */
+void endpoint_eject_tick(struct endpoint_rt *ep, int64_t now_ms);
+/* The endpoint is back (healthy again, breaker closed again, ejection over): slow start. */
+void endpoint_came_back(struct endpoint_rt *ep, int64_t now_ms);
+/* Is the endpoint usable (healthy and not ejected; SPEC 4.7)? */
+bool endpoint_usable(const struct endpoint_rt *ep);
+
+/*
+ * The candidates of one pick (SPEC 4.5, 4.7): admit[i] from the breaker of endpoint i, set
+ * to ADMIT_NO for one that is not a candidate (retired; unhealthy or ejected unless the
+ * service is in panic), weight[i] through slow start (every endpoint on the same scale).
+ * Ticks breakers and ejections and logs panic entry and exit. Returns the number of
+ * candidates; *none_usable tells a pool with no usable endpoint and panic off
+ * (503 no_endpoints) from one whose breakers refuse (503 circuit_open).
+ */
+int service_candidates(struct service_rt *s, int64_t now_ms, enum balancer_admit *admit,
+                       int *weight, bool *none_usable);
 
 #endif

@@ -37,6 +37,10 @@
  * (Node.js: 5 s) so that curl rarely writes onto a connection the upstream closed. */
 #define UPSTREAM_MAX_IDLE_AGE_S 4
 #define UPSTREAM_MAX_CACHED_CONNECTIONS 1024 /* idle upstream connections kept for reuse */
+/* Keepalive probes on a streamed response's connection: a dead peer is found in about
+ * KEEPIDLE + 9 x KEEPINTVL seconds of silence (Linux sends 9 probes). */
+#define UPSTREAM_STREAM_KEEPIDLE_S 10
+#define UPSTREAM_STREAM_KEEPINTVL_S 5
 
 struct upstream {
     struct loop *loop;
@@ -54,6 +58,7 @@ struct upstream_attempt {
     struct curl_slist *headers;
     struct curl_slist *connect_to;
     upstream_done_cb cb;
+    upstream_data_cb on_data; /* a streamed response's body goes here, not into rd */
     void *arg;
     struct upstream_reader rd;    /* the response and its limits */
     int prereq_calls;
@@ -162,6 +167,15 @@ size_t upstream_read_header(struct upstream_reader *a, const char *line, size_t 
 static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata)
 {
     struct upstream_attempt *a = userdata;
+    if (a->on_data) {
+        /* curl runs this with the state lock let go (socket_action): take it back */
+        long status = 0;
+        curl_easy_getinfo(a->easy, CURLINFO_RESPONSE_CODE, &status);
+        state_enter();
+        size_t taken = a->on_data(a->arg, (int)status, data, size * nmemb);
+        state_leave();
+        return taken;
+    }
     return upstream_read_body(&a->rd, data, size * nmemb);
 }
 
@@ -510,8 +524,10 @@ static void set_constant_options(struct upstream_attempt *a)
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, a->u);
 }
 
-struct upstream_attempt *upstream_start(struct upstream *u, const struct upstream_request *req,
-                                        upstream_done_cb cb, void *arg)
+static struct upstream_attempt *attempt_begin(struct upstream *u,
+                                              const struct upstream_request *req,
+                                              upstream_data_cb on_data, upstream_done_cb cb,
+                                              void *arg)
 {
     struct upstream_attempt *a = u->idle;
     if (a) {
@@ -532,6 +548,7 @@ struct upstream_attempt *upstream_start(struct upstream *u, const struct upstrea
     CURL *e = a->easy;
     a->u = u;
     a->cb = cb;
+    a->on_data = on_data;
     a->arg = arg;
     a->prereq_calls = 0;
     a->allow_resend = req->allow_resend;
@@ -554,7 +571,17 @@ struct upstream_attempt *upstream_start(struct upstream *u, const struct upstrea
     a->rd.resp->content_length = -1;
 
     curl_easy_setopt(e, CURLOPT_URL, req->url);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(req->timeout_ms > 0 ? req->timeout_ms : 1));
+    if (on_data && req->timeout_ms <= 0)
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 0L); /* a stream may last for ever */
+    else
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+                         (long)(req->timeout_ms > 0 ? req->timeout_ms : 1));
+    /* a long stream is often silent: keepalive probes find a peer that vanished */
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, on_data ? 1L : 0L);
+    if (on_data) {
+        curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, (long)UPSTREAM_STREAM_KEEPIDLE_S);
+        curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, (long)UPSTREAM_STREAM_KEEPINTVL_S);
+    }
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)(req->connect_timeout_ms > 0 ? req->connect_timeout_ms : 1));
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, a->headers);
@@ -572,6 +599,20 @@ struct upstream_attempt *upstream_start(struct upstream *u, const struct upstrea
         return NULL;
     }
     return a;
+}
+
+struct upstream_attempt *upstream_start(struct upstream *u, const struct upstream_request *req,
+                                        upstream_done_cb cb, void *arg)
+{
+    return attempt_begin(u, req, NULL, cb, arg);
+}
+
+struct upstream_attempt *upstream_stream_start(struct upstream *u,
+                                               const struct upstream_request *req,
+                                               upstream_data_cb on_data, upstream_done_cb cb,
+                                               void *arg)
+{
+    return on_data ? attempt_begin(u, req, on_data, cb, arg) : NULL;
 }
 
 void upstream_cancel(struct upstream *u, struct upstream_attempt *a)

@@ -57,6 +57,20 @@ void upstream_free(struct upstream *u);
 /* Start an attempt; NULL when it could not be started (treated as connect failure). */
 struct upstream_attempt *upstream_start(struct upstream *u, const struct upstream_request *req,
                                         upstream_done_cb cb, void *arg);
+/* A streamed response's body, piece by piece as it arrives; status is the response's
+ * (from its head). Runs holding the state lock, from inside libcurl: it must not cancel
+ * the attempt or start another on the same struct upstream. Returns n to go on; any
+ * other value aborts the transfer, which then reports (usually OUTCOME_RESET). */
+typedef size_t (*upstream_data_cb)(void *arg, int status, const char *data, size_t n);
+
+/* Like upstream_start, but the body is handed to on_data instead of being collected
+ * (max_body does not apply, resp->body stays empty), timeout_ms <= 0 means no limit,
+ * and the connection gets TCP keepalive probes. For long-lived answers (a watch).
+ * arg is passed to both callbacks. */
+struct upstream_attempt *upstream_stream_start(struct upstream *u,
+                                               const struct upstream_request *req,
+                                               upstream_data_cb on_data, upstream_done_cb cb,
+                                               void *arg);
 /* Cancel an attempt that has not reported yet: its callback is never called. */
 void upstream_cancel(struct upstream *u, struct upstream_attempt *a);
 

@@ -1118,7 +1118,7 @@ START_TEST(profile_missing_is_a_warning)
     struct config *cfg = load_full(tp("app.yaml"), "prod,staging", NULL, NULL, &m);
     expect_ok(cfg, &m);
     char w1[600];
-    snprintf(w1, sizeof(w1), "--profile: profile 'staging': file %s not found",
+    snprintf(w1, sizeof(w1), "--profile: warning: profile 'staging': file %s not found",
              tp("app-staging.yaml"));
     const char *want[] = {w1};
     expect_exact(m.warnings, m.n_warnings, want, 1, "warnings");
@@ -1126,10 +1126,11 @@ START_TEST(profile_missing_is_a_warning)
     config_free(cfg);
     config_messages_free(&m);
 
-    put("b.yaml", "pyfly:\n  profiles:\n    active: [nope]\n");
+    put("b.yaml", "pyfly:\n  profiles:\n    active: [nope]\n"
+                  "  client:\n    services:\n      s: {base-url: http://127.0.0.1:1}\n");
     cfg = load(tp("b.yaml"), &m);
     expect_ok(cfg, &m);
-    snprintf(w1, sizeof(w1), "%s:3:14: profile 'nope': file %s not found", tp("b.yaml"),
+    snprintf(w1, sizeof(w1), "%s:3:14: warning: profile 'nope': file %s not found", tp("b.yaml"),
              tp("b-nope.yaml"));
     expect_exact(m.warnings, m.n_warnings, want, 1, "warnings");
     config_free(cfg);
@@ -1138,7 +1139,8 @@ START_TEST(profile_missing_is_a_warning)
     char *env[] = {"PYFLY_PROFILES_ACTIVE=gone", NULL};
     cfg = load_env(tp("b.yaml"), env, &m);
     expect_ok(cfg, &m);
-    snprintf(w1, sizeof(w1), "env PYFLY_PROFILES_ACTIVE: profile 'gone': file %s not found",
+    snprintf(w1, sizeof(w1),
+             "env PYFLY_PROFILES_ACTIVE: warning: profile 'gone': file %s not found",
              tp("b-gone.yaml"));
     expect_exact(m.warnings, m.n_warnings, want, 1, "warnings");
     config_free(cfg);
@@ -1398,16 +1400,200 @@ START_TEST(env_unknown_and_map_warnings)
     expect_ok(cfg, &m);
     EXPECT_WARNINGS(
         &m,
-        "env PYFLY_CLIENT_DEFAULT_TIMOUT: unknown variable; did you mean "
+        "env PYFLY_CLIENT_DEFAULT_TIMOUT: warning: unknown variable; did you mean "
         "'PYFLY_CLIENT_DEFAULT_TIMEOUT'?",
-        "env AHOYD_LISTN: unknown variable; did you mean 'AHOYD_LISTEN'?",
-        "env PYFLY_SOMETHING_ELSE_ENTIRELY: unknown variable, ignored",
-        "env PYFLY_CLIENT_SERVICES_PAYMENTS_HEADERS: pyfly.client.services.payments.headers is "
-        "a map and cannot be overridden from the environment; ignored",
-        "env PYFLY_CLIENT_SERVICES_PAYMENTS_METHODS: pyfly.client.services.payments.methods is "
-        "a map and cannot be overridden from the environment; ignored");
+        "env AHOYD_LISTN: warning: unknown variable; did you mean 'AHOYD_LISTEN'?",
+        "env PYFLY_SOMETHING_ELSE_ENTIRELY: warning: unknown variable, ignored",
+        "env PYFLY_CLIENT_SERVICES_PAYMENTS_HEADERS: warning: "
+        "pyfly.client.services.payments.headers is a map and cannot be overridden from the "
+        "environment; ignored",
+        "env PYFLY_CLIENT_SERVICES_PAYMENTS_METHODS: warning: "
+        "pyfly.client.services.payments.methods is a map and cannot be overridden from the "
+        "environment; ignored");
     config_free(cfg);
     config_messages_free(&m);
+}
+END_TEST
+
+/* ---- warnings: values valid one by one, not together ----------------------------------- */
+
+START_TEST(consistency_warnings_global_and_service)
+{
+    tmp_make();
+    put("c.yaml", "pyfly:\n"
+                  "  client:\n"
+                  "    default:\n"
+                  "      timeout: 2s\n"
+                  "      connect-timeout: 3s\n"
+                  "      deadline: 1s\n"
+                  "    retry:\n"
+                  "      base-delay: 2s\n"
+                  "      max-delay: 1s\n"
+                  "    services:\n"
+                  "      inherits:\n"
+                  "        base-url: http://127.0.0.1:1\n"
+                  "      own:\n"
+                  "        base-url: http://127.0.0.1:1\n"
+                  "        timeout: 500ms\n"
+                  "        deadline: 0\n"
+                  "        retry-base-delay: 300ms\n"
+                  "      pair:\n"
+                  "        base-url: http://127.0.0.1:1\n"
+                  "        connect-timeout: 10s\n"
+                  "        retry: {max-delay: 5s}\n"
+                  "      single:\n"
+                  "        base-url: http://127.0.0.1:1\n"
+                  "        timeout: 5s\n"
+                  "        retry: {max-attempts: 1, max-delay: 10ms}\n");
+    struct config_messages m;
+    struct config *cfg = load(tp("c.yaml"), &m);
+    expect_ok(cfg, &m);
+    char w[6][700];
+    const char *f = tp("c.yaml");
+    /* the globals, once: not again for the services that inherit them */
+    snprintf(w[0], sizeof(w[0]),
+             "%s:5:24: warning: connect-timeout 3s is not shorter than timeout 2s (%s:4:16), "
+             "which includes the connect: it has no effect", f, f);
+    snprintf(w[1], sizeof(w[1]),
+             "%s:6:17: warning: deadline 1s is shorter than one timeout 2s (%s:4:16): a slow "
+             "attempt is cut by the deadline, never retried", f, f);
+    snprintf(w[2], sizeof(w[2]),
+             "%s:8:19: warning: base-delay 2s is longer than max-delay 1s (%s:9:18): every "
+             "backoff is cut to max-delay", f, f);
+    /* a service's own key against the global one it inherits, either way round */
+    snprintf(w[3], sizeof(w[3]),
+             "%s:15:18: warning: timeout 500ms is not longer than connect-timeout 3s "
+             "(pyfly.client.default.connect-timeout at %s:5:24), which is part of it: the "
+             "connect-timeout has no effect", f, f);
+    snprintf(w[4], sizeof(w[4]),
+             "%s:20:26: warning: connect-timeout 10s is not shorter than timeout 2s "
+             "(pyfly.client.default.timeout at %s:4:16), which includes the connect: it has no "
+             "effect", f, f);
+    snprintf(w[5], sizeof(w[5]),
+             "%s:24:18: warning: timeout 5s is longer than the deadline 1s "
+             "(pyfly.client.default.deadline at %s:6:17): a slow attempt is cut by the deadline, "
+             "never retried", f, f);
+    /* one attempt: no backoff, so its delays are not compared */
+    const char *want[] = {w[0], w[1], w[2], w[3], w[4], w[5]};
+    expect_exact(m.warnings, m.n_warnings, want, 6, "warnings");
+    ck_assert_int_eq(svc(cfg, "pair")->connect_timeout_ms, 10000); /* a warning changes nothing */
+    config_free(cfg);
+    config_messages_free(&m);
+    tmp_remove();
+}
+END_TEST
+
+START_TEST(consistency_zero_default_and_env)
+{
+    tmp_make();
+    put("z.yaml", "pyfly:\n"
+                  "  client:\n"
+                  "    default:\n"
+                  "      deadline: 0\n"
+                  "    retry:\n"
+                  "      max-delay: 500ms\n"
+                  "    services:\n"
+                  "      a:\n"
+                  "        base-url: http://127.0.0.1:1\n"
+                  "        timeout: 2s\n"
+                  "        deadline: 0\n"
+                  "      b:\n"
+                  "        base-url: http://127.0.0.1:1\n"
+                  "        timeout: 1s\n"
+                  "        deadline: 1s\n");
+    struct config_messages m;
+    /* a deadline of 0 is no bound; a timeout under the default connect-timeout, or a
+     * max-delay under the default base-delay, is what was meant; equal is not shorter */
+    struct config *cfg = load(tp("z.yaml"), &m);
+    expect_ok(cfg, &m);
+    if (m.n_warnings > 0)
+        print_msgs("warnings", m.warnings, m.n_warnings);
+    ck_assert_uint_eq(m.n_warnings, 0);
+    config_free(cfg);
+    config_messages_free(&m);
+
+    /* from the environment: said at the variable */
+    char *env[] = {"PYFLY_CLIENT_SERVICES_A_CONNECT_TIMEOUT=2s",
+                   "PYFLY_CLIENT_DEFAULT_DEADLINE=500ms", NULL};
+    cfg = load_env(tp("z.yaml"), env, &m);
+    expect_ok(cfg, &m);
+    char w0[600];
+    snprintf(w0, sizeof(w0),
+             "env PYFLY_CLIENT_SERVICES_A_CONNECT_TIMEOUT: warning: connect-timeout 2s is not "
+             "shorter than timeout 2s (%s:10:18), which includes the connect: it has no effect",
+             tp("z.yaml"));
+    const char *want[] = {w0, "env PYFLY_CLIENT_DEFAULT_DEADLINE: warning: deadline 500ms is "
+                              "shorter than one timeout 30s (the default): a slow attempt is "
+                              "cut by the deadline, never retried"};
+    expect_exact(m.warnings, m.n_warnings, want, 2, "warnings");
+    config_free(cfg);
+    config_messages_free(&m);
+    tmp_remove();
+}
+END_TEST
+
+START_TEST(no_service_is_a_warning)
+{
+    tmp_make();
+    put("none.yaml", "ahoyd:\n  listen: 127.0.0.1:1\n");
+    put("empty.yaml", "pyfly:\n  client:\n    services: {}\n");
+    struct config_messages m;
+    struct config *cfg = load(tp("none.yaml"), &m);
+    expect_ok(cfg, &m);
+    char w0[600];
+    snprintf(w0, sizeof(w0),
+             "%s: warning: no service declared under pyfly.client.services: every call gets 404",
+             tp("none.yaml"));
+    const char *want[] = {w0};
+    expect_exact(m.warnings, m.n_warnings, want, 1, "warnings");
+    config_free(cfg);
+    config_messages_free(&m);
+
+    cfg = load(tp("empty.yaml"), &m);
+    expect_ok(cfg, &m);
+    snprintf(w0, sizeof(w0),
+             "%s:3:5: warning: no service declared under pyfly.client.services: every call "
+             "gets 404", tp("empty.yaml"));
+    expect_exact(m.warnings, m.n_warnings, want, 1, "warnings");
+    config_free(cfg);
+    config_messages_free(&m);
+    tmp_remove();
+}
+END_TEST
+
+START_TEST(bad_service_name_keeps_inner_errors)
+{
+    tmp_make();
+    put("n.yaml", "pyfly:\n"
+                  "  client:\n"
+                  "    services:\n"
+                  "      Payments!:\n"
+                  "        base-url: http://127.0.0.1:9001/api\n"
+                  "        timeout: fast\n"
+                  "        retyr: 3\n"
+                  "      _x:\n"
+                  "        endpoints: [http://a]\n"
+                  "        base-url: http://b\n"
+                  "      ok:\n"
+                  "        base-url: http://127.0.0.1:1\n");
+    struct config_messages m;
+    struct config *cfg = load(tp("n.yaml"), &m);
+    ck_assert_ptr_null(cfg);
+    char e[6][600];
+    const char *f = tp("n.yaml");
+    snprintf(e[0], sizeof(e[0]), "%s:4:7: bad service name 'Payments!' (expected "
+                                 "[a-z0-9][a-z0-9_-]*)", f);
+    snprintf(e[1], sizeof(e[1]), "%s:6:18: timeout: bad duration 'fast' (expected e.g. 250ms, "
+                                 "1.5s, 2m, 1h)", f);
+    snprintf(e[2], sizeof(e[2]), "%s:7:9: unknown key 'retyr'; did you mean 'retry'?", f);
+    snprintf(e[3], sizeof(e[3]), "%s:8:7: service name '_x' is reserved (names starting with "
+                                 "'_')", f);
+    snprintf(e[4], sizeof(e[4]), "%s:9:9: service '_x' has both base-url and endpoints; use one",
+             f);
+    const char *want[] = {e[0], e[1], e[2], e[3], e[4]};
+    expect_exact(m.errors, m.n_errors, want, 5, "errors");
+    config_messages_free(&m);
+    tmp_remove();
 }
 END_TEST
 
@@ -1798,6 +1984,82 @@ START_TEST(workers_range)
 }
 END_TEST
 
+/* health-check, outlier, panic-threshold and slow-start: defaults, values, env, errors */
+START_TEST(fleet_keys)
+{
+    struct config_messages m;
+    tmp_make();
+    put("f.yaml", "pyfly:\n  client:\n    services:\n"
+                  "      plain: {base-url: http://127.0.0.1:9001}\n"
+                  "      orders:\n"
+                  "        endpoints: [http://127.0.0.1:9001/api]\n"
+                  "        health-check: {path: /healthz, interval: 2s, expect: '200-299, 404',\n"
+                  "                       headers: {X-Probe: yes}}\n"
+                  "        outlier: {consecutive-failures: 4}\n"
+                  "        panic-threshold: 30%\n"
+                  "        slow-start: 10s\n");
+    char *env[] = {"PYFLY_CLIENT_SERVICES_ORDERS_HEALTH_CHECK_TIMEOUT=300ms",
+                   "PYFLY_CLIENT_SERVICES_ORDERS_OUTLIER_MAX_EJECTION_PERCENT=20", NULL};
+    struct config *cfg = load_env(tp("f.yaml"), env, &m);
+    expect_ok(cfg, &m);
+    const struct service_conf *p = svc(cfg, "plain"), *o = svc(cfg, "orders");
+    ck_assert(!p->health.enabled);
+    ck_assert(!p->outlier.enabled);
+    ck_assert_int_eq(p->panic_threshold, 50);
+    ck_assert_int_eq(p->slow_start_ms, 0);
+    ck_assert(o->health.enabled);
+    ck_assert_str_eq(o->health_path, "/healthz");
+    ck_assert_int_eq(o->health.interval_ms, 2000);
+    ck_assert_int_eq(o->health.timeout_ms, 300);
+    ck_assert_int_eq(o->health.healthy_threshold, 2);
+    ck_assert_int_eq(o->health.unhealthy_threshold, 3);
+    ck_assert(health_expect_match(&o->health.expect, 404));
+    ck_assert(!health_expect_match(&o->health.expect, 301));
+    ck_assert_uint_eq(o->n_health_headers, 1);
+    ck_assert_str_eq(o->health_headers[0].name, "X-Probe");
+    ck_assert(o->outlier.enabled);
+    ck_assert_int_eq(o->outlier.consecutive_failures, 4);
+    ck_assert_int_eq(o->outlier.base_ejection_ms, 30000);
+    ck_assert_int_eq(o->outlier.max_ejection_percent, 20);
+    ck_assert_int_eq(o->panic_threshold, 30);
+    ck_assert_int_eq(o->slow_start_ms, 10000);
+    config_free(cfg);
+    config_messages_free(&m);
+
+    put("g.yaml", "pyfly:\n  client:\n    services:\n"
+                  "      a:\n"
+                  "        base-url: http://127.0.0.1:9001\n"
+                  "        health-check: {path: healthz, healthy-threshold: 0, expect: 700}\n"
+                  "        outlier: {max-ejection-percent: 120, consecutive-failures: 0}\n"
+                  "        panic-threshold: 101%\n"
+                  "      b:\n"
+                  "        base-url: http://127.0.0.1:9001\n"
+                  "        health-check: {interval: 1s}\n"
+                  "        slow-start: -1\n");
+    cfg = load(tp("g.yaml"), &m);
+    ck_assert_ptr_null(cfg);
+    const char *g = tp("g.yaml");
+    char w[8][256];
+    snprintf(w[0], 256, "%s:6:30: path: the health-check path must start with '/', got "
+             "'healthz'", g);
+    snprintf(w[1], 256, "%s:6:58: healthy-threshold: must be at least 1, got 0", g);
+    snprintf(w[2], 256, "%s:6:69: expect: expect '700': a status is a number from 100 to 599", g);
+    snprintf(w[3], 256, "%s:7:41: max-ejection-percent: must be between 0%% and 100%%, got 120", g);
+    snprintf(w[4], 256, "%s:7:68: consecutive-failures: must be at least 1, got 0", g);
+    snprintf(w[5], 256, "%s:8:26: panic-threshold: must be between 0%% and 100%%, got 101%%", g);
+    snprintf(w[6], 256, "%s:11:23: health-check: a health check needs a path (e.g. path: "
+             "/healthz)", g);
+    for (int i = 0; i < 7; i++) {
+        if (!has(m.errors, m.n_errors, w[i]))
+            print_msgs("errors", m.errors, m.n_errors);
+        ck_assert_msg(has(m.errors, m.n_errors, w[i]), "missing: %s", w[i]);
+    }
+    ck_assert_uint_eq(m.n_errors, 8); /* and slow-start: -1 */
+    config_messages_free(&m);
+    tmp_remove();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("config");
@@ -1823,6 +2085,7 @@ int main(void)
     tcase_add_test(bad, admin_token_file_contents);
     tcase_add_test(bad, listen_forms);
     tcase_add_test(bad, workers_range);
+    tcase_add_test(bad, fleet_keys);
     tcase_add_test(bad, anchors_and_merge_keys);
     tcase_add_test(bad, alias_limits);
     suite_add_tcase(s, bad);
@@ -1846,6 +2109,13 @@ int main(void)
     tcase_add_test(lay, env_include_override);
     tcase_add_test(lay, log_level_precedence);
     suite_add_tcase(s, lay);
+
+    TCase *warn = tcase_create("warnings");
+    tcase_add_test(warn, consistency_warnings_global_and_service);
+    tcase_add_test(warn, consistency_zero_default_and_env);
+    tcase_add_test(warn, no_service_is_a_warning);
+    tcase_add_test(warn, bad_service_name_keeps_inner_errors);
+    suite_add_tcase(s, warn);
 
     TCase *dump = tcase_create("dump");
     tcase_add_test(dump, dump_round_trips);

@@ -1,7 +1,7 @@
 #!/bin/sh
 # check_examples.sh - every standalone example config, and the installed
 # conf/ahoyd.yaml, passes `ahoyd --check-config` (SPEC 2.5); its
-# `--dump-config` output loads again too.
+# `--dump-config` output loads again too. An example has no warning.
 #
 # Standalone examples are conf/examples/*.yaml, plus, for a multi-file example
 # in a subdirectory, the file named after that directory
@@ -48,6 +48,8 @@ for f in "$@"; do
     rc=$?
     if [ $rc -ne 0 ] || ! printf '%s\n' "$out" | grep -q '^configuration OK$'; then
         why="--check-config exited $rc"
+    elif printf '%s\n' "$out" | grep -q 'warning'; then
+        why="--check-config warns (an example shows a configuration that makes sense)"
     elif ! "$bin" --dump-config -c "$f" >"$tmp/dump.yaml" 2>"$tmp/dump.err"; then
         why="--dump-config failed"
         out=$(cat "$tmp/dump.err")
@@ -65,6 +67,24 @@ for f in "$@"; do
         failed=$((failed + 1))
     fi
 done
+
+# The README shows conf/ahoyd.yaml verbatim: the block after its "```yaml" line that
+# follows the sentence naming the file as it is in the repository.
+readme=$TOP_SRCDIR/README.md
+if [ -f "$readme" ] && [ -f "$TOP_SRCDIR/conf/ahoyd.yaml" ]; then
+    awk '/conf\/ahoyd.yaml. as it is in the repository/ { want = 1 }
+         want && inside && /^```$/ { exit }
+         inside { print }
+         want && /^```yaml$/ { inside = 1 }' "$readme" >"$tmp/readme.yaml"
+    if cmp -s "$tmp/readme.yaml" "$TOP_SRCDIR/conf/ahoyd.yaml"; then
+        echo "PASS: README.md shows conf/ahoyd.yaml as it is"
+        passed=$((passed + 1))
+    else
+        echo "FAIL: README.md: its conf/ahoyd.yaml block is not the file"
+        diff "$TOP_SRCDIR/conf/ahoyd.yaml" "$tmp/readme.yaml" | sed 's/^/    /'
+        failed=$((failed + 1))
+    fi
+fi
 
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ] && [ $passed -gt 0 ]

@@ -321,8 +321,10 @@ struct run_result {
     char *out, *err;
 };
 
-/* Run ahoyd with args to completion (20 s bound; killed after that). */
-static void run_ahoyd(const char *const *args, struct run_result *res)
+/* Run ahoyd with args (and env, NAME=value lines, or NULL) to completion (20 s bound;
+ * killed after that). */
+static void run_ahoyd_env(const char *const *args, const char *const *env,
+                          struct run_result *res)
 {
     char dir[256], out_path[300], err_path[300];
     pid_t pid;
@@ -330,7 +332,7 @@ static void run_ahoyd(const char *const *args, struct run_result *res)
     make_dir(dir, sizeof(dir), "run");
     snprintf(out_path, sizeof(out_path), "%s/stdout", dir);
     snprintf(err_path, sizeof(err_path), "%s/stderr", dir);
-    pid = spawn_ahoyd(args, out_path, err_path, NULL);
+    pid = spawn_ahoyd(args, out_path, err_path, env);
     res->status = wait_child(pid, 20000);
     if (res->status < 0) {
         kill(pid, SIGKILL);
@@ -338,6 +340,11 @@ static void run_ahoyd(const char *const *args, struct run_result *res)
     }
     res->out = read_all(out_path);
     res->err = read_all(err_path);
+}
+
+static void run_ahoyd(const char *const *args, struct run_result *res)
+{
+    run_ahoyd_env(args, NULL, res);
 }
 
 static void run_result_free(struct run_result *res)
@@ -1632,6 +1639,9 @@ START_TEST(journald_startup_warnings_prefixed)
     ck_assert_int_eq(proc_stop(&p), 0);
     text = read_all(p.log_path);
     ck_assert_ptr_nonnull(strstr(text, "nosuch"));
+    /* the same text as --check-config prints, marked as a warning */
+    ck_assert_msg(strstr(text, "<4>--profile: warning: profile 'nosuch': file ") != NULL, "%s",
+                  text);
     assert_journal_lines(text, by_prio);
     ck_assert_int_eq(by_prio[4], 1);
     free(text);
@@ -1827,6 +1837,63 @@ START_TEST(cli_exit_codes)
 }
 END_TEST
 
+/* --check-config: each warning marked as one, never changing the exit status, counted
+ * before "configuration OK"; the errors counted last. */
+START_TEST(cli_check_config_counts)
+{
+    char dir[256], one[300], two[300], bad[300], want[1024];
+    const char *yaml_one = ops_yaml("127.0.0.1:0", NULL, 9, "timeout: 1s\nconnect-timeout: 10s");
+    struct run_result res;
+    int line, col;
+
+    make_dir(dir, sizeof(dir), "counts");
+    snprintf(one, sizeof(one), "%s/one.yaml", dir);
+    snprintf(two, sizeof(two), "%s/two.yaml", dir);
+    snprintf(bad, sizeof(bad), "%s/bad.yaml", dir);
+    write_text(one, yaml_one);
+    line_col(yaml_one, "10s", &line, &col);
+    write_text(two, ops_yaml("127.0.0.1:0", NULL, 9, "deadline: 1s\nretry-base-delay: 1m"));
+    write_text(bad, ops_yaml("127.0.0.1:0", NULL, 9, "retyr: 2\ntimeout: fast"));
+    {
+        const char *args[] = {"--check-config", "-c", one, NULL};
+        run_ahoyd(args, &res);
+        ck_assert_int_eq(res.status, 0);
+        ck_assert_str_eq(res.out, "1 warning\nconfiguration OK\n");
+        snprintf(want, sizeof(want),
+                 "%s:%d:%d: warning: connect-timeout 10s is not shorter than timeout 1s "
+                 "(%s:%d:18), which includes the connect: it has no effect\n",
+                 one, line, col, one, line - 1);
+        ck_assert_str_eq(res.err, want);
+        run_result_free(&res);
+    }
+    {
+        const char *args[] = {"--check-config", "-c", two, NULL};
+        const char *envs[] = {"PYFLY_CLIENT_DEFAULT_TIMOUT=1s", NULL};
+        run_ahoyd_env(args, envs, &res);
+        ck_assert_int_eq(res.status, 0);
+        ck_assert_str_eq(res.out, "3 warnings\nconfiguration OK\n");
+        ck_assert_msg(strstr(res.err, "env PYFLY_CLIENT_DEFAULT_TIMOUT: warning: unknown "
+                                      "variable; did you mean 'PYFLY_CLIENT_DEFAULT_TIMEOUT'?\n"),
+                      "stderr: %s", res.err);
+        run_result_free(&res);
+    }
+    {
+        const char *args[] = {"--check-config", "-c", bad, NULL};
+        const char *envs[] = {"PYFLY_CLIENT_DEFAULT_TIMOUT=1s", NULL};
+        const char *last = "\n2 errors\n"; /* the verdict, last */
+        size_t n;
+        run_ahoyd_env(args, envs, &res);
+        ck_assert_int_eq(res.status, 1);
+        ck_assert_str_eq(res.out, "");
+        n = strlen(res.err);
+        ck_assert_msg(n > strlen(last) && strcmp(res.err + n - strlen(last), last) == 0,
+                      "stderr: %s", res.err);
+        ck_assert_ptr_nonnull(strstr(res.err, ": warning: unknown variable"));
+        run_result_free(&res);
+    }
+}
+END_TEST
+
 START_TEST(cli_listen_in_use_exits_3)
 {
     char dir[256], conf[300], listen[64], want[128];
@@ -1927,6 +1994,7 @@ int main(void)
 
     tc = harness_tcase(s, "cli");
     tcase_add_test(tc, cli_exit_codes);
+    tcase_add_test(tc, cli_check_config_counts);
     tcase_add_test(tc, cli_listen_in_use_exits_3);
 
     harness_init();

@@ -1477,3 +1477,75 @@ void assert_raw_error_at(const char *file, int line, const char *text, int statu
     id = raw_header(text, "X-Request-Id", rid, sizeof(rid));
     check_error_json(file, line, raw_body(text), status, code, ct, id, false, NULL, -1);
 }
+
+/* ---- other daemons ------------------------------------------------------------------ */
+
+int proc_spawn(struct proc *p, char *const argv[], const char *log_path)
+{
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+    if (fd < 0)
+        return -1;
+    snprintf(p->log_path, sizeof(p->log_path), "%s", log_path);
+    p->dir[0] = '\0'; /* killed, not stopped, at teardown */
+    p->exited = false;
+    p->pid = spawn(argv, fd, fd);
+    close(fd);
+    if (p->pid < 0) {
+        p->pid = 0;
+        return -1;
+    }
+    register_proc(p);
+    return 0;
+}
+
+int harness_temp_dir(char *out, size_t size)
+{
+    if (temp_root[0] == '\0' || (size_t)snprintf(out, size, "%s/d-XXXXXX", temp_root) >= size ||
+        mkdtemp(out) == NULL || chmod(out, 0755) != 0 || chmod(temp_root, 0755) != 0)
+        return -1;
+    return 0;
+}
+
+int free_dns_port(void)
+{
+    int attempt;
+
+    for (attempt = 0; attempt < 50; attempt++) {
+        struct sockaddr_in addr;
+        socklen_t alen = sizeof(addr);
+        int tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        int port = 0;
+
+        memset(&addr, 0, sizeof(addr));
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (tcp >= 0 && udp >= 0 && bind(tcp, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
+            getsockname(tcp, (struct sockaddr *)&addr, &alen) == 0 &&
+            bind(udp, (struct sockaddr *)&addr, sizeof(addr)) == 0)
+            port = ntohs(addr.sin_port);
+        if (tcp >= 0)
+            close(tcp);
+        if (udp >= 0)
+            close(udp);
+        if (port > 0)
+            return port;
+    }
+    return 0;
+}
+
+bool port_wait_open(int port, int timeout_ms)
+{
+    double end = harness_now_ms() + timeout_ms;
+
+    while (harness_now_ms() < end) {
+        int fd = raw_connect(port);
+        if (fd >= 0) {
+            close(fd);
+            return true;
+        }
+        sleep_ms(20);
+    }
+    return false;
+}

@@ -69,6 +69,19 @@ int stub_start(struct proc *p, const char *name, const char *extra_args);
 int ahoyd_start(struct proc *p, const char *yaml);
 int ahoyd_start_args(struct proc *p, const char *yaml, const char *const *extra_args);
 
+/* Start another program (a real DNS server, etcd...: argv[0] is its path) with stdout
+ * and stderr to log_path, registered like a stub (SIGKILLed at teardown, and by
+ * PDEATHSIG). p keeps its port fields; p->log_path is set (proc_log works).
+ * Returns 0, or -1 when it could not be started. */
+int proc_spawn(struct proc *p, char *const argv[], const char *log_path);
+/* A new directory (mode 0755: a daemon that drops its privileges reads it) under the
+ * suite's temp root, removed by harness_finish. Returns 0 or -1. */
+int harness_temp_dir(char *out, size_t size);
+/* A port on 127.0.0.1 free for TCP and UDP both (a DNS server's), 0 if none found. */
+int free_dns_port(void);
+/* Poll until 127.0.0.1:port accepts a TCP connection (bounded). */
+bool port_wait_open(int port, int timeout_ms);
+
 /* SIGTERM, wait up to 15 s, then SIGKILL; reaps. Returns the exit status
  * (exit code, or 128 + signal), also kept in p->exit_status. */
 int proc_stop(struct proc *p);

@@ -13,8 +13,10 @@
  *     X-Stub-Retry-After: V, X-Stub-Header: Name: value (repeatable),
  *     X-Stub-Action: reset | close-mid-body | hang;
  *   - instance-wide, on the stub's own port under /_stub/: POST /_stub/mode
- *     (JSON, optionally for the next `count` requests), POST /_stub/reset,
- *     GET /_stub/requests (the last 1000 recorded requests, arrival order),
+ *     (JSON, optionally for the next `count` requests, optionally only for the
+ *     requests whose path is `path`, e.g. a health-check path), POST /_stub/reset,
+ *     GET /_stub/requests (the last 1000 recorded requests, arrival order, each
+ *     with the peer_port of its connection),
  *     GET /_stub/count.
  *   Per-request headers win over the mode; the mode wins over the command line.
  *
@@ -84,6 +86,7 @@ static atomic_uint_fast64_t next_seq;
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct behaviour mode = {0, -1, ACTION_NONE, NULL, -1, -1};
 static bool mode_active;
+static char *mode_path; /* NULL: the mode applies to every request */
 static long mode_count;            /* 0 = until changed */
 static char *records[MAX_RECORDS]; /* printed JSON objects, ring buffer */
 static uint64_t record_seq[MAX_RECORDS];
@@ -266,6 +269,17 @@ static void record_request(struct MHD_Connection *con, const char *method, const
 
     describe_request(o, con, method, r);
     cJSON_AddNumberToObject(o, "time_ms", r->arrival_ms);
+    /* the client's port tells one connection from another (health checks vs calls) */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(con, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    int port = 0;
+    if (ci != NULL && ci->client_addr != NULL) {
+        if (ci->client_addr->sa_family == AF_INET)
+            port = ntohs(((const struct sockaddr_in *)(const void *)ci->client_addr)->sin_port);
+        else if (ci->client_addr->sa_family == AF_INET6)
+            port = ntohs(((const struct sockaddr_in6 *)(const void *)ci->client_addr)->sin6_port);
+    }
+    cJSON_AddNumberToObject(o, "peer_port", port);
     text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (text == NULL)
@@ -312,7 +326,16 @@ static void records_clear_locked(void)
 
 /* The behaviour for one ordinary request: command line, then the mode (consuming one
  * of its count), then the request's own X-Stub-* headers. */
-static int effective_behaviour(struct MHD_Connection *con, struct behaviour *b)
+static bool mode_path_matches(const char *target)
+{
+    if (mode_path == NULL)
+        return true;
+    size_t n = strlen(mode_path);
+    return strncmp(target, mode_path, n) == 0 && (target[n] == '\0' || target[n] == '?');
+}
+
+static int effective_behaviour(struct MHD_Connection *con, const char *target,
+                               struct behaviour *b)
 {
     const char *v;
     long n;
@@ -321,7 +344,7 @@ static int effective_behaviour(struct MHD_Connection *con, struct behaviour *b)
     b->retry_after = base_behaviour.retry_after ? strdup(base_behaviour.retry_after) : NULL;
 
     pthread_mutex_lock(&state_lock);
-    if (mode_active) {
+    if (mode_active && mode_path_matches(target)) {
         if (mode.status)
             b->status = mode.status;
         if (mode.delay_ms >= 0)
@@ -495,7 +518,7 @@ static enum MHD_Result answer_request(struct MHD_Connection *con, const char *me
     enum MHD_Result ret;
 
     record_request(con, method, r);
-    if (effective_behaviour(con, &b) != 0) {
+    if (effective_behaviour(con, r->target, &b) != 0) {
         behaviour_clear(&b);
         return queue_text(con, 400, "text/plain", "bad X-Stub-Action\n");
     }
@@ -607,10 +630,15 @@ static enum MHD_Result control_mode(struct MHD_Connection *con, const struct req
     }
     if ((it = cJSON_GetObjectItemCaseSensitive(j, "count")) && cJSON_IsNumber(it))
         count = it->valueint < 0 ? 0 : it->valueint;
+    char *path = NULL;
+    if ((it = cJSON_GetObjectItemCaseSensitive(j, "path")) && cJSON_IsString(it))
+        path = strdup(it->valuestring);
     cJSON_Delete(j);
 
     pthread_mutex_lock(&state_lock);
     behaviour_clear(&mode);
+    free(mode_path);
+    mode_path = path;
     mode = b;
     mode_active = true;
     mode_count = count;
@@ -669,6 +697,8 @@ static enum MHD_Result control(struct MHD_Connection *con, const char *method,
     if (strcmp(path, "reset") == 0 && strcmp(method, "POST") == 0) {
         pthread_mutex_lock(&state_lock);
         behaviour_clear(&mode);
+        free(mode_path);
+        mode_path = NULL;
         mode_active = false;
         mode_count = 0;
         records_clear_locked();
