@@ -13,6 +13,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <microhttpd.h>
+
 #include "harness.h"
 
 static struct proc stub, daemon_proc;
@@ -39,6 +41,26 @@ static void assert_bad_target(const char *target)
 
     snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", target);
     assert_raw_request_error(req, 400, "bad_request");
+}
+
+/* A request that libmicrohttpd 1.0 refuses itself, with 400 and its own HTML page, before
+ * ahoyd sees it (whitespace in the target or in or after a header name, HTTP/1.1 without
+ * Host, a bare CR, a Transfer-Encoding other than chunked or beside Content-Length);
+ * 0.9.75 hands it to ahoyd, which answers its JSON 400. Either way the status is 400 and
+ * nothing reaches the upstream. */
+static void assert_raw_request_refused(const char *request)
+{
+#if MHD_VERSION >= 0x01000000
+    char *out = malloc(RAW_CAP);
+    int n = raw_exchange(daemon_proc.port, request, strlen(request), out, RAW_CAP, 10000);
+
+    ck_assert_msg(n > 0, "no answer at all to %s", request);
+    ck_assert_msg(raw_status(out) == 400, "request %s: status %d, want 400: %.300s", request,
+                  raw_status(out), out);
+    free(out);
+#else
+    assert_raw_request_error(request, 400, "bad_request");
+#endif
 }
 
 /* ---- upstream failures ------------------------------------------------------------- */
@@ -296,7 +318,7 @@ START_TEST(dot_segments_and_bad_targets)
     assert_bad_target("/svc/a\"b");
     assert_bad_target("/svc/a<b>");
     assert_bad_target("/svc/a{b}");
-    assert_bad_target("/svc/a b");
+    assert_raw_request_refused("GET /svc/a b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     assert_bad_target("http://127.0.0.1/svc/");
     assert_bad_target("svc/x");
     assert_bad_target("*");
@@ -310,30 +332,24 @@ START_TEST(bad_headers_and_framing)
     start_one_service(&stub, &daemon_proc, NULL, NULL);
 
     /* HTTP/1.1 without Host. */
-    assert_raw_request_error("GET /svc/x HTTP/1.1\r\n\r\n", 400, "bad_request");
+    assert_raw_request_refused("GET /svc/x HTTP/1.1\r\n\r\n");
     /* Space before the colon: a smuggling classic. */
-    assert_raw_request_error("POST /svc/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n"
-                             "Content-Length: 4\r\n\r\nabcd",
-                             400, "bad_request");
-    assert_raw_request_error("GET /svc/x HTTP/1.1\r\nHost: h\r\nX-Bad Name: 1\r\n\r\n", 400,
-                             "bad_request");
+    assert_raw_request_refused("POST /svc/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n"
+                               "Content-Length: 4\r\n\r\nabcd");
+    assert_raw_request_refused("GET /svc/x HTTP/1.1\r\nHost: h\r\nX-Bad Name: 1\r\n\r\n");
     assert_raw_request_error("GET /svc/x HTTP/1.1\r\nHost: h\r\nX-Bad(: 1\r\n\r\n", 400,
                              "bad_request");
     /* Control characters in a value. */
     assert_raw_request_error("GET /svc/x HTTP/1.1\r\nHost: h\r\nX-Evil: a\x01z\r\n\r\n", 400,
                              "bad_request");
-    assert_raw_request_error("GET /svc/x HTTP/1.1\r\nHost: h\r\nX-Evil: a\rz\r\n\r\n", 400,
-                             "bad_request");
+    assert_raw_request_refused("GET /svc/x HTTP/1.1\r\nHost: h\r\nX-Evil: a\rz\r\n\r\n");
     /* Transfer-Encoding with Content-Length, or other than chunked. */
-    assert_raw_request_error("POST /svc/x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
-                             "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-                             400, "bad_request");
-    assert_raw_request_error("POST /svc/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n"
-                             "abc",
-                             400, "bad_request");
-    assert_raw_request_error("POST /svc/x HTTP/1.1\r\nHost: h\r\n"
-                             "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
-                             400, "bad_request");
+    assert_raw_request_refused("POST /svc/x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    assert_raw_request_refused("POST /svc/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n"
+                               "\r\nabc");
+    assert_raw_request_refused("POST /svc/x HTTP/1.1\r\nHost: h\r\n"
+                               "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n");
     ck_assert_int_eq(stub_count(&stub), 0);
 }
 END_TEST
