@@ -74,6 +74,7 @@ struct daemon_state {
     bool draining;
     bool aborted;
     bool worker_failed;               /* a further worker's loop ended in an error */
+    bool reload_failed;               /* the last reload failed (ERRNO= was sent) */
 };
 
 static void usage(FILE *out)
@@ -145,6 +146,28 @@ static void discard_workers(struct daemon_state *d)
     }
 }
 
+/* The end of a reload for systemd: READY=1, and with it on a failure STATUS= saying why and
+ * ERRNO= (systemd 257 ends the reload job at READY=1 either way; `systemctl status` shows
+ * the status and StatusErrno). A success after a failure restores both. */
+static void notify_reload_done(struct daemon_state *d, const char *why, int err)
+{
+    if (why) {
+        char status[200];
+        size_t i;
+        /* one line of printable text: a notification field ends at a newline */
+        for (i = 0; why[i] && i + 1 < sizeof status; i++)
+            status[i] = (unsigned char)why[i] < 0x20 || why[i] == 0x7f ? ' ' : why[i];
+        status[i] = '\0';
+        sd_notifyf(0, "STATUS=reload failed: %s\nERRNO=%d\nREADY=1", status, err);
+        d->reload_failed = true;
+    } else if (d->reload_failed) {
+        sd_notifyf(0, "STATUS=listening on %s\nERRNO=0\nREADY=1", server_bound(&d->server));
+        d->reload_failed = false;
+    } else {
+        sd_notify(0, "READY=1");
+    }
+}
+
 /* Load the configuration again (SPEC 2.6). Returns 0 when it took effect; otherwise -1
  * and every error logged and, when errors is not NULL, handed back. */
 static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
@@ -152,6 +175,8 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
     struct config_messages msgs = {0};
     char buf[64];
     int rc = -1;
+    const char *why = "invalid configuration"; /* for STATUS= when it fails */
+    int err = EINVAL;                          /* for ERRNO= */
     snprintf(buf, sizeof buf, "RELOADING=1\nMONOTONIC_USEC=%lld", (long long)monotonic_us());
     sd_notify(0, buf);
     log_info("reloading configuration from %s", d->opts.path);
@@ -159,6 +184,8 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
     for (size_t i = 0; i < msgs.n_warnings; i++)
         log_warn("%s", msgs.warnings[i]);
     if (!cfg) {
+        if (msgs.n_errors > 0)
+            why = msgs.errors[0];
         for (size_t i = 0; i < msgs.n_errors; i++) {
             log_error("%s", msgs.errors[i]);
             if (errors)
@@ -173,9 +200,12 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
     if (cfg->workers != cur->workers)
         log_warn("workers: the change from %lld to %lld takes effect at the next start",
                  (long long)cur->workers, (long long)cfg->workers);
+    errno = 0;
     if (server_prepare_reload(&d->server, cfg, &lst) != 0 ||
         prepare_workers(d, cfg, lst) != 0) {
         const char *m = "cannot listen on the new listen address";
+        err = errno ? errno : EADDRNOTAVAIL;
+        why = m;
         log_error("%s %s", m, cfg->listen.text);
         if (errors)
             add_error(errors, n_errors, m);
@@ -191,6 +221,8 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
         new_admin = admin_start(d->loop, &cfg->admin_listen, cfg->admin_token, &hooks);
         if (!new_admin) {
             const char *m = "cannot listen on the new admin-listen address";
+            err = errno ? errno : EADDRNOTAVAIL;
+            why = m;
             if (errors)
                 add_error(errors, n_errors, m);
             discard_workers(d);
@@ -199,13 +231,14 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
             goto done;
         }
     }
-    char *err = NULL;
-    struct runtime *rt = runtime_new(cfg, d->server.rt, d->loop, &err);
+    char *rt_err = NULL;
+    struct runtime *rt = runtime_new(cfg, d->server.rt, d->loop, &rt_err);
     if (!rt) {
-        log_error("%s", err ? err : "cannot build the runtime");
+        log_error("%s", rt_err ? rt_err : "cannot build the runtime");
         if (errors)
-            add_error(errors, n_errors, err ? err : "cannot build the runtime");
-        free(err);
+            add_error(errors, n_errors, rt_err ? rt_err : "cannot build the runtime");
+        free(rt_err);
+        why = "cannot build the runtime";
         if (new_admin)
             admin_stop(new_admin);
         discard_workers(d);
@@ -250,8 +283,8 @@ done:
     if (rc != 0)
         log_error("reload failed: keeping the previous configuration");
     metrics_note_reload(rc == 0, (int64_t)time(NULL));
+    notify_reload_done(d, rc == 0 ? NULL : why, err);
     config_messages_free(&msgs);
-    sd_notify(0, "READY=1");
     return rc;
 }
 
