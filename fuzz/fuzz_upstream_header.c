@@ -34,7 +34,7 @@
 
 #include "forward.h"
 #include "http.h"
-#include "server.h"
+#include "request.h"
 #include "upstream_read.h"
 
 static bool skip_final_block, skip_connection_lines;
@@ -148,10 +148,10 @@ static void check_forwarding(struct upstream_response *resp, bool head)
         strcat(conn_all, hl->items[i].value);
         first = false;
     }
-    static struct server srv; /* not draining */
+    static struct request_env env; /* not draining */
     struct request r;
     memset(&r, 0, sizeof(r));
-    r.srv = &srv;
+    r.env = &env;
     r.method = head ? "HEAD" : "GET";
     r.status = 200;
     r.attempts = 1;

@@ -29,7 +29,6 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,15 +38,13 @@
 #include "admin.h"
 #include "http.h"
 #include "dashboard.h"
+#include "listen.h"
 #include "log.h"
 #include "metrics.h"
 
 #define ADMIN_CONNECTION_LIMIT 64
 #define ADMIN_IDLE_TIMEOUT_S 60
 #define RETIRE_MAX_MS 2000 /* a retired daemon's answers get this long to leave */
-
-/* server.c: bind a listen_addr (inet or unix) and write the bound address into bound. */
-int server_listen_socket(const struct listen_addr *la, char *bound, size_t cap);
 
 struct admin {
     struct loop *loop;
@@ -56,9 +53,7 @@ struct admin {
     struct loop_timer mhd_timer;
     int listen_fd;
     char bound[300];
-    char *unix_path; /* set when listening on a unix socket we created */
-    dev_t unix_dev;
-    ino_t unix_ino;
+    struct listen_file file; /* the unix socket file we created, if any */
     char *token; /* NULL = no Authorization required */
     struct sockaddr_storage own; /* the listener's bound address (AF_UNIX for a socket file) */
     int own_port;
@@ -617,7 +612,6 @@ static void finish(struct admin *a)
     a->mhd = NULL;
     a->listen_fd = -1;
     free(a->token);
-    free(a->unix_path);
     loop_defer_free(a->loop, a); /* a pending event of this batch may still name mhd_io */
 }
 
@@ -683,7 +677,7 @@ struct admin *admin_start(struct loop *loop, const struct listen_addr *la, const
     loop_timer_init(&a->mhd_timer, on_mhd_timer, a);
     if (token && !(a->token = strdup(token)))
         goto fail;
-    a->listen_fd = server_listen_socket(la, a->bound, sizeof a->bound);
+    a->listen_fd = listen_open(la, false, a->bound, sizeof a->bound);
     if (a->listen_fd < 0)
         goto fail;
     socklen_t own_len = sizeof a->own;
@@ -693,14 +687,7 @@ struct admin *admin_start(struct loop *loop, const struct listen_addr *la, const
         a->own_port = ntohs(((struct sockaddr_in *)&a->own)->sin_port);
     else if (a->own.ss_family == AF_INET6)
         a->own_port = ntohs(((struct sockaddr_in6 *)&a->own)->sin6_port);
-    if (la->kind == LISTEN_UNIX) {
-        struct stat st;
-        if (lstat(la->path, &st) == 0) {
-            a->unix_path = strdup(la->path);
-            a->unix_dev = st.st_dev;
-            a->unix_ino = st.st_ino;
-        }
-    }
+    listen_file_note(&a->file, la);
     struct MHD_OptionItem ops[] = {
         {MHD_OPTION_LISTEN_SOCKET, a->listen_fd, NULL},
         {MHD_OPTION_CONNECTION_LIMIT, ADMIN_CONNECTION_LIMIT, NULL},
@@ -727,7 +714,6 @@ fail:
         MHD_stop_daemon(a->mhd);
     else if (a->listen_fd >= 0)
         close(a->listen_fd);
-    free(a->unix_path);
     free(a->token);
     free(a);
     return NULL;
@@ -744,15 +730,6 @@ void admin_set_token(struct admin *a, const char *token)
     a->token = copy;
 }
 
-/* Remove our unix socket file, unless another socket has replaced it since. */
-static void unlink_own_socket(struct admin *a)
-{
-    struct stat st;
-    if (a->unix_path && lstat(a->unix_path, &st) == 0 && st.st_dev == a->unix_dev &&
-        st.st_ino == a->unix_ino)
-        unlink(a->unix_path);
-}
-
 void admin_stop(struct admin *a)
 {
     /* finish daemons retired earlier (at shutdown their timers may never have run) */
@@ -765,7 +742,7 @@ void admin_stop(struct admin *a)
     }
     if (!a)
         return;
-    unlink_own_socket(a);
+    listen_file_unlink(&a->file); /* unless another socket has replaced it since */
     if (!a->in_run) {
         finish(a);
         return;

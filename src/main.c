@@ -403,16 +403,15 @@ static void start_drain(struct daemon_state *d)
     d->draining = true;
     sd_notify(0, "STOPPING=1");
     log_info("draining: %zu requests in progress", requests_alive(d));
-    d->server.draining = true;
+    int64_t t = d->server.rt->cfg->shutdown_timeout_ms;
+    /* 0 = no limit: calls in flight finish whenever they finish */
+    int64_t deadline = t > 0 ? loop_now_ms(d->loop) + t : 0;
+    server_set_draining(&d->server, deadline);
     server_stop_accepting(&d->server);
     server_close_idle(&d->server);
-    int64_t t = d->server.rt->cfg->shutdown_timeout_ms;
-    if (t > 0) /* 0 = no limit: calls in flight finish whenever they finish */
-        d->server.drain_deadline_ms = loop_now_ms(d->loop) + t;
     for (size_t i = 0; i < d->n_workers; i++) {
         struct worker *w = &d->workers[i];
-        w->server.draining = true;
-        w->server.drain_deadline_ms = d->server.drain_deadline_ms;
+        server_set_draining(&w->server, deadline);
         loop_post(w->loop, on_worker_drain, &w->server);
     }
     if (t > 0)

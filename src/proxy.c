@@ -24,40 +24,10 @@
 
 static void attempt_next(struct request *r);
 
-void request_add_flag(struct request *r, const char *flag)
-{
-    size_t n = strlen(r->flags), k = strlen(flag);
-    /* no duplicates */
-    const char *p = r->flags;
-    while ((p = strstr(p, flag))) {
-        if ((p == r->flags || p[-1] == ',') && (p[k] == ',' || p[k] == '\0'))
-            return;
-        p += k;
-    }
-    if (n + k + 2 > sizeof r->flags)
-        return;
-    if (n)
-        r->flags[n++] = ',';
-    memcpy(r->flags + n, flag, k + 1);
-}
-
-void request_set_error(struct request *r, int status, const char *code, const char *message)
-{
-    if (r->resp) {
-        upstream_response_free(r->resp);
-        free(r->resp);
-        r->resp = NULL;
-    }
-    free(r->err_message);
-    r->status = status;
-    r->err_code = code;
-    r->err_message = strdup(message);
-}
-
 static void respond_error(struct request *r, int status, const char *code, const char *message)
 {
     request_set_error(r, status, code, message);
-    server_respond(r);
+    request_answer(r);
 }
 
 static void call_end(struct request *r)
@@ -74,7 +44,7 @@ static void finish(struct request *r)
     call_end(r);
     if (r->resp) {
         r->status = r->resp->status;
-        server_respond(r);
+        request_answer(r);
         return;
     }
     switch (r->last_outcome.kind) {
@@ -173,22 +143,13 @@ static int64_t retry_after_seconds(struct service_rt *svc, int64_t now)
     return s < 1 ? 1 : s;
 }
 
-static void attempt_next(struct request *r)
+/* Balance over the usable endpoints (runtime.c's service_candidates) for attempt k: the
+ * endpoint index, -1 when none can take it (*none_usable: none is healthy and not
+ * ejected), -2 when out of memory. */
+static int pick_endpoint(struct request *r, int64_t now, int k, bool *none_usable)
 {
-    struct server *srv = r->srv;
     struct service_rt *svc = r->svc;
     const struct service_conf *sc = svc->conf;
-    int64_t now = loop_now_ms(srv->loop);
-    int k = r->attempts + 1;
-
-    if (r->deadline_ms && now >= r->deadline_ms) {
-        if (r->last_outcome.kind != OUTCOME_STATUS || !r->resp)
-            r->last_outcome.kind = OUTCOME_TIMEOUT;
-        request_add_flag(r, "UT");
-        finish(r);
-        return;
-    }
-
     struct balancer_slot slots_small[8];
     enum balancer_admit admit_small[8];
     int weight_small[8];
@@ -207,13 +168,10 @@ static void attempt_next(struct request *r)
             free(admit);
             free(weight);
         }
-        call_end(r);
-        respond_error(r, 503, "overloaded", "out of memory");
-        return;
+        return -2;
     }
     /* usable endpoints (health, ejection, panic) with slow-start weights: runtime.c */
-    bool none_usable = false;
-    service_candidates(svc, now, admit, weight, &none_usable);
+    service_candidates(svc, now, admit, weight, none_usable);
     for (size_t i = 0; i < n; i++) {
         struct endpoint_rt *ep = svc->endpoints[i];
         slots[i].weight = weight[i];
@@ -223,63 +181,20 @@ static void attempt_next(struct request *r)
         slots[i].previous = (int)i == r->previous;
         slots[i].state = &ep->lb;
     }
-    int idx = balancer_pick(sc->load_balancer, slots, (int)n, k > 1, &srv->rng);
+    int idx = balancer_pick(sc->load_balancer, slots, (int)n, k > 1, &r->env->rng);
     if (n > 8) {
         free(slots);
         free(admit);
         free(weight);
     }
+    return idx;
+}
 
-    if (idx < 0 && none_usable) {
-        request_add_flag(r, "NE");
-        if (k == 1) {
-            call_end(r);
-            respond_error(r, 503, "no_endpoints",
-                          "no endpoint of this service is usable (none is healthy and not "
-                          "ejected)");
-            return;
-        }
-        request_add_flag(r, "URX");
-        finish(r);
-        return;
-    }
-    if (idx < 0) {
-        request_add_flag(r, "UO");
-        if (k == 1) {
-            /* fail fast: not retried, not counted as a failure */
-            char ra[32];
-            call_end(r);
-            snprintf(ra, sizeof ra, "%lld", (long long)retry_after_seconds(svc, now));
-            header_list_add(&r->extra, "Retry-After", 11, ra, strlen(ra));
-            respond_error(r, 503, "circuit_open",
-                          "every endpoint of this service has its circuit open");
-            return;
-        }
-        request_add_flag(r, "URX");
-        finish(r);
-        return;
-    }
-
-    struct endpoint_rt *ep = svc->endpoints[idx];
-    if (!breaker_admit(&ep->breaker, ep->policy, now, &r->ticket)) {
-        /* peek said yes and the state lock is held since: not expected, but the
-         * breaker has the last word */
-        request_add_flag(r, "UO");
-        finish(r);
-        return;
-    }
-    if (k == 1 && sc->retry.budget_enabled) /* circuit_open refusals are not counted */
-        retry_budget_note_request(&svc->state->budget, now);
-    if (k > 1)
-        svc->state->retries++; /* a retry made, not only decided */
-    ep->refs++; /* held while the attempt runs, even across a reload */
-    ep->inflight++;
-    r->current_ep = ep;
-    r->current = idx;
-    r->tried[idx] = true;
-    r->attempts = k;
-    r->last_endpoint = ep->url;
-
+/* Send attempt k to endpoint idx (already admitted and held): its timeout is cut to the
+ * time left before the deadline, and it carries the shared headers plus its own. */
+static void attempt_send(struct request *r, int idx, int k, int64_t now)
+{
+    const struct service_conf *sc = r->svc->conf;
     int64_t timeout = sc->timeout_ms;
     r->attempt_cut_by_deadline = false;
     int64_t left = 0;
@@ -334,7 +249,7 @@ static void attempt_next(struct request *r)
             .tls = &sc->tls,
             .connect_to = connect_to,
         };
-        a = upstream_start(srv->upstream, &req, on_attempt_done, r);
+        a = upstream_start(r->env->upstream, &req, on_attempt_done, r);
     }
     free(connect_to);
     free(url);
@@ -347,6 +262,80 @@ static void attempt_next(struct request *r)
         return;
     }
     r->attempt = a;
+}
+
+static void attempt_next(struct request *r)
+{
+    struct service_rt *svc = r->svc;
+    const struct service_conf *sc = svc->conf;
+    int64_t now = loop_now_ms(r->env->loop);
+    int k = r->attempts + 1;
+
+    if (r->deadline_ms && now >= r->deadline_ms) {
+        if (r->last_outcome.kind != OUTCOME_STATUS || !r->resp)
+            r->last_outcome.kind = OUTCOME_TIMEOUT;
+        request_add_flag(r, "UT");
+        finish(r);
+        return;
+    }
+
+    bool none_usable = false;
+    int idx = pick_endpoint(r, now, k, &none_usable);
+    if (idx == -2) {
+        call_end(r);
+        respond_error(r, 503, "overloaded", "out of memory");
+        return;
+    }
+    if (idx < 0 && none_usable) {
+        request_add_flag(r, "NE");
+        if (k == 1) {
+            call_end(r);
+            respond_error(r, 503, "no_endpoints",
+                          "no endpoint of this service is usable (none is healthy and not "
+                          "ejected)");
+            return;
+        }
+        request_add_flag(r, "URX");
+        finish(r);
+        return;
+    }
+    if (idx < 0) {
+        request_add_flag(r, "UO");
+        if (k == 1) {
+            /* fail fast: not retried, not counted as a failure */
+            char ra[32];
+            call_end(r);
+            snprintf(ra, sizeof ra, "%lld", (long long)retry_after_seconds(svc, now));
+            header_list_add(&r->extra, "Retry-After", 11, ra, strlen(ra));
+            respond_error(r, 503, "circuit_open",
+                          "every endpoint of this service has its circuit open");
+            return;
+        }
+        request_add_flag(r, "URX");
+        finish(r);
+        return;
+    }
+
+    struct endpoint_rt *ep = svc->endpoints[idx];
+    if (!breaker_admit(&ep->breaker, ep->policy, now, &r->ticket)) {
+        /* peek said yes and the state lock is held since: not expected, but the
+         * breaker has the last word */
+        request_add_flag(r, "UO");
+        finish(r);
+        return;
+    }
+    if (k == 1 && sc->retry.budget_enabled) /* circuit_open refusals are not counted */
+        retry_budget_note_request(&svc->state->budget, now);
+    if (k > 1)
+        svc->state->retries++; /* a retry made, not only decided */
+    ep->refs++; /* held while the attempt runs, even across a reload */
+    ep->inflight++;
+    r->current_ep = ep;
+    r->current = idx;
+    r->tried[idx] = true;
+    r->attempts = k;
+    r->last_endpoint = ep->url;
+    attempt_send(r, idx, k, now);
 }
 
 static enum breaker_result breaker_result_of(const struct outcome *o)
@@ -371,7 +360,7 @@ static void attempt_settle(struct request *r, const struct outcome *o)
     if (!ep)
         return;
     ep->inflight--;
-    int64_t now = loop_now_ms(r->srv->loop);
+    int64_t now = loop_now_ms(r->env->loop);
     enum breaker_result br = breaker_result_of(o);
     if (breaker_record(&ep->breaker, ep->policy, &r->ticket, br, now, &tr))
         endpoint_note_transition(ep, &tr);
@@ -426,7 +415,7 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
         return;
     }
 
-    int64_t now = loop_now_ms(r->srv->loop);
+    int64_t now = loop_now_ms(r->env->loop);
     struct retry_input in = {
         .outcome = oc,
         .attempt = r->attempts,
@@ -439,16 +428,16 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
         .deadline_ms = r->deadline_ms,
     };
     int64_t delay = 0;
-    enum retry_verdict v = retry_decide(rp, &in, &svc->state->budget, &r->srv->rng, &delay);
-    if (v == RETRY_YES && r->srv->drain_deadline_ms &&
-        now + delay >= r->srv->drain_deadline_ms) {
+    enum retry_verdict v = retry_decide(rp, &in, &svc->state->budget, &r->env->rng, &delay);
+    if (v == RETRY_YES && r->env->drain_deadline_ms &&
+        now + delay >= r->env->drain_deadline_ms) {
         v = RETRY_NO_DEADLINE; /* draining: a retry only if it can end before shutdown-timeout */
     }
     if (v == RETRY_YES) {
         log_debug("retrying request %s on service %s in %lld ms (attempt %d: %s)",
                   r->request_id, svc->conf->name, (long long)delay, r->attempts,
                   outcome_label_name(outcome_label_index(&oc)));
-        loop_timer_start(r->srv->loop, &r->backoff_timer, delay);
+        loop_timer_start(r->env->loop, &r->backoff_timer, delay);
         return;
     }
     if (v == RETRY_NO_ATTEMPTS && r->max_attempts > 1)
@@ -463,18 +452,11 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
 void proxy_cancel(struct request *r)
 {
     if (r->attempt) {
-        upstream_cancel(r->srv->upstream, r->attempt);
+        upstream_cancel(r->env->upstream, r->attempt);
         r->attempt = NULL;
         struct outcome o = {.kind = OUTCOME_CANCELLED};
         attempt_settle(r, &o);
     }
-    loop_timer_stop(r->srv->loop, &r->backoff_timer);
+    loop_timer_stop(r->env->loop, &r->backoff_timer);
     call_end(r);
-}
-
-void proxy_release(struct request *r)
-{
-    proxy_cancel(r);
-    free(r->tried);
-    r->tried = NULL;
 }

@@ -1,7 +1,8 @@
 /*
- * server.h - the client side: libmicrohttpd driven from ahoyd's loop
- * (external epoll), request intake and checks (SPEC 3.3, 3.4), suspend while
- * the call runs, resume and answer.
+ * server.h - the proxy's listeners: libmicrohttpd daemons driven from ahoyd's
+ * loop (external epoll), started, switched by a reload and drained. The
+ * structs are shared with the intake (intake.c), which serves the requests
+ * that arrive on them.
  */
 #ifndef AHOYD_SERVER_H
 #define AHOYD_SERVER_H
@@ -10,13 +11,14 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "listen.h"
 #include "loop.h"
+#include "request.h"
 #include "runtime.h"
 #include "upstream.h"
 
 struct MHD_Daemon;
 struct MHD_Connection;
-struct request;
 struct server;
 
 /* One libmicrohttpd daemon. The first in the server's list accepts; the others
@@ -28,6 +30,7 @@ struct listener {
     struct loop_timer timer; /* MHD's own timeouts */
     int fd;                  /* listening socket; -1 once quiesced */
     char *bound;             /* "127.0.0.1:8080" as bound (port 0 resolved) */
+    struct listen_file file; /* the unix socket file it bound (the first worker's only) */
     bool kick;               /* a connection was resumed: run MHD before waiting */
     bool same_address;       /* (reload) took over the previous daemon's socket */
     size_t pool_size;        /* MHD's per-connection memory: request and response heads */
@@ -48,8 +51,7 @@ struct client_conn {
 };
 
 struct server {
-    struct loop *loop;
-    struct upstream *upstream;
+    struct request_env env;      /* loop, upstream, rng, drain state, the answer hook */
     struct runtime *rt;          /* current; requests hold their own reference */
     struct listener *listeners;  /* the accepting one first */
     struct client_conn *conns;
@@ -57,23 +59,16 @@ struct server {
     size_t *conns_total;         /* of every worker's server (max-connections) */
     size_t conns_total_own;      /* the first server's: the others point here */
     bool secondary;              /* a further worker's (loop.h): shares the first's socket */
-    size_t worker;               /* its index: 0 for the first */
     bool reuseport;              /* workers: inet listeners are bound SO_REUSEPORT */
     struct listener *switching;  /* committed, its switch posted to the worker, not yet run */
-    uint64_t rng;
     size_t requests;             /* requests alive (URI seen, not yet completed) */
     size_t calls;                /* calls running upstream (suspended connections) */
-    bool draining;
-    int64_t drain_deadline_ms;   /* monotonic end of shutdown-timeout, 0 = none */
     struct request *suspended;   /* list of suspended requests (drain, shutdown) */
 };
 
 /* Bind cfg->listen and start libmicrohttpd on the loop. Returns 0, or -1 with a
  * message logged. */
 int server_start(struct server *s, struct loop *loop, struct upstream *up, struct runtime *rt);
-/* Bind a listen address (inet or unix); fills bound with the address as bound.
- * Returns the listening fd, or -1 after logging. */
-int server_listen_socket(const struct listen_addr *la, char *bound, size_t cap);
 
 /* Workers (loop.h): a server on a further worker's loop, accepting on a dup of the
  * first server's listening socket and counting connections with it. Called before
@@ -96,6 +91,10 @@ int server_prepare_reload_worker(struct server *s, const struct config *cfg,
                                  const struct listener *first_new, struct listener **out);
 void server_discard_reload(struct server *s, struct listener *l);
 
+/* The drain has begun: answers carry Connection: close, new requests get 503
+ * shutting_down, and a retry is made only if it can end before deadline_ms (monotonic;
+ * 0 = no limit). */
+void server_set_draining(struct server *s, int64_t deadline_ms);
 /* The next three run on the server's own worker thread (loop_post for the others). */
 /* Stop accepting: close the listener (drain). */
 void server_stop_accepting(struct server *s);
@@ -104,8 +103,5 @@ void server_close_idle(struct server *s);
 /* Answer every suspended call with 503 shutting_down (end of drain). */
 void server_abort_calls(struct server *s);
 void server_free(struct server *s);
-
-/* Called by proxy.c when r's answer is ready (r->status and r->resp or r->err_*). */
-void server_respond(struct request *r);
 
 #endif

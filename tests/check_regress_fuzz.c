@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "forward.h"
-#include "server.h"
+#include "request.h"
 #include "upstream_read.h"
 
 /* ---- upstream response headers as libcurl delivers them --------------------- */
@@ -176,9 +176,9 @@ static struct MHD_Response *respond_with(const char *const *lines, struct feed *
     for (size_t i = 0; lines[i] != NULL; i++)
         feed_line(f, lines[i]);
     feed_line(f, "\r\n");
-    static struct server srv; /* not draining */
+    static struct request_env env; /* not draining */
     memset(r, 0, sizeof(*r));
-    r->srv = &srv;
+    r->env = &env;
     r->method = "GET";
     r->status = 200;
     r->attempts = 1;

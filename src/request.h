@@ -1,0 +1,132 @@
+/*
+ * request.h - one request from its request line to its log line, and the
+ * environment it runs in.
+ *
+ * struct request is the single owner of everything a request allocates. It is
+ * made by request_new() when libmicrohttpd has the request line (intake.c),
+ * filled by intake.c (head, body), forward.c (the forwarded headers) and
+ * proxy.c (the call), answered through request_answer() and logged and freed
+ * here, once. The server side (intake.c, server.c) reaches its own state
+ * through the srv, lst and client_conn pointers; nothing below it looks
+ * inside them.
+ */
+#ifndef AHOYD_REQUEST_H
+#define AHOYD_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "breaker.h"
+#include "http.h"
+#include "loop.h"
+#include "outcome.h"
+#include "route.h"
+#include "runtime.h"
+#include "upstream.h"
+
+struct MHD_Connection;
+struct client_conn;
+struct listener;
+struct request;
+struct server;
+
+/* What a request and its call need from the worker that runs them; one per server
+ * (worker), set up by server.c. */
+struct request_env {
+    struct loop *loop;
+    struct upstream *upstream;
+    uint64_t rng;              /* the worker's: request ids, balancing, jitter */
+    size_t worker;             /* its index, for the per-worker request count */
+    bool draining;             /* answers carry Connection: close */
+    int64_t drain_deadline_ms; /* monotonic end of shutdown-timeout, 0 = none */
+    /* The answer is ready (status and resp, or err_*): the server side queues it. */
+    void (*answer)(struct request *r);
+};
+
+struct request {
+    struct request_env *env;
+    struct server *srv;             /* the server side's (intake.c, server.c) */
+    struct listener *lst;           /* the daemon this request arrived on */
+    struct client_conn *client_conn;
+    struct MHD_Connection *conn;
+    struct runtime *rt;             /* reference held for the life of the request */
+    struct request *next_suspended, *prev_suspended;
+
+    /* intake */
+    char *target;                   /* raw request-target */
+    size_t target_len;
+    char *method;
+    struct target_parts parts;
+    struct service_rt *svc;
+    const struct route_method *operation; /* named call */
+    bool head_checked;
+    bool body_discard;              /* an error is decided: read and drop the body */
+    char *body;
+    size_t body_len, body_cap;
+    char request_id[132];
+    size_t head_bytes;              /* the request line and header block */
+    char *connection;               /* every Connection value joined, or NULL */
+    char client_addr[64];           /* for X-Forwarded-For; "" for unix clients */
+    int64_t start_us;               /* request line seen */
+    int64_t received_us;            /* whole request received */
+    struct loop_timer request_timer;
+    bool suspended;
+    bool client_gone;
+    bool logged;
+    bool raw_answered;              /* answered directly on the socket (408, late 413) */
+
+    /* the call */
+    bool call_running;              /* counted in service inflight */
+    char *upstream_path;            /* base-path-relative path + query (after named-call build) */
+    char *upstream_method;
+    const char **fwd_headers;       /* "Name: value" lines sent on every attempt */
+    size_t n_fwd;
+    bool has_idempotency_key;
+    int64_t hdr_timeout_ms;         /* X-Ahoyd-Timeout, 0 = none */
+    int hdr_max_attempts;           /* X-Ahoyd-Max-Attempts, 0 = none */
+    bool allow_resend;
+    int max_attempts;
+    int64_t deadline_ms;            /* absolute monotonic, 0 = none */
+    int attempts;                   /* sent so far */
+    bool *tried;                    /* per endpoint index */
+    int current;                    /* endpoint index of the attempt in flight, -1 */
+    int previous;                   /* endpoint index of the previous attempt, -1 */
+    struct endpoint_rt *current_ep; /* held while the attempt runs */
+    struct breaker_ticket ticket;
+    bool attempt_cut_by_deadline;
+    struct upstream_attempt *attempt;
+    struct loop_timer backoff_timer;
+    struct outcome last_outcome;
+    const char *last_endpoint;      /* URL of the last endpoint tried */
+    int64_t upstream_us;            /* total time in attempts; -1 when none */
+
+    /* the answer */
+    bool response_ready;
+    int status;
+    struct upstream_response *resp; /* the upstream's, or NULL */
+    const char *resp_endpoint;      /* URL of the endpoint that gave resp */
+    const char *err_code;           /* ahoyd's error, when resp is NULL */
+    char *err_message;
+    struct header_list extra;       /* Allow, Retry-After ... */
+    bool close;                     /* Connection: close */
+    char flags[48];
+};
+
+/* A request whose request line (the raw target) was just seen, in env, on runtime rt
+ * (a reference is taken). NULL when out of memory. */
+struct request *request_new(struct request_env *env, struct runtime *rt, const char *target);
+/* Free r and everything it owns (its call must be cancelled first: proxy_cancel).
+ * The memory itself goes at the end of the loop iteration (loop_defer_free). */
+void request_free(struct request *r);
+
+/* Record an error answer made by ahoyd itself. message is copied. */
+void request_set_error(struct request *r, int status, const char *code, const char *message);
+/* Add an access-log flag ("UF", "DC", ... see ahoyd(8)); each appears once. */
+void request_add_flag(struct request *r, const char *flag);
+/* The answer is decided: hand it to the server side (env->answer). */
+void request_answer(struct request *r);
+/* Count r in the metrics and write its access-log line; only the first call counts. */
+void request_log(struct request *r);
+
+#endif
