@@ -126,3 +126,14 @@ void strbuf_json_string(struct strbuf *b, const char *s)
     }
     strbuf_add(b, "\"", 1);
 }
+
+void *array_grow(void *items, size_t n, size_t *cap, size_t size, size_t first)
+{
+    if (n < *cap)
+        return items;
+    size_t c = *cap ? *cap * 2 : first;
+    void *grown = realloc(items, c * size);
+    if (grown != NULL)
+        *cap = c;
+    return grown;
+}
