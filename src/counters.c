@@ -1,4 +1,11 @@
-/* counters.c - see counters.h. */
+/*
+ * counters.c - the request, error, duration, reload and worker counters that
+ * /metrics renders: per service in a struct service_counters made on its first
+ * request, and the process-wide set. Codes and errors are kept sorted, so the
+ * exposition lists them in a stable order without sorting under the lock.
+ * Apart from metrics.c so that runtime.c, which owns the counters, and the
+ * rendering do not depend on each other.
+ */
 #include <stdlib.h>
 #include <string.h>
 

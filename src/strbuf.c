@@ -1,4 +1,10 @@
-/* strbuf.c - see strbuf.h. */
+/*
+ * strbuf.c - growing buffers: the NUL-terminated string the JSON bodies,
+ * query strings, YAML dump and metrics text are built in (out of memory is
+ * noted once in failed, checked at the end), the JSON escaping every byte a
+ * client sends goes through, byte buffers for bodies and the doubling growth
+ * of item arrays: one place, so every buffer grows and fails the same way.
+ */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
