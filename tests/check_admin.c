@@ -610,6 +610,19 @@ static void start_svc(const char *service_extra, const char *more_services)
     free(yaml);
 }
 
+/* One stub, ahoyd with the admin API on admin behind the token s3cret and service
+ * "svc" -> the stub (no base path). */
+static void start_with_token(const char *admin)
+{
+    ck_assert_int_eq(stub_start(&stub, "a", NULL), 0);
+    char *yaml = admin_yaml("127.0.0.1:0", admin, "  admin-token: s3cret\n",
+                            "      svc:\n"
+                            "        base-url: http://127.0.0.1:%d\n",
+                            stub.port);
+    start_daemon(&daemon_proc, yaml);
+    free(yaml);
+}
+
 static cJSON *admin_json(const struct proc *p, const char *method, const char *path,
                          const char *const *headers, long want_status)
 {
@@ -1141,13 +1154,7 @@ START_TEST(bearer_token)
 {
     struct http_resp r;
 
-    ck_assert_int_eq(stub_start(&stub, "a", NULL), 0);
-    char *yaml = admin_yaml("127.0.0.1:0", "0.0.0.0:0", "  admin-token: s3cret\n",
-                            "      svc:\n"
-                            "        base-url: http://127.0.0.1:%d\n",
-                            stub.port);
-    start_daemon(&daemon_proc, yaml);
-    free(yaml);
+    start_with_token("0.0.0.0:0");
 
     static const char *const refused[] = {NULL, /* no header */
                                           "Authorization: Bearer s3cre",
@@ -1312,13 +1319,7 @@ START_TEST(dashboard_page)
 {
     struct http_resp r;
 
-    ck_assert_int_eq(stub_start(&stub, "a", NULL), 0);
-    char *yaml = admin_yaml("127.0.0.1:0", "127.0.0.1:0", "  admin-token: s3cret\n",
-                            "      svc:\n"
-                            "        base-url: http://127.0.0.1:%d\n",
-                            stub.port);
-    start_daemon(&daemon_proc, yaml);
-    free(yaml);
+    start_with_token("127.0.0.1:0");
 
     http_get(daemon_proc.admin_port, "/", NULL, &r);
     ck_assert_int_eq(r.status, 200);
