@@ -108,6 +108,7 @@ struct config {
     int64_t request_timeout_ms;  /* 0 = none */
     int64_t idle_timeout_ms;     /* 0 = none */
     int64_t shutdown_timeout_ms; /* 0 = none (exit at once) */
+    int64_t drain_delay_ms;      /* serving on after SIGTERM, not ready; 0 = none */
     int64_t workers;             /* event loops (threads); fixed at start */
     char **profiles;        /* the active profiles, in order */
     size_t n_profiles;

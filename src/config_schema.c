@@ -368,6 +368,7 @@ static const struct key schema_ahoyd[] = {
     {"idle-timeout", KD_SCALAR, &type_duration, CF(idle_timeout_ms), 0, 0, "60s", NULL, NULL},
     {"shutdown-timeout", KD_SCALAR, &type_duration, CF(shutdown_timeout_ms), 0, 0, "10s", NULL,
      NULL},
+    {"drain-delay", KD_SCALAR, &type_duration, CF(drain_delay_ms), 0, 0, "0s", NULL, NULL},
     {NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
 
 static const struct key schema_budget[] = {

@@ -246,6 +246,7 @@ START_TEST(minimal_defaults)
     ck_assert_int_eq(cfg->request_timeout_ms, 30000);
     ck_assert_int_eq(cfg->idle_timeout_ms, 60000);
     ck_assert_int_eq(cfg->shutdown_timeout_ms, 10000);
+    ck_assert_int_eq(cfg->drain_delay_ms, 0);
     ck_assert_int_eq(cfg->default_timeout_ms, 30000);
     ck_assert_int_eq(cfg->default_connect_timeout_ms, 5000);
     ck_assert_int_eq(cfg->default_deadline_ms, 0);
@@ -1749,6 +1750,7 @@ static void assert_same_config(const struct config *a, const struct config *b)
     ck_assert_int_eq(a->request_timeout_ms, b->request_timeout_ms);
     ck_assert_int_eq(a->idle_timeout_ms, b->idle_timeout_ms);
     ck_assert_int_eq(a->shutdown_timeout_ms, b->shutdown_timeout_ms);
+    ck_assert_int_eq(a->drain_delay_ms, b->drain_delay_ms);
     ck_assert_int_eq(a->default_timeout_ms, b->default_timeout_ms);
     ck_assert_int_eq(a->default_connect_timeout_ms, b->default_connect_timeout_ms);
     ck_assert_int_eq(a->default_deadline_ms, b->default_deadline_ms);

@@ -9,7 +9,8 @@
  *   configuration, listen re-binds (and a listen address that cannot be bound
  *   fails the whole reload), breaker state survives, and 50 reloads under steady
  *   load (kept-alive and new connections) lose no request;
- * - drain on SIGTERM, the shutdown timeout, and a second SIGTERM;
+ * - drain on SIGTERM, the shutdown timeout, and a second SIGTERM; the drain delay
+ *   (serving on, not ready) and a second SIGTERM in it;
  * - the access log: SIGUSR1 reopen (nothing lost or doubled), logfmt and JSON
  *   keys, escaping of client data; journald priority prefixes;
  * - command-line exit codes.
@@ -1159,6 +1160,100 @@ START_TEST(drain_second_sigterm_exits_at_once)
 }
 END_TEST
 
+/* The ops configuration with the admin API on (for /readyz). */
+static const char *with_admin(const char *yaml)
+{
+    static char text[8192];
+    const char *at = strstr(yaml, "  admin-listen: off\n");
+    ck_assert_ptr_nonnull(at);
+    snprintf(text, sizeof(text), "%.*s  admin-listen: 127.0.0.1:0\n%s", (int)(at - yaml), yaml,
+             at + strlen("  admin-listen: off\n"));
+    return text;
+}
+
+/* drain-delay: /readyz turns 503 at once, everything (new connections too) is served for
+ * the delay, then the drain runs as without it. */
+START_TEST(drain_delay_serves_on_then_drains)
+{
+    struct http_resp r;
+    double t_term, t_exit;
+    int status;
+
+    ck_assert_int_eq(stub_start(&stub_a, "a", NULL), 0);
+    start_daemon(with_admin(ops_yaml("127.0.0.1:0", "drain-delay: 2s", stub_a.port, NULL)));
+    http_get(daemon_proc.admin_port, "/readyz", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    http_resp_free(&r);
+
+    t_term = harness_now_ms();
+    ck_assert_int_eq(proc_signal(&daemon_proc, SIGTERM), 0);
+    ck_assert(proc_log_wait(&daemon_proc, "drain delay", 1000));
+    http_get(daemon_proc.admin_port, "/readyz", NULL, &r);
+    ck_assert_msg(r.status == 503, "/readyz in the drain delay: %ld (curl %d)", r.status,
+                  r.curl_code);
+    http_resp_free(&r);
+    ck_assert_msg(harness_now_ms() - t_term < 1000, "/readyz 503 only %.0f ms after SIGTERM",
+                  harness_now_ms() - t_term);
+
+    /* a new connection, 1 s into the delay, is served by the upstream */
+    pause_ms((int)(t_term + 1000 - harness_now_ms()));
+    http_get(daemon_proc.port, "/svc/late", NULL, &r);
+    ck_assert_msg(r.status == 200 && http_header(&r, "X-Stub-Name") != NULL,
+                  "a new connection 1 s into the drain delay: status %ld curl %d body %.200s",
+                  r.status, r.curl_code, r.body);
+    http_resp_free(&r);
+    ck_assert_msg(harness_now_ms() - t_term < 1800, "the call took until %.0f ms",
+                  harness_now_ms() - t_term);
+    ck_assert_int_eq(proc_wait(&daemon_proc, 0), -1);
+    ck_assert_int_eq(proc_log_count(&daemon_proc, "draining"), 0);
+
+    /* then the drain (nothing in flight) and exit 0, after the delay */
+    status = proc_wait(&daemon_proc, 6000);
+    t_exit = harness_now_ms();
+    ck_assert_msg(status == 0, "exit status %d after the drain delay", status);
+    ck_assert_msg(t_exit - t_term >= 1900 && t_exit - t_term < 5000,
+                  "exited %.0f ms after SIGTERM, drain-delay is 2 s", t_exit - t_term);
+    ck_assert(proc_log_wait(&daemon_proc, "draining", 1000));
+}
+END_TEST
+
+/* A second SIGTERM in the delay starts the drain then: calls in flight still finish. */
+START_TEST(drain_delay_second_sigterm_starts_drain)
+{
+    struct http_async *slow;
+    struct http_resp r;
+    double t_term, t_second, t_exit;
+    int status;
+
+    ck_assert_int_eq(stub_start(&stub_a, "a", NULL), 0);
+    start_daemon(ops_yaml("127.0.0.1:0", "drain-delay: 20s", stub_a.port, NULL));
+    slow = slow_call(daemon_proc.port, "/svc/slow", 1500);
+    ck_assert(stub_wait_count(&stub_a, 1, 5000));
+
+    t_term = harness_now_ms();
+    ck_assert_int_eq(proc_signal(&daemon_proc, SIGTERM), 0);
+    ck_assert(proc_log_wait(&daemon_proc, "drain delay", 1000));
+    pause_ms((int)(t_term + 500 - harness_now_ms()));
+    ck_assert_int_eq(proc_log_count(&daemon_proc, "draining"), 0);
+    t_second = harness_now_ms();
+    ck_assert_int_eq(proc_signal(&daemon_proc, SIGTERM), 0);
+    ck_assert(proc_log_wait(&daemon_proc, "draining", 1000));
+    ck_assert_msg(harness_now_ms() - t_second < 1000, "the drain started %.0f ms after it",
+                  harness_now_ms() - t_second);
+    ck_assert_int_eq(proc_wait(&daemon_proc, 0), -1); /* the call holds the drain */
+
+    ck_assert_int_eq(http_async_finish(slow, &r), 0);
+    ck_assert_msg(r.status == 200, "the call in flight: status %ld curl %d", r.status,
+                  r.curl_code);
+    http_resp_free(&r);
+    status = proc_wait(&daemon_proc, 5000);
+    t_exit = harness_now_ms();
+    ck_assert_msg(status == 0, "exit status %d", status);
+    ck_assert_msg(t_exit - t_term < 6000, "exited %.0f ms after the first SIGTERM (delay 20 s)",
+                  t_exit - t_term);
+}
+END_TEST
+
 /* ================================================================================== */
 /* access log                                                                           */
 /* ================================================================================== */
@@ -1977,6 +2072,8 @@ int main(void)
     tcase_add_test(tc, drain_answers_request_on_open_connection_with_503);
     tcase_add_test(tc, drain_shutdown_timeout_answers_503);
     tcase_add_test(tc, drain_second_sigterm_exits_at_once);
+    tcase_add_test(tc, drain_delay_serves_on_then_drains);
+    tcase_add_test(tc, drain_delay_second_sigterm_starts_drain);
 
     tc = harness_tcase(s, "access_log");
     tcase_add_test(tc, access_log_reopen_on_sigusr1);
