@@ -698,6 +698,9 @@ static void check_done(struct upstream *u)
         if (o.kind == OUTCOME_STATUS) {
             resp = a->rd.resp;
             resp->status = o.status;
+            curl_off_t ttfb = 0;
+            if (curl_easy_getinfo(e, CURLINFO_STARTTRANSFER_TIME_T, &ttfb) == CURLE_OK)
+                resp->head_us = (int64_t)ttfb;
             a->rd.resp = NULL;
         }
         int64_t elapsed = monotonic_us() - a->start_us;

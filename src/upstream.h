@@ -42,6 +42,7 @@ struct upstream_response {
     char *body;
     size_t body_len, body_cap;
     int64_t content_length; /* declared, -1 if none (HEAD keeps it) */
+    int64_t head_us;        /* from the attempt's start to its first response byte */
 };
 
 void upstream_response_free(struct upstream_response *r);

@@ -432,10 +432,11 @@ static void notify_expect_next(int fd, char *buf, size_t cap, const char *when)
 
 /* ---- access-log parsing ----------------------------------------------------------------- */
 
-#define N_ACCESS_KEYS 11
+#define N_ACCESS_KEYS 17
 static const char *const access_keys[N_ACCESS_KEYS] = {
-    "time",     "request_id", "method",   "service",       "path", "status",
-    "attempts", "endpoint",   "duration", "upstream_time", "flags"};
+    "time",     "request_id", "method",   "service",   "path",   "status",
+    "attempts", "endpoint",   "duration", "upstream_time", "flags", "client",
+    "bytes_in", "bytes_out",  "target",   "tried",     "ttfb"};
 
 struct logfmt_pair {
     char key[32];
@@ -1397,29 +1398,40 @@ START_TEST(access_log_logfmt_fields)
     char **lines;
     int n;
 
+    const char *const put_hdrs[] = {"X-Request-Id: fields-3", "X-Stub-Body-Bytes: 1234", NULL};
+    char want[300];
+    size_t body_out;
+
     ck_assert_int_eq(stub_start(&stub_a, "a", NULL), 0);
     start_daemon(ops_yaml("127.0.0.1:0", "access-log: @DIR@/access.log\naccess-log-format: logfmt",
-                          stub_a.port, NULL));
+                          stub_a.port, "retry:\n  base-delay: 10ms\n  max-delay: 20ms"));
     snprintf(path, sizeof(path), "%s/access.log", daemon_proc.dir);
     http_get(daemon_proc.port, "/svc/items/7?x=1", hdrs, &r);
     ck_assert_int_eq(r.status, 200);
+    body_out = r.body_len;
     http_resp_free(&r);
     http_get(daemon_proc.port, "/nosuch/x", NULL, &r);
     ck_assert_int_eq(r.status, 404);
+    http_resp_free(&r);
+    /* a PUT with a body, answered 503 once then 1234 bytes: two attempts */
+    ck_assert_int_eq(stub_mode(&stub_a, "{\"status\": 503, \"count\": 1}"), 0);
+    http_send(daemon_proc.port, "PUT", "/svc/up?v=2", put_hdrs, "hello", 5, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(r.body_len, 1234);
     http_resp_free(&r);
     {
         double end = harness_now_ms() + 5000;
         for (;;) {
             text = read_all(path);
             lines = split_lines(text, &n);
-            if (n >= 2 || harness_now_ms() > end)
+            if (n >= 3 || harness_now_ms() > end)
                 break;
             free(lines);
             free(text);
             pause_ms(10);
         }
     }
-    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(n, 3);
 
     assert_logfmt_line(lines[0], pairs);
     snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d/base", stub_a.port);
@@ -1440,13 +1452,42 @@ START_TEST(access_log_logfmt_fields)
     ck_assert_msg(strlen(pair_value(pairs, "time")) >= 20 && pair_value(pairs, "time")[4] == '-',
                   "time=%s", pair_value(pairs, "time"));
     /* values with client data are quoted */
-    ck_assert(pairs[1].quoted && pairs[2].quoted && pairs[4].quoted);
+    ck_assert(pairs[1].quoted && pairs[2].quoted && pairs[4].quoted && pairs[11].quoted &&
+              pairs[14].quoted && pairs[15].quoted);
+    ck_assert_msg(strncmp(pair_value(pairs, "client"), "127.0.0.1:", 10) == 0 &&
+                      atoi(pair_value(pairs, "client") + 10) > 0,
+                  "client=%s", pair_value(pairs, "client"));
+    ck_assert_str_eq(pair_value(pairs, "bytes_in"), "0");
+    snprintf(want, sizeof(want), "%zu", body_out);
+    ck_assert_str_eq(pair_value(pairs, "bytes_out"), want);
+    ck_assert_str_eq(pair_value(pairs, "target"), "/base/items/7?x=1");
+    ck_assert_str_eq(pair_value(pairs, "tried"), endpoint);
+    ck_assert_msg(strtod(pair_value(pairs, "ttfb"), NULL) > 0 &&
+                      strtod(pair_value(pairs, "ttfb"), NULL) <=
+                          strtod(pair_value(pairs, "upstream_time"), NULL),
+                  "ttfb=%s upstream_time=%s", pair_value(pairs, "ttfb"),
+                  pair_value(pairs, "upstream_time"));
 
     assert_logfmt_line(lines[1], pairs);
     ck_assert_str_eq(pair_value(pairs, "status"), "404");
     ck_assert_str_eq(pair_value(pairs, "path"), "/nosuch/x");
     ck_assert_str_eq(pair_value(pairs, "attempts"), "0");
     ck_assert_str_eq(pair_value(pairs, "flags"), "NR");
+    ck_assert_str_eq(pair_value(pairs, "bytes_in"), "0");
+    ck_assert_int_gt(atoi(pair_value(pairs, "bytes_out")), 0); /* the JSON error */
+    ck_assert_str_eq(pair_value(pairs, "target"), "-");
+    ck_assert_str_eq(pair_value(pairs, "tried"), "-");
+    ck_assert_str_eq(pair_value(pairs, "ttfb"), "-");
+
+    assert_logfmt_line(lines[2], pairs);
+    ck_assert_str_eq(pair_value(pairs, "request_id"), "fields-3");
+    ck_assert_str_eq(pair_value(pairs, "status"), "200");
+    ck_assert_str_eq(pair_value(pairs, "attempts"), "2");
+    ck_assert_str_eq(pair_value(pairs, "bytes_in"), "5");
+    ck_assert_str_eq(pair_value(pairs, "bytes_out"), "1234");
+    ck_assert_str_eq(pair_value(pairs, "target"), "/base/up?v=2");
+    snprintf(want, sizeof(want), "%s,%s", endpoint, endpoint);
+    ck_assert_str_eq(pair_value(pairs, "tried"), want);
     free(lines);
     free(text);
 }
@@ -1611,6 +1652,13 @@ START_TEST(access_log_json_lines)
             ck_assert_str_eq(json_str(j, "endpoint"), endpoint);
             ck_assert(cJSON_IsNumber(json_path(j, "upstream_time")));
             ck_assert_str_eq(json_str(j, "flags"), "");
+            ck_assert_msg(strncmp(json_str(j, "client"), "127.0.0.1:", 10) == 0, "client %s",
+                          json_str(j, "client"));
+            ck_assert_int_eq((int)json_num(j, "bytes_in", -1), 0);
+            ck_assert_int_gt((int)json_num(j, "bytes_out", -1), 0);
+            ck_assert_str_eq(json_str(j, "target"), "/base/j?q=1");
+            ck_assert_str_eq(json_str(j, "tried"), endpoint);
+            ck_assert(json_num(j, "ttfb", -1) > 0);
         } else if (k <= (int)N_NASTY) {
             i = (size_t)k - 1;
             snprintf(want_id, sizeof(want_id), "nasty-%zu", i + 1);
