@@ -69,9 +69,10 @@ struct service_conf {
     struct endpoint_conf *endpoints;
     size_t n_endpoints;
     enum lb_policy load_balancer;
-    int64_t timeout_ms;
+    int64_t timeout_ms;  /* one attempt; 0 = no bound */
     int64_t connect_timeout_ms;
     int64_t deadline_ms; /* 0 = none */
+    int64_t read_timeout_ms; /* longest silence while reading a response; 0 = none */
     struct retry_policy retry;     /* global overlaid by service map and shortcuts */
     struct breaker_policy breaker; /* likewise */
     struct header_conf *headers;

@@ -200,7 +200,7 @@ static void attempt_send(struct request *r, int idx, int k, int64_t now)
     int64_t left = 0;
     if (r->deadline_ms) {
         left = r->deadline_ms - now;
-        if (left < timeout) {
+        if (timeout <= 0 || left < timeout) {
             timeout = left;
             r->attempt_cut_by_deadline = true;
         }
@@ -242,6 +242,7 @@ static void attempt_send(struct request *r, int idx, int k, int64_t now)
             .body = r->body,
             .body_len = r->body_len,
             .timeout_ms = timeout,
+            .read_timeout_ms = sc->read_timeout_ms,
             .connect_timeout_ms = sc->connect_timeout_ms,
             .allow_resend = r->allow_resend,
             .max_body = r->rt->cfg->max_response_body,

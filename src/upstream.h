@@ -27,10 +27,11 @@ struct upstream_request {
     const char *const *headers;  /* "Name: value" lines, NULL-terminated */
     const char *body;
     size_t body_len;
-    int64_t timeout_ms;          /* whole attempt */
+    int64_t timeout_ms;          /* whole attempt; 0 = no bound */
+    int64_t read_timeout_ms;     /* longest silence while reading the response; 0 = none */
     int64_t connect_timeout_ms;
     bool allow_resend;           /* false: never let curl re-send on a new connection */
-    uint64_t max_body;
+    uint64_t max_body;           /* 0 = no limit */
     uint64_t max_header_bytes;
     const struct tls_conf *tls;
     const char *connect_to;      /* "NAME:PORT:HOST:PORT" (tls.server-name) or NULL */

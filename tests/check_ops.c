@@ -1678,6 +1678,51 @@ START_TEST(access_log_json_lines)
 END_TEST
 
 /* ================================================================================== */
+/* timeouts for streams                                                                 */
+/* ================================================================================== */
+
+/* read-timeout bounds a silence inside the response: a body that pauses 1.5 s after its
+ * first bytes ends as a timeout soon after 300 ms of silence, not at the pause's end. */
+START_TEST(read_timeout_cuts_a_silent_response)
+{
+    const char *const hdrs[] = {"X-Stub-Body-Bytes: 1000", "X-Stub-Pause-Ms: 1500", NULL};
+    struct http_resp r;
+    double t0, took;
+
+    ck_assert_int_eq(stub_start(&stub_a, "a", NULL), 0);
+    start_daemon(ops_yaml("127.0.0.1:0", NULL, stub_a.port,
+                          "timeout: 0\nread-timeout: 300ms\nretry:\n  max-attempts: 1"));
+    t0 = harness_now_ms();
+    http_get(daemon_proc.port, "/svc/pausing", hdrs, &r);
+    took = harness_now_ms() - t0;
+    assert_ahoyd_error(&r, 504, "upstream_timeout", "svc", 1);
+    http_resp_free(&r);
+    ck_assert_msg(took >= 250 && took < 1300, "answered after %.0f ms (read-timeout 300 ms, "
+                  "pause 1500 ms)", took);
+    ck_assert(proc_log_wait(&daemon_proc, "flags=UT", 2000));
+}
+END_TEST
+
+/* timeout: 0 is no bound, and without read-timeout a pause is waited out. */
+START_TEST(timeout_zero_waits_for_a_pausing_response)
+{
+    const char *const hdrs[] = {"X-Stub-Body-Bytes: 1000", "X-Stub-Pause-Ms: 1200", NULL};
+    struct http_resp r;
+    double t0, took;
+
+    ck_assert_int_eq(stub_start(&stub_a, "a", NULL), 0);
+    start_daemon(ops_yaml("127.0.0.1:0", NULL, stub_a.port, "timeout: 0"));
+    t0 = harness_now_ms();
+    http_get(daemon_proc.port, "/svc/pausing", hdrs, &r);
+    took = harness_now_ms() - t0;
+    ck_assert_msg(r.status == 200 && r.body_len == 1000, "status %ld, %zu bytes (curl %d)",
+                  r.status, r.body_len, r.curl_code);
+    http_resp_free(&r);
+    ck_assert_msg(took >= 1100, "answered after %.0f ms: the stub paused 1200 ms", took);
+}
+END_TEST
+
+/* ================================================================================== */
 /* journald                                                                             */
 /* ================================================================================== */
 
@@ -2128,6 +2173,10 @@ int main(void)
     tcase_add_test(tc, access_log_logfmt_fields);
     tcase_add_test(tc, access_log_escapes_client_data_logfmt);
     tcase_add_test(tc, access_log_json_lines);
+
+    tc = harness_tcase(s, "stream_timeouts");
+    tcase_add_test(tc, read_timeout_cuts_a_silent_response);
+    tcase_add_test(tc, timeout_zero_waits_for_a_pausing_response);
 
     tc = harness_tcase(s, "journald");
     tcase_add_test(tc, journald_priority_prefixes);
