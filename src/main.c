@@ -78,6 +78,7 @@ struct daemon_state {
     bool draining;
     bool aborted;
     bool worker_failed;               /* a further worker's loop ended in an error */
+    bool reload_failed;               /* the last reload failed (ERRNO= was sent) */
 };
 
 static void usage(FILE *out)
@@ -149,6 +150,28 @@ static void discard_workers(struct daemon_state *d)
     }
 }
 
+/* The end of a reload for systemd: READY=1, and with it on a failure STATUS= saying why and
+ * ERRNO= (systemd 257 ends the reload job at READY=1 either way; `systemctl status` shows
+ * the status and StatusErrno). A success after a failure restores both. */
+static void notify_reload_done(struct daemon_state *d, const char *why, int err)
+{
+    if (why) {
+        char status[200];
+        size_t i;
+        /* one line of printable text: a notification field ends at a newline */
+        for (i = 0; why[i] && i + 1 < sizeof status; i++)
+            status[i] = (unsigned char)why[i] < 0x20 || why[i] == 0x7f ? ' ' : why[i];
+        status[i] = '\0';
+        sd_notifyf(0, "STATUS=reload failed: %s\nERRNO=%d\nREADY=1", status, err);
+        d->reload_failed = true;
+    } else if (d->reload_failed) {
+        sd_notifyf(0, "STATUS=listening on %s\nERRNO=0\nREADY=1", server_bound(&d->server));
+        d->reload_failed = false;
+    } else {
+        sd_notify(0, "READY=1");
+    }
+}
+
 /* Load the configuration again (SPEC 2.6). Returns 0 when it took effect; otherwise -1
  * and every error logged and, when errors is not NULL, handed back. */
 static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
@@ -156,7 +179,8 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
     struct config_messages msgs = {0};
     char buf[64];
     int rc = -1;
-    char why[512]; /* a failed bind's own error, system error included, as at startup */
+    char why[512] = "invalid configuration"; /* for the log, the 422 and STATUS= */
+    int err = EINVAL;                          /* for ERRNO= */
     bool failed_bind = false;
     snprintf(buf, sizeof buf, "RELOADING=1\nMONOTONIC_USEC=%lld", (long long)monotonic_us());
     sd_notify(0, buf);
@@ -165,6 +189,8 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
     for (size_t i = 0; i < msgs.n_warnings; i++)
         log_warn("%s", msgs.warnings[i]);
     if (!cfg) {
+        if (msgs.n_errors > 0)
+            snprintf(why, sizeof why, "%s", msgs.errors[0]);
         for (size_t i = 0; i < msgs.n_errors; i++) {
             log_error("%s", msgs.errors[i]);
             if (errors)
@@ -179,9 +205,11 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
     if (cfg->workers != cur->workers)
         log_warn("workers: the change from %lld to %lld takes effect at the next start",
                  (long long)cur->workers, (long long)cfg->workers);
+    errno = 0;
     log_error_mark();
     if (server_prepare_reload(&d->server, cfg, &lst) != 0 ||
         prepare_workers(d, cfg, lst) != 0) {
+        err = errno ? errno : EADDRNOTAVAIL;
         if (log_last_error()) {
             snprintf(why, sizeof why, "%s", log_last_error());
         } else {
@@ -203,6 +231,7 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
         log_error_mark();
         new_admin = admin_start(d->loop, &cfg->admin_listen, cfg->admin_token, &hooks);
         if (!new_admin) {
+            err = errno ? errno : EADDRNOTAVAIL;
             if (log_last_error()) {
                 snprintf(why, sizeof why, "%s", log_last_error());
             } else {
@@ -218,13 +247,14 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
             goto done;
         }
     }
-    char *err = NULL;
-    struct runtime *rt = runtime_new(cfg, d->server.rt, d->loop, &err);
+    char *rt_err = NULL;
+    struct runtime *rt = runtime_new(cfg, d->server.rt, d->loop, &rt_err);
     if (!rt) {
-        log_error("%s", err ? err : "cannot build the runtime");
+        log_error("%s", rt_err ? rt_err : "cannot build the runtime");
         if (errors)
-            add_error(errors, n_errors, err ? err : "cannot build the runtime");
-        free(err);
+            add_error(errors, n_errors, rt_err ? rt_err : "cannot build the runtime");
+        free(rt_err);
+        snprintf(why, sizeof why, "cannot build the runtime");
         if (new_admin)
             admin_stop(new_admin);
         discard_workers(d);
@@ -273,8 +303,8 @@ done:
     else if (rc != 0)
         log_error("reload failed: keeping the previous configuration");
     counters_note_reload(rc == 0, (int64_t)time(NULL));
+    notify_reload_done(d, rc == 0 ? NULL : why, err);
     config_messages_free(&msgs);
-    sd_notify(0, "READY=1");
     return rc;
 }
 

@@ -148,6 +148,14 @@ static struct listener *listener_start(struct server *s, const struct config *cf
          NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)pool, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)idle_s, NULL},
+#if MHD_VERSION >= 0x01000000
+        /* libmicrohttpd 1.0 at its default level 0 answers whitespace in the target with
+         * a 301 to the target percent-encoded; level 1 answers 400 (as do a folded header
+         * line and Transfer-Encoding with Content-Length) and keeps every other check.
+         * Levels below 0 would let these through to ahoyd's checks, but also turn a NUL
+         * in a header into a space. */
+        {MHD_OPTION_CLIENT_DISCIPLINE_LVL, 1, NULL},
+#endif
         {MHD_OPTION_END, 0, NULL},
     };
     l->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0,

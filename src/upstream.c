@@ -632,6 +632,16 @@ static struct upstream_attempt *attempt_begin(struct upstream *u,
         curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, (long)UPSTREAM_STREAM_KEEPIDLE_S);
         curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, (long)UPSTREAM_STREAM_KEEPINTVL_S);
     }
+#if LIBCURL_VERSION_NUM >= 0x080800
+    /* libcurl 8.8 and later (8.14 on Debian 13) drop an empty query ("/x?" goes out as
+     * "/x"); the target is forwarded byte for byte, so name it in the request line
+     * (NULL resets a reused handle). 7.88 (Debian 12) sends the URL's path as given. */
+    const char *tail = strstr(req->url, "://");
+    tail = tail ? strchr(tail + 3, '/') : NULL;
+    size_t ulen = strlen(req->url);
+    curl_easy_setopt(e, CURLOPT_REQUEST_TARGET,
+                     tail && ulen > 0 && req->url[ulen - 1] == '?' ? tail : NULL);
+#endif
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)(req->connect_timeout_ms > 0 ? req->connect_timeout_ms : 1));
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, a->headers);

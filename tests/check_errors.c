@@ -13,6 +13,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <microhttpd.h>
+
 #include "harness.h"
 
 static struct proc stub, daemon_proc;
@@ -40,6 +42,142 @@ static void assert_bad_target(const char *target)
     snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", target);
     assert_raw_request_error(req, 400, "bad_request");
 }
+
+/* A request that libmicrohttpd 1.0 refuses itself, with 400 and its own HTML page, before
+ * ahoyd sees it (whitespace in the target or in or after a header name, HTTP/1.1 without
+ * Host, a bare CR, a Transfer-Encoding other than chunked or beside Content-Length);
+ * 0.9.75 hands it to ahoyd, which answers its JSON 400. Either way the status is 400 and
+ * nothing reaches the upstream. */
+static void assert_raw_request_refused(const char *request)
+{
+#if MHD_VERSION >= 0x01000000
+    char *out = malloc(RAW_CAP);
+    int n = raw_exchange(daemon_proc.port, request, strlen(request), out, RAW_CAP, 10000);
+
+    ck_assert_msg(n > 0, "no answer at all to %s", request);
+    ck_assert_msg(raw_status(out) == 400, "request %s: status %d, want 400: %.300s", request,
+                  raw_status(out), out);
+    free(out);
+#else
+    assert_raw_request_error(request, 400, "bad_request");
+#endif
+}
+
+/* ---- NUL bytes and obs-fold: the HTTP library's part -------------------------------- */
+
+/* libmicrohttpd before 1.0 (0.9.75 on Debian 12) cuts the method and the target at a NUL,
+ * hides a NUL in a header value (it measures headers with strlen) and glues an obs-fold
+ * continuation line onto the header name: no code of ahoyd's can see what it hid. 1.0
+ * refuses a NUL and refuses or unfolds obs-fold. Returns true (after saying so in the
+ * log) when the library running is older than 1.0. */
+static bool skip_before_mhd_1_0(const char *what)
+{
+    const char *v = MHD_get_version();
+
+    if (v != NULL && atoi(v) >= 1)
+        return false;
+    printf("SKIP (libmicrohttpd %s): %s: before 1.0 the HTTP library hides NUL bytes and "
+           "misreads obs-fold; ahoyd(8) PLATFORMS\n",
+           v ? v : "?", what);
+    fflush(stdout);
+    return true;
+}
+
+/* Send n raw bytes; the answer must be 400 or the connection closed without one. */
+static void assert_refused_or_closed(const char *what, const char *bytes, size_t n)
+{
+    char *out = malloc(RAW_CAP);
+    int got = raw_exchange(daemon_proc.port, bytes, n, out, RAW_CAP, 10000);
+
+    ck_assert_msg(got <= 0 || raw_status(out) == 400, "NUL in the %s: status %d: %.300s", what,
+                  raw_status(out), out);
+    free(out);
+}
+
+#define RAW_LITERAL(s) (s), sizeof(s) - 1
+
+START_TEST(nul_bytes_are_refused)
+{
+    struct http_resp r;
+
+    if (skip_before_mhd_1_0("NUL in the method, the target, a header name and value"))
+        return;
+    start_one_service(&stub, &daemon_proc, NULL, NULL);
+    assert_refused_or_closed("method", RAW_LITERAL("GE\0T /svc/x HTTP/1.1\r\nHost: h\r\n\r\n"));
+    assert_refused_or_closed("target", RAW_LITERAL("GET /svc/x\0y HTTP/1.1\r\nHost: h\r\n\r\n"));
+    assert_refused_or_closed("header name",
+                             RAW_LITERAL("GET /svc/x HTTP/1.1\r\nHost: h\r\nX-A\0b: 1\r\n\r\n"));
+    assert_refused_or_closed("header value",
+                             RAW_LITERAL("GET /svc/x HTTP/1.1\r\nHost: h\r\nX-A: a\0b\r\n\r\n"));
+    /* nothing of them reached the upstream; the daemon still serves */
+    ck_assert_int_eq(stub_count(&stub), 0);
+    http_get(daemon_proc.port, "/svc/after", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    http_resp_free(&r);
+    ck_assert_int_eq(stub_count(&stub), 1);
+}
+END_TEST
+
+/* The stub's record of every request must carry no body and no header whose name ends
+ * in "Length" unless it is a true Content-Length the client sent unfolded. */
+START_TEST(obs_fold_never_frames_a_body)
+{
+    static const char smuggle[] = "GET /svc/smuggled HTTP/1.1\r\nHost: h\r\n\r\n";
+    char req[512], *out = malloc(RAW_CAP);
+    int n, status;
+    cJSON *recs, *rec;
+
+    if (skip_before_mhd_1_0("obs-fold")) {
+        free(out);
+        return;
+    }
+    start_one_service(&stub, &daemon_proc, NULL, NULL);
+
+    /* "Content-: N" folded onto " Length": a front proxy that unfolds sees no
+     * Content-Length and so no body; the bytes after the head are its next request */
+    n = snprintf(req, sizeof(req),
+                 "POST /svc/fold HTTP/1.1\r\nHost: h\r\nContent-: %zu\r\n Length\r\n\r\n%s",
+                 strlen(smuggle), smuggle);
+    raw_exchange(daemon_proc.port, req, (size_t)n, out, RAW_CAP, 10000);
+    status = raw_status(out);
+    ck_assert_msg(status == 400 || status == 200, "folded Content-Length: %.300s", out);
+    recs = stub_requests(&stub);
+    ck_assert_ptr_nonnull(recs);
+    cJSON_ArrayForEach(rec, recs) {
+        const cJSON *h = cJSON_GetObjectItem(rec, "headers"), *e;
+        const cJSON *len = cJSON_GetObjectItem(rec, "body_len");
+        ck_assert_msg(cJSON_IsNumber(len) && len->valuedouble == 0,
+                      "a folded Content-Length framed a body at the upstream: %s",
+                      cJSON_PrintUnformatted(rec));
+        cJSON_ArrayForEach(e, h)
+            ck_assert_msg(strcasecmp(e->string, "Content-Length") != 0,
+                          "a folded Content-Length reached the upstream: %s",
+                          cJSON_PrintUnformatted(rec));
+    }
+    cJSON_Delete(recs);
+    ck_assert_int_eq(stub_reset(&stub), 0);
+
+    /* an ordinary folded value: 400, or the fold becomes spaces in the value */
+    raw_exchange(daemon_proc.port,
+                 RAW_LITERAL("GET /svc/fold2 HTTP/1.1\r\nHost: h\r\nX-Fold: a\r\n  b\r\n\r\n"),
+                 out, RAW_CAP, 10000);
+    status = raw_status(out);
+    ck_assert_msg(status == 400 || status == 200, "folded X-Fold: %.300s", out);
+    if (status == 200) {
+        recs = stub_requests(&stub);
+        rec = cJSON_GetArrayItem(recs, 0);
+        const cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(rec, "headers"), "X-Fold");
+        ck_assert_msg(cJSON_IsString(v) && strncmp(v->valuestring, "a", 1) == 0 &&
+                          strspn(v->valuestring + 1, " \t") > 0 &&
+                          strcmp(v->valuestring + 1 + strspn(v->valuestring + 1, " \t"), "b") == 0,
+                      "X-Fold reached the upstream as %s", cJSON_PrintUnformatted(rec));
+        cJSON_Delete(recs);
+    } else {
+        ck_assert_int_eq(stub_count(&stub), 0);
+    }
+    free(out);
+}
+END_TEST
 
 /* ---- upstream failures ------------------------------------------------------------- */
 
@@ -297,7 +435,7 @@ START_TEST(dot_segments_and_bad_targets)
     assert_bad_target("/svc/a\"b");
     assert_bad_target("/svc/a<b>");
     assert_bad_target("/svc/a{b}");
-    assert_bad_target("/svc/a b");
+    assert_raw_request_refused("GET /svc/a b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     assert_bad_target("http://127.0.0.1/svc/");
     assert_bad_target("svc/x");
     assert_bad_target("*");
@@ -317,38 +455,31 @@ START_TEST(bad_headers_and_framing)
     start_one_service(&stub, &daemon_proc, NULL, NULL);
 
     /* HTTP/1.1 without Host. */
-    assert_raw_request_error("GET /svc/x HTTP/1.1\r\n\r\n", 400, "bad_request");
+    assert_raw_request_refused("GET /svc/x HTTP/1.1\r\n\r\n");
     /* Space before the colon: a smuggling classic. */
-    assert_raw_request_error("POST /svc/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n"
-                             "Content-Length: 4\r\n\r\nabcd",
-                             400, "bad_request");
-    assert_raw_request_error("GET /svc/x HTTP/1.1\r\nHost: h\r\nX-Bad Name: 1\r\n\r\n", 400,
-                             "bad_request");
+    assert_raw_request_refused("POST /svc/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n"
+                               "Content-Length: 4\r\n\r\nabcd");
+    assert_raw_request_refused("GET /svc/x HTTP/1.1\r\nHost: h\r\nX-Bad Name: 1\r\n\r\n");
     assert_raw_request_error("GET /svc/x HTTP/1.1\r\nHost: h\r\nX-Bad(: 1\r\n\r\n", 400,
                              "bad_request");
     /* Control characters in a value. */
     assert_raw_request_error("GET /svc/x HTTP/1.1\r\nHost: h\r\nX-Evil: a\x01z\r\n\r\n", 400,
                              "bad_request");
-    assert_raw_request_error("GET /svc/x HTTP/1.1\r\nHost: h\r\nX-Evil: a\rz\r\n\r\n", 400,
-                             "bad_request");
+    assert_raw_request_refused("GET /svc/x HTTP/1.1\r\nHost: h\r\nX-Evil: a\rz\r\n\r\n");
     /* Transfer-Encoding with Content-Length, or other than chunked. */
-    assert_raw_request_error("POST /svc/x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
-                             "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-                             400, "bad_request");
-    assert_raw_request_error("POST /svc/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n"
-                             "abc",
-                             400, "bad_request");
-    assert_raw_request_error("POST /svc/x HTTP/1.1\r\nHost: h\r\n"
-                             "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
-                             400, "bad_request");
+    assert_raw_request_refused("POST /svc/x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    assert_raw_request_refused("POST /svc/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n"
+                               "\r\nabc");
+    assert_raw_request_refused("POST /svc/x HTTP/1.1\r\nHost: h\r\n"
+                               "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n");
     /* A method that is not an RFC 9110 token would reach the upstream as a malformed
-     * request line. */
-    assert_raw_request_error("GET\tX /svc/x HTTP/1.1\r\nHost: h\r\n\r\n", 400, "bad_request");
-    assert_raw_request_error("G@T:X /svc/x HTTP/1.1\r\nHost: h\r\n\r\n", 400, "bad_request");
-    assert_raw_request_error("GE(T) /svc/x HTTP/1.1\r\nHost: h\r\n\r\n", 400, "bad_request");
-    assert_raw_request_error("G\x7fT /svc/x HTTP/1.1\r\nHost: h\r\n\r\n", 400, "bad_request");
-    assert_raw_request_error("G\xc3\xa9T /svc/x HTTP/1.1\r\nHost: h\r\n\r\n", 400,
-                             "bad_request");
+     * request line (libmicrohttpd 1.0 refuses some of them itself). */
+    assert_raw_request_refused("GET\tX /svc/x HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_raw_request_refused("G@T:X /svc/x HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_raw_request_refused("GE(T) /svc/x HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_raw_request_refused("G\x7fT /svc/x HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_raw_request_refused("G\xc3\xa9T /svc/x HTTP/1.1\r\nHost: h\r\n\r\n");
     ck_assert_int_eq(stub_count(&stub), 0);
 }
 END_TEST
@@ -579,6 +710,8 @@ static Suite *errors_suite(void)
     tcase_add_test(tc, bad_headers_and_framing);
     tcase_add_test(tc, http10_without_host_is_fine);
     tcase_add_test(tc, connect_and_upgrade);
+    tcase_add_test(tc, nul_bytes_are_refused);
+    tcase_add_test(tc, obs_fold_never_frames_a_body);
 
     tc = harness_tcase(s, "limits");
     tcase_add_test(tc, payload_too_large_content_length);

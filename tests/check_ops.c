@@ -596,12 +596,29 @@ START_TEST(notify_ready_reload_stopping)
     notify_expect_next(fd, buf, sizeof(buf), "after the reload");
     ck_assert_str_eq(buf, "READY=1");
 
-    /* a failed reload still ends in READY=1: the old configuration serves */
+    /* a failed reload still ends in READY=1 (the old configuration serves), with a
+     * STATUS= saying why and ERRNO= (EINVAL: the configuration is invalid) */
     reload_with(&daemon_proc, ops_yaml("127.0.0.1:0", NULL, stub_a.port, "bogus-key: 1"), false);
     notify_expect_next(fd, buf, sizeof(buf), "after a failed SIGHUP");
     ck_assert_msg(strncmp(buf, "RELOADING=1\nMONOTONIC_USEC=", 27) == 0, "got \"%s\"", buf);
     notify_expect_next(fd, buf, sizeof(buf), "after the failed reload");
-    ck_assert_str_eq(buf, "READY=1");
+    snprintf(want, sizeof(want), "\nERRNO=%d\nREADY=1", EINVAL);
+    ck_assert_msg(strncmp(buf, "STATUS=reload failed: ", 22) == 0 && strstr(buf, "bogus-key") &&
+                      strlen(buf) > strlen(want) &&
+                      strcmp(buf + strlen(buf) - strlen(want), want) == 0 &&
+                      strchr(buf + 7, '\n') == buf + strlen(buf) - strlen(want),
+                  "want STATUS=reload failed: <why naming bogus-key>\\nERRNO=%d\\nREADY=1, "
+                  "got \"%s\"", EINVAL, buf);
+    assert_served_by(daemon_proc.port, "a");
+
+    /* the next good reload puts the status back and clears the error */
+    reload_with(&daemon_proc, ops_yaml("127.0.0.1:0", NULL, stub_a.port, "timeout: 6s"), true);
+    notify_expect_next(fd, buf, sizeof(buf), "after the next SIGHUP");
+    ck_assert_msg(strncmp(buf, "RELOADING=1\nMONOTONIC_USEC=", 27) == 0, "got \"%s\"", buf);
+    notify_expect_next(fd, buf, sizeof(buf), "after the next reload");
+    snprintf(want, sizeof(want), "STATUS=listening on 127.0.0.1:%d\nERRNO=0\nREADY=1",
+             daemon_proc.port);
+    ck_assert_str_eq(buf, want);
 
     /* SIGTERM: STOPPING=1 first, then a clean exit */
     ck_assert_int_eq(proc_signal(&daemon_proc, SIGTERM), 0);

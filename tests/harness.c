@@ -746,6 +746,15 @@ static struct curl_slist *setup_easy(CURL *h, const struct http_req *req, struct
     int i;
 
     curl_easy_setopt(h, CURLOPT_URL, req->url);
+#if LIBCURL_VERSION_NUM >= 0x080800
+    /* libcurl 8.8 and later drop an empty query ("/x?" goes out as "/x"): send the
+     * target as written */
+    size_t ulen = strlen(req->url);
+    const char *tail = strstr(req->url, "://");
+    tail = tail ? strchr(tail + 3, '/') : NULL;
+    if (tail && ulen > 0 && req->url[ulen - 1] == '?')
+        curl_easy_setopt(h, CURLOPT_REQUEST_TARGET, tail);
+#endif
     curl_easy_setopt(h, CURLOPT_PROXY, "");
     curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
