@@ -44,7 +44,8 @@ enum breaker_result {
 
 struct breaker_transition {
     enum breaker_state from, to;
-    const char *reason; /* static string: "failure threshold reached", "recovery timeout elapsed", ... */
+    /* static string: "failure threshold reached", "recovery timeout elapsed", ... */
+    const char *reason;
 };
 
 const char *breaker_state_name(enum breaker_state s); /* "closed", "open", "half_open" */

@@ -16,49 +16,12 @@
 #include "strbuf.h"
 #include "units.h"
 
-/* health-check or outlier: off (false, no), true (outlier only), or a map. */
-static void read_switch_map(struct ctx *c, const struct key *k, struct node *map, struct sect *s,
-                            bool true_ok, const char *expected)
-{
-    struct node *n = node_get(map, k->name);
-    bool *enabled = schema_field(s, k);
-    bool b;
-    if (n == NULL || n->broken)
-        return;
-    if (n->kind == N_SCALAR && !n->is_null && units_parse_bool(n->text, &b) == 0 &&
-        (!b || true_ok)) {
-        *enabled = b;
-        schema_set_origin(s, k, cfg_origin(c, n));
-        return;
-    }
-    if (n->kind != N_MAP) {
-        cfg_err(c, n, k->name, "expected %s, got %s", expected,
-                n->kind == N_SCALAR ? arena_printf(&c->a, "'%s'", cfg_show(c, n->text))
-                                    : node_kind_name(n));
-        return;
-    }
-    cfg_check_keys(c, n, k->sub);
-    *enabled = true;
-    schema_set_origin(s, k, cfg_origin(c, n));
-    schema_walk(c, k->sub, n, s, NULL, false);
-}
-
-static void dump_switch_map(struct ctx *c, const struct key *k, const struct sect *s,
-                            struct dnode *d)
-{
-    const bool *enabled = schema_field(s, k);
-    if (!*enabled)
-        dump_leaf(c, d, k->name, "off", schema_origin(s, k));
-    else
-        schema_dump(c, k->sub, s, dump_map(c, d, k->name, NULL));
-}
-
 static void read_health_check(struct ctx *c, const struct key *k, struct node *svc, struct sect *s,
                               struct dnode *d)
 {
     struct service_conf *sc = s->dst;
     (void)d;
-    read_switch_map(c, k, svc, s, false, "off or a map {path, interval, timeout, ...}");
+    cfg_read_switch_map(c, k, svc, s, false, "off or a map {path, interval, timeout, ...}");
     struct node *n = node_get(svc, k->name);
     if (sc->health.enabled && sc->health_path == NULL && n != NULL && n->kind == N_MAP &&
         node_get(n, "path") == NULL)
@@ -69,9 +32,9 @@ static void read_outlier(struct ctx *c, const struct key *k, struct node *svc, s
                          struct dnode *d)
 {
     (void)d;
-    read_switch_map(c, k, svc, s, true,
-                    "true, off or a map {consecutive-failures, base-ejection-time, "
-                    "max-ejection-percent}");
+    cfg_read_switch_map(c, k, svc, s, true,
+                        "true, off or a map {consecutive-failures, base-ejection-time, "
+                        "max-ejection-percent}");
 }
 
 /* The check's path: sent as written, so it must be an origin-form path. */
@@ -95,17 +58,7 @@ static void read_health_path(struct ctx *c, const struct key *k, struct node *ma
             return;
         }
     }
-    char **field = schema_field(s, k);
-    free(*field);
-    *field = xstrdup(v);
-    schema_set_origin(s, k, at);
-}
-
-static void dump_health_path(struct ctx *c, const struct key *k, const struct sect *s,
-                             struct dnode *d)
-{
-    char *const *v = schema_field(s, k);
-    dump_leaf(c, d, k->name, dump_str(c, *v != NULL ? *v : ""), schema_origin(s, k));
+    cfg_store_string(s, k, v, at);
 }
 
 static void read_health_expect(struct ctx *c, const struct key *k, struct node *map,
@@ -178,7 +131,7 @@ static void dump_health_headers(struct ctx *c, const struct key *k, const struct
 
 const struct key_type type_health_check = {read_health_check, dump_switch_map};
 const struct key_type type_outlier = {read_outlier, dump_switch_map};
-const struct key_type type_health_path = {read_health_path, dump_health_path};
+const struct key_type type_health_path = {read_health_path, dump_string_row};
 const struct key_type type_health_expect = {read_health_expect, dump_health_expect};
 const struct key_type type_health_headers = {read_health_headers, dump_health_headers};
 

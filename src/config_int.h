@@ -311,6 +311,17 @@ struct node *cfg_read_string(struct ctx *c, struct node *map, const char *key, c
                              const char **prov);
 /* A path relative to the main file's directory. */
 const char *cfg_rel_path(struct ctx *c, const char *p);
+/* Set row k's malloc'd string field to a copy of v (NULL for ""), from at. */
+void cfg_store_string(struct sect *s, const struct key *k, const char *v, const char *at);
+/* The dump of a string field (NULL shows as ""). */
+void dump_string_row(struct ctx *c, const struct key *k, const struct sect *s, struct dnode *d);
+/* A policy that is a switch or a map of its keys: false turns it off, true turns
+ * it on with its keys' defaults where true_ok (else an error), a map turns it on
+ * and is walked; expected is the error's "expected ..." text. Its dump is off, or
+ * the map. */
+void cfg_read_switch_map(struct ctx *c, const struct key *k, struct node *map, struct sect *s,
+                         bool true_ok, const char *expected);
+void dump_switch_map(struct ctx *c, const struct key *k, const struct sect *s, struct dnode *d);
 
 /* ---- config_addr.c --------------------------------------------------------------- */
 

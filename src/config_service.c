@@ -92,36 +92,8 @@ static void dump_retry_on(struct ctx *c, const struct key *k, const struct sect 
 static void read_budget(struct ctx *c, const struct key *k, struct node *map, struct sect *s,
                         struct dnode *d)
 {
-    struct node *n = node_get(map, k->name);
-    bool *enabled = schema_field(s, k);
-    bool b;
     (void)d;
-    if (n == NULL || n->broken)
-        return;
-    if (n->kind == N_SCALAR && !n->is_null && units_parse_bool(n->text, &b) == 0) {
-        *enabled = b;
-        schema_set_origin(s, k, cfg_origin(c, n));
-        return;
-    }
-    if (n->kind != N_MAP) {
-        cfg_err(c, n, k->name, "expected off or a map {ratio, min-per-second}, got %s",
-                n->kind == N_SCALAR ? arena_printf(&c->a, "'%s'", cfg_show(c, n->text))
-                                    : node_kind_name(n));
-        return;
-    }
-    cfg_check_keys(c, n, k->sub);
-    *enabled = true;
-    schema_set_origin(s, k, cfg_origin(c, n));
-    schema_walk(c, k->sub, n, s, NULL, false);
-}
-
-static void dump_budget(struct ctx *c, const struct key *k, const struct sect *s, struct dnode *d)
-{
-    const bool *enabled = schema_field(s, k);
-    if (!*enabled)
-        dump_leaf(c, d, k->name, "off", schema_origin(s, k));
-    else
-        schema_dump(c, k->sub, s, dump_map(c, d, k->name, NULL));
+    cfg_read_switch_map(c, k, map, s, true, "off or a map {ratio, min-per-second}");
 }
 
 /*
@@ -155,44 +127,77 @@ static void read_shortcuts(struct ctx *c, const struct key *k, struct node *svc,
 }
 
 /*
- * A service's retry: the global policy (already in s), overlaid by its
- * `retry` value (a count, a boolean or a map), then by its shortcuts.
+ * The scalar value of a service's retry or circuit-breaker (not null): the
+ * node that turns the policy off, or NULL (an error is reported here). expected
+ * is the error's "expected ..." text.
  */
-static void read_service_retry(struct ctx *c, const struct key *k, struct node *svc, struct sect *s,
-                               struct dnode *ds)
+typedef const struct node *policy_scalar_fn(struct ctx *c, const struct key *k, struct node *v,
+                                            struct sect *s, const char *expected);
+
+/* retry: true, false (one attempt) or a number of attempts. */
+static const struct node *retry_scalar(struct ctx *c, const struct key *k, struct node *r,
+                                       struct sect *s, const char *expected)
 {
     struct service_conf *sc = s->dst;
-    struct node *r = node_get(svc, k->name);
-    struct node *rmap = NULL, *off = NULL;
-    if (r != NULL && r->broken) {
-        /* reported */
-    } else if (r != NULL && r->kind == N_MAP) {
-        rmap = r;
-        cfg_check_keys(c, r, k->sub);
-        schema_walk(c, k->sub, r, s, NULL, false);
-    } else if (r != NULL && r->kind == N_SCALAR && !r->is_null) {
-        const struct key *ma = schema_find(k->sub, "max-attempts");
-        bool b;
-        int64_t n;
-        if (units_parse_bool(r->text, &b) == 0) {
-            if (!b) {
-                off = r;
-                sc->retry.max_attempts = 1;
-            }
-        } else if (units_parse_int(r->text, INT64_MIN, INT64_MAX, &n) == 0 ||
-                   (r->text[0] == '-' && isdigit((unsigned char)r->text[1]))) {
-            if (cfg_conv_int(c, r, k->name, ma->min, ma->max, &n)) {
-                sc->retry.max_attempts = (int)n;
-                schema_set_origin(s, ma, cfg_origin(c, r));
-            }
-        } else {
-            cfg_err(c, r, k->name, "expected true, false, a number of attempts or a map, got '%s'",
-                    cfg_show(c, r->text));
+    const struct key *ma = schema_find(k->sub, "max-attempts");
+    bool b;
+    int64_t n;
+    if (units_parse_bool(r->text, &b) == 0) {
+        if (!b) {
+            sc->retry.max_attempts = 1;
+            return r;
         }
-    } else if (r != NULL && !r->is_null) {
-        cfg_err(c, r, k->name, "expected true, false, a number of attempts or a map, got a list");
+    } else if (units_parse_int(r->text, INT64_MIN, INT64_MAX, &n) == 0 ||
+               (r->text[0] == '-' && isdigit((unsigned char)r->text[1]))) {
+        if (cfg_conv_int(c, r, k->name, ma->min, ma->max, &n)) {
+            sc->retry.max_attempts = (int)n;
+            schema_set_origin(s, ma, cfg_origin(c, r));
+        }
+    } else {
+        cfg_err(c, r, k->name, "expected %s, got '%s'", expected, cfg_show(c, r->text));
     }
-    read_shortcuts(c, k, svc, rmap, off, s);
+    return NULL;
+}
+
+/* circuit-breaker: true or false. */
+static const struct node *breaker_scalar(struct ctx *c, const struct key *k, struct node *b,
+                                         struct sect *s, const char *expected)
+{
+    struct service_conf *sc = s->dst;
+    bool on;
+    if (units_parse_bool(b->text, &on) != 0) {
+        cfg_err(c, b, k->name, "expected %s, got '%s'", expected, cfg_show(c, b->text));
+    } else if (!on) {
+        sc->breaker.enabled = false;
+        return b;
+    }
+    return NULL;
+}
+
+/*
+ * A service's retry or circuit-breaker: the global policy (already in s),
+ * overlaid by its value (a map, or a scalar that scalar reads), then by its
+ * shortcuts; dumped as false when off, else as the policy's fields.
+ */
+static void read_service_policy(struct ctx *c, const struct key *k, struct node *svc,
+                                struct sect *s, struct dnode *ds, policy_scalar_fn *scalar,
+                                const char *expected)
+{
+    struct node *v = node_get(svc, k->name);
+    struct node *map = NULL;
+    const struct node *off = NULL;
+    if (v != NULL && v->broken) {
+        /* reported */
+    } else if (v != NULL && v->kind == N_MAP) {
+        map = v;
+        cfg_check_keys(c, v, k->sub);
+        schema_walk(c, k->sub, v, s, NULL, false);
+    } else if (v != NULL && v->kind == N_SCALAR && !v->is_null) {
+        off = scalar(c, k, v, s, expected);
+    } else if (v != NULL && !v->is_null) {
+        cfg_err(c, v, k->name, "expected %s, got a list", expected);
+    }
+    read_shortcuts(c, k, svc, map, off, s);
     if (ds == NULL)
         return;
     if (off != NULL)
@@ -201,36 +206,19 @@ static void read_service_retry(struct ctx *c, const struct key *k, struct node *
         schema_dump(c, k->sub, s, dump_map(c, ds, k->name, NULL));
 }
 
+/* A service's retry: a count, a boolean or a map. */
+static void read_service_retry(struct ctx *c, const struct key *k, struct node *svc, struct sect *s,
+                               struct dnode *ds)
+{
+    read_service_policy(c, k, svc, s, ds, retry_scalar,
+                        "true, false, a number of attempts or a map");
+}
+
+/* A service's circuit-breaker: a boolean or a map. */
 static void read_service_breaker(struct ctx *c, const struct key *k, struct node *svc,
                                  struct sect *s, struct dnode *ds)
 {
-    struct service_conf *sc = s->dst;
-    struct node *b = node_get(svc, k->name);
-    struct node *bmap = NULL, *off = NULL;
-    if (b != NULL && b->broken) {
-        /* reported */
-    } else if (b != NULL && b->kind == N_MAP) {
-        bmap = b;
-        cfg_check_keys(c, b, k->sub);
-        schema_walk(c, k->sub, b, s, NULL, false);
-    } else if (b != NULL && b->kind == N_SCALAR && !b->is_null) {
-        bool on;
-        if (units_parse_bool(b->text, &on) != 0) {
-            cfg_err(c, b, k->name, "expected true, false or a map, got '%s'", cfg_show(c, b->text));
-        } else if (!on) {
-            sc->breaker.enabled = false;
-            off = b;
-        }
-    } else if (b != NULL && !b->is_null) {
-        cfg_err(c, b, k->name, "expected true, false or a map, got a list");
-    }
-    read_shortcuts(c, k, svc, bmap, off, s);
-    if (ds == NULL)
-        return;
-    if (off != NULL)
-        dump_leaf(c, ds, k->name, "false", cfg_origin(c, off));
-    else
-        schema_dump(c, k->sub, s, dump_map(c, ds, k->name, NULL));
+    read_service_policy(c, k, svc, s, ds, breaker_scalar, "true, false or a map");
 }
 
 /* ---- endpoints, headers, methods ---------------------------------------------------- */
@@ -538,7 +526,7 @@ static void read_services(struct ctx *c, const struct key *k, struct node *clien
 }
 
 const struct key_type type_retry_on = {read_retry_on, dump_retry_on};
-const struct key_type type_budget = {read_budget, dump_budget};
+const struct key_type type_budget = {read_budget, dump_switch_map};
 const struct key_type type_service_retry = {read_service_retry, NULL};
 const struct key_type type_service_breaker = {read_service_breaker, NULL};
 const struct key_type type_endpoints = {read_endpoints, NULL};

@@ -354,6 +354,14 @@ static void dump_enum_row(struct ctx *c, const struct key *k, const struct sect 
     dump_leaf(c, d, k->name, names->v[v], schema_origin(s, k));
 }
 
+void cfg_store_string(struct sect *s, const struct key *k, const char *v, const char *at)
+{
+    char **field = schema_field(s, k);
+    free(*field);
+    *field = v[0] != '\0' ? xstrdup(v) : NULL;
+    schema_set_origin(s, k, at);
+}
+
 /* A malloc'd string field, NULL for ""; type_path makes it relative to the main
  * file's directory. */
 static void read_text(struct ctx *c, const struct key *k, struct node *map, struct sect *s,
@@ -365,10 +373,7 @@ static void read_text(struct ctx *c, const struct key *k, struct node *map, stru
         return;
     if (path)
         v = cfg_rel_path(c, v);
-    char **field = schema_field(s, k);
-    free(*field);
-    *field = v[0] != '\0' ? xstrdup(v) : NULL;
-    schema_set_origin(s, k, at);
+    cfg_store_string(s, k, v, at);
 }
 
 static void read_string(struct ctx *c, const struct key *k, struct node *map, struct sect *s,
@@ -385,8 +390,7 @@ static void read_path(struct ctx *c, const struct key *k, struct node *map, stru
     read_text(c, k, map, s, true);
 }
 
-static void dump_string_row(struct ctx *c, const struct key *k, const struct sect *s,
-                            struct dnode *d)
+void dump_string_row(struct ctx *c, const struct key *k, const struct sect *s, struct dnode *d)
 {
     char *const *v = schema_field(s, k);
     dump_leaf(c, d, k->name, dump_str(c, *v != NULL ? *v : ""), schema_origin(s, k));
@@ -444,6 +448,41 @@ static void dump_percent_row(struct ctx *c, const struct key *k, const struct se
     dump_leaf(c, d, k->name, arena_printf(&c->a, "%d%%", v), schema_origin(s, k));
 }
 
+/* A switch or a map of its keys: budget, health-check, outlier (config_int.h). */
+void cfg_read_switch_map(struct ctx *c, const struct key *k, struct node *map, struct sect *s,
+                         bool true_ok, const char *expected)
+{
+    struct node *n = node_get(map, k->name);
+    bool *enabled = schema_field(s, k);
+    bool b;
+    if (n == NULL || n->broken)
+        return;
+    if (n->kind == N_SCALAR && !n->is_null && units_parse_bool(n->text, &b) == 0 &&
+        (!b || true_ok)) {
+        *enabled = b;
+        schema_set_origin(s, k, cfg_origin(c, n));
+        return;
+    }
+    if (n->kind != N_MAP) {
+        cfg_err(c, n, k->name, "expected %s, got %s", expected,
+                n->kind == N_SCALAR ? arena_printf(&c->a, "'%s'", cfg_show(c, n->text))
+                                    : node_kind_name(n));
+        return;
+    }
+    cfg_check_keys(c, n, k->sub);
+    *enabled = true;
+    schema_set_origin(s, k, cfg_origin(c, n));
+    schema_walk(c, k->sub, n, s, NULL, false);
+}
+
+void dump_switch_map(struct ctx *c, const struct key *k, const struct sect *s, struct dnode *d)
+{
+    const bool *enabled = schema_field(s, k);
+    if (!*enabled)
+        dump_leaf(c, d, k->name, "off", schema_origin(s, k));
+    else
+        schema_dump(c, k->sub, s, dump_map(c, d, k->name, NULL));
+}
 /* A map of known keys into the same struct: checked, walked with its defaults. */
 static void read_section(struct ctx *c, const struct key *k, struct node *map, struct sect *s,
                          struct dnode *d)

@@ -1,8 +1,16 @@
-/* counters.c - see counters.h. */
+/*
+ * counters.c - the request, error, duration, reload and worker counters that
+ * /metrics renders: per service in a struct service_counters made on its first
+ * request, and the process-wide set. Codes and errors are kept sorted, so the
+ * exposition lists them in a stable order without sorting under the lock.
+ * Apart from metrics.c so that runtime.c, which owns the counters, and the
+ * rendering do not depend on each other.
+ */
 #include <stdlib.h>
 #include <string.h>
 
 #include "counters.h"
+#include "strbuf.h"
 
 const int64_t counters_duration_bounds_us[COUNTERS_DURATION_BUCKETS] = {
     5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
@@ -18,14 +26,10 @@ static void note_code(struct service_counters *m, int status)
         m->codes[i].count++;
         return;
     }
-    if (m->n_codes == m->cap_codes) {
-        size_t cap = m->cap_codes ? m->cap_codes * 2 : 8;
-        struct counters_code *c = realloc(m->codes, cap * sizeof *c);
-        if (!c)
-            return;
-        m->codes = c;
-        m->cap_codes = cap;
-    }
+    struct counters_code *c = array_grow(m->codes, m->n_codes, &m->cap_codes, sizeof *c, 8);
+    if (!c)
+        return;
+    m->codes = c;
     memmove(&m->codes[i + 1], &m->codes[i], (m->n_codes - i) * sizeof *m->codes);
     m->codes[i].status = status;
     m->codes[i].count = 1;
@@ -42,14 +46,10 @@ static void note_error(struct service_counters *m, const char *code)
         m->errors[i].count++;
         return;
     }
-    if (m->n_errors == m->cap_errors) {
-        size_t cap = m->cap_errors ? m->cap_errors * 2 : 8;
-        struct counters_error *e = realloc(m->errors, cap * sizeof *e);
-        if (!e)
-            return;
-        m->errors = e;
-        m->cap_errors = cap;
-    }
+    struct counters_error *e = array_grow(m->errors, m->n_errors, &m->cap_errors, sizeof *e, 8);
+    if (!e)
+        return;
+    m->errors = e;
     char *copy = strdup(code);
     if (!copy)
         return;

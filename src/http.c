@@ -268,6 +268,24 @@ bool http_origin_parse(const char *origin, char *host, size_t cap, int *port)
     return true;
 }
 
+/* The next element of the comma-separated list at *p, blanks around it dropped:
+ * *start set and its end returned (the same for an empty element); *p moved to the
+ * comma after it or the end. */
+static const char *list_item(const char **p, const char **start)
+{
+    const char *s = *p;
+    while (*s == ' ' || *s == '\t' || *s == ',')
+        s++;
+    const char *e = s;
+    while (*e != '\0' && *e != ',')
+        e++;
+    *p = e;
+    *start = s;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    return e;
+}
+
 bool http_list_has_token(const char *list, const char *token)
 {
     if (!list || !token)
@@ -277,14 +295,7 @@ bool http_list_has_token(const char *list, const char *token)
         return false;
     const char *p = list;
     while (*p != '\0') {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *start = p;
-        while (*p != '\0' && *p != ',')
-            p++;
-        const char *end = p;
-        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-            end--;
+        const char *start, *end = list_item(&p, &start);
         if ((size_t)(end - start) == tlen && strncasecmp(start, token, tlen) == 0)
             return true;
     }
@@ -311,25 +322,15 @@ int http_tokens_split(struct http_tokens *t, const char *list)
     size_t cap = 0;
     *t = (struct http_tokens){0};
     for (const char *p = list; p != NULL && *p != '\0';) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *start = p;
-        while (*p != '\0' && *p != ',')
-            p++;
-        const char *end = p;
-        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-            end--;
+        const char *start, *end = list_item(&p, &start);
         if (end == start)
             continue;
-        if (t->n == cap) {
-            cap = cap ? cap * 2 : 8;
-            struct http_token *items = realloc(t->items, cap * sizeof *items);
-            if (items == NULL) {
-                http_tokens_free(t);
-                return -1;
-            }
-            t->items = items;
+        struct http_token *items = array_grow(t->items, t->n, &cap, sizeof *items, 8);
+        if (items == NULL) {
+            http_tokens_free(t);
+            return -1;
         }
+        t->items = items;
         t->items[t->n++] = (struct http_token){start, (size_t)(end - start)};
     }
     if (t->n > 1)
@@ -442,14 +443,10 @@ void http_request_id_new(char out[37], uint64_t *rng)
 void header_list_add(struct header_list *l, const char *name, size_t name_len, const char *value,
                      size_t value_len)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        struct header *items = realloc(l->items, cap * sizeof *items);
-        if (!items)
-            return;
-        l->items = items;
-        l->cap = cap;
-    }
+    struct header *items = array_grow(l->items, l->n, &l->cap, sizeof *items, 16);
+    if (!items)
+        return;
+    l->items = items;
     l->items[l->n].name = strndup(name, name_len);
     l->items[l->n].value = strndup(value, value_len);
     l->n++;

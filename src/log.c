@@ -215,7 +215,8 @@ static void lb_puts(struct linebuf *b, const char *s)
         lb_putc(b, *s++);
 }
 
-static void lb_printf(struct linebuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void lb_printf(struct linebuf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void lb_printf(struct linebuf *b, const char *fmt, ...)
 {
     char tmp[128];

@@ -225,6 +225,126 @@ static void render_fleet(struct strbuf *t, const struct runtime *rt, size_t n)
     }
 }
 
+/* Requests, errors and durations by service, then of the requests that matched none. */
+static void render_service_counters(struct strbuf *t, const struct runtime *rt, size_t n,
+                                    const struct process_counters *pc)
+{
+    family(t, "ahoyd_requests_total", "counter",
+           "Requests answered, by service and HTTP status sent to the client.");
+    for (size_t i = 0; i < n; i++)
+        render_requests(t, rt->services[i].conf->name, rt->services[i].state->counters);
+    render_requests(t, "_none", &pc->none);
+
+    family(t, "ahoyd_errors_total", "counter",
+           "Requests answered with an ahoyd error, by service and error code.");
+    for (size_t i = 0; i < n; i++)
+        render_errors(t, rt->services[i].conf->name, rt->services[i].state->counters);
+    render_errors(t, "_none", &pc->none);
+
+    family(t, "ahoyd_request_duration_seconds", "histogram",
+           "Time from the first request byte to the answer, by service.");
+    for (size_t i = 0; i < n; i++)
+        render_service_histogram(t, rt->services[i].conf->name, rt->services[i].state->counters);
+    render_service_histogram(t, "_none", &pc->none);
+}
+
+/* Upstream attempts, their durations, retries and the circuit breakers. */
+static void render_upstream(struct strbuf *t, const struct runtime *rt, size_t n)
+{
+    family(t, "ahoyd_upstream_attempts_total", "counter",
+           "Upstream attempts, by service, endpoint and outcome.");
+    for (size_t i = 0; i < n; i++) {
+        const struct service_rt *s = &rt->services[i];
+        for (size_t j = 0; j < s->n_endpoints; j++)
+            for (int o = 0; o < OUTCOME_LABELS; o++) {
+                sample_start(t, "ahoyd_upstream_attempts_total", "service", s->conf->name,
+                             "endpoint", s->endpoints[j]->url, "outcome", outcome_label_name(o),
+                             NULL);
+                value_u64(t, s->endpoints[j]->attempts[o]);
+            }
+    }
+
+    family(t, "ahoyd_upstream_attempt_duration_seconds", "histogram",
+           "Time of each upstream attempt, by service and endpoint.");
+    for (size_t i = 0; i < n; i++) {
+        const struct service_rt *s = &rt->services[i];
+        for (size_t j = 0; j < s->n_endpoints; j++)
+            render_histogram(t, "ahoyd_upstream_attempt_duration_seconds", "service",
+                             s->conf->name, "endpoint", s->endpoints[j]->url,
+                             &s->endpoints[j]->attempt_duration);
+    }
+
+    family(t, "ahoyd_retries_total", "counter", "Retries (attempts after the first), by service.");
+    for (size_t i = 0; i < n; i++) {
+        sample_start(t, "ahoyd_retries_total", "service", rt->services[i].conf->name, NULL);
+        value_u64(t, rt->services[i].state->retries);
+    }
+
+    family(t, "ahoyd_circuit_state", "gauge",
+           "Circuit breaker state per endpoint: 0 closed, 1 open, 2 half-open.");
+    for (size_t i = 0; i < n; i++) {
+        const struct service_rt *s = &rt->services[i];
+        for (size_t j = 0; j < s->n_endpoints; j++) {
+            sample_start(t, "ahoyd_circuit_state", "service", s->conf->name, "endpoint",
+                         s->endpoints[j]->url, NULL);
+            strbuf_printf(t, "%d\n", (int)s->endpoints[j]->breaker.state);
+        }
+    }
+
+    family(t, "ahoyd_circuit_transitions_total", "counter",
+           "Circuit breaker transitions per endpoint, by the state entered.");
+    for (size_t i = 0; i < n; i++) {
+        const struct service_rt *s = &rt->services[i];
+        for (size_t j = 0; j < s->n_endpoints; j++)
+            for (int to = BREAKER_CLOSED; to <= BREAKER_HALF_OPEN; to++) {
+                sample_start(t, "ahoyd_circuit_transitions_total", "service", s->conf->name,
+                             "endpoint", s->endpoints[j]->url, "to",
+                             breaker_state_name((enum breaker_state)to), NULL);
+                value_u64(t, s->endpoints[j]->transitions_to[to]);
+            }
+    }
+}
+
+/* In-flight calls, connections, per-worker requests and reloads. */
+static void render_load(struct strbuf *t, const struct runtime *rt, size_t n,
+                        const struct process_counters *pc)
+{
+    family(t, "ahoyd_inflight_requests", "gauge", "Calls in flight, by service.");
+    for (size_t i = 0; i < n; i++) {
+        sample_start(t, "ahoyd_inflight_requests", "service", rt->services[i].conf->name, NULL);
+        strbuf_printf(t, "%d\n", rt->services[i].state->inflight);
+    }
+
+    render_number(t, "ahoyd_client_connections", "gauge",
+                  "Client connections open on listen, all workers.",
+                  (double)pc->client_connections);
+    render_number(t, "ahoyd_upstream_connections", "gauge",
+                  "Connections open to upstream endpoints, all workers.",
+                  (double)pc->upstream_connections);
+
+    if (pc->workers_running > 1) {
+        family(t, "ahoyd_worker_requests_total", "counter",
+               "Requests answered, by worker (event loop).");
+        for (size_t i = 0; i < pc->workers_running; i++) {
+            char w[24];
+            snprintf(w, sizeof w, "%zu", i);
+            sample_start(t, "ahoyd_worker_requests_total", "worker", w, NULL);
+            value_u64(t, pc->worker_requests[i]);
+        }
+    }
+
+    family(t, "ahoyd_config_reloads_total", "counter", "Configuration reloads, by result.");
+    sample_start(t, "ahoyd_config_reloads_total", "result", "success", NULL);
+    value_u64(t, pc->reloads_success);
+    sample_start(t, "ahoyd_config_reloads_total", "result", "failure", NULL);
+    value_u64(t, pc->reloads_failure);
+
+    family(t, "ahoyd_config_last_reload_success_timestamp_seconds", "gauge",
+           "Unix time of the last successful configuration load (start or reload).");
+    sample_start(t, "ahoyd_config_last_reload_success_timestamp_seconds", NULL);
+    strbuf_printf(t, "%lld\n", (long long)pc->last_reload_success_s);
+}
+
 char *metrics_render(const struct runtime *rt, size_t *len)
 {
     struct strbuf t = {0};
@@ -234,115 +354,10 @@ char *metrics_render(const struct runtime *rt, size_t *len)
     family(&t, "ahoyd_build_info", "gauge", "ahoyd build information.");
     sample_start(&t, "ahoyd_build_info", "version", PACKAGE_VERSION, NULL);
     strbuf_puts(&t, "1\n");
-
-    family(&t, "ahoyd_requests_total", "counter",
-           "Requests answered, by service and HTTP status sent to the client.");
-    for (size_t i = 0; i < n; i++)
-        render_requests(&t, rt->services[i].conf->name, rt->services[i].state->counters);
-    render_requests(&t, "_none", &pc->none);
-
-    family(&t, "ahoyd_errors_total", "counter",
-           "Requests answered with an ahoyd error, by service and error code.");
-    for (size_t i = 0; i < n; i++)
-        render_errors(&t, rt->services[i].conf->name, rt->services[i].state->counters);
-    render_errors(&t, "_none", &pc->none);
-
-    family(&t, "ahoyd_request_duration_seconds", "histogram",
-           "Time from the first request byte to the answer, by service.");
-    for (size_t i = 0; i < n; i++)
-        render_service_histogram(&t, rt->services[i].conf->name, rt->services[i].state->counters);
-    render_service_histogram(&t, "_none", &pc->none);
-
-    family(&t, "ahoyd_upstream_attempts_total", "counter",
-           "Upstream attempts, by service, endpoint and outcome.");
-    for (size_t i = 0; i < n; i++) {
-        const struct service_rt *s = &rt->services[i];
-        for (size_t j = 0; j < s->n_endpoints; j++)
-            for (int o = 0; o < OUTCOME_LABELS; o++) {
-                sample_start(&t, "ahoyd_upstream_attempts_total", "service", s->conf->name,
-                             "endpoint", s->endpoints[j]->url, "outcome", outcome_label_name(o),
-                             NULL);
-                value_u64(&t, s->endpoints[j]->attempts[o]);
-            }
-    }
-
-    family(&t, "ahoyd_upstream_attempt_duration_seconds", "histogram",
-           "Time of each upstream attempt, by service and endpoint.");
-    for (size_t i = 0; i < n; i++) {
-        const struct service_rt *s = &rt->services[i];
-        for (size_t j = 0; j < s->n_endpoints; j++)
-            render_histogram(&t, "ahoyd_upstream_attempt_duration_seconds", "service",
-                             s->conf->name, "endpoint", s->endpoints[j]->url,
-                             &s->endpoints[j]->attempt_duration);
-    }
-
-    family(&t, "ahoyd_retries_total", "counter", "Retries (attempts after the first), by service.");
-    for (size_t i = 0; i < n; i++) {
-        sample_start(&t, "ahoyd_retries_total", "service", rt->services[i].conf->name, NULL);
-        value_u64(&t, rt->services[i].state->retries);
-    }
-
-    family(&t, "ahoyd_circuit_state", "gauge",
-           "Circuit breaker state per endpoint: 0 closed, 1 open, 2 half-open.");
-    for (size_t i = 0; i < n; i++) {
-        const struct service_rt *s = &rt->services[i];
-        for (size_t j = 0; j < s->n_endpoints; j++) {
-            sample_start(&t, "ahoyd_circuit_state", "service", s->conf->name, "endpoint",
-                         s->endpoints[j]->url, NULL);
-            strbuf_printf(&t, "%d\n", (int)s->endpoints[j]->breaker.state);
-        }
-    }
-
-    family(&t, "ahoyd_circuit_transitions_total", "counter",
-           "Circuit breaker transitions per endpoint, by the state entered.");
-    for (size_t i = 0; i < n; i++) {
-        const struct service_rt *s = &rt->services[i];
-        for (size_t j = 0; j < s->n_endpoints; j++)
-            for (int to = BREAKER_CLOSED; to <= BREAKER_HALF_OPEN; to++) {
-                sample_start(&t, "ahoyd_circuit_transitions_total", "service", s->conf->name,
-                             "endpoint", s->endpoints[j]->url, "to",
-                             breaker_state_name((enum breaker_state)to), NULL);
-                value_u64(&t, s->endpoints[j]->transitions_to[to]);
-            }
-    }
-
+    render_service_counters(&t, rt, n, pc);
+    render_upstream(&t, rt, n);
     render_fleet(&t, rt, n);
-
-    family(&t, "ahoyd_inflight_requests", "gauge", "Calls in flight, by service.");
-    for (size_t i = 0; i < n; i++) {
-        sample_start(&t, "ahoyd_inflight_requests", "service", rt->services[i].conf->name, NULL);
-        strbuf_printf(&t, "%d\n", rt->services[i].state->inflight);
-    }
-
-    render_number(&t, "ahoyd_client_connections", "gauge",
-                  "Client connections open on listen, all workers.",
-                  (double)pc->client_connections);
-    render_number(&t, "ahoyd_upstream_connections", "gauge",
-                  "Connections open to upstream endpoints, all workers.",
-                  (double)pc->upstream_connections);
-
-    if (pc->workers_running > 1) {
-        family(&t, "ahoyd_worker_requests_total", "counter",
-               "Requests answered, by worker (event loop).");
-        for (size_t i = 0; i < pc->workers_running; i++) {
-            char w[24];
-            snprintf(w, sizeof w, "%zu", i);
-            sample_start(&t, "ahoyd_worker_requests_total", "worker", w, NULL);
-            value_u64(&t, pc->worker_requests[i]);
-        }
-    }
-
-    family(&t, "ahoyd_config_reloads_total", "counter", "Configuration reloads, by result.");
-    sample_start(&t, "ahoyd_config_reloads_total", "result", "success", NULL);
-    value_u64(&t, pc->reloads_success);
-    sample_start(&t, "ahoyd_config_reloads_total", "result", "failure", NULL);
-    value_u64(&t, pc->reloads_failure);
-
-    family(&t, "ahoyd_config_last_reload_success_timestamp_seconds", "gauge",
-           "Unix time of the last successful configuration load (start or reload).");
-    sample_start(&t, "ahoyd_config_last_reload_success_timestamp_seconds", NULL);
-    strbuf_printf(&t, "%lld\n", (long long)pc->last_reload_success_s);
-
+    render_load(&t, rt, n, pc);
     render_process(&t);
 
     if (t.failed || !t.s) {

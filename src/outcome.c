@@ -1,4 +1,9 @@
-/* outcome.c - see outcome.h. */
+/*
+ * outcome.c - what an upstream attempt came to, as the labels it is counted
+ * under (the metrics' and admin API's outcome names). Its own module because
+ * upstream.c reports outcomes while retry.c, the breaker and metrics.c read
+ * them, and none of those should include the others for it.
+ */
 #include "outcome.h"
 
 int outcome_label_index(const struct outcome *o)

@@ -1,4 +1,8 @@
-/* rng.c - see rng.h. */
+/*
+ * rng.c - xorshift64* on a state the caller owns (one per worker): the
+ * balancer's picks, the retry jitter, the health checks' spread and request
+ * ids. No global state, so the pure modules stay pure and tests can seed it.
+ */
 #include "rng.h"
 
 uint64_t rng_next(uint64_t *state)

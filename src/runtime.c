@@ -266,63 +266,55 @@ static void state_unref(struct service_state *st)
     free(st);
 }
 
-struct runtime *runtime_new(struct config *cfg, const struct runtime *prev, struct loop *loop,
-                            char **err)
+/* The counters and budget of service name: prev's, shared, or new ones. NULL when out
+ * of memory. */
+static struct service_state *state_take(const struct runtime *prev, const char *name)
 {
-    struct runtime *rt = calloc(1, sizeof *rt);
-    if (!rt)
-        return NULL;
-    rt->refs = 1;
-    rt->services = calloc(cfg->n_services ? cfg->n_services : 1, sizeof *rt->services);
-    if (!rt->services)
-        goto fail;
-    for (size_t i = 0; i < cfg->n_services; i++) {
-        const struct service_conf *sc = &cfg->services[i];
-        struct service_rt *s = &rt->services[i];
-        s->conf = sc;
-        rt->n_services++;
-        if (route_table_build(sc, &s->routes, err) != 0)
-            goto fail;
-        s->state = state_find(prev, sc->name);
-        if (s->state) {
-            s->state->refs++;
-        } else {
-            s->state = calloc(1, sizeof *s->state);
-            if (!s->state)
-                goto fail;
-            s->state->refs = 1;
-            s->state->name = strdup(sc->name);
-            retry_budget_init(&s->state->budget);
-        }
-        s->endpoints = calloc(sc->n_endpoints ? sc->n_endpoints : 1, sizeof *s->endpoints);
-        if (!s->endpoints)
-            goto fail;
-        for (size_t j = 0; j < sc->n_endpoints; j++) {
-            const struct endpoint_conf *ec = &sc->endpoints[j];
-            struct endpoint_rt *ep = endpoint_find(prev, sc->name, ec->url);
-            if (ep) {
-                ep->refs++;
-            } else {
-                ep = calloc(1, sizeof *ep);
-                if (!ep)
-                    goto fail;
-                ep->refs = 1;
-                ep->service_name = strdup(sc->name);
-                ep->url = strdup(ec->url);
-                ep->loop = loop;
-                ep->fresh = true;
-                breaker_init(&ep->breaker);
-                outlier_init(&ep->outlier);
-                slow_start_init(&ep->slow_start);
-                loop_timer_init(&ep->recovery_timer, on_recovery_timer, ep);
-                loop_timer_init(&ep->eject_timer, on_eject_timer, ep);
-                loop_timer_init(&ep->health_timer, NULL, ep); /* checker.c sets its callback */
-            }
-            s->endpoints[j] = ep;
-            s->n_endpoints++;
-        }
+    struct service_state *st = state_find(prev, name);
+    if (st) {
+        st->refs++;
+        return st;
     }
-    /* only now, when nothing can fail, do shared endpoints take the new settings */
+    st = calloc(1, sizeof *st);
+    if (!st)
+        return NULL;
+    st->refs = 1;
+    st->name = strdup(name);
+    retry_budget_init(&st->budget);
+    return st;
+}
+
+/* Endpoint ec of service sc: prev's, shared, or a fresh one (its settings come later,
+ * in apply_settings). NULL when out of memory. */
+static struct endpoint_rt *endpoint_take(const struct runtime *prev, const struct service_conf *sc,
+                                         const struct endpoint_conf *ec, struct loop *loop)
+{
+    struct endpoint_rt *ep = endpoint_find(prev, sc->name, ec->url);
+    if (ep) {
+        ep->refs++;
+        return ep;
+    }
+    ep = calloc(1, sizeof *ep);
+    if (!ep)
+        return NULL;
+    ep->refs = 1;
+    ep->service_name = strdup(sc->name);
+    ep->url = strdup(ec->url);
+    ep->loop = loop;
+    ep->fresh = true;
+    breaker_init(&ep->breaker);
+    outlier_init(&ep->outlier);
+    slow_start_init(&ep->slow_start);
+    loop_timer_init(&ep->recovery_timer, on_recovery_timer, ep);
+    loop_timer_init(&ep->eject_timer, on_eject_timer, ep);
+    loop_timer_init(&ep->health_timer, NULL, ep); /* checker.c sets its callback */
+    return ep;
+}
+
+/* Every endpoint of rt takes its service's settings: only once nothing can fail, as
+ * endpoints shared with prev change under the old runtime too. */
+static void apply_settings(struct runtime *rt, const struct runtime *prev, struct loop *loop)
+{
     int64_t now = loop_now_ms(loop);
     uint64_t rng = (uint64_t)monotonic_us() * 2654435761u | 1;
     for (size_t i = 0; i < rt->n_services; i++) {
@@ -348,6 +340,40 @@ struct runtime *runtime_new(struct config *cfg, const struct runtime *prev, stru
             ep->slow_start_ms = s->conf->slow_start_ms;
         }
     }
+}
+
+struct runtime *runtime_new(struct config *cfg, const struct runtime *prev, struct loop *loop,
+                            char **err)
+{
+    struct runtime *rt = calloc(1, sizeof *rt);
+    if (!rt)
+        return NULL;
+    rt->refs = 1;
+    rt->services = calloc(cfg->n_services ? cfg->n_services : 1, sizeof *rt->services);
+    if (!rt->services)
+        goto fail;
+    for (size_t i = 0; i < cfg->n_services; i++) {
+        const struct service_conf *sc = &cfg->services[i];
+        struct service_rt *s = &rt->services[i];
+        s->conf = sc;
+        rt->n_services++;
+        if (route_table_build(sc, &s->routes, err) != 0)
+            goto fail;
+        s->state = state_take(prev, sc->name);
+        if (!s->state)
+            goto fail;
+        s->endpoints = calloc(sc->n_endpoints ? sc->n_endpoints : 1, sizeof *s->endpoints);
+        if (!s->endpoints)
+            goto fail;
+        for (size_t j = 0; j < sc->n_endpoints; j++) {
+            struct endpoint_rt *ep = endpoint_take(prev, sc, &sc->endpoints[j], loop);
+            if (!ep)
+                goto fail;
+            s->endpoints[j] = ep;
+            s->n_endpoints++;
+        }
+    }
+    apply_settings(rt, prev, loop);
     rt->cfg = cfg;
     return rt;
 fail:

@@ -1,4 +1,10 @@
-/* strbuf.c - see strbuf.h. */
+/*
+ * strbuf.c - growing buffers: the NUL-terminated string the JSON bodies,
+ * query strings, YAML dump and metrics text are built in (out of memory is
+ * noted once in failed, checked at the end), the JSON escaping every byte a
+ * client sends goes through, byte buffers for bodies and the doubling growth
+ * of item arrays: one place, so every buffer grows and fails the same way.
+ */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,4 +131,15 @@ void strbuf_json_string(struct strbuf *b, const char *s)
         off += used;
     }
     strbuf_add(b, "\"", 1);
+}
+
+void *array_grow(void *items, size_t n, size_t *cap, size_t size, size_t first)
+{
+    if (n < *cap)
+        return items;
+    size_t c = *cap ? *cap * 2 : first;
+    void *grown = realloc(items, c * size);
+    if (grown != NULL)
+        *cap = c;
+    return grown;
 }

@@ -40,4 +40,9 @@ void strbuf_json_string(struct strbuf *b, const char *s);
 int strbuf_bytes_append(char **buf, size_t *len, size_t *cap, const char *data, size_t n,
                         size_t limit);
 
+/* Room for one more item in an array of n items of size bytes with capacity *cap:
+ * when full, the array reallocated with its capacity doubled (first when 0). Returns
+ * the array, or NULL when out of memory (the array and *cap unchanged). */
+void *array_grow(void *items, size_t n, size_t *cap, size_t size, size_t first);
+
 #endif

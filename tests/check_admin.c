@@ -561,6 +561,33 @@ static char *yaml_printf(const char *fmt, ...)
     return s;
 }
 
+/* A configuration with ahoyd on listen and admin-listen, the access log off, extra
+ * (ahoyd lines, may be NULL) after admin-listen, and the services that services_fmt
+ * prints (the lines under pyfly.client.services). Free it. */
+static char *admin_yaml(const char *listen, const char *admin, const char *extra,
+                        const char *services_fmt, ...) __attribute__((format(printf, 4, 5)));
+static char *admin_yaml(const char *listen, const char *admin, const char *extra,
+                        const char *services_fmt, ...)
+{
+    va_list ap;
+    char *services = NULL;
+    va_start(ap, services_fmt);
+    ck_assert_int_ge(vasprintf(&services, services_fmt, ap), 0);
+    va_end(ap);
+    char *yaml = yaml_printf("ahoyd:\n"
+                             "  listen: %s\n"
+                             "  admin-listen: %s\n"
+                             "%s"
+                             "  access-log: off\n"
+                             "pyfly:\n"
+                             "  client:\n"
+                             "    services:\n"
+                             "%s",
+                             listen, admin, extra ? extra : "", services);
+    free(services);
+    return yaml;
+}
+
 static void start_daemon(struct proc *p, const char *yaml)
 {
     int rc = ahoyd_start(p, yaml);
@@ -573,18 +600,25 @@ static void start_daemon(struct proc *p, const char *yaml)
 static void start_svc(const char *service_extra, const char *more_services)
 {
     ck_assert_int_eq(stub_start(&stub, "a", NULL), 0);
-    char *yaml = yaml_printf("ahoyd:\n"
-                             "  listen: 127.0.0.1:0\n"
-                             "  admin-listen: 127.0.0.1:0\n"
-                             "  access-log: off\n"
-                             "pyfly:\n"
-                             "  client:\n"
-                             "    services:\n"
-                             "      svc:\n"
-                             "        base-url: http://127.0.0.1:%d/base\n"
-                             "%s%s",
-                             stub.port, service_extra ? service_extra : "",
-                             more_services ? more_services : "");
+    char *yaml = admin_yaml("127.0.0.1:0", "127.0.0.1:0", NULL,
+                            "      svc:\n"
+                            "        base-url: http://127.0.0.1:%d/base\n"
+                            "%s%s",
+                            stub.port, service_extra ? service_extra : "",
+                            more_services ? more_services : "");
+    start_daemon(&daemon_proc, yaml);
+    free(yaml);
+}
+
+/* One stub, ahoyd with the admin API on admin behind the token s3cret and service
+ * "svc" -> the stub (no base path). */
+static void start_with_token(const char *admin)
+{
+    ck_assert_int_eq(stub_start(&stub, "a", NULL), 0);
+    char *yaml = admin_yaml("127.0.0.1:0", admin, "  admin-token: s3cret\n",
+                            "      svc:\n"
+                            "        base-url: http://127.0.0.1:%d\n",
+                            stub.port);
     start_daemon(&daemon_proc, yaml);
     free(yaml);
 }
@@ -871,14 +905,8 @@ START_TEST(routes_and_fields)
     cJSON *j, *s, *ep;
 
     ck_assert_int_eq(stub_start(&stub, "a", NULL), 0);
-    char *yaml = yaml_printf(
-        "ahoyd:\n"
-        "  listen: 127.0.0.1:0\n"
-        "  admin-listen: 127.0.0.1:0\n"
-        "  access-log: off\n"
-        "pyfly:\n"
-        "  client:\n"
-        "    services:\n"
+    char *yaml = admin_yaml(
+        "127.0.0.1:0", "127.0.0.1:0", NULL,
         "      pool:\n"
         "        endpoints:\n"
         "          - http://127.0.0.1:%d/one\n"
@@ -1126,20 +1154,7 @@ START_TEST(bearer_token)
 {
     struct http_resp r;
 
-    ck_assert_int_eq(stub_start(&stub, "a", NULL), 0);
-    char *yaml = yaml_printf("ahoyd:\n"
-                             "  listen: 127.0.0.1:0\n"
-                             "  admin-listen: 0.0.0.0:0\n"
-                             "  admin-token: s3cret\n"
-                             "  access-log: off\n"
-                             "pyfly:\n"
-                             "  client:\n"
-                             "    services:\n"
-                             "      svc:\n"
-                             "        base-url: http://127.0.0.1:%d\n",
-                             stub.port);
-    start_daemon(&daemon_proc, yaml);
-    free(yaml);
+    start_with_token("0.0.0.0:0");
 
     static const char *const refused[] = {NULL, /* no header */
                                           "Authorization: Bearer s3cre",
@@ -1304,20 +1319,7 @@ START_TEST(dashboard_page)
 {
     struct http_resp r;
 
-    ck_assert_int_eq(stub_start(&stub, "a", NULL), 0);
-    char *yaml = yaml_printf("ahoyd:\n"
-                             "  listen: 127.0.0.1:0\n"
-                             "  admin-listen: 127.0.0.1:0\n"
-                             "  admin-token: s3cret\n"
-                             "  access-log: off\n"
-                             "pyfly:\n"
-                             "  client:\n"
-                             "    services:\n"
-                             "      svc:\n"
-                             "        base-url: http://127.0.0.1:%d\n",
-                             stub.port);
-    start_daemon(&daemon_proc, yaml);
-    free(yaml);
+    start_with_token("127.0.0.1:0");
 
     http_get(daemon_proc.admin_port, "/", NULL, &r);
     ck_assert_int_eq(r.status, 200);
@@ -1381,30 +1383,24 @@ START_TEST(metrics_follow_traffic)
     int down = closed_port();
 
     ck_assert_int_eq(stub_start(&stub, "a", NULL), 0);
-    more = yaml_printf("ahoyd:\n"
-                       "  listen: 127.0.0.1:0\n"
-                       "  admin-listen: 127.0.0.1:0\n"
-                       "  access-log: off\n"
-                       "pyfly:\n"
-                       "  client:\n"
-                       "    services:\n"
-                       "      svc:\n"
-                       "        base-url: http://127.0.0.1:%d/base\n"
-                       "        retry: {max-attempts: 2, base-delay: 10ms}\n"
-                       "        circuit-breaker: {failure-threshold: 2, recovery-timeout: 60s}\n"
-                       "      down:\n"
-                       "        base-url: http://127.0.0.1:%d\n"
-                       "        retry: false\n"
-                       "        connect-timeout: 1s\n"
-                       "      flaky:\n"
-                       "        base-url: http://127.0.0.1:%d\n"
-                       "        retry: false\n"
-                       "        circuit-breaker: false\n"
-                       "      slow:\n"
-                       "        base-url: http://127.0.0.1:%d\n"
-                       "        retry: false\n"
-                       "        timeout: 250ms\n",
-                       stub.port, down, stub.port, stub.port);
+    more = admin_yaml("127.0.0.1:0", "127.0.0.1:0", NULL,
+                      "      svc:\n"
+                      "        base-url: http://127.0.0.1:%d/base\n"
+                      "        retry: {max-attempts: 2, base-delay: 10ms}\n"
+                      "        circuit-breaker: {failure-threshold: 2, recovery-timeout: 60s}\n"
+                      "      down:\n"
+                      "        base-url: http://127.0.0.1:%d\n"
+                      "        retry: false\n"
+                      "        connect-timeout: 1s\n"
+                      "      flaky:\n"
+                      "        base-url: http://127.0.0.1:%d\n"
+                      "        retry: false\n"
+                      "        circuit-breaker: false\n"
+                      "      slow:\n"
+                      "        base-url: http://127.0.0.1:%d\n"
+                      "        retry: false\n"
+                      "        timeout: 250ms\n",
+                      stub.port, down, stub.port, stub.port);
     start_daemon(&daemon_proc, more);
     free(more);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/base", stub.port);
@@ -1639,26 +1635,20 @@ START_TEST(promtool_and_operator_metrics)
         return;
     }
     ck_assert_int_eq(stub_start(&stub, "a", NULL), 0);
-    yaml = yaml_printf("ahoyd:\n"
-                       "  listen: 127.0.0.1:0\n"
-                       "  admin-listen: 127.0.0.1:0\n"
-                       "  access-log: off\n"
-                       "pyfly:\n"
-                       "  client:\n"
-                       "    services:\n"
-                       "      svc:\n"
-                       "        base-url: http://127.0.0.1:%d/base\n"
-                       "        retry: {max-attempts: 2, base-delay: 10ms}\n"
-                       "        circuit-breaker: {failure-threshold: 2, recovery-timeout: 60s}\n"
-                       "      down:\n"
-                       "        base-url: http://127.0.0.1:%d\n"
-                       "        retry: false\n"
-                       "        circuit-breaker: {failure-threshold: 2, recovery-timeout: 60s}\n"
-                       "      slow:\n"
-                       "        base-url: http://127.0.0.1:%d/slow\n"
-                       "        retry: false\n"
-                       "        timeout: 200ms\n",
-                       stub.port, down, stub.port);
+    yaml = admin_yaml("127.0.0.1:0", "127.0.0.1:0", NULL,
+                      "      svc:\n"
+                      "        base-url: http://127.0.0.1:%d/base\n"
+                      "        retry: {max-attempts: 2, base-delay: 10ms}\n"
+                      "        circuit-breaker: {failure-threshold: 2, recovery-timeout: 60s}\n"
+                      "      down:\n"
+                      "        base-url: http://127.0.0.1:%d\n"
+                      "        retry: false\n"
+                      "        circuit-breaker: {failure-threshold: 2, recovery-timeout: 60s}\n"
+                      "      slow:\n"
+                      "        base-url: http://127.0.0.1:%d/slow\n"
+                      "        retry: false\n"
+                      "        timeout: 200ms\n",
+                      stub.port, down, stub.port);
     start_daemon(&daemon_proc, yaml);
     free(yaml);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/base", stub.port);
@@ -1836,16 +1826,10 @@ START_TEST(reload_via_api)
     ck_assert_int_eq(stub_start(&stub2, "b", NULL), 0);
     snprintf(one, sizeof(one), "http://127.0.0.1:%d/one", stub.port);
     snprintf(two, sizeof(two), "http://127.0.0.1:%d/two", stub2.port);
-    yaml = yaml_printf("ahoyd:\n"
-                       "  listen: 127.0.0.1:0\n"
-                       "  admin-listen: 127.0.0.1:0\n"
-                       "  access-log: off\n"
-                       "pyfly:\n"
-                       "  client:\n"
-                       "    services:\n"
-                       "      svc:\n"
-                       "        endpoints: [%s, %s]\n",
-                       one, two);
+    yaml = admin_yaml("127.0.0.1:0", "127.0.0.1:0", NULL,
+                      "      svc:\n"
+                      "        endpoints: [%s, %s]\n",
+                      one, two);
     start_daemon(&daemon_proc, yaml);
     free(yaml);
 
@@ -1859,18 +1843,12 @@ START_TEST(reload_via_api)
                      one, "outcome", "2xx", NULL) == 2);
 
     /* valid: endpoint two removed, service other added */
-    yaml = yaml_printf("ahoyd:\n"
-                       "  listen: 127.0.0.1:0\n"
-                       "  admin-listen: 127.0.0.1:0\n"
-                       "  access-log: off\n"
-                       "pyfly:\n"
-                       "  client:\n"
-                       "    services:\n"
-                       "      svc:\n"
-                       "        endpoints: [%s]\n"
-                       "      other:\n"
-                       "        base-url: %s\n",
-                       one, two);
+    yaml = admin_yaml("127.0.0.1:0", "127.0.0.1:0", NULL,
+                      "      svc:\n"
+                      "        endpoints: [%s]\n"
+                      "      other:\n"
+                      "        base-url: %s\n",
+                      one, two);
     write_file(daemon_proc.conf_path, yaml);
     free(yaml);
     j = admin_json(&daemon_proc, "POST", "/v1/reload", NULL, 200);
@@ -1951,23 +1929,18 @@ START_TEST(reload_moves_admin_listen)
 {
     struct http_resp r;
     cJSON *j;
-    char *yaml;
+    char *yaml, admin[32];
     int moved = closed_port(), old_port;
     double end;
 
     ck_assert_int_gt(moved, 0);
     start_svc(NULL, NULL);
     old_port = daemon_proc.admin_port;
-    yaml = yaml_printf("ahoyd:\n"
-                       "  listen: 127.0.0.1:0\n"
-                       "  admin-listen: 127.0.0.1:%d\n"
-                       "  access-log: off\n"
-                       "pyfly:\n"
-                       "  client:\n"
-                       "    services:\n"
-                       "      svc:\n"
-                       "        base-url: http://127.0.0.1:%d/base\n",
-                       moved, stub.port);
+    snprintf(admin, sizeof(admin), "127.0.0.1:%d", moved);
+    yaml = admin_yaml("127.0.0.1:0", admin, NULL,
+                      "      svc:\n"
+                      "        base-url: http://127.0.0.1:%d/base\n",
+                      stub.port);
     write_file(daemon_proc.conf_path, yaml);
     free(yaml);
     j = admin_json(&daemon_proc, "POST", "/v1/reload", NULL, 200);
@@ -2020,17 +1993,11 @@ START_TEST(reload_unbindable_says_why)
 
     start_svc(NULL, NULL);
     for (int k = 0; k < 2; k++) {
-        char *yaml = yaml_printf("ahoyd:\n"
-                                 "  listen: %s\n"
-                                 "  admin-listen: %s\n"
-                                 "  access-log: off\n"
-                                 "pyfly:\n"
-                                 "  client:\n"
-                                 "    services:\n"
-                                 "      svc:\n"
-                                 "        base-url: http://127.0.0.1:%d/base\n",
-                                 k == 0 ? held_addr : "127.0.0.1:0",
-                                 k == 1 ? held_addr : "127.0.0.1:0", stub.port);
+        char *yaml =
+            admin_yaml(k == 0 ? held_addr : "127.0.0.1:0", k == 1 ? held_addr : "127.0.0.1:0", NULL,
+                       "      svc:\n"
+                       "        base-url: http://127.0.0.1:%d/base\n",
+                       stub.port);
         write_file(daemon_proc.conf_path, yaml);
         free(yaml);
         http_send(daemon_proc.admin_port, "POST", "/v1/reload", NULL, NULL, 0, &r);
