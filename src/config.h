@@ -69,9 +69,10 @@ struct service_conf {
     struct endpoint_conf *endpoints;
     size_t n_endpoints;
     enum lb_policy load_balancer;
-    int64_t timeout_ms;
+    int64_t timeout_ms;  /* one attempt; 0 = no bound */
     int64_t connect_timeout_ms;
     int64_t deadline_ms; /* 0 = none */
+    int64_t read_timeout_ms; /* longest silence while reading a response; 0 = none */
     struct retry_policy retry;     /* global overlaid by service map and shortcuts */
     struct breaker_policy breaker; /* likewise */
     struct header_conf *headers;
@@ -108,6 +109,7 @@ struct config {
     int64_t request_timeout_ms;  /* 0 = none */
     int64_t idle_timeout_ms;     /* 0 = none */
     int64_t shutdown_timeout_ms; /* 0 = none (exit at once) */
+    int64_t drain_delay_ms;      /* serving on after SIGTERM, not ready; 0 = none */
     int64_t workers;             /* event loops (threads); fixed at start */
     char **profiles;        /* the active profiles, in order */
     size_t n_profiles;

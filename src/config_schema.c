@@ -359,15 +359,16 @@ static const struct key schema_ahoyd[] = {
      &format_names},
     {"max-connections", KD_SCALAR, &type_int, CF(max_connections), 1, 1048576, "4096", NULL, NULL},
     {"workers", KD_SCALAR, &type_int, CF(workers), 1, WORKERS_MAX, "1", NULL, NULL},
-    {"max-request-body", KD_SCALAR, &type_size, CF(max_request_body), 0, 0, "8MiB", NULL, NULL},
-    {"max-response-body", KD_SCALAR, &type_size, CF(max_response_body), 0, 0, "64MiB", NULL, NULL},
-    {"max-header-bytes", KD_SCALAR, &type_size, CF(max_header_bytes), 0, 0, "16KiB", NULL, NULL},
-    {"max-response-header-bytes", KD_SCALAR, &type_size, CF(max_response_header_bytes), 0, 0,
+    {"max-request-body", KD_SCALAR, &type_size, CF(max_request_body), 1, 0, "8MiB", NULL, NULL},
+    {"max-response-body", KD_SCALAR, &type_size, CF(max_response_body), 0, 0, "0", NULL, NULL},
+    {"max-header-bytes", KD_SCALAR, &type_size, CF(max_header_bytes), 1, 0, "16KiB", NULL, NULL},
+    {"max-response-header-bytes", KD_SCALAR, &type_size, CF(max_response_header_bytes), 1, 0,
      "16KiB", NULL, NULL},
     {"request-timeout", KD_SCALAR, &type_duration, CF(request_timeout_ms), 0, 0, "30s", NULL, NULL},
     {"idle-timeout", KD_SCALAR, &type_duration, CF(idle_timeout_ms), 0, 0, "60s", NULL, NULL},
     {"shutdown-timeout", KD_SCALAR, &type_duration, CF(shutdown_timeout_ms), 0, 0, "10s", NULL,
      NULL},
+    {"drain-delay", KD_SCALAR, &type_duration, CF(drain_delay_ms), 0, 0, "0s", NULL, NULL},
     {NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
 
 static const struct key schema_budget[] = {
@@ -399,9 +400,10 @@ const struct key schema_breaker[] = {{"failure-threshold", KD_SCALAR, &type_int3
                                      {NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
 
 static const struct key schema_default_call[] = {
-    {"timeout", KD_SCALAR, &type_duration, SV(timeout_ms), 1, 0, "30s", NULL, NULL},
+    {"timeout", KD_SCALAR, &type_duration, SV(timeout_ms), 0, 0, "30s", NULL, NULL},
     {"connect-timeout", KD_SCALAR, &type_duration, SV(connect_timeout_ms), 1, 0, "5s", NULL, NULL},
     {"deadline", KD_SCALAR, &type_duration, SV(deadline_ms), 0, 0, "0", NULL, NULL},
+    {"read-timeout", KD_SCALAR, &type_duration, SV(read_timeout_ms), 0, 0, "0", NULL, NULL},
     {NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
 
 static const struct key schema_tls[] = {
@@ -426,9 +428,10 @@ const struct key schema_service[] = {
     {"endpoints", KD_LIST, NULL, 0, 0, 0, NULL, schema_endpoint, NULL}, /* with base-url */
     {"load-balancer", KD_SCALAR, &type_enum, SV(load_balancer), 0, 0, "round-robin", NULL,
      &lb_names},
-    {"timeout", KD_SCALAR, &type_duration, SV(timeout_ms), 1, 0, NULL, NULL, NULL},
+    {"timeout", KD_SCALAR, &type_duration, SV(timeout_ms), 0, 0, NULL, NULL, NULL},
     {"connect-timeout", KD_SCALAR, &type_duration, SV(connect_timeout_ms), 1, 0, NULL, NULL, NULL},
     {"deadline", KD_SCALAR, &type_duration, SV(deadline_ms), 0, 0, NULL, NULL, NULL},
+    {"read-timeout", KD_SCALAR, &type_duration, SV(read_timeout_ms), 0, 0, NULL, NULL, NULL},
     {"retry", KD_SM, &type_service_retry, SV(retry), 0, 0, NULL, schema_retry, NULL},
     {"circuit-breaker", KD_SM, &type_service_breaker, SV(breaker), 0, 0, NULL, schema_breaker,
      NULL},

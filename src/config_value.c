@@ -84,8 +84,8 @@ static struct node *cfg_read_duration(struct ctx *c, struct node *map, const cha
     return n;
 }
 
-static struct node *cfg_read_size(struct ctx *c, struct node *map, const char *key, uint64_t *val,
-                                  const char **prov)
+static struct node *cfg_read_size(struct ctx *c, struct node *map, const char *key, bool zero_ok,
+                                  uint64_t *val, const char **prov)
 {
     struct node *n = node_get(map, key);
     const char *t;
@@ -96,7 +96,7 @@ static struct node *cfg_read_size(struct ctx *c, struct node *map, const char *k
         cfg_err(c, n, key, "bad size '%s' (expected e.g. 512, 32KiB, 8MiB, 1GiB)", cfg_show(c, t));
         return n;
     }
-    if (v == 0) {
+    if (v == 0 && !zero_ok) {
         cfg_err(c, n, key, "must be greater than 0");
         return n;
     }
@@ -271,7 +271,7 @@ static void read_size(struct ctx *c, const struct key *k, struct node *map, stru
 {
     const char *at = NULL;
     (void)d;
-    cfg_read_size(c, map, k->name, schema_field(s, k), &at);
+    cfg_read_size(c, map, k->name, k->min == 0, schema_field(s, k), &at);
     if (at != NULL)
         schema_set_origin(s, k, at);
 }

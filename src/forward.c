@@ -182,6 +182,7 @@ struct MHD_Response *forward_build_response(struct request *r)
             resp = MHD_create_response_from_buffer(up->body_len, up->body,
                                                    MHD_RESPMEM_MUST_FREE);
             if (resp) {
+                r->bytes_out = up->body_len;
                 up->body = NULL; /* MHD frees it */
                 up->body_len = up->body_cap = 0;
             }
@@ -224,6 +225,7 @@ struct MHD_Response *forward_build_response(struct request *r)
             free(body);
             return NULL;
         }
+        r->bytes_out = is_head(r) ? 0 : len;
         MHD_add_response_header(resp, "Content-Type", "application/json");
         if (r->attempts > 0) {
             char n[16];

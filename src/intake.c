@@ -53,6 +53,7 @@
 #define PEER_CLOSED_GRACE_MS 250 /* a half-closed client's request may still be in the buffer */
 
 static void head_timer_arm(struct client_conn *c, bool first);
+static void note_client_addr(struct request *r);
 
 /* ---- answering ------------------------------------------------------------------- */
 
@@ -211,6 +212,7 @@ static void *uri_seen(void *cls, const char *uri, struct MHD_Connection *conn)
     r->srv = s;
     r->lst = l;
     r->conn = conn;
+    note_client_addr(r);
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     if (ci && ci->socket_context) {
@@ -415,19 +417,23 @@ static void take_head_values(struct request *r, const struct head_scan *h)
     }
 }
 
-/* The client address for X-Forwarded-For ("" for a unix socket client). */
+/* The client address and port, for X-Forwarded-For and the access log ("" and 0 for a
+ * unix socket client). */
 static void note_client_addr(struct request *r)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (ci && ci->client_addr) {
         const struct sockaddr *sa = ci->client_addr;
-        if (sa->sa_family == AF_INET)
-            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->client_addr,
-                      sizeof r->client_addr);
-        else if (sa->sa_family == AF_INET6)
-            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->client_addr,
-                      sizeof r->client_addr);
+        if (sa->sa_family == AF_INET) {
+            const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+            inet_ntop(AF_INET, &in->sin_addr, r->client_addr, sizeof r->client_addr);
+            r->client_port = ntohs(in->sin_port);
+        } else if (sa->sa_family == AF_INET6) {
+            const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+            inet_ntop(AF_INET6, &in6->sin6_addr, r->client_addr, sizeof r->client_addr);
+            r->client_port = ntohs(in6->sin6_port);
+        }
     }
 }
 
@@ -484,11 +490,6 @@ static void check_head(struct request *r, const char *version)
         route_request(r);
     }
     free(h.upgrade.s);
-    if (r->err_code && r->close)
-        return;
-    if (r->body_discard)
-        return;
-    note_client_addr(r);
 }
 
 /* ---- the body and the call ------------------------------------------------------ */
@@ -528,6 +529,7 @@ static int body_append(struct request *r, const char *data, size_t n, uint64_t l
 {
     if ((uint64_t)r->body_len + n > limit)
         return -1;
+    r->bytes_in += n;
     if (r->body_discard) {
         r->body_len += n; /* counted, not kept */
         return 0;

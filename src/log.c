@@ -254,7 +254,7 @@ void access_log_write(const struct access_entry *e)
     char tbuf[40];
     struct linebuf b = {line, 0, sizeof line - 1}; /* one byte kept for the newline */
     bool json = access_format == ACCESS_LOG_JSON;
-    char dur[32], up[32];
+    char dur[32], up[32], ttfb[32];
 
     if (access_fd < 0)
         return;
@@ -264,6 +264,10 @@ void access_log_write(const struct access_entry *e)
         snprintf(up, sizeof up, "%.3f", (double)e->upstream_us / 1e6);
     else
         snprintf(up, sizeof up, json ? "null" : "-");
+    if (e->ttfb_us >= 0)
+        snprintf(ttfb, sizeof ttfb, "%.3f", (double)e->ttfb_us / 1e6);
+    else
+        snprintf(ttfb, sizeof ttfb, json ? "null" : "-");
     const char *flags = e->flags && *e->flags ? e->flags : NULL;
 
     if (json) {
@@ -279,6 +283,14 @@ void access_log_write(const struct access_entry *e)
         lb_quote_max(&b, e->endpoint, true, 1024);
         lb_printf(&b, ",\"duration\":%s,\"upstream_time\":%s,\"flags\":", dur, up);
         lb_quote(&b, flags ? flags : "", true);
+        lb_puts(&b, ",\"client\":");
+        lb_quote(&b, e->client, true);
+        lb_printf(&b, ",\"bytes_in\":%llu,\"bytes_out\":%llu,\"target\":",
+                  (unsigned long long)e->bytes_in, (unsigned long long)e->bytes_out);
+        lb_quote_max(&b, e->target, true, 4096);
+        lb_puts(&b, ",\"tried\":");
+        lb_quote_max(&b, e->tried, true, 1024);
+        lb_printf(&b, ",\"ttfb\":%s", ttfb);
         lb_putc(&b, '}');
     } else {
         lb_printf(&b, "time=%s request_id=", tbuf);
@@ -292,6 +304,14 @@ void access_log_write(const struct access_entry *e)
         lb_printf(&b, " status=%d attempts=%d endpoint=", e->status, e->attempts);
         lb_quote_max(&b, e->endpoint, false, 1024);
         lb_printf(&b, " duration=%s upstream_time=%s flags=%s", dur, up, flags ? flags : "-");
+        lb_puts(&b, " client=");
+        lb_quote(&b, e->client, false);
+        lb_printf(&b, " bytes_in=%llu bytes_out=%llu target=", (unsigned long long)e->bytes_in,
+                  (unsigned long long)e->bytes_out);
+        lb_quote_max(&b, e->target, false, 4096);
+        lb_puts(&b, " tried=");
+        lb_quote_max(&b, e->tried, false, 1024);
+        lb_printf(&b, " ttfb=%s", ttfb);
     }
     line[b.len++] = '\n';
     ssize_t w = write(access_fd, line, b.len);

@@ -52,6 +52,12 @@ struct access_entry {
     int64_t duration_us;
     int64_t upstream_us;    /* time spent in upstream attempts; -1 when none */
     const char *flags;      /* "UO,URX" or "" */
+    const char *client;     /* "address:port" or "unix" */
+    uint64_t bytes_in;      /* body bytes from the client */
+    uint64_t bytes_out;     /* body bytes to the client */
+    const char *target;     /* path + query sent upstream (the last attempt's) */
+    const char *tried;      /* endpoints attempted, in order, comma-separated */
+    int64_t ttfb_us;        /* upstream time to the response head; -1 when none */
 };
 
 /* target: "stderr", "off" or a file path (opened for append). Returns 0 or -1 (errno). */

@@ -69,10 +69,12 @@ struct daemon_state {
     struct loop_io signal_io;
     int signal_fd;
     struct loop_timer drain_timer;    /* polls for the end of the drain */
+    struct loop_timer delay_timer;    /* drain-delay: serving on, not ready */
     struct loop_timer shutdown_timer; /* shutdown-timeout */
     struct loop_timer watchdog_timer;
     int64_t watchdog_ms;
     int64_t drain_deadline_ms;
+    bool delaying;                    /* in the drain delay: serving, /readyz 503 */
     bool draining;
     bool aborted;
     bool worker_failed;               /* a further worker's loop ended in an error */
@@ -323,13 +325,13 @@ static struct runtime *hook_current(void *arg)
 static bool hook_ready(void *arg)
 {
     struct daemon_state *d = arg;
-    return d->ready && !d->draining;
+    return d->ready && !d->delaying && !d->draining;
 }
 
 static int hook_reload(void *arg, char ***errors, size_t *n_errors)
 {
     struct daemon_state *d = arg;
-    if (d->draining) {
+    if (d->delaying || d->draining) {
         add_error(errors, n_errors, "ahoyd is shutting down");
         return -1;
     }
@@ -395,13 +397,12 @@ static void on_shutdown_timeout(void *arg)
 
 static void start_drain(struct daemon_state *d)
 {
-    if (d->draining) {
-        log_warn("second stop signal: exiting now");
-        loop_stop(d->loop);
-        return;
-    }
+    if (d->delaying)
+        loop_timer_stop(d->loop, &d->delay_timer);
+    else
+        sd_notify(0, "STOPPING=1");
+    d->delaying = false;
     d->draining = true;
-    sd_notify(0, "STOPPING=1");
     log_info("draining: %zu requests in progress", requests_alive(d));
     int64_t t = d->server.rt->cfg->shutdown_timeout_ms;
     /* 0 = no limit: calls in flight finish whenever they finish */
@@ -419,6 +420,36 @@ static void start_drain(struct daemon_state *d)
     loop_timer_start(d->loop, &d->drain_timer, 0);
 }
 
+static void on_drain_delay_end(void *arg)
+{
+    start_drain(arg);
+}
+
+/* SIGTERM or SIGINT: the drain delay first (serving on, /readyz 503), then the drain; a
+ * second signal during the delay starts the drain at once, one during the drain exits. */
+static void on_stop_signal(struct daemon_state *d)
+{
+    if (d->draining) {
+        log_warn("second stop signal: exiting now");
+        loop_stop(d->loop);
+        return;
+    }
+    if (d->delaying) {
+        log_info("second stop signal: the drain starts now");
+        start_drain(d);
+        return;
+    }
+    int64_t delay = d->server.rt->cfg->drain_delay_ms;
+    if (delay <= 0) {
+        start_drain(d);
+        return;
+    }
+    d->delaying = true;
+    sd_notify(0, "STOPPING=1");
+    log_info("drain delay: not ready, serving on for %lld ms", (long long)delay);
+    loop_timer_start(d->loop, &d->delay_timer, delay);
+}
+
 static void on_signal(void *arg, uint32_t events)
 {
     struct daemon_state *d = arg;
@@ -426,12 +457,12 @@ static void on_signal(void *arg, uint32_t events)
     while (read(d->signal_fd, &si, sizeof si) == (ssize_t)sizeof si) {
         switch (si.ssi_signo) {
         case SIGHUP:
-            if (!d->draining)
+            if (!d->delaying && !d->draining)
                 reload(d, NULL, NULL);
             break;
         case SIGTERM:
         case SIGINT:
-            start_drain(d);
+            on_stop_signal(d);
             break;
         case SIGUSR1:
             if (access_log_reopen() != 0)
@@ -662,6 +693,7 @@ int main(int argc, char **argv)
     if (start_workers(&d, rt) != 0)
         goto out;
     loop_timer_init(&d.drain_timer, on_drain_poll, &d);
+    loop_timer_init(&d.delay_timer, on_drain_delay_end, &d);
     loop_timer_init(&d.admin_reaper, on_admin_reaper, &d);
     loop_timer_init(&d.shutdown_timer, on_shutdown_timeout, &d);
     loop_timer_init(&d.watchdog_timer, on_watchdog, &d);

@@ -200,7 +200,7 @@ static void attempt_send(struct request *r, int idx, int k, int64_t now)
     int64_t left = 0;
     if (r->deadline_ms) {
         left = r->deadline_ms - now;
-        if (left < timeout) {
+        if (timeout <= 0 || left < timeout) {
             timeout = left;
             r->attempt_cut_by_deadline = true;
         }
@@ -242,6 +242,7 @@ static void attempt_send(struct request *r, int idx, int k, int64_t now)
             .body = r->body,
             .body_len = r->body_len,
             .timeout_ms = timeout,
+            .read_timeout_ms = sc->read_timeout_ms,
             .connect_timeout_ms = sc->connect_timeout_ms,
             .allow_resend = r->allow_resend,
             .max_body = r->rt->cfg->max_response_body,
@@ -252,7 +253,16 @@ static void attempt_send(struct request *r, int idx, int k, int64_t now)
         a = upstream_start(r->env->upstream, &req, on_attempt_done, r);
     }
     free(connect_to);
-    free(url);
+    if (a && url) {
+        /* kept for the access log's target: no copy, the URL is freed with the request */
+        free(r->last_url);
+        r->last_url = url;
+        const char *p = strstr(url, "://");
+        p = p ? strchr(p + 3, '/') : NULL;
+        r->last_target_off = p ? (size_t)(p - url) : strlen(url);
+    } else {
+        free(url);
+    }
     if (lines != lines_small)
         free(lines);
     if (!a) {
@@ -262,6 +272,24 @@ static void attempt_send(struct request *r, int idx, int k, int64_t now)
         return;
     }
     r->attempt = a;
+}
+
+/* Append url to the access log's list of endpoints tried; room is always left for a
+ * closing ",..." should a later one not fit. */
+static void note_tried(struct request *r, const char *url)
+{
+    size_t cap = sizeof r->tried_list, len = r->tried_len, n = strlen(url);
+    if (len >= 3 && memcmp(r->tried_list + len - 3, "...", 3) == 0)
+        return; /* already cut */
+    if (len + (len ? 1 : 0) + n + 5 <= cap) {
+        if (len)
+            r->tried_list[len++] = ',';
+        memcpy(r->tried_list + len, url, n + 1);
+        r->tried_len = len + n;
+    } else {
+        memcpy(r->tried_list + len, len ? ",..." : "...", len ? 5 : 4);
+        r->tried_len = len + (len ? 4 : 3);
+    }
 }
 
 static void attempt_next(struct request *r)
@@ -335,6 +363,7 @@ static void attempt_next(struct request *r)
     r->tried[idx] = true;
     r->attempts = k;
     r->last_endpoint = ep->url;
+    note_tried(r, ep->url);
     attempt_send(r, idx, k, now);
 }
 
@@ -399,6 +428,7 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
         }
         r->resp = resp;
         r->resp_endpoint = r->last_endpoint;
+        r->ttfb_us = resp->head_us;
         if (resp->status == 429 || resp->status == 503)
             retry_after = header_list_get(&resp->headers, "Retry-After");
     }

@@ -30,6 +30,7 @@ struct request *request_new(struct request_env *env, struct runtime *rt, const c
     r->start_us = loop_now_us(env->loop);
     r->current = r->previous = -1;
     r->upstream_us = -1;
+    r->ttfb_us = -1;
     return r;
 }
 
@@ -39,6 +40,7 @@ void request_free(struct request *r)
     loop_timer_stop(loop, &r->request_timer);
     loop_timer_stop(loop, &r->backoff_timer);
     free(r->tried);
+    free(r->last_url);
     if (r->resp) {
         upstream_response_free(r->resp);
         free(r->resp);
@@ -106,6 +108,12 @@ void request_log(struct request *r)
     counters_note_worker_request(r->env->worker);
     if (!access_log_enabled())
         return;
+    char client[80];
+    if (r->client_port)
+        snprintf(client, sizeof client, strchr(r->client_addr, ':') ? "[%s]:%u" : "%s:%u",
+                 r->client_addr, r->client_port);
+    else
+        snprintf(client, sizeof client, "unix");
     struct access_entry e = {
         .request_id = r->request_id[0] ? r->request_id : NULL,
         .method = r->method,
@@ -117,6 +125,12 @@ void request_log(struct request *r)
         .duration_us = now_us - r->start_us,
         .upstream_us = r->attempts ? r->upstream_us : -1,
         .flags = r->flags,
+        .client = client,
+        .bytes_in = r->bytes_in,
+        .bytes_out = r->bytes_out,
+        .target = r->last_url ? r->last_url + r->last_target_off : NULL,
+        .tried = r->tried_len ? r->tried_list : NULL,
+        .ttfb_us = r->ttfb_us,
     };
     access_log_write(&e);
 }

@@ -68,6 +68,7 @@ struct request {
     size_t head_bytes;              /* the request line and header block */
     char *connection;               /* every Connection value joined, or NULL */
     char client_addr[64];           /* for X-Forwarded-For; "" for unix clients */
+    unsigned client_port;           /* 0 for unix clients */
     int64_t start_us;               /* request line seen */
     int64_t received_us;            /* whole request received */
     struct loop_timer request_timer;
@@ -99,6 +100,12 @@ struct request {
     struct loop_timer backoff_timer;
     struct outcome last_outcome;
     const char *last_endpoint;      /* URL of the last endpoint tried */
+    char *last_url;                 /* the last attempt's URL; its path + query from */
+    size_t last_target_off;         /* this offset on is the target sent upstream */
+    char tried_list[256];           /* every endpoint attempted, comma-separated */
+    size_t tried_len;
+    int64_t ttfb_us;                /* the answer's attempt: time to its head; -1 none */
+    uint64_t bytes_in, bytes_out;   /* body bytes from and to the client */
     int64_t upstream_us;            /* total time in attempts; -1 when none */
 
     /* the answer */

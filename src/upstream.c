@@ -19,6 +19,7 @@
  *   content decoding, no Expect: 100-continue, no default Accept/Content-Type.
  */
 #include <curl/curl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,7 @@
  * KEEPIDLE + 9 x KEEPINTVL seconds of silence (Linux sends 9 probes). */
 #define UPSTREAM_STREAM_KEEPIDLE_S 10
 #define UPSTREAM_STREAM_KEEPINTVL_S 5
+#define UPSTREAM_PREALLOC_MAX (64u << 20) /* a declared body allocated whole, without a limit */
 
 struct upstream {
     struct loop *loop;
@@ -67,6 +69,11 @@ struct upstream_attempt {
     bool connect_timeout_decides; /* connect-timeout <= timeout: a pre-send timeout is a
                                      connect failure */
     int64_t start_us;
+    /* read-timeout: the callbacks note when bytes last came (no lock, no timer work per
+     * read); the timer, armed for the whole timeout, looks at that and re-arms itself */
+    int64_t read_timeout_ms;    /* 0 = none */
+    _Atomic int64_t last_read_us; /* 0 until the first response byte */
+    struct loop_timer read_timer;
     struct upstream_attempt *next_idle;
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -99,7 +106,7 @@ size_t upstream_read_body(struct upstream_reader *a, const char *data, size_t n)
 {
     struct upstream_response *r = a->resp;
 
-    if ((uint64_t)r->body_len + n > a->max_body) {
+    if (a->max_body && (uint64_t)r->body_len + n > a->max_body) {
         a->too_large = true;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
     }
@@ -130,7 +137,13 @@ size_t upstream_read_header(struct upstream_reader *a, const char *line, size_t 
         if (a->interim)
             return n; /* a 1xx response: the real one follows */
         a->headers_done = true;
-        if (r->content_length > 0 && (uint64_t)r->content_length <= a->max_body &&
+        if (a->max_body && r->content_length > 0 && (uint64_t)r->content_length > a->max_body) {
+            a->too_large = true; /* declared over the limit: no need to read it */
+            return 0;
+        }
+        /* the whole declared body at once, up to a bound (0 = no limit: grow as it comes) */
+        if (r->content_length > 0 &&
+            (uint64_t)r->content_length <= (a->max_body ? a->max_body : UPSTREAM_PREALLOC_MAX) &&
             r->body_cap == 0) {
             r->body = malloc((size_t)r->content_length);
             if (r->body)
@@ -164,9 +177,16 @@ size_t upstream_read_header(struct upstream_reader *a, const char *line, size_t 
     return n;
 }
 
+static void note_read(struct upstream_attempt *a)
+{
+    if (a->read_timeout_ms > 0)
+        atomic_store_explicit(&a->last_read_us, monotonic_us(), memory_order_relaxed);
+}
+
 static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata)
 {
     struct upstream_attempt *a = userdata;
+    note_read(a);
     if (a->on_data) {
         /* curl runs this with the state lock let go (socket_action): take it back */
         long status = 0;
@@ -182,6 +202,7 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata)
 static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
 {
     struct upstream_attempt *a = userdata;
+    note_read(a);
     return upstream_read_header(&a->rd, line, size * nmemb);
 }
 
@@ -343,6 +364,31 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
 
 /* ---- attempts ---------------------------------------------------------------------- */
 
+static void attempt_release(struct upstream_attempt *a);
+
+/* read-timeout: silent that long since the last response byte (silence before the first
+ * one is the timeout's business): the attempt ends as a timeout. */
+static void on_read_timer(void *arg)
+{
+    struct upstream_attempt *a = arg;
+    struct upstream *u = a->u;
+    int64_t last = atomic_load_explicit(&a->last_read_us, memory_order_relaxed);
+    int64_t silent_ms = last ? (monotonic_us() - last) / 1000 : 0;
+    if (silent_ms < a->read_timeout_ms) {
+        loop_timer_start(u->loop, &a->read_timer, a->read_timeout_ms - silent_ms);
+        return;
+    }
+    struct outcome o = {.kind = OUTCOME_TIMEOUT};
+    snprintf(o.detail, sizeof o.detail, "no response byte for %lld ms (read-timeout)",
+             (long long)a->read_timeout_ms);
+    curl_multi_remove_handle(u->multi, a->easy);
+    int64_t elapsed = monotonic_us() - a->start_us;
+    upstream_done_cb cb = a->cb;
+    void *cb_arg = a->arg;
+    attempt_release(a);
+    cb(cb_arg, &o, NULL, elapsed);
+}
+
 struct upstream *upstream_new(struct loop *loop)
 {
     struct upstream *u = calloc(1, sizeof *u);
@@ -369,6 +415,9 @@ struct upstream *upstream_new(struct loop *loop)
 static void attempt_release(struct upstream_attempt *a)
 {
     struct upstream *u = a->u;
+    if (a->read_timeout_ms > 0)
+        loop_timer_stop(u->loop, &a->read_timer);
+    a->read_timeout_ms = 0;
     curl_slist_free_all(a->headers);
     a->headers = NULL;
     curl_slist_free_all(a->connect_to);
@@ -560,7 +609,10 @@ static struct upstream_attempt *attempt_begin(struct upstream *u,
     a->rd.header_bytes = 0;
     a->rd.max_body = req->max_body;
     a->rd.max_header_bytes = req->max_header_bytes;
-    a->connect_timeout_decides = req->connect_timeout_ms <= req->timeout_ms;
+    a->connect_timeout_decides =
+        req->timeout_ms <= 0 || req->connect_timeout_ms <= req->timeout_ms;
+    a->read_timeout_ms = req->read_timeout_ms;
+    atomic_store_explicit(&a->last_read_us, 0, memory_order_relaxed);
     a->errbuf[0] = '\0';
     a->rd.resp = calloc(1, sizeof *a->rd.resp);
     a->headers = build_headers(req);
@@ -571,11 +623,9 @@ static struct upstream_attempt *attempt_begin(struct upstream *u,
     a->rd.resp->content_length = -1;
 
     curl_easy_setopt(e, CURLOPT_URL, req->url);
-    if (on_data && req->timeout_ms <= 0)
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 0L); /* a stream may last for ever */
-    else
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
-                         (long)(req->timeout_ms > 0 ? req->timeout_ms : 1));
+    /* timeout 0: no bound (a stream may last for ever; the deadline, when set, is in
+     * timeout_ms already) */
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(req->timeout_ms > 0 ? req->timeout_ms : 0));
     /* a long stream is often silent: keepalive probes find a peer that vanished */
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, on_data ? 1L : 0L);
     if (on_data) {
@@ -607,6 +657,10 @@ static struct upstream_attempt *attempt_begin(struct upstream *u,
     if (curl_multi_add_handle(u->multi, e) != CURLM_OK) {
         attempt_release(a);
         return NULL;
+    }
+    if (a->read_timeout_ms > 0) {
+        loop_timer_init(&a->read_timer, on_read_timer, a);
+        loop_timer_start(u->loop, &a->read_timer, a->read_timeout_ms);
     }
     return a;
 }
@@ -708,6 +762,9 @@ static void check_done(struct upstream *u)
         if (o.kind == OUTCOME_STATUS) {
             resp = a->rd.resp;
             resp->status = o.status;
+            curl_off_t ttfb = 0;
+            if (curl_easy_getinfo(e, CURLINFO_STARTTRANSFER_TIME_T, &ttfb) == CURLE_OK)
+                resp->head_us = (int64_t)ttfb;
             a->rd.resp = NULL;
         }
         int64_t elapsed = monotonic_us() - a->start_us;

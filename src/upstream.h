@@ -27,10 +27,11 @@ struct upstream_request {
     const char *const *headers;  /* "Name: value" lines, NULL-terminated */
     const char *body;
     size_t body_len;
-    int64_t timeout_ms;          /* whole attempt */
+    int64_t timeout_ms;          /* whole attempt; 0 = no bound */
+    int64_t read_timeout_ms;     /* longest silence while reading the response; 0 = none */
     int64_t connect_timeout_ms;
     bool allow_resend;           /* false: never let curl re-send on a new connection */
-    uint64_t max_body;
+    uint64_t max_body;           /* 0 = no limit */
     uint64_t max_header_bytes;
     const struct tls_conf *tls;
     const char *connect_to;      /* "NAME:PORT:HOST:PORT" (tls.server-name) or NULL */
@@ -42,6 +43,7 @@ struct upstream_response {
     char *body;
     size_t body_len, body_cap;
     int64_t content_length; /* declared, -1 if none (HEAD keeps it) */
+    int64_t head_us;        /* from the attempt's start to its first response byte */
 };
 
 void upstream_response_free(struct upstream_response *r);

@@ -240,12 +240,13 @@ START_TEST(minimal_defaults)
     ck_assert_int_eq(cfg->max_connections, 4096);
     ck_assert_int_eq(cfg->workers, 1);
     ck_assert_uint_eq(cfg->max_request_body, 8u << 20);
-    ck_assert_uint_eq(cfg->max_response_body, 64u << 20);
+    ck_assert_uint_eq(cfg->max_response_body, 0); /* no limit */
     ck_assert_uint_eq(cfg->max_header_bytes, 16u << 10);
     ck_assert_uint_eq(cfg->max_response_header_bytes, 16u << 10);
     ck_assert_int_eq(cfg->request_timeout_ms, 30000);
     ck_assert_int_eq(cfg->idle_timeout_ms, 60000);
     ck_assert_int_eq(cfg->shutdown_timeout_ms, 10000);
+    ck_assert_int_eq(cfg->drain_delay_ms, 0);
     ck_assert_int_eq(cfg->default_timeout_ms, 30000);
     ck_assert_int_eq(cfg->default_connect_timeout_ms, 5000);
     ck_assert_int_eq(cfg->default_deadline_ms, 0);
@@ -270,6 +271,7 @@ START_TEST(minimal_defaults)
     ck_assert_int_eq(s->timeout_ms, 30000);
     ck_assert_int_eq(s->connect_timeout_ms, 5000);
     ck_assert_int_eq(s->deadline_ms, 0);
+    ck_assert_int_eq(s->read_timeout_ms, 0);
     assert_default_retry(&s->retry);
     ck_assert(s->breaker.enabled);
     ck_assert_int_eq(s->breaker.failure_threshold, 5);
@@ -481,12 +483,11 @@ START_TEST(bad_values_all_reported)
         BV "7:22: access-log-format: expected logfmt or json, got 'xml'",
         BV "8:20: max-connections: must be at least 1, got 0",
         BV "9:21: max-request-body: bad size '8XB' (expected e.g. 512, 32KiB, 8MiB, 1GiB)",
-        BV "10:22: max-response-body: must be greater than 0",
+        BV "10:30: max-response-header-bytes: must be greater than 0",
         BV "11:21: max-header-bytes: bad size '-1' (expected e.g. 512, 32KiB, 8MiB, 1GiB)",
         BV "12:20: request-timeout: bad duration '10 s'" EXPECTED_DURATION,
         BV "13:17: idle-timeout: bad duration '-1'" EXPECTED_DURATION,
         BV "14:21: shutdown-timeout: expected a duration, got a map",
-        BV "18:16: timeout: must be greater than 0",
         BV "19:24: connect-timeout: bad duration 'abc'" EXPECTED_DURATION,
         BV "20:17: deadline: bad duration '1d'" EXPECTED_DURATION,
         BV "22:26: failure-threshold: must be at least 1, got 0",
@@ -1749,6 +1750,7 @@ static void assert_same_config(const struct config *a, const struct config *b)
     ck_assert_int_eq(a->request_timeout_ms, b->request_timeout_ms);
     ck_assert_int_eq(a->idle_timeout_ms, b->idle_timeout_ms);
     ck_assert_int_eq(a->shutdown_timeout_ms, b->shutdown_timeout_ms);
+    ck_assert_int_eq(a->drain_delay_ms, b->drain_delay_ms);
     ck_assert_int_eq(a->default_timeout_ms, b->default_timeout_ms);
     ck_assert_int_eq(a->default_connect_timeout_ms, b->default_connect_timeout_ms);
     ck_assert_int_eq(a->default_deadline_ms, b->default_deadline_ms);

@@ -874,6 +874,8 @@ START_TEST(ipv6_and_unix_listeners)
                      "::1");
     cJSON_Delete(j);
     http_resp_free(&r);
+    ck_assert_msg(proc_log_wait(&daemon_proc, "client=\"[::1]:", 5000),
+                  "no access-log line with client=\"[::1]:port\"");
     snprintf(path, sizeof path, "%s/admin.sock", daemon_proc.dir);
     ck_assert_int_gt(unix_exchange(path, "GET /healthz HTTP/1.1\r\nHost: x\r\n"
                                          "Connection: close\r\n\r\n",
@@ -900,6 +902,8 @@ START_TEST(ipv6_and_unix_listeners)
     ck_assert_msg(strncmp(out, "HTTP/1.1 200", 12) == 0 && strstr(out, "\"/over-unix\""),
                   "proxy over unix: %.300s", out);
     ck_assert_msg(strstr(out, "X-Forwarded-For") == NULL, "X-Forwarded-For for a unix client");
+    ck_assert_msg(proc_log_wait(&daemon_proc, "client=\"unix\"", 5000),
+                  "no access-log line with client=\"unix\"");
 }
 END_TEST
 

@@ -9,7 +9,8 @@
  *   configuration, listen re-binds (and a listen address that cannot be bound
  *   fails the whole reload), breaker state survives, and 50 reloads under steady
  *   load (kept-alive and new connections) lose no request;
- * - drain on SIGTERM, the shutdown timeout, and a second SIGTERM;
+ * - drain on SIGTERM, the shutdown timeout, and a second SIGTERM; the drain delay
+ *   (serving on, not ready) and a second SIGTERM in it;
  * - the access log: SIGUSR1 reopen (nothing lost or doubled), logfmt and JSON
  *   keys, escaping of client data; journald priority prefixes;
  * - command-line exit codes.
@@ -431,10 +432,11 @@ static void notify_expect_next(int fd, char *buf, size_t cap, const char *when)
 
 /* ---- access-log parsing ----------------------------------------------------------------- */
 
-#define N_ACCESS_KEYS 11
+#define N_ACCESS_KEYS 17
 static const char *const access_keys[N_ACCESS_KEYS] = {
-    "time",     "request_id", "method",   "service",       "path", "status",
-    "attempts", "endpoint",   "duration", "upstream_time", "flags"};
+    "time",     "request_id", "method",   "service",   "path",   "status",
+    "attempts", "endpoint",   "duration", "upstream_time", "flags", "client",
+    "bytes_in", "bytes_out",  "target",   "tried",     "ttfb"};
 
 struct logfmt_pair {
     char key[32];
@@ -1176,6 +1178,100 @@ START_TEST(drain_second_sigterm_exits_at_once)
 }
 END_TEST
 
+/* The ops configuration with the admin API on (for /readyz). */
+static const char *with_admin(const char *yaml)
+{
+    static char text[8192];
+    const char *at = strstr(yaml, "  admin-listen: off\n");
+    ck_assert_ptr_nonnull(at);
+    snprintf(text, sizeof(text), "%.*s  admin-listen: 127.0.0.1:0\n%s", (int)(at - yaml), yaml,
+             at + strlen("  admin-listen: off\n"));
+    return text;
+}
+
+/* drain-delay: /readyz turns 503 at once, everything (new connections too) is served for
+ * the delay, then the drain runs as without it. */
+START_TEST(drain_delay_serves_on_then_drains)
+{
+    struct http_resp r;
+    double t_term, t_exit;
+    int status;
+
+    ck_assert_int_eq(stub_start(&stub_a, "a", NULL), 0);
+    start_daemon(with_admin(ops_yaml("127.0.0.1:0", "drain-delay: 2s", stub_a.port, NULL)));
+    http_get(daemon_proc.admin_port, "/readyz", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    http_resp_free(&r);
+
+    t_term = harness_now_ms();
+    ck_assert_int_eq(proc_signal(&daemon_proc, SIGTERM), 0);
+    ck_assert(proc_log_wait(&daemon_proc, "drain delay", 1000));
+    http_get(daemon_proc.admin_port, "/readyz", NULL, &r);
+    ck_assert_msg(r.status == 503, "/readyz in the drain delay: %ld (curl %d)", r.status,
+                  r.curl_code);
+    http_resp_free(&r);
+    ck_assert_msg(harness_now_ms() - t_term < 1000, "/readyz 503 only %.0f ms after SIGTERM",
+                  harness_now_ms() - t_term);
+
+    /* a new connection, 1 s into the delay, is served by the upstream */
+    pause_ms((int)(t_term + 1000 - harness_now_ms()));
+    http_get(daemon_proc.port, "/svc/late", NULL, &r);
+    ck_assert_msg(r.status == 200 && http_header(&r, "X-Stub-Name") != NULL,
+                  "a new connection 1 s into the drain delay: status %ld curl %d body %.200s",
+                  r.status, r.curl_code, r.body);
+    http_resp_free(&r);
+    ck_assert_msg(harness_now_ms() - t_term < 1800, "the call took until %.0f ms",
+                  harness_now_ms() - t_term);
+    ck_assert_int_eq(proc_wait(&daemon_proc, 0), -1);
+    ck_assert_int_eq(proc_log_count(&daemon_proc, "draining"), 0);
+
+    /* then the drain (nothing in flight) and exit 0, after the delay */
+    status = proc_wait(&daemon_proc, 6000);
+    t_exit = harness_now_ms();
+    ck_assert_msg(status == 0, "exit status %d after the drain delay", status);
+    ck_assert_msg(t_exit - t_term >= 1900 && t_exit - t_term < 5000,
+                  "exited %.0f ms after SIGTERM, drain-delay is 2 s", t_exit - t_term);
+    ck_assert(proc_log_wait(&daemon_proc, "draining", 1000));
+}
+END_TEST
+
+/* A second SIGTERM in the delay starts the drain then: calls in flight still finish. */
+START_TEST(drain_delay_second_sigterm_starts_drain)
+{
+    struct http_async *slow;
+    struct http_resp r;
+    double t_term, t_second, t_exit;
+    int status;
+
+    ck_assert_int_eq(stub_start(&stub_a, "a", NULL), 0);
+    start_daemon(ops_yaml("127.0.0.1:0", "drain-delay: 20s", stub_a.port, NULL));
+    slow = slow_call(daemon_proc.port, "/svc/slow", 1500);
+    ck_assert(stub_wait_count(&stub_a, 1, 5000));
+
+    t_term = harness_now_ms();
+    ck_assert_int_eq(proc_signal(&daemon_proc, SIGTERM), 0);
+    ck_assert(proc_log_wait(&daemon_proc, "drain delay", 1000));
+    pause_ms((int)(t_term + 500 - harness_now_ms()));
+    ck_assert_int_eq(proc_log_count(&daemon_proc, "draining"), 0);
+    t_second = harness_now_ms();
+    ck_assert_int_eq(proc_signal(&daemon_proc, SIGTERM), 0);
+    ck_assert(proc_log_wait(&daemon_proc, "draining", 1000));
+    ck_assert_msg(harness_now_ms() - t_second < 1000, "the drain started %.0f ms after it",
+                  harness_now_ms() - t_second);
+    ck_assert_int_eq(proc_wait(&daemon_proc, 0), -1); /* the call holds the drain */
+
+    ck_assert_int_eq(http_async_finish(slow, &r), 0);
+    ck_assert_msg(r.status == 200, "the call in flight: status %ld curl %d", r.status,
+                  r.curl_code);
+    http_resp_free(&r);
+    status = proc_wait(&daemon_proc, 5000);
+    t_exit = harness_now_ms();
+    ck_assert_msg(status == 0, "exit status %d", status);
+    ck_assert_msg(t_exit - t_term < 6000, "exited %.0f ms after the first SIGTERM (delay 20 s)",
+                  t_exit - t_term);
+}
+END_TEST
+
 /* ================================================================================== */
 /* access log                                                                           */
 /* ================================================================================== */
@@ -1319,29 +1415,40 @@ START_TEST(access_log_logfmt_fields)
     char **lines;
     int n;
 
+    const char *const put_hdrs[] = {"X-Request-Id: fields-3", "X-Stub-Body-Bytes: 1234", NULL};
+    char want[300];
+    size_t body_out;
+
     ck_assert_int_eq(stub_start(&stub_a, "a", NULL), 0);
     start_daemon(ops_yaml("127.0.0.1:0", "access-log: @DIR@/access.log\naccess-log-format: logfmt",
-                          stub_a.port, NULL));
+                          stub_a.port, "retry:\n  base-delay: 10ms\n  max-delay: 20ms"));
     snprintf(path, sizeof(path), "%s/access.log", daemon_proc.dir);
     http_get(daemon_proc.port, "/svc/items/7?x=1", hdrs, &r);
     ck_assert_int_eq(r.status, 200);
+    body_out = r.body_len;
     http_resp_free(&r);
     http_get(daemon_proc.port, "/nosuch/x", NULL, &r);
     ck_assert_int_eq(r.status, 404);
+    http_resp_free(&r);
+    /* a PUT with a body, answered 503 once then 1234 bytes: two attempts */
+    ck_assert_int_eq(stub_mode(&stub_a, "{\"status\": 503, \"count\": 1}"), 0);
+    http_send(daemon_proc.port, "PUT", "/svc/up?v=2", put_hdrs, "hello", 5, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(r.body_len, 1234);
     http_resp_free(&r);
     {
         double end = harness_now_ms() + 5000;
         for (;;) {
             text = read_all(path);
             lines = split_lines(text, &n);
-            if (n >= 2 || harness_now_ms() > end)
+            if (n >= 3 || harness_now_ms() > end)
                 break;
             free(lines);
             free(text);
             pause_ms(10);
         }
     }
-    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(n, 3);
 
     assert_logfmt_line(lines[0], pairs);
     snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d/base", stub_a.port);
@@ -1362,13 +1469,43 @@ START_TEST(access_log_logfmt_fields)
     ck_assert_msg(strlen(pair_value(pairs, "time")) >= 20 && pair_value(pairs, "time")[4] == '-',
                   "time=%s", pair_value(pairs, "time"));
     /* values with client data are quoted */
-    ck_assert(pairs[1].quoted && pairs[2].quoted && pairs[4].quoted);
+    ck_assert(pairs[1].quoted && pairs[2].quoted && pairs[4].quoted && pairs[11].quoted &&
+              pairs[14].quoted && pairs[15].quoted);
+    ck_assert_msg(strncmp(pair_value(pairs, "client"), "127.0.0.1:", 10) == 0 &&
+                      atoi(pair_value(pairs, "client") + 10) > 0,
+                  "client=%s", pair_value(pairs, "client"));
+    ck_assert_str_eq(pair_value(pairs, "bytes_in"), "0");
+    snprintf(want, sizeof(want), "%zu", body_out);
+    ck_assert_str_eq(pair_value(pairs, "bytes_out"), want);
+    ck_assert_str_eq(pair_value(pairs, "target"), "/base/items/7?x=1");
+    ck_assert_str_eq(pair_value(pairs, "tried"), endpoint);
+    ck_assert_msg(strcmp(pair_value(pairs, "ttfb"), "-") != 0 &&
+                      strtod(pair_value(pairs, "ttfb"), NULL) >= 0 &&
+                      strtod(pair_value(pairs, "ttfb"), NULL) <=
+                          strtod(pair_value(pairs, "upstream_time"), NULL),
+                  "ttfb=%s upstream_time=%s", pair_value(pairs, "ttfb"),
+                  pair_value(pairs, "upstream_time"));
 
     assert_logfmt_line(lines[1], pairs);
     ck_assert_str_eq(pair_value(pairs, "status"), "404");
     ck_assert_str_eq(pair_value(pairs, "path"), "/nosuch/x");
     ck_assert_str_eq(pair_value(pairs, "attempts"), "0");
     ck_assert_str_eq(pair_value(pairs, "flags"), "NR");
+    ck_assert_str_eq(pair_value(pairs, "bytes_in"), "0");
+    ck_assert_int_gt(atoi(pair_value(pairs, "bytes_out")), 0); /* the JSON error */
+    ck_assert_str_eq(pair_value(pairs, "target"), "-");
+    ck_assert_str_eq(pair_value(pairs, "tried"), "-");
+    ck_assert_str_eq(pair_value(pairs, "ttfb"), "-");
+
+    assert_logfmt_line(lines[2], pairs);
+    ck_assert_str_eq(pair_value(pairs, "request_id"), "fields-3");
+    ck_assert_str_eq(pair_value(pairs, "status"), "200");
+    ck_assert_str_eq(pair_value(pairs, "attempts"), "2");
+    ck_assert_str_eq(pair_value(pairs, "bytes_in"), "5");
+    ck_assert_str_eq(pair_value(pairs, "bytes_out"), "1234");
+    ck_assert_str_eq(pair_value(pairs, "target"), "/base/up?v=2");
+    snprintf(want, sizeof(want), "%s,%s", endpoint, endpoint);
+    ck_assert_str_eq(pair_value(pairs, "tried"), want);
     free(lines);
     free(text);
 }
@@ -1533,6 +1670,13 @@ START_TEST(access_log_json_lines)
             ck_assert_str_eq(json_str(j, "endpoint"), endpoint);
             ck_assert(cJSON_IsNumber(json_path(j, "upstream_time")));
             ck_assert_str_eq(json_str(j, "flags"), "");
+            ck_assert_msg(strncmp(json_str(j, "client"), "127.0.0.1:", 10) == 0, "client %s",
+                          json_str(j, "client"));
+            ck_assert_int_eq((int)json_num(j, "bytes_in", -1), 0);
+            ck_assert_int_gt((int)json_num(j, "bytes_out", -1), 0);
+            ck_assert_str_eq(json_str(j, "target"), "/base/j?q=1");
+            ck_assert_str_eq(json_str(j, "tried"), endpoint);
+            ck_assert(json_num(j, "ttfb", -1) >= 0); /* a number, not null */
         } else if (k <= (int)N_NASTY) {
             i = (size_t)k - 1;
             snprintf(want_id, sizeof(want_id), "nasty-%zu", i + 1);
@@ -1548,6 +1692,51 @@ START_TEST(access_log_json_lines)
     }
     free(lines);
     free(text);
+}
+END_TEST
+
+/* ================================================================================== */
+/* timeouts for streams                                                                 */
+/* ================================================================================== */
+
+/* read-timeout bounds a silence inside the response: a body that pauses 1.5 s after its
+ * first bytes ends as a timeout soon after 300 ms of silence, not at the pause's end. */
+START_TEST(read_timeout_cuts_a_silent_response)
+{
+    const char *const hdrs[] = {"X-Stub-Body-Bytes: 1000", "X-Stub-Pause-Ms: 1500", NULL};
+    struct http_resp r;
+    double t0, took;
+
+    ck_assert_int_eq(stub_start(&stub_a, "a", NULL), 0);
+    start_daemon(ops_yaml("127.0.0.1:0", NULL, stub_a.port,
+                          "timeout: 0\nread-timeout: 300ms\nretry:\n  max-attempts: 1"));
+    t0 = harness_now_ms();
+    http_get(daemon_proc.port, "/svc/pausing", hdrs, &r);
+    took = harness_now_ms() - t0;
+    assert_ahoyd_error(&r, 504, "upstream_timeout", "svc", 1);
+    http_resp_free(&r);
+    ck_assert_msg(took >= 250 && took < 1300, "answered after %.0f ms (read-timeout 300 ms, "
+                  "pause 1500 ms)", took);
+    ck_assert(proc_log_wait(&daemon_proc, "flags=UT", 2000));
+}
+END_TEST
+
+/* timeout: 0 is no bound, and without read-timeout a pause is waited out. */
+START_TEST(timeout_zero_waits_for_a_pausing_response)
+{
+    const char *const hdrs[] = {"X-Stub-Body-Bytes: 1000", "X-Stub-Pause-Ms: 1200", NULL};
+    struct http_resp r;
+    double t0, took;
+
+    ck_assert_int_eq(stub_start(&stub_a, "a", NULL), 0);
+    start_daemon(ops_yaml("127.0.0.1:0", NULL, stub_a.port, "timeout: 0"));
+    t0 = harness_now_ms();
+    http_get(daemon_proc.port, "/svc/pausing", hdrs, &r);
+    took = harness_now_ms() - t0;
+    ck_assert_msg(r.status == 200 && r.body_len == 1000, "status %ld, %zu bytes (curl %d)",
+                  r.status, r.body_len, r.curl_code);
+    http_resp_free(&r);
+    ck_assert_msg(took >= 1100, "answered after %.0f ms: the stub paused 1200 ms", took);
 }
 END_TEST
 
@@ -1994,12 +2183,18 @@ int main(void)
     tcase_add_test(tc, drain_answers_request_on_open_connection_with_503);
     tcase_add_test(tc, drain_shutdown_timeout_answers_503);
     tcase_add_test(tc, drain_second_sigterm_exits_at_once);
+    tcase_add_test(tc, drain_delay_serves_on_then_drains);
+    tcase_add_test(tc, drain_delay_second_sigterm_starts_drain);
 
     tc = harness_tcase(s, "access_log");
     tcase_add_test(tc, access_log_reopen_on_sigusr1);
     tcase_add_test(tc, access_log_logfmt_fields);
     tcase_add_test(tc, access_log_escapes_client_data_logfmt);
     tcase_add_test(tc, access_log_json_lines);
+
+    tc = harness_tcase(s, "stream_timeouts");
+    tcase_add_test(tc, read_timeout_cuts_a_silent_response);
+    tcase_add_test(tc, timeout_zero_waits_for_a_pausing_response);
 
     tc = harness_tcase(s, "journald");
     tcase_add_test(tc, journald_priority_prefixes);

@@ -11,6 +11,8 @@
  *     X-Stub-Status: N, X-Stub-Delay-Ms: N, X-Stub-Body-Bytes: N (plain body of
  *     N 'x'), X-Stub-Header-Bytes: N (a response header X-Big of N bytes),
  *     X-Stub-Retry-After: V, X-Stub-Header: Name: value (repeatable),
+ *     X-Stub-Pause-Ms: N (with X-Stub-Body-Bytes: the head and the body's first 100
+ *     bytes, then N ms of silence, then the rest),
  *     X-Stub-Action: reset | close-mid-body | hang;
  *   - instance-wide, on the stub's own port under /_stub/: POST /_stub/mode
  *     (JSON, optionally for the next `count` requests, optionally only for the
@@ -442,6 +444,8 @@ static bool wait_ms(struct MHD_Connection *con, long ms)
 struct body_gen {
     uint64_t total;   /* bytes to produce */
     uint64_t fail_at; /* produce this many, then report an error (UINT64_MAX = never) */
+    uint64_t pause_at; /* produce this many, then be silent for pause_ms */
+    long pause_ms;     /* 0 = no pause */
 };
 
 static ssize_t body_gen_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -453,6 +457,17 @@ static ssize_t body_gen_read(void *cls, uint64_t pos, char *buf, size_t max)
     if (pos >= limit)
         return g->fail_at < g->total ? MHD_CONTENT_READER_END_WITH_ERROR
                                      : MHD_CONTENT_READER_END_OF_STREAM;
+    if (g->pause_ms > 0 && pos >= g->pause_at) {
+        /* this connection's own thread: sleep in slices, stop when the stub stops */
+        for (long waited = 0; waited < g->pause_ms && !atomic_load(&stopping);
+             waited += SLICE_MS) {
+            struct timespec ts = {0, SLICE_MS * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        g->pause_ms = 0;
+    }
+    if (g->pause_ms > 0 && limit > g->pause_at)
+        limit = g->pause_at; /* the first piece alone, then the pause */
     n = (size_t)(limit - pos) < max ? (size_t)(limit - pos) : max;
     memset(buf, 'x', n);
     return (ssize_t)n;
@@ -543,12 +558,18 @@ static enum MHD_Result answer_request(struct MHD_Connection *con, const char *me
             behaviour_clear(&b);
             return MHD_NO;
         }
+        gen->pause_ms = 0;
+        gen->pause_at = 100;
         if (b.action == ACTION_CLOSE_MID_BODY) {
             gen->total = 1000;
             gen->fail_at = 100;
         } else {
+            const char *pv = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "X-Stub-Pause-Ms");
+            long pn;
             gen->total = (uint64_t)b.body_bytes;
             gen->fail_at = UINT64_MAX;
+            if (pv != NULL && parse_long(pv, 0, MAX_DELAY_MS, &pn) == 0)
+                gen->pause_ms = pn;
         }
         resp = MHD_create_response_from_callback(gen->total, 64 * 1024, body_gen_read, gen, free);
         if (resp == NULL) {
