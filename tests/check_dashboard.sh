@@ -12,6 +12,7 @@
 #
 # Needs node, /usr/bin/chromium (or $CHROMIUM) and playwright-core, looked for in
 # $DASHBOARD_NODE_MODULES, then tests/node_modules of the source tree, then
+# $CI_NODE_DIR/node_modules (where .ci/deps puts it), then
 # /var/cache/ahoyd-ci/node/node_modules. Without them it skips (exit 77), or
 # fails when CI=true. Exit 0 pass, 1 fail, 99 set-up error.
 
@@ -36,6 +37,7 @@ command -v node >/dev/null 2>&1 || missing "node not found (apt-get install node
 [ -x "$CHROMIUM" ] || missing "$CHROMIUM not found (apt-get install chromium)"
 modules=
 for d in ${DASHBOARD_NODE_MODULES:-} "$TOP_SRCDIR/tests/node_modules" \
+    "${CI_NODE_DIR:-/var/cache/ahoyd-ci/node}/node_modules" \
     /var/cache/ahoyd-ci/node/node_modules; do
     if [ -f "$d/playwright-core/package.json" ]; then
         modules=$d
