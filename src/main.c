@@ -173,7 +173,10 @@ static void notify_reload_done(struct daemon_state *d, const char *why, int err)
 }
 
 /* Load the configuration again (SPEC 2.6). Returns 0 when it took effect; otherwise -1
- * and every error logged and, when errors is not NULL, handed back. */
+ * and every error logged and, when errors is not NULL, handed back.
+ * Long on purpose: load, prepare every listener, build the runtime, then commit, with
+ * each failure undoing exactly what was prepared before it. In one function the undo
+ * order stays visible next to the steps it undoes. */
 static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
 {
     struct config_messages msgs = {0};
@@ -579,6 +582,10 @@ static int setup_signals(struct daemon_state *d)
     return loop_io_add(d->loop, &d->signal_io, d->signal_fd, EPOLLIN, on_signal, d);
 }
 
+/* Start-up in the order it must happen (options, configuration, libraries, loops,
+ * listeners, workers, signals, readiness), then the loop and the drain. Long on purpose:
+ * each step's failure exits with its own status (1 configuration, 2 usage, 3 runtime),
+ * and one function keeps every exit path and what it releases in view. */
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {

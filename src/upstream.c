@@ -573,6 +573,8 @@ static void set_constant_options(struct upstream_attempt *a)
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, a->u);
 }
 
+/* One attempt's easy handle: a flat list of curl options, each set for every attempt
+ * (a reused handle keeps what the last one set), so it reads top to bottom. */
 static struct upstream_attempt *attempt_begin(struct upstream *u,
                                               const struct upstream_request *req,
                                               upstream_data_cb on_data, upstream_done_cb cb,
