@@ -581,7 +581,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     static int seen; /* marks a request whose first call is done */
     struct admin *a = cls;
 
-    if (*con_cls == NULL) {
+    if (!*con_cls) {
         *con_cls = &seen;
         return MHD_YES; /* answer on a later call: keeps the connection alive */
     }

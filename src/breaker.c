@@ -44,7 +44,7 @@ void breaker_init(struct breaker *b)
 static void transition(struct breaker *b, enum breaker_state to, int64_t now_ms, const char *reason,
                        struct breaker_transition *tr)
 {
-    if (tr != NULL) {
+    if (tr) {
         tr->from = b->state;
         tr->to = to;
         tr->reason = reason;

@@ -29,7 +29,7 @@
 
 void config_free(struct config *cfg)
 {
-    if (cfg == NULL)
+    if (!cfg)
         return;
     free(cfg->path);
     cfg_listen_clear(&cfg->listen);
@@ -53,7 +53,7 @@ void config_free(struct config *cfg)
 
 void config_messages_free(struct config_messages *msgs)
 {
-    if (msgs == NULL)
+    if (!msgs)
         return;
     for (size_t i = 0; i < msgs->n_errors; i++)
         free(msgs->errors[i]);
@@ -67,7 +67,7 @@ void config_messages_free(struct config_messages *msgs)
 const struct service_conf *config_find_service(const struct config *cfg, const char *name,
                                                size_t len)
 {
-    if (cfg == NULL || name == NULL)
+    if (!cfg || !name)
         return NULL;
     for (size_t i = 0; i < cfg->n_services; i++) {
         const char *s = cfg->services[i].name;
@@ -81,21 +81,21 @@ static int run(const struct config_options *opts, struct config_messages *msgs, 
                struct config **cfg_out)
 {
     struct ctx c;
-    memset(&c, 0, sizeof(c));
+    memset(&c, 0, sizeof c);
     memset(msgs, 0, sizeof(*msgs));
     c.opts = opts;
-    if (cfg_out != NULL)
+    if (cfg_out)
         *cfg_out = NULL;
-    const char *path = opts->path != NULL ? opts->path : SYSCONFDIR "/ahoyd/ahoyd.yaml";
+    const char *path = opts->path ? opts->path : SYSCONFDIR "/ahoyd/ahoyd.yaml";
     struct config_options o = *opts;
     o.path = path;
     c.opts = &o;
     const char *slash = strrchr(path, '/');
-    c.dir = slash != NULL ? arena_strndup(&c.a, path, (size_t)(slash - path + 1)) : "";
+    c.dir = slash ? arena_strndup(&c.a, path, (size_t)(slash - path + 1)) : "";
 
     struct node *main_tree = cfg_load_file(&c, path);
     struct src top = {c.files[0], 0, 1, 1, NULL};
-    c.root = main_tree != NULL ? main_tree : node_new(&c, N_MAP, &top);
+    c.root = main_tree ? main_tree : node_new(&c, N_MAP, &top);
 
     struct items inc, prof;
     const char *inc_prov, *prof_prov;
@@ -111,7 +111,7 @@ static int run(const struct config_options *opts, struct config_messages *msgs, 
     for (size_t i = 0; i < c.n_files; i++)
         cfg->files[cfg->n_files++] = xstrdup(c.files[i]);
     struct dnode dump_root = {0};
-    if (dump_out != NULL)
+    if (dump_out)
         c.dump = &dump_root;
     c.cfg = cfg;
     c.inc = &inc;
@@ -123,7 +123,7 @@ static int run(const struct config_options *opts, struct config_messages *msgs, 
         cfg_check_consistency(&c); /* on valid values only */
 
     int rc = c.errors.n > 0 ? 1 : 0;
-    if (rc == 0 && dump_out != NULL) {
+    if (rc == 0 && dump_out) {
         fprintf(dump_out, "# ahoyd effective configuration, from %s\n", path);
         fprintf(dump_out, "# each value is followed by where it came from\n");
         dump_print(dump_out, &dump_root, 0, false);
@@ -135,7 +135,7 @@ static int run(const struct config_options *opts, struct config_messages *msgs, 
     free(c.real_paths);
     free(c.files);
     arena_free(&c.a);
-    if (rc == 0 && cfg_out != NULL)
+    if (rc == 0 && cfg_out)
         *cfg_out = cfg;
     else
         config_free(cfg);

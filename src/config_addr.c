@@ -28,7 +28,7 @@ static bool parse_port(const char *s, size_t len, int min, int *port)
 {
     char buf[8];
     int64_t v;
-    if (len == 0 || len >= sizeof(buf))
+    if (len == 0 || len >= sizeof buf)
         return false;
     memcpy(buf, s, len);
     buf[len] = '\0';
@@ -79,7 +79,7 @@ static bool parse_listen(const char *s, bool off_ok, struct listen_addr *out, co
     bool v6 = false;
     if (s[0] == '[') {
         const char *close = strchr(s, ']');
-        if (close == NULL || close[1] != ':') {
+        if (!close || close[1] != ':') {
             *why = "expected [address]:port";
             return false;
         }
@@ -89,7 +89,7 @@ static bool parse_listen(const char *s, bool off_ok, struct listen_addr *out, co
         v6 = true;
     } else {
         const char *colon = strrchr(s, ':');
-        if (colon == NULL) {
+        if (!colon) {
             *why = "expected host:port, [address]:port or unix:/path";
             return false;
         }
@@ -102,7 +102,7 @@ static bool parse_listen(const char *s, bool off_ok, struct listen_addr *out, co
         }
     }
     char hbuf[256];
-    if (host_len == 0 || host_len >= sizeof(hbuf)) {
+    if (host_len == 0 || host_len >= sizeof hbuf) {
         *why = "missing host";
         return false;
     }
@@ -177,7 +177,7 @@ bool cfg_parse_url(const char *s, struct endpoint_conf *e, const char **why)
         return false;
     }
     const char *path = strchr(rest, '/');
-    size_t auth_len = path != NULL ? (size_t)(path - rest) : strlen(rest);
+    size_t auth_len = path ? (size_t)(path - rest) : strlen(rest);
     if (memchr(rest, '@', auth_len) != NULL) {
         *why = "user info (user@) is not allowed";
         return false;
@@ -186,14 +186,14 @@ bool cfg_parse_url(const char *s, struct endpoint_conf *e, const char **why)
     size_t host_len;
     if (rest[0] == '[') {
         const char *close = memchr(rest, ']', auth_len);
-        if (close == NULL) {
+        if (!close) {
             *why = "unbalanced '[' in host";
             return false;
         }
         char buf[64];
         unsigned char addr[16];
         size_t len = (size_t)(close - rest - 1);
-        if (len >= sizeof(buf)) {
+        if (len >= sizeof buf) {
             *why = "bad IPv6 address";
             return false;
         }
@@ -213,8 +213,8 @@ bool cfg_parse_url(const char *s, struct endpoint_conf *e, const char **why)
         }
     } else {
         const char *colon = memchr(rest, ':', auth_len);
-        host_len = colon != NULL ? (size_t)(colon - rest) : auth_len;
-        if (colon != NULL)
+        host_len = colon ? (size_t)(colon - rest) : auth_len;
+        if (colon)
             port = colon + 1;
         if (!host_name_ok(host, host_len)) {
             *why = host_len == 0 ? "missing host" : "bad host name";
@@ -222,11 +222,11 @@ bool cfg_parse_url(const char *s, struct endpoint_conf *e, const char **why)
         }
     }
     e->port = e->tls ? 443 : 80;
-    if (port != NULL && !parse_port(port, (size_t)(rest + auth_len - port), 1, &e->port)) {
+    if (port && !parse_port(port, (size_t)(rest + auth_len - port), 1, &e->port)) {
         *why = "port must be a number from 1 to 65535";
         return false;
     }
-    if (path != NULL) {
+    if (path) {
         for (const char *p = path; *p != '\0'; p++) {
             if (*p == '%') {
                 if (!isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2])) {
@@ -242,12 +242,12 @@ bool cfg_parse_url(const char *s, struct endpoint_conf *e, const char **why)
     }
     /* kept as written: "/svc" forwards to the base path exactly (SPEC 3.1); the join
      * drops its trailing '/' when a rest follows */
-    size_t plen = path != NULL ? strlen(path) : 0;
+    size_t plen = path ? strlen(path) : 0;
     e->url = xstrdup(s);
     e->host = strndup(host, host_len);
-    e->base_path = strndup(path != NULL ? path : "", plen);
+    e->base_path = strndup(path ? path : "", plen);
     e->origin = xasprintf("%s://%.*s", e->tls ? "https" : "http", (int)auth_len, rest);
-    if (e->host == NULL || e->base_path == NULL)
+    if (!e->host || !e->base_path)
         abort();
     e->weight = 1;
     return true;
@@ -259,10 +259,10 @@ static void read_listen(struct ctx *c, const struct key *k, struct node *map, st
 {
     struct node *n = node_get(map, k->name);
     const char *why = NULL;
-    const char *t = n != NULL ? cfg_text(c, n, k->name, "an address") : NULL;
+    const char *t = n ? cfg_text(c, n, k->name, "an address") : NULL;
     struct listen_addr addr;
     (void)d;
-    if (t == NULL)
+    if (!t)
         return;
     if (!parse_listen(t, k->arg != NULL, &addr, &why)) {
         cfg_err(c, n, k->name, "bad address '%s': %s", cfg_show(c, t), why);

@@ -73,11 +73,11 @@ static const struct rule rule_deadline = {
 /* Where the other value of a pair came from, for the message. */
 static const char *origin_of(struct ctx *c, const struct side *s, const struct side *at)
 {
-    if (s->n == NULL)
+    if (!s->n)
         return "the default";
     if (s->own == at->own) /* the same section: its position says enough */
         return cfg_pos(c, &s->n->src);
-    if (s->n->src.file == NULL)
+    if (!s->n->src.file)
         return cfg_pos(c, &s->n->src); /* "env NAME" */
     return arena_printf(&c->a, "%s at %s", s->dotted, cfg_pos(c, &s->n->src));
 }
@@ -87,15 +87,15 @@ static const char *origin_of(struct ctx *c, const struct side *s, const struct s
 static void check_pair(struct ctx *c, const struct rule *r, const struct side *a,
                        const struct side *b, bool global)
 {
-    if (!r->bad(a->ms, b->ms) || (r->a_default_quiet && a->n == NULL))
+    if (!r->bad(a->ms, b->ms) || (r->a_default_quiet && !a->n))
         return;
     const struct side *at, *other;
     if (global) {
-        at = a->n != NULL ? a : b->n != NULL ? b : NULL;
+        at = a->n ? a : b->n ? b : NULL;
     } else {
         at = a->own ? a : b->own ? b : NULL;
     }
-    if (at == NULL)
+    if (!at)
         return; /* defaults, or a service that inherits both: said at the global level */
     other = at == a ? b : a;
     cfg_warn_at(c, &at->n->src, NULL, at == a ? r->a_says : r->b_says, at->key,
@@ -115,14 +115,14 @@ static struct side side_of(const char *key, const char *dotted, int64_t ms, stru
                            struct node *alt, const char *alt_key, struct node *global)
 {
     struct side s = {key, dotted, ms, NULL, false};
-    struct node *n = own != NULL ? node_get(own, key) : NULL;
-    if (n == NULL && alt != NULL && (n = node_get(alt, alt_key)) != NULL)
+    struct node *n = own ? node_get(own, key) : NULL;
+    if (!n && alt && (n = node_get(alt, alt_key)) != NULL)
         s.key = alt_key;
-    if (n != NULL) {
+    if (n) {
         s.n = n;
         s.own = true;
     } else {
-        s.n = global != NULL ? node_get(global, key) : NULL;
+        s.n = global ? node_get(global, key) : NULL;
     }
     return s;
 }
@@ -160,7 +160,7 @@ void cfg_check_consistency(struct ctx *c)
     struct node *svcs = node_get(client, "services");
     if (cfg->n_services == 0) {
         struct src whole = {c->files[0], 0, 0, 0, NULL};
-        const struct src *at = svcs != NULL ? &node_get_key(client, "services")->src : &whole;
+        const struct src *at = svcs ? &node_get_key(client, "services")->src : &whole;
         cfg_warn_at(c, at, NULL,
                     "no service declared under pyfly.client.services: every call gets 404");
         return;
@@ -168,7 +168,7 @@ void cfg_check_consistency(struct ctx *c)
     for (size_t i = 0; i < svcs->n; i++) {
         const struct service_conf *v =
             config_find_service(cfg, svcs->keys[i]->text, strlen(svcs->keys[i]->text));
-        if (v != NULL && svcs->vals[i]->kind == N_MAP)
+        if (v && svcs->vals[i]->kind == N_MAP)
             check_section(c, v, svcs->vals[i], gdefault, gretry);
     }
 }

@@ -12,14 +12,14 @@
 struct dnode *dump_add(struct ctx *c, struct dnode *parent, enum dkind kind, const char *key,
                        const char *text, const char *prov)
 {
-    if (parent == NULL)
+    if (!parent)
         return NULL;
     struct dnode *d = arena_alloc(&c->a, sizeof(*d));
     d->kind = kind;
     d->key = key;
     d->text = text;
     d->prov = prov;
-    if (parent->last != NULL)
+    if (parent->last)
         parent->last->next = d;
     else
         parent->first = d;
@@ -41,7 +41,7 @@ void dump_leaf(struct ctx *c, struct dnode *parent, const char *key, const char 
 /* A YAML double-quoted string that reads back as s (and never as a placeholder). */
 const char *dump_str(struct ctx *c, const char *s)
 {
-    if (c->dump == NULL)
+    if (!c->dump)
         return NULL;
     struct strbuf b = {0};
     strbuf_add(&b, "\"", 1);
@@ -52,7 +52,7 @@ const char *dump_str(struct ctx *c, const char *s)
             strbuf_add(&b, p, 1);
         } else if (ch < 0x20 || ch == 0x7f) {
             char esc[8];
-            snprintf(esc, sizeof(esc), "\\x%02x", ch);
+            snprintf(esc, sizeof esc, "\\x%02x", ch);
             strbuf_puts(&b, esc);
         } else if (ch == '$' && p[1] == '{') {
             strbuf_puts(&b, "$$");
@@ -97,9 +97,9 @@ const char *dump_int(struct ctx *c, int64_t v)
 const char *dump_float(struct ctx *c, double v)
 {
     char buf[64];
-    snprintf(buf, sizeof(buf), "%.15f", v);
+    snprintf(buf, sizeof buf, "%.15f", v);
     char *dot = strchr(buf, '.');
-    if (dot != NULL) {
+    if (dot) {
         char *end = buf + strlen(buf);
         while (end > dot + 2 && end[-1] == '0')
             *--end = '\0';
@@ -116,25 +116,25 @@ static void dump_print_one(FILE *out, const struct dnode *d, int indent, const c
     fprintf(out, "%*s%s%s:", indent, "", lead, d->key);
     if (d->kind == D_LEAF) {
         fprintf(out, " %s", d->text);
-        if (d->prov != NULL)
+        if (d->prov)
             fprintf(out, "  # %s", d->prov);
         fputc('\n', out);
         return;
     }
-    if (d->first == NULL) {
+    if (!d->first) {
         fprintf(out, " %s", d->kind == D_SEQ ? "[]" : "{}");
-        if (d->prov != NULL)
+        if (d->prov)
             fprintf(out, "  # %s", d->prov);
         fputc('\n', out);
         return;
     }
-    if (d->prov != NULL)
+    if (d->prov)
         fprintf(out, "  # %s", d->prov);
     fputc('\n', out);
     if (d->kind == D_MAP) {
         dump_print(out, d, indent + 2, false);
     } else {
-        for (const struct dnode *it = d->first; it != NULL; it = it->next)
+        for (const struct dnode *it = d->first; it; it = it->next)
             dump_print(out, it, indent + 2, true);
     }
 }
@@ -143,7 +143,7 @@ static void dump_print_one(FILE *out, const struct dnode *d, int indent, const c
 void dump_print(FILE *out, const struct dnode *d, int indent, bool dash)
 {
     bool first = true;
-    for (const struct dnode *ch = d->first; ch != NULL; ch = ch->next) {
+    for (const struct dnode *ch = d->first; ch; ch = ch->next) {
         if (dash)
             dump_print_one(out, ch, indent, first ? "- " : "  ");
         else

@@ -23,7 +23,7 @@ static void read_health_check(struct ctx *c, const struct key *k, struct node *s
     (void)d;
     cfg_read_switch_map(c, k, svc, s, false, "off or a map {path, interval, timeout, ...}");
     struct node *n = node_get(svc, k->name);
-    if (sc->health.enabled && sc->health_path == NULL && n != NULL && n->kind == N_MAP &&
+    if (sc->health.enabled && !sc->health_path && n && n->kind == N_MAP &&
         node_get(n, "path") == NULL)
         cfg_err(c, n, k->name, "a health check needs a path (e.g. path: /healthz)");
 }
@@ -44,7 +44,7 @@ static void read_health_path(struct ctx *c, const struct key *k, struct node *ma
     const char *v = NULL, *at = NULL;
     (void)d;
     struct node *n = cfg_read_string(c, map, k->name, &v, &at);
-    if (at == NULL)
+    if (!at)
         return;
     if (v[0] != '/') {
         cfg_err(c, n, k->name, "the health-check path must start with '/', got '%s'",
@@ -69,7 +69,7 @@ static void read_health_expect(struct ctx *c, const struct key *k, struct node *
     struct health_expect e;
     (void)d;
     struct node *n = cfg_read_string(c, map, k->name, &v, &at);
-    if (at == NULL)
+    if (!at)
         return;
     if (health_expect_parse(v, &e, why, sizeof why) != 0) {
         cfg_err(c, n, k->name, "%s", why);
@@ -104,7 +104,7 @@ static void read_health_headers(struct ctx *c, const struct key *k, struct node 
     struct service_conf *sc = s->dst;
     struct node *h = node_get(map, k->name);
     (void)d;
-    if (h == NULL || h->is_null || h->broken)
+    if (!h || h->is_null || h->broken)
         return;
     if (cfg_read_header_map(c, h, k->name, &sc->health_headers, &sc->n_health_headers, NULL))
         schema_set_origin(s, k, cfg_origin(c, h));
@@ -114,7 +114,7 @@ static void dump_health_headers(struct ctx *c, const struct key *k, const struct
                                 struct dnode *d)
 {
     const struct service_conf *sc = s->dst;
-    if (d == NULL)
+    if (!d)
         return;
     const char *at = schema_origin(s, k);
     if (sc->n_health_headers == 0) {

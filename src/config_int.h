@@ -21,7 +21,7 @@
 static inline void *xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);
-    if (p == NULL)
+    if (!p)
         abort();
     return p;
 }
@@ -29,17 +29,17 @@ static inline void *xmalloc(size_t n)
 static inline void *xcalloc(size_t n, size_t size)
 {
     void *p = calloc(n ? n : 1, size ? size : 1);
-    if (p == NULL)
+    if (!p)
         abort();
     return p;
 }
 
 static inline char *xstrdup(const char *s)
 {
-    if (s == NULL)
+    if (!s)
         return NULL;
     char *d = strdup(s);
-    if (d == NULL)
+    if (!d)
         abort();
     return d;
 }

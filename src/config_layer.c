@@ -40,10 +40,10 @@ static void deep_merge(struct ctx *c, struct node *dst, struct node *src)
 
 static const char *env_get(struct ctx *c, const char *name)
 {
-    if (c->opts->env == NULL)
+    if (!c->opts->env)
         return NULL;
     size_t len = strlen(name);
-    for (char *const *e = c->opts->env; *e != NULL; e++)
+    for (char *const *e = c->opts->env; *e; e++)
         if (strncmp(*e, name, len) == 0 && (*e)[len] == '=')
             return *e + len + 1;
     return NULL;
@@ -52,14 +52,14 @@ static const char *env_get(struct ctx *c, const char *name)
 static struct node *find_dotted(struct node *root, const char *name)
 {
     char buf[256];
-    if (strlen(name) >= sizeof(buf))
+    if (strlen(name) >= sizeof buf)
         return NULL;
     strcpy(buf, name);
     struct node *cur = root;
     char *save = NULL;
-    for (char *part = strtok_r(buf, ".", &save); part != NULL; part = strtok_r(NULL, ".", &save)) {
+    for (char *part = strtok_r(buf, ".", &save); part; part = strtok_r(NULL, ".", &save)) {
         cur = node_get(cur, part);
-        if (cur == NULL)
+        if (!cur)
             return NULL;
     }
     return cur == root ? NULL : cur;
@@ -98,13 +98,13 @@ static void resolve_scalar(struct ctx *c, struct node *n, const char *key, bool 
             continue;
         }
         const char *close = strchr(s + 2, '}');
-        if (close == NULL) {
+        if (!close) {
             cfg_err(c, n, key, "unterminated placeholder '%s'", cfg_show(c, s));
             ok = false;
             break;
         }
         const char *colon = memchr(s + 2, ':', (size_t)(close - s - 2));
-        const char *name_end = colon != NULL ? colon : close;
+        const char *name_end = colon ? colon : close;
         char *name = arena_strndup(&c->a, s + 2, (size_t)(name_end - s - 2));
         char *def =
             colon != NULL ? arena_strndup(&c->a, colon + 1, (size_t)(close - colon - 1)) : NULL;
@@ -115,9 +115,9 @@ static void resolve_scalar(struct ctx *c, struct node *n, const char *key, bool 
             continue;
         }
         const char *val = env_get(c, name);
-        if (val == NULL && !env_only) {
+        if (!val && !env_only) {
             struct node *ref = find_dotted(c->root, name);
-            if (ref != NULL && ref->kind == N_SCALAR && !ref->is_null) {
+            if (ref && ref->kind == N_SCALAR && !ref->is_null) {
                 if (ref->resolving || c->ref_depth >= 32) {
                     cfg_err(c, n, key, "placeholder '${%s}' is part of a cycle", cfg_show(c, name));
                     ok = false;
@@ -135,9 +135,9 @@ static void resolve_scalar(struct ctx *c, struct node *n, const char *key, bool 
                 val = ref->text;
             }
         }
-        if (val == NULL)
+        if (!val)
             val = def;
-        if (val == NULL) {
+        if (!val) {
             cfg_err(c, n, key, "unresolved placeholder '${%s}'", cfg_show(c, name));
             ok = false;
         } else {
@@ -170,7 +170,7 @@ static void split_commas(struct ctx *c, const char *s, const struct src *src, st
     const char *p = s;
     while (*p != '\0' && out->n < max) {
         const char *end = strchr(p, ',');
-        if (end == NULL)
+        if (!end)
             end = p + strlen(p);
         const char *a = p, *b = end;
         while (a < b && isspace((unsigned char)*a))
@@ -190,7 +190,7 @@ static void split_commas(struct ctx *c, const char *s, const struct src *src, st
 bool cfg_list_items(struct ctx *c, struct node *n, const char *key, bool env_only,
                     struct items *out)
 {
-    size_t max = n->kind == N_SEQ ? n->n : strlen(n->text != NULL ? n->text : "") + 1;
+    size_t max = n->kind == N_SEQ ? n->n : strlen(n->text ? n->text : "") + 1;
     out->v = arena_alloc(&c->a, (max + 1) * sizeof(*out->v));
     out->n = 0;
     if (n->kind == N_MAP) {
@@ -265,7 +265,7 @@ static int cmp_str(const void *a, const void *b)
 static void merge_file(struct ctx *c, const char *path)
 {
     struct node *t = cfg_load_file(c, path);
-    if (t == NULL)
+    if (!t)
         return;
     strip_step0(c, t);
     deep_merge(c, c->root, t);
@@ -312,11 +312,11 @@ void cfg_load_profiles(struct ctx *c, const struct items *prof)
 {
     const char *path = c->opts->path;
     const char *base = strrchr(path, '/');
-    base = base != NULL ? base + 1 : path;
+    base = base ? base + 1 : path;
     const char *dot = strrchr(base, '.');
     const char *ext = ".yaml";
     size_t stem_len = strlen(base);
-    if (dot != NULL && dot != base && (strcmp(dot, ".yaml") == 0 || strcmp(dot, ".yml") == 0)) {
+    if (dot && dot != base && (strcmp(dot, ".yaml") == 0 || strcmp(dot, ".yml") == 0)) {
         ext = dot;
         stem_len = (size_t)(dot - base);
     }
@@ -365,7 +365,7 @@ static void env_add(struct ctx *c, struct envtab *t, const char *name, const cha
     if (t->n == t->cap) {
         t->cap = t->cap ? t->cap * 2 : 64;
         t->v = realloc(t->v, t->cap * sizeof(*t->v));
-        if (t->v == NULL)
+        if (!t->v)
             abort();
     }
     struct envkey *e = &t->v[t->n++];
@@ -379,7 +379,7 @@ static void env_add(struct ctx *c, struct envtab *t, const char *name, const cha
 static void env_gen(struct ctx *c, struct envtab *t, const char *prefix, const char **path,
                     int depth, const struct key *defs)
 {
-    for (const struct key *d = defs; d->name != NULL; d++) {
+    for (const struct key *d = defs; d->name; d++) {
         if (depth >= 7)
             return;
         char *name = env_stem(c, prefix, d->name);
@@ -399,7 +399,7 @@ static void env_gen(struct ctx *c, struct envtab *t, const char *prefix, const c
             break;
         case KD_SERVICES: {
             struct node *svcs = find_dotted(c->root, "pyfly.client.services");
-            if (svcs == NULL || svcs->kind != N_MAP)
+            if (!svcs || svcs->kind != N_MAP)
                 break;
             for (size_t i = 0; i < svcs->n; i++) {
                 path[depth + 1] = svcs->keys[i]->text;
@@ -499,7 +499,7 @@ static void env_apply(struct ctx *c, const struct envkey *e, const char *value)
                            cfg_pos(c, &next->src));
                 next = NULL;
             }
-            if (next == NULL)
+            if (!next)
                 return;
         }
         cur = next;
@@ -542,7 +542,7 @@ void cfg_apply_env(struct ctx *c)
 
     /* two services whose variables share a stem */
     struct node *svcs = find_dotted(c->root, "pyfly.client.services");
-    if (svcs != NULL && svcs->kind == N_MAP) {
+    if (svcs && svcs->kind == N_MAP) {
         for (size_t i = 0; i < svcs->n; i++) {
             for (size_t j = 0; j < i; j++) {
                 const char *a = env_stem(c, "", svcs->keys[j]->text);
@@ -559,7 +559,7 @@ void cfg_apply_env(struct ctx *c)
     for (size_t i = 0; i < t.n; i++) {
         struct envkey *e = &t.v[i];
         const char *value = env_get(c, e->name);
-        if (value == NULL || e->kind == KD_STEP0)
+        if (!value || e->kind == KD_STEP0)
             continue;
         if (i > 0 && strcmp(t.v[i - 1].name, e->name) == 0)
             continue; /* reported with the first of the same name */
@@ -584,11 +584,11 @@ void cfg_apply_env(struct ctx *c)
     const char **names = xcalloc(t.n + 1, sizeof(*names));
     for (size_t i = 0; i < t.n; i++)
         names[i] = t.v[i].name;
-    for (char *const *ev = c->opts->env; ev != NULL && *ev != NULL; ev++) {
+    for (char *const *ev = c->opts->env; ev && *ev; ev++) {
         if (strncmp(*ev, "PYFLY_", 6) != 0 && strncmp(*ev, "AHOYD_", 6) != 0)
             continue;
         const char *eq = strchr(*ev, '=');
-        if (eq == NULL)
+        if (!eq)
             continue;
         char *name = arena_strndup(&c->a, *ev, (size_t)(eq - *ev));
         struct envkey key = {.name = name};
@@ -596,7 +596,7 @@ void cfg_apply_env(struct ctx *c)
             continue;
         struct src s = {NULL, 0, 0, 0, arena_printf(&c->a, "env %s", name)};
         const char *sug = cfg_suggest(name, names, t.n);
-        if (sug != NULL)
+        if (sug)
             cfg_warn_at(c, &s, NULL, "unknown variable; did you mean '%s'?", sug);
         else
             cfg_warn_at(c, &s, NULL, "unknown variable, ignored");
@@ -621,10 +621,10 @@ void cfg_step0(struct ctx *c, struct items *inc, const char **inc_prov, struct i
         *inc_prov = s.label;
     } else {
         struct node *n = node_get(node_get(c->root, "ahoyd"), "include");
-        if (n != NULL && cfg_list_items(c, n, "include", true, inc))
+        if (n && cfg_list_items(c, n, "include", true, inc))
             *inc_prov = cfg_origin(c, n);
     }
-    if (c->opts->profiles != NULL) {
+    if (c->opts->profiles) {
         struct src s = {NULL, 0, 0, 0, "--profile"};
         v = c->opts->profiles;
         prof->v = arena_alloc(&c->a, (strlen(v) + 1) * sizeof(struct item));
@@ -637,7 +637,7 @@ void cfg_step0(struct ctx *c, struct items *inc, const char **inc_prov, struct i
         *prof_prov = s.label;
     } else {
         struct node *n = node_get(node_get(node_get(c->root, "pyfly"), "profiles"), "active");
-        if (n != NULL && cfg_list_items(c, n, "active", true, prof))
+        if (n && cfg_list_items(c, n, "active", true, prof))
             *prof_prov = cfg_origin(c, n);
     }
 }

@@ -57,7 +57,7 @@ const char *schema_origin(const struct sect *s, const struct key *k)
 
 const struct key *schema_find(const struct key *rows, const char *name)
 {
-    for (const struct key *k = rows; k->name != NULL; k++)
+    for (const struct key *k = rows; k->name; k++)
         if (strcmp(k->name, name) == 0)
             return k;
     return NULL;
@@ -68,12 +68,12 @@ const struct key *schema_find(const struct key *rows, const char *name)
 /* Report every key of map that rows does not know, with a suggestion. */
 void cfg_check_keys(struct ctx *c, const struct node *map, const struct key *rows)
 {
-    if (map == NULL || map->kind != N_MAP)
+    if (!map || map->kind != N_MAP)
         return;
     bool top = rows == schema_top;
     const char *names[32];
     size_t n = 0;
-    for (const struct key *d = rows; d->name != NULL && n < 32; d++)
+    for (const struct key *d = rows; d->name && n < 32; d++)
         names[n++] = d->name;
     for (size_t i = 0; i < map->n; i++) {
         const char *k = map->keys[i]->text;
@@ -83,7 +83,7 @@ void cfg_check_keys(struct ctx *c, const struct node *map, const struct key *row
         if (j < n || (top && strncmp(k, "x-", 2) == 0))
             continue; /* x-*: top-level extension keys, a home for anchors */
         const char *s = cfg_suggest(k, names, n);
-        if (s != NULL)
+        if (s)
             cfg_err(c, map->keys[i], NULL, "unknown key '%s'; did you mean '%s'?", cfg_show(c, k),
                     s);
         else
@@ -99,36 +99,36 @@ void cfg_check_keys(struct ctx *c, const struct node *map, const struct key *row
  */
 static void schema_default(struct ctx *c, const struct key *k, struct sect *s)
 {
-    if (k->def == NULL || k->type == NULL || k->type->dump == NULL)
+    if (!k->def || !k->type || !k->type->dump)
         return;
     struct src at = {NULL, 0, 0, 0, "default"};
     struct node *m = node_new(c, N_MAP, &at);
     node_push(c, m, node_new_scalar(c, k->name, &at), node_new_scalar(c, k->def, &at));
     k->type->read(c, k, m, s, NULL);
-    if (k->kind == KD_SM && k->sub != NULL)
-        for (const struct key *sub = k->sub; sub->name != NULL; sub++)
+    if (k->kind == KD_SM && k->sub)
+        for (const struct key *sub = k->sub; sub->name; sub++)
             schema_default(c, sub, s);
 }
 
 void schema_walk(struct ctx *c, const struct key *rows, struct node *map, struct sect *s,
                  struct dnode *d, bool defaults)
 {
-    for (const struct key *k = rows; k->name != NULL; k++) {
-        if (k->type == NULL)
+    for (const struct key *k = rows; k->name; k++) {
+        if (!k->type)
             continue;
         if (defaults)
             schema_default(c, k, s);
-        if (k->type->read != NULL)
+        if (k->type->read)
             k->type->read(c, k, map, s, d);
-        if (k->type->dump != NULL)
+        if (k->type->dump)
             k->type->dump(c, k, s, d);
     }
 }
 
 void schema_dump(struct ctx *c, const struct key *rows, const struct sect *s, struct dnode *d)
 {
-    for (const struct key *k = rows; k->name != NULL; k++)
-        if (k->type != NULL && k->type->dump != NULL)
+    for (const struct key *k = rows; k->name; k++)
+        if (k->type && k->type->dump)
             k->type->dump(c, k, s, d);
 }
 
@@ -155,7 +155,7 @@ static void read_admin_token(struct ctx *c, const struct key *k, struct node *ah
         FILE *f = fopen(file, "rb");
         char buf[MAX_TOKEN_FILE_BYTES + 2]; /* one byte more tells a file that is too large */
         size_t len = 0;
-        if (f == NULL) {
+        if (!f) {
             cfg_err(c, fn, "admin-token-file", "cannot open %s: %s", cfg_show(c, file),
                     strerror(errno));
         } else {
@@ -177,7 +177,7 @@ static void read_admin_token(struct ctx *c, const struct key *k, struct node *ah
                 cfg->admin_token = xstrdup(buf);
         }
     }
-    if (cfg->admin_token != NULL) {
+    if (cfg->admin_token) {
         for (const char *p = cfg->admin_token; *p != '\0'; p++) {
             if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
                 cfg_err(c, tok[0] ? tn : fn, tok[0] ? "admin-token" : "admin-token-file",
@@ -207,7 +207,7 @@ static void read_log_level(struct ctx *c, const struct key *k, struct node *ahoy
     int lvl = 0;
     while (strcmp(names[lvl], k->def) != 0)
         lvl++;
-    if (c->opts->log_level != NULL) {
+    if (c->opts->log_level) {
         struct src at = {NULL, 0, 0, 0, "--log-level"};
         size_t i;
         for (i = 0; i < ln->n && strcmp(c->opts->log_level, names[i]) != 0; i++)
@@ -237,7 +237,7 @@ static void read_access_log(struct ctx *c, const struct key *k, struct node *aho
     struct node *aln = cfg_read_string(c, ahoyd, k->name, &al, &p);
     bool b;
     (void)d;
-    if (al == NULL)
+    if (!al)
         return;
     if (units_parse_bool(al, &b) == 0 && !b)
         al = "off";
@@ -265,7 +265,7 @@ static void step0_comment(struct ctx *c, struct dnode *d, const struct items *it
                           const char *prefix, const char *sep, bool quote, const char *suffix,
                           const char *prov)
 {
-    if (c->dump == NULL || it->n == 0)
+    if (!c->dump || it->n == 0)
         return;
     struct strbuf b = {0};
     strbuf_puts(&b, prefix);

@@ -33,7 +33,7 @@ static void read_retry_on(struct ctx *c, const struct key *k, struct node *map, 
     struct node *n = node_get(map, k->name);
     struct items it;
     (void)d;
-    if (n == NULL || !cfg_list_items(c, n, k->name, false, &it))
+    if (!n || !cfg_list_items(c, n, k->name, false, &it))
         return;
     unsigned flags = 0;
     uint64_t st[RETRY_STATUS_WORDS] = {0};
@@ -58,7 +58,7 @@ static void read_retry_on(struct ctx *c, const struct key *k, struct node *map, 
         return;
     struct retry_policy *p = policy_of(s, k, offsetof(struct retry_policy, retry_on));
     p->retry_on = flags;
-    memcpy(p->retry_on_status, st, sizeof(st));
+    memcpy(p->retry_on_status, st, sizeof st);
     schema_set_origin(s, k, cfg_origin(c, n));
 }
 
@@ -77,7 +77,7 @@ static void retry_on_append(void *arg, const char *entry)
 
 static void dump_retry_on(struct ctx *c, const struct key *k, const struct sect *s, struct dnode *d)
 {
-    if (d == NULL)
+    if (!d)
         return;
     struct strbuf b = {0};
     strbuf_puts(&b, "[");
@@ -104,21 +104,21 @@ static void read_budget(struct ctx *c, const struct key *k, struct node *map, st
 static void read_shortcuts(struct ctx *c, const struct key *k, struct node *svc, struct node *map,
                            const struct node *off, struct sect *s)
 {
-    for (const struct key *sc = k + 1; sc->name != NULL; sc++) {
+    for (const struct key *sc = k + 1; sc->name; sc++) {
         if (sc->kind != KD_SHORTCUT || sc->sub != k->sub)
             continue;
         struct node *n = node_get(svc, sc->name);
-        if (n == NULL)
+        if (!n)
             continue;
         const struct key *f = schema_find(k->sub, sc->arg);
-        struct node *field = map != NULL ? node_get(map, f->name) : NULL;
-        if (off != NULL) {
+        struct node *field = map ? node_get(map, f->name) : NULL;
+        if (off) {
             cfg_err(c, n, sc->name, "cannot be used with '%s: false' (at %s)", k->name,
                     cfg_pos(c, &off->src));
-        } else if (field != NULL && field->src.file != NULL) {
+        } else if (field && field->src.file) {
             cfg_err(c, n, sc->name, "sets the same field as %s.%s at %s", k->name, f->name,
                     cfg_pos(c, &field->src));
-        } else if (field == NULL) {
+        } else if (!field) {
             struct key as = *f; /* the field's row under the shortcut's name */
             as.name = sc->name;
             f->type->read(c, &as, svc, s, NULL);
@@ -186,21 +186,21 @@ static void read_service_policy(struct ctx *c, const struct key *k, struct node 
     struct node *v = node_get(svc, k->name);
     struct node *map = NULL;
     const struct node *off = NULL;
-    if (v != NULL && v->broken) {
+    if (v && v->broken) {
         /* reported */
-    } else if (v != NULL && v->kind == N_MAP) {
+    } else if (v && v->kind == N_MAP) {
         map = v;
         cfg_check_keys(c, v, k->sub);
         schema_walk(c, k->sub, v, s, NULL, false);
-    } else if (v != NULL && v->kind == N_SCALAR && !v->is_null) {
+    } else if (v && v->kind == N_SCALAR && !v->is_null) {
         off = scalar(c, k, v, s, expected);
-    } else if (v != NULL && !v->is_null) {
+    } else if (v && !v->is_null) {
         cfg_err(c, v, k->name, "expected %s, got a list", expected);
     }
     read_shortcuts(c, k, svc, map, off, s);
-    if (ds == NULL)
+    if (!ds)
         return;
-    if (off != NULL)
+    if (off)
         dump_leaf(c, ds, k->name, "false", cfg_origin(c, off));
     else
         schema_dump(c, k->sub, s, dump_map(c, ds, k->name, NULL));
@@ -258,11 +258,11 @@ static void read_endpoints(struct ctx *c, const struct key *k, struct node *svc,
     struct service_conf *s = sect->dst;
     struct node *base_url = node_get(svc, "base-url"), *endpoints = node_get(svc, "endpoints");
     const char *why = NULL;
-    if ((base_url == NULL) == (endpoints == NULL))
+    if ((!base_url) == (!endpoints))
         return; /* neither or both: reported with the service's name */
-    if (base_url != NULL) {
+    if (base_url) {
         const char *t = cfg_text(c, base_url, "base-url", "a URL");
-        if (t == NULL)
+        if (!t)
             return;
         s->endpoints = xcalloc(1, sizeof(*s->endpoints));
         if (!cfg_parse_url(t, &s->endpoints[0], &why)) {
@@ -293,20 +293,20 @@ static void read_endpoints(struct ctx *c, const struct key *k, struct node *svc,
         if (it->kind == N_MAP) {
             cfg_check_keys(c, it, k->sub);
             url = node_get(it, "url");
-            if (url == NULL) {
+            if (!url) {
                 cfg_err(c, it, "endpoints", "an endpoint map needs 'url'");
                 continue;
             }
             const struct key *wk = schema_find(k->sub, "weight");
             int64_t w;
             struct node *wn = node_get(it, wk->name);
-            if (wn != NULL && cfg_conv_int(c, wn, wk->name, wk->min, wk->max, &w)) {
+            if (wn && cfg_conv_int(c, wn, wk->name, wk->min, wk->max, &w)) {
                 weight = (int)w;
                 wprov = cfg_origin(c, wn);
             }
         }
         const char *t = cfg_text(c, url, "url", "a URL");
-        if (t == NULL)
+        if (!t)
             continue;
         struct endpoint_conf e;
         if (!cfg_parse_url(t, &e, &why)) {
@@ -337,7 +337,7 @@ bool cfg_read_header_map(struct ctx *c, struct node *h, const char *key, struct 
                 node_kind_name(h));
         return false;
     }
-    struct dnode *dh = ds != NULL ? dump_map(c, ds, key, h->n == 0 ? cfg_origin(c, h) : NULL)
+    struct dnode *dh = ds ? dump_map(c, ds, key, h->n == 0 ? cfg_origin(c, h) : NULL)
                                   : NULL;
     struct header_conf *v = xcalloc(h->n, sizeof(*v));
     size_t n = 0;
@@ -369,7 +369,7 @@ bool cfg_read_header_map(struct ctx *c, struct node *h, const char *key, struct 
             cfg_err(c, h->keys[i], key, "header '%s' is set twice", name);
             continue;
         }
-        if (val == NULL)
+        if (!val)
             continue;
         bool bad = false;
         for (const char *p = val; *p != '\0'; p++)
@@ -382,7 +382,7 @@ bool cfg_read_header_map(struct ctx *c, struct node *h, const char *key, struct 
         v[n].value = xstrdup(val);
         n++;
         *n_out = n;
-        if (dh != NULL)
+        if (dh)
             dump_leaf(c, dh, dump_str(c, name),
                       cfg_header_is_secret(name) ? "\"<redacted>\"" : dump_str(c, val),
                       cfg_origin(c, h->vals[i]));
@@ -395,7 +395,7 @@ static void read_headers(struct ctx *c, const struct key *k, struct node *svc, s
 {
     struct service_conf *s = sect->dst;
     struct node *h = node_get(svc, k->name);
-    if (h == NULL || h->is_null) {
+    if (!h || h->is_null) {
         dump_add(c, ds, D_MAP, "headers", NULL, "default");
         return;
     }
@@ -418,7 +418,7 @@ static void read_methods(struct ctx *c, const struct key *k, struct node *svc, s
     struct service_conf *s = sect->dst;
     const struct config *cfg = c->cfg;
     struct node *m = node_get(svc, k->name);
-    if (m == NULL || m->is_null) {
+    if (!m || m->is_null) {
         dump_add(c, ds, D_MAP, "methods", NULL, "default");
         return;
     }
@@ -438,7 +438,7 @@ static void read_methods(struct ctx *c, const struct key *k, struct node *svc, s
         }
         const char *t = cfg_text(c, m->vals[i], op, "'VERB /path'");
         const char *why = "bad template";
-        if (t == NULL)
+        if (!t)
             continue;
         if (!template_valid(t, &why)) {
             cfg_err(c, m->vals[i], op, "bad method template '%s': %s", cfg_show(c, t), why);
@@ -452,12 +452,12 @@ static void read_methods(struct ctx *c, const struct key *k, struct node *svc, s
         mc->name = xstrdup(op);
         mc->verb = strndup(t, (size_t)(sp - t));
         mc->path = xstrdup(path);
-        if (mc->verb == NULL)
+        if (!mc->verb)
             abort();
         /* method_conf.file points into cfg->files, which the config owns */
         mc->file = NULL;
         for (size_t j = 0; j < cfg->n_files; j++)
-            if (m->vals[i]->src.file != NULL && strcmp(cfg->files[j], m->vals[i]->src.file) == 0)
+            if (m->vals[i]->src.file && strcmp(cfg->files[j], m->vals[i]->src.file) == 0)
                 mc->file = cfg->files[j];
         mc->line = m->vals[i]->src.line;
         mc->col = m->vals[i]->src.col;
@@ -496,9 +496,9 @@ static void conv_service(struct ctx *c, struct node *key, struct node *svc, cons
     struct dnode *ds = named ? dump_map(c, dservices, name, NULL) : NULL;
 
     struct node *bu = node_get(svc, "base-url"), *ep = node_get(svc, "endpoints");
-    if (bu == NULL && ep == NULL)
+    if (!bu && !ep)
         cfg_err(c, key, NULL, "service '%s' needs base-url or endpoints", cfg_show(c, name));
-    else if (bu != NULL && ep != NULL)
+    else if (bu && ep)
         cfg_err(c, node_get_key(svc, "endpoints"), NULL,
                 "service '%s' has both base-url and endpoints; use one", cfg_show(c, name));
 
@@ -518,7 +518,7 @@ static void read_services(struct ctx *c, const struct key *k, struct node *clien
                             ? dump_map(c, d, k->name, NULL)
                             : dump_add(c, d, D_MAP, k->name, NULL, "default");
     (void)s;
-    if (svcs == NULL)
+    if (!svcs)
         return;
     cfg->services = xcalloc(svcs->n, sizeof(*cfg->services));
     for (size_t i = 0; i < svcs->n; i++)

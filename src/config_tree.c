@@ -19,7 +19,7 @@
 void *arena_alloc(struct arena *a, size_t n)
 {
     n = (n + 15) & ~(size_t)15;
-    if (a->head == NULL || a->head->cap - a->head->used < n) {
+    if (!a->head || a->head->cap - a->head->used < n) {
         size_t cap = n > 32768 ? n : 32768;
         struct arena_block *b = xmalloc(sizeof(*b) + cap);
         b->next = a->head;
@@ -59,7 +59,7 @@ char *arena_printf(struct arena *a, const char *fmt, ...)
 
 void arena_free(struct arena *a)
 {
-    while (a->head != NULL) {
+    while (a->head) {
         struct arena_block *next = a->head->next;
         free(a->head);
         a->head = next;
@@ -72,14 +72,14 @@ static void msg_push(struct ctx *c, bool is_err, char *text, const struct src *s
     if (l->n == l->cap) {
         l->cap = l->cap ? l->cap * 2 : 16;
         l->v = realloc(l->v, l->cap * sizeof(*l->v));
-        if (l->v == NULL)
+        if (!l->v)
             abort();
     }
     struct msg *m = &l->v[l->n++];
     m->text = text;
-    m->file_idx = s == NULL ? -1 : s->file != NULL ? s->file_idx : LABEL_IDX;
-    m->line = s == NULL ? 0 : s->line;
-    m->col = s == NULL ? 0 : s->col;
+    m->file_idx = !s ? -1 : s->file ? s->file_idx : LABEL_IDX;
+    m->line = !s ? 0 : s->line;
+    m->col = !s ? 0 : s->col;
     m->seq = c->seq++;
 }
 
@@ -88,18 +88,18 @@ static void vreport(struct ctx *c, bool is_err, const struct src *s, const char 
 {
     char *msg = xvasprintf(fmt, ap);
     /* the key is named beside a file position only (an env label names it already) */
-    if (s == NULL || s->file == NULL || s->line <= 0)
+    if (!s || !s->file || s->line <= 0)
         key = NULL;
     /* a warning says so right after its position: it never reads like an error */
-    char *body = xasprintf("%s%s%s%s", is_err ? "" : "warning: ", key != NULL ? key : "",
+    char *body = xasprintf("%s%s%s%s", is_err ? "" : "warning: ", key ? key : "",
                            key != NULL ? ": " : "", msg);
     free(msg);
     char *text;
-    if (s != NULL && s->file != NULL && s->line > 0)
+    if (s && s->file && s->line > 0)
         text = xasprintf("%s:%d:%d: %s", s->file, s->line, s->col, body);
-    else if (s != NULL && s->file != NULL)
+    else if (s && s->file)
         text = xasprintf("%s: %s", s->file, body);
-    else if (s != NULL && s->label != NULL)
+    else if (s && s->label)
         text = xasprintf("%s: %s", s->label, body);
     else
         text = xstrdup(body);
@@ -127,7 +127,7 @@ void cfg_err(struct ctx *c, const struct node *n, const char *key, const char *f
 {
     va_list ap;
     va_start(ap, fmt);
-    vreport(c, true, n != NULL ? &n->src : NULL, key, fmt, ap);
+    vreport(c, true, n ? &n->src : NULL, key, fmt, ap);
     va_end(ap);
 }
 
@@ -141,7 +141,7 @@ const char *cfg_show(struct ctx *c, const char *s)
         unsigned char ch = (unsigned char)s[i];
         if (ch < 0x20 || ch == 0x7f) {
             char esc[8];
-            snprintf(esc, sizeof(esc), "\\x%02x", ch);
+            snprintf(esc, sizeof esc, "\\x%02x", ch);
             strbuf_puts(&b, esc);
         } else {
             strbuf_add(&b, s + i, 1);
@@ -157,14 +157,14 @@ const char *cfg_show(struct ctx *c, const char *s)
 /* "FILE:LINE" or the label: the --dump-config origin comment. */
 const char *cfg_origin(struct ctx *c, const struct node *n)
 {
-    if (n->src.file != NULL)
+    if (n->src.file)
         return arena_printf(&c->a, "%s:%d", n->src.file, n->src.line);
     return n->src.label != NULL ? n->src.label : "default";
 }
 
 const char *cfg_pos(struct ctx *c, const struct src *s)
 {
-    if (s->file != NULL)
+    if (s->file)
         return arena_printf(&c->a, "%s:%d:%d", s->file, s->line, s->col);
     return s->label != NULL ? s->label : "?";
 }
@@ -210,7 +210,7 @@ void node_push(struct ctx *c, struct node *n, struct node *key, struct node *val
 
 long node_index(const struct node *map, const char *key)
 {
-    if (map == NULL || map->kind != N_MAP)
+    if (!map || map->kind != N_MAP)
         return -1;
     for (size_t i = 0; i < map->n; i++)
         if (strcmp(map->keys[i]->text, key) == 0)
@@ -280,7 +280,7 @@ const char *cfg_suggest(const char *word, const char *const *cands, size_t n)
         }
     }
     size_t len = strlen(word);
-    if (best != NULL && best_d > 0 && (best_d <= 2 || best_d * 4 <= len))
+    if (best && best_d > 0 && (best_d <= 2 || best_d * 4 <= len))
         return best;
     return NULL;
 }

@@ -50,13 +50,13 @@ struct node *cfg_section(struct ctx *c, struct node *parent, const char *key,
                          const struct key *rows)
 {
     struct node *n = node_get(parent, key);
-    if (n == NULL || (n->kind == N_SCALAR && n->is_null))
+    if (!n || (n->kind == N_SCALAR && n->is_null))
         return NULL;
     if (n->kind != N_MAP) {
         cfg_err(c, n, key, "expected a map, got %s", node_kind_name(n));
         return NULL;
     }
-    if (rows != NULL)
+    if (rows)
         cfg_check_keys(c, n, rows);
     return n;
 }
@@ -69,7 +69,7 @@ static struct node *cfg_read_duration(struct ctx *c, struct node *map, const cha
     struct node *n = node_get(map, key);
     const char *t;
     int64_t v;
-    if (n == NULL || (t = cfg_text(c, n, key, "a duration")) == NULL)
+    if (!n || (t = cfg_text(c, n, key, "a duration")) == NULL)
         return n;
     if (units_parse_duration(t, &v) != 0) {
         cfg_err(c, n, key, "bad duration '%s' (expected e.g. 250ms, 1.5s, 2m, 1h)", cfg_show(c, t));
@@ -90,7 +90,7 @@ static struct node *cfg_read_size(struct ctx *c, struct node *map, const char *k
     struct node *n = node_get(map, key);
     const char *t;
     uint64_t v;
-    if (n == NULL || (t = cfg_text(c, n, key, "a size")) == NULL)
+    if (!n || (t = cfg_text(c, n, key, "a size")) == NULL)
         return n;
     if (units_parse_size(t, &v) != 0) {
         cfg_err(c, n, key, "bad size '%s' (expected e.g. 512, 32KiB, 8MiB, 1GiB)", cfg_show(c, t));
@@ -109,7 +109,7 @@ bool cfg_conv_int(struct ctx *c, struct node *n, const char *key, int64_t min, i
                   int64_t *out)
 {
     const char *t = cfg_text(c, n, key, "an integer");
-    if (t == NULL)
+    if (!t)
         return false;
     if (units_parse_int(t, INT64_MIN, INT64_MAX, out) != 0) {
         int64_t neg;
@@ -135,7 +135,7 @@ static struct node *cfg_read_int(struct ctx *c, struct node *map, const char *ke
 {
     struct node *n = node_get(map, key);
     int64_t v;
-    if (n != NULL && cfg_conv_int(c, n, key, min, max, &v)) {
+    if (n && cfg_conv_int(c, n, key, min, max, &v)) {
         *val = v;
         *prov = cfg_origin(c, n);
     }
@@ -157,7 +157,7 @@ static struct node *cfg_read_bool(struct ctx *c, struct node *map, const char *k
     struct node *n = node_get(map, key);
     const char *t;
     bool v;
-    if (n == NULL || (t = cfg_text(c, n, key, "a boolean")) == NULL)
+    if (!n || (t = cfg_text(c, n, key, "a boolean")) == NULL)
         return n;
     if (units_parse_bool(t, &v) != 0) {
         cfg_err(c, n, key, "expected true or false (or yes/no, on/off), got '%s'", cfg_show(c, t));
@@ -174,7 +174,7 @@ struct node *cfg_read_enum(struct ctx *c, struct node *map, const char *key,
 {
     struct node *n = node_get(map, key);
     const char *t;
-    if (n == NULL || (t = cfg_text(c, n, key, "a name")) == NULL)
+    if (!n || (t = cfg_text(c, n, key, "a name")) == NULL)
         return n;
     for (size_t i = 0; i < n_names; i++) {
         if (strcmp(t, names[i]) == 0) {
@@ -199,7 +199,7 @@ struct node *cfg_read_string(struct ctx *c, struct node *map, const char *key, c
 {
     struct node *n = node_get(map, key);
     const char *t;
-    if (n == NULL || (t = cfg_string(c, n, key)) == NULL)
+    if (!n || (t = cfg_string(c, n, key)) == NULL)
         return n;
     *val = t;
     *prov = cfg_origin(c, n);
@@ -212,7 +212,7 @@ static struct node *cfg_read_number(struct ctx *c, struct node *map, const char 
 {
     struct node *n = node_get(map, key);
     const char *t;
-    if (n == NULL || (t = cfg_text(c, n, key, "a number")) == NULL)
+    if (!n || (t = cfg_text(c, n, key, "a number")) == NULL)
         return n;
     const char *p = t;
     size_t digits = 0;
@@ -255,7 +255,7 @@ static void read_duration(struct ctx *c, const struct key *k, struct node *map, 
     const char *at = NULL;
     (void)d;
     cfg_read_duration(c, map, k->name, k->min == 0, schema_field(s, k), &at);
-    if (at != NULL)
+    if (at)
         schema_set_origin(s, k, at);
 }
 
@@ -272,7 +272,7 @@ static void read_size(struct ctx *c, const struct key *k, struct node *map, stru
     const char *at = NULL;
     (void)d;
     cfg_read_size(c, map, k->name, k->min == 0, schema_field(s, k), &at);
-    if (at != NULL)
+    if (at)
         schema_set_origin(s, k, at);
 }
 
@@ -288,7 +288,7 @@ static void read_int(struct ctx *c, const struct key *k, struct node *map, struc
     const char *at = NULL;
     (void)d;
     cfg_read_int(c, map, k->name, k->min, k->max, schema_field(s, k), &at);
-    if (at != NULL)
+    if (at)
         schema_set_origin(s, k, at);
 }
 
@@ -304,7 +304,7 @@ static void read_int32(struct ctx *c, const struct key *k, struct node *map, str
     const char *at = NULL;
     (void)d;
     cfg_read_int32(c, map, k->name, (int)k->min, (int)k->max, schema_field(s, k), &at);
-    if (at != NULL)
+    if (at)
         schema_set_origin(s, k, at);
 }
 
@@ -321,7 +321,7 @@ static void read_bool(struct ctx *c, const struct key *k, struct node *map, stru
     const char *at = NULL;
     (void)d;
     cfg_read_bool(c, map, k->name, schema_field(s, k), &at);
-    if (at != NULL)
+    if (at)
         schema_set_origin(s, k, at);
 }
 
@@ -338,11 +338,11 @@ static void read_enum(struct ctx *c, const struct key *k, struct node *map, stru
     const char *at = NULL;
     int v;
     (void)d;
-    memcpy(&v, schema_field(s, k), sizeof(v));
+    memcpy(&v, schema_field(s, k), sizeof v);
     const struct enum_names *names = k->arg;
     cfg_read_enum(c, map, k->name, names->v, names->n, &v, &at);
-    memcpy(schema_field(s, k), &v, sizeof(v));
-    if (at != NULL)
+    memcpy(schema_field(s, k), &v, sizeof v);
+    if (at)
         schema_set_origin(s, k, at);
 }
 
@@ -350,7 +350,7 @@ static void dump_enum_row(struct ctx *c, const struct key *k, const struct sect 
 {
     const struct enum_names *names = k->arg;
     int v;
-    memcpy(&v, schema_field(s, k), sizeof(v));
+    memcpy(&v, schema_field(s, k), sizeof v);
     dump_leaf(c, d, k->name, names->v[v], schema_origin(s, k));
 }
 
@@ -369,7 +369,7 @@ static void read_text(struct ctx *c, const struct key *k, struct node *map, stru
 {
     const char *at = NULL, *v = "";
     cfg_read_string(c, map, k->name, &v, &at);
-    if (at == NULL)
+    if (!at)
         return;
     if (path)
         v = cfg_rel_path(c, v);
@@ -393,7 +393,7 @@ static void read_path(struct ctx *c, const struct key *k, struct node *map, stru
 void dump_string_row(struct ctx *c, const struct key *k, const struct sect *s, struct dnode *d)
 {
     char *const *v = schema_field(s, k);
-    dump_leaf(c, d, k->name, dump_str(c, *v != NULL ? *v : ""), schema_origin(s, k));
+    dump_leaf(c, d, k->name, dump_str(c, *v ? *v : ""), schema_origin(s, k));
 }
 
 static void read_number(struct ctx *c, const struct key *k, struct node *map, struct sect *s,
@@ -402,7 +402,7 @@ static void read_number(struct ctx *c, const struct key *k, struct node *map, st
     const char *at = NULL;
     (void)d;
     cfg_read_number(c, map, k->name, schema_field(s, k), &at);
-    if (at != NULL)
+    if (at)
         schema_set_origin(s, k, at);
 }
 
@@ -421,7 +421,7 @@ static void read_percent(struct ctx *c, const struct key *k, struct node *map, s
     const char *t;
     int64_t v;
     (void)d;
-    if (n == NULL || (t = cfg_text(c, n, k->name, "a percentage")) == NULL)
+    if (!n || (t = cfg_text(c, n, k->name, "a percentage")) == NULL)
         return;
     size_t len = strlen(t);
     char *num = arena_strndup(&c->a, t, len > 0 && t[len - 1] == '%' ? len - 1 : len);
@@ -436,7 +436,7 @@ static void read_percent(struct ctx *c, const struct key *k, struct node *map, s
         return;
     }
     int iv = (int)v;
-    memcpy(schema_field(s, k), &iv, sizeof(iv));
+    memcpy(schema_field(s, k), &iv, sizeof iv);
     schema_set_origin(s, k, cfg_origin(c, n));
 }
 
@@ -444,7 +444,7 @@ static void dump_percent_row(struct ctx *c, const struct key *k, const struct se
                              struct dnode *d)
 {
     int v;
-    memcpy(&v, schema_field(s, k), sizeof(v));
+    memcpy(&v, schema_field(s, k), sizeof v);
     dump_leaf(c, d, k->name, arena_printf(&c->a, "%d%%", v), schema_origin(s, k));
 }
 
@@ -455,7 +455,7 @@ void cfg_read_switch_map(struct ctx *c, const struct key *k, struct node *map, s
     struct node *n = node_get(map, k->name);
     bool *enabled = schema_field(s, k);
     bool b;
-    if (n == NULL || n->broken)
+    if (!n || n->broken)
         return;
     if (n->kind == N_SCALAR && !n->is_null && units_parse_bool(n->text, &b) == 0 &&
         (!b || true_ok)) {

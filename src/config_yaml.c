@@ -76,11 +76,11 @@ static struct node *copy_node(struct yparse *p, const struct node *n, const stru
         struct node *k = NULL;
         if (n->kind == N_MAP) {
             k = copy_node(p, n->keys[i], at);
-            if (k == NULL)
+            if (!k)
                 return NULL;
         }
         struct node *v = copy_node(p, n->vals[i], at);
-        if (v == NULL)
+        if (!v)
             return NULL;
         node_push(p->c, d, k, v);
     }
@@ -172,7 +172,7 @@ static bool attach(struct yparse *p, struct frame *stack, int depth, struct node
     struct frame *f = &stack[depth - 1];
     if (f->n->kind == N_SEQ) {
         node_push(p->c, f->n, NULL, node);
-    } else if (f->key == NULL) {
+    } else if (!f->key) {
         if (node->kind != N_SCALAR) {
             cfg_err(p->c, node, NULL, "map keys must be scalars");
             f->skip = true;
@@ -189,12 +189,12 @@ static bool attach(struct yparse *p, struct frame *stack, int depth, struct node
 
 static long add_anchor(struct yparse *p, const yaml_char_t *name, struct node *n, bool complete)
 {
-    if (name == NULL)
+    if (!name)
         return -1;
     if (p->n_anchors == p->cap_anchors) {
         p->cap_anchors = p->cap_anchors ? p->cap_anchors * 2 : 16;
         p->anchors = realloc(p->anchors, p->cap_anchors * sizeof(*p->anchors));
-        if (p->anchors == NULL)
+        if (!p->anchors)
             abort();
     }
     struct anchor *a = &p->anchors[p->n_anchors];
@@ -240,7 +240,7 @@ static struct node *parse_yaml(struct ctx *c, const char *file, int file_idx,
         yaml_event_t ev;
         if (!yaml_parser_parse(&parser, &ev)) {
             struct src s = mark_src(&p, parser.problem_mark);
-            if (parser.context != NULL)
+            if (parser.context)
                 cfg_err_at(c, &s, NULL, "YAML syntax error: %s %s", parser.problem, parser.context);
             else
                 cfg_err_at(c, &s, NULL, "YAML syntax error: %s",
@@ -275,7 +275,7 @@ static struct node *parse_yaml(struct ctx *c, const char *file, int file_idx,
             break;
         case YAML_ALIAS_EVENT: {
             struct anchor *a = find_anchor(&p, (const char *)ev.data.alias.anchor);
-            if (a == NULL) {
+            if (!a) {
                 cfg_err_at(c, &s, NULL, "undefined alias '*%s'",
                            cfg_show(c, (const char *)ev.data.alias.anchor));
                 p.failed = true;
@@ -335,7 +335,7 @@ static int register_file(struct ctx *c, const char *path)
         c->cap_files = c->cap_files ? c->cap_files * 2 : 8;
         c->files = realloc(c->files, c->cap_files * sizeof(*c->files));
         c->real_paths = realloc(c->real_paths, c->cap_files * sizeof(*c->real_paths));
-        if (c->files == NULL || c->real_paths == NULL)
+        if (!c->files || !c->real_paths)
             abort();
     }
     c->files[c->n_files] = arena_strdup(&c->a, path);
@@ -348,7 +348,7 @@ bool cfg_already_loaded(struct ctx *c, const char *path)
     char *rp = realpath(path, NULL);
     bool found = false;
     for (size_t i = 0; i < c->n_files && !found; i++)
-        found = rp != NULL && c->real_paths[i] != NULL && strcmp(rp, c->real_paths[i]) == 0;
+        found = rp != NULL && c->real_paths[i] && strcmp(rp, c->real_paths[i]) == 0;
     free(rp);
     return found;
 }
@@ -360,7 +360,7 @@ struct node *cfg_load_file(struct ctx *c, const char *path)
     int idx = register_file(c, path);
     struct src whole = {c->files[idx], idx, 0, 0, NULL};
     FILE *f = fopen(path, "rb");
-    if (f == NULL) {
+    if (!f) {
         cfg_err_at(c, &whole, NULL, "cannot open: %s", strerror(errno));
         return NULL;
     }
@@ -369,7 +369,7 @@ struct node *cfg_load_file(struct ctx *c, const char *path)
     size_t got;
     bool too_big = false;
     strbuf_add(&b, "", 0);
-    while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
         if (b.len + got > MAX_FILE_BYTES) {
             too_big = true;
             break;
@@ -393,7 +393,7 @@ struct node *cfg_load_file(struct ctx *c, const char *path)
     free(b.s);
     if (failed)
         return NULL;
-    if (root == NULL || root->is_null) {
+    if (!root || root->is_null) {
         struct src s = {c->files[idx], idx, 1, 1, NULL};
         return node_new(c, N_MAP, &s);
     }

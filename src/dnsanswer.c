@@ -18,8 +18,8 @@
 
 static bool record_usable(const struct dnsanswer_srv *r)
 {
-    return r->port >= 1 && r->port <= 65535 && r->n_addrs > 0 && r->addrs != NULL &&
-           !(r->target != NULL && strcmp(r->target, ".") == 0);
+    return r->port >= 1 && r->port <= 65535 && r->n_addrs > 0 && r->addrs &&
+           !(r->target && strcmp(r->target, ".") == 0);
 }
 
 /* The lowest priority among the usable records, or -1. */
@@ -51,10 +51,10 @@ static int find_endpoint(const struct dnsanswer_endpoint *out, int count, const 
 int dnsanswer_srv_select(const struct dnsanswer_srv *recs, int n, struct dnsanswer_endpoint *out,
                          int max, int *priority)
 {
-    int level = recs != NULL ? lowest_usable_priority(recs, n) : -1;
+    int level = recs ? lowest_usable_priority(recs, n) : -1;
     int count = 0;
 
-    if (priority != NULL)
+    if (priority)
         *priority = level;
     if (level < 0)
         return 0;
@@ -67,7 +67,7 @@ int dnsanswer_srv_select(const struct dnsanswer_srv *recs, int n, struct dnsansw
         for (int k = 0; k < r->n_addrs; k++) {
             int at = find_endpoint(out, count < max ? count : max, r->addrs[k], r->port);
 
-            if (r->addrs[k] == NULL || r->addrs[k][0] == '\0')
+            if (!r->addrs[k] || r->addrs[k][0] == '\0')
                 continue;
             if (at >= 0) {
                 out[at].weight += weight;
@@ -91,10 +91,10 @@ int dnsanswer_url(char *buf, size_t size, const char *scheme, const char *addr, 
     const char *slash;
     int len;
 
-    if (buf == NULL || scheme == NULL || addr == NULL || addr[0] == '\0' || port < 1 ||
+    if (!buf || !scheme || !addr || addr[0] == '\0' || port < 1 ||
         port > 65535)
         return -1;
-    if (base_path == NULL)
+    if (!base_path)
         base_path = "";
     v6 = strchr(addr, ':') != NULL;
     slash = base_path[0] != '\0' && base_path[0] != '/' ? "/" : "";
@@ -109,7 +109,7 @@ int64_t dnsanswer_next_refresh_ms(int64_t refresh_ms, const uint32_t *ttls, int 
 {
     int64_t next = refresh_ms;
 
-    for (int i = 0; ttls != NULL && i < n; i++) {
+    for (int i = 0; ttls && i < n; i++) {
         int64_t ttl_ms = (int64_t)ttls[i] * 1000;
         if (ttl_ms < next)
             next = ttl_ms;

@@ -31,7 +31,7 @@ size_t etcd_base64_encode(const void *in, size_t n, char *out, size_t size)
     const unsigned char *p = in;
     size_t len = (n + 2) / 3 * 4, o = 0;
 
-    if (out == NULL || size <= len)
+    if (!out || size <= len)
         return len;
     for (size_t i = 0; i < n; i += 3) {
         unsigned v = (unsigned)p[i] << 16;
@@ -102,7 +102,7 @@ static bool add_b64(cJSON *obj, const char *name, const void *data, size_t n)
     char *s = malloc(len + 1);
     bool ok;
 
-    if (s == NULL)
+    if (!s)
         return false;
     etcd_base64_encode(data, n, s, len + 1);
     ok = cJSON_AddStringToObject(obj, name, s) != NULL;
@@ -118,7 +118,7 @@ static bool add_prefix_range(cJSON *obj, const char *prefix)
     size_t end_len;
     bool ok;
 
-    if (end == NULL)
+    if (!end)
         return false;
     end_len = etcd_range_end((const unsigned char *)prefix, n, end);
     ok = add_b64(obj, "key", prefix, n) && add_b64(obj, "range_end", end, end_len);
@@ -138,7 +138,7 @@ char *etcd_range_body(const char *prefix)
 {
     cJSON *root = cJSON_CreateObject();
 
-    if (root == NULL)
+    if (!root)
         return NULL;
     return print_and_delete(root, add_prefix_range(root, prefix));
 }
@@ -150,11 +150,11 @@ char *etcd_watch_body(const char *prefix, int64_t start_revision)
     char rev[24];
     bool ok;
 
-    if (root == NULL)
+    if (!root)
         return NULL;
     ok = create != NULL && add_prefix_range(create, prefix);
     if (ok && start_revision > 0) {
-        snprintf(rev, sizeof(rev), "%lld", (long long)start_revision);
+        snprintf(rev, sizeof rev, "%lld", (long long)start_revision);
         ok = cJSON_AddStringToObject(create, "start_revision", rev) != NULL;
     }
     return print_and_delete(root, ok);
@@ -164,7 +164,7 @@ char *etcd_watch_body(const char *prefix, int64_t start_revision)
 
 static void set_err(char *err, size_t errsize, const char *msg)
 {
-    if (err != NULL && errsize > 0)
+    if (err && errsize > 0)
         snprintf(err, errsize, "%s", msg);
 }
 
@@ -176,7 +176,7 @@ static bool get_int64(const cJSON *obj, const char *name, int64_t *out)
     long long v;
 
     *out = 0;
-    if (it == NULL || cJSON_IsNull(it))
+    if (!it || cJSON_IsNull(it))
         return true;
     if (cJSON_IsNumber(it)) {
         double d = cJSON_GetNumberValue(it);
@@ -210,10 +210,10 @@ static bool get_bytes(const cJSON *obj, const char *name, char **out, size_t *le
 
     *out = NULL;
     *len = 0;
-    if (it != NULL && !cJSON_IsString(it))
+    if (it && !cJSON_IsString(it))
         return false;
     *out = malloc(n / 4 * 3 + 4);
-    if (*out == NULL)
+    if (!*out)
         return false;
     got = etcd_base64_decode(s, n, (unsigned char *)*out);
     if (got < 0) {
@@ -254,7 +254,7 @@ static bool header_revision(const cJSON *obj, int64_t *rev)
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(obj, "header");
 
     *rev = 0;
-    if (h == NULL)
+    if (!h)
         return true;
     return cJSON_IsObject(h) && get_int64(h, "revision", rev);
 }
@@ -264,7 +264,7 @@ static cJSON *parse_object(const char *text, size_t len, char *err, size_t errsi
 {
     cJSON *root = cJSON_ParseWithLength(text, len);
 
-    if (root == NULL || !cJSON_IsObject(root)) {
+    if (!root || !cJSON_IsObject(root)) {
         set_err(err, errsize, "not a JSON object");
         cJSON_Delete(root);
         return NULL;
@@ -296,17 +296,17 @@ int etcd_parse_range(const char *body, size_t len, struct etcd_range *out, char 
 
     memset(out, 0, sizeof(*out));
     root = parse_object(body, len, err, errsize);
-    if (root == NULL)
+    if (!root)
         return -1;
     if (!header_revision(root, &out->revision) || !get_int64(root, "count", &out->count))
         return range_fail(out, root, err, errsize, "bad header revision or count");
     out->more = get_bool(root, "more");
     kvs = cJSON_GetObjectItemCaseSensitive(root, "kvs");
-    if (kvs != NULL && !cJSON_IsArray(kvs))
+    if (kvs && !cJSON_IsArray(kvs))
         return range_fail(out, root, err, errsize, "'kvs' is not a list");
     if (cJSON_GetArraySize(kvs) > 0) {
         out->kvs = calloc((size_t)cJSON_GetArraySize(kvs), sizeof(*out->kvs));
-        if (out->kvs == NULL)
+        if (!out->kvs)
             return range_fail(out, root, err, errsize, "out of memory");
     }
     cJSON_ArrayForEach(kv, kvs)
@@ -354,7 +354,7 @@ static bool parse_event(const cJSON *obj, struct etcd_event *ev)
 
     if (!cJSON_IsObject(obj))
         return false;
-    if (type == NULL || (cJSON_IsString(type) && strcmp(type->valuestring, "PUT") == 0))
+    if (!type || (cJSON_IsString(type) && strcmp(type->valuestring, "PUT") == 0))
         ev->type = ETCD_EVENT_PUT;
     else if (cJSON_IsString(type) && strcmp(type->valuestring, "DELETE") == 0)
         ev->type = ETCD_EVENT_DELETE;
@@ -376,11 +376,11 @@ static int parse_result(const cJSON *res, struct etcd_watch_msg *out, cJSON *roo
     if (!copy_reason(res, "cancel_reason", &out->reason))
         return watch_fail(out, root, err, errsize, "out of memory");
     events = cJSON_GetObjectItemCaseSensitive(res, "events");
-    if (events != NULL && !cJSON_IsArray(events))
+    if (events && !cJSON_IsArray(events))
         return watch_fail(out, root, err, errsize, "'events' is not a list");
     if (cJSON_GetArraySize(events) > 0) {
         out->events = calloc((size_t)cJSON_GetArraySize(events), sizeof(*out->events));
-        if (out->events == NULL)
+        if (!out->events)
             return watch_fail(out, root, err, errsize, "out of memory");
     }
     cJSON_ArrayForEach(ev, events)
@@ -400,7 +400,7 @@ int etcd_parse_watch(const char *line, size_t len, struct etcd_watch_msg *out, c
 
     memset(out, 0, sizeof(*out));
     root = parse_object(line, len, err, errsize);
-    if (root == NULL)
+    if (!root)
         return -1;
     error = cJSON_GetObjectItemCaseSensitive(root, "error");
     if (cJSON_IsObject(error)) {
@@ -440,7 +440,7 @@ static const char *check_weight(const cJSON *w, int *weight)
     double d;
 
     *weight = 1;
-    if (w == NULL)
+    if (!w)
         return NULL;
     d = cJSON_IsNumber(w) ? cJSON_GetNumberValue(w) : 0;
     if (!cJSON_IsNumber(w) || d != floor(d) || d < 1 || d > 1000000)
@@ -457,16 +457,16 @@ int etcd_parse_endpoint(const char *value, size_t len, char **url, int *weight, 
     const char *why;
 
     *url = NULL;
-    if (root == NULL)
+    if (!root)
         return -1;
     u = cJSON_GetObjectItemCaseSensitive(root, "url");
     why = !cJSON_IsString(u) ? "'url' must be a string" : check_url(u->valuestring);
-    if (why == NULL)
+    if (!why)
         why = check_weight(cJSON_GetObjectItemCaseSensitive(root, "weight"), weight);
-    if (why == NULL && (*url = strdup(u->valuestring)) == NULL)
+    if (!why && (*url = strdup(u->valuestring)) == NULL)
         why = "out of memory";
-    if (why != NULL)
+    if (why)
         set_err(err, errsize, why);
     cJSON_Delete(root);
-    return why == NULL ? 0 : -1;
+    return !why ? 0 : -1;
 }

@@ -62,7 +62,7 @@ static int keep(struct etcd_lines *l, const char *data, size_t n)
         if (cap > l->max)
             cap = l->max;
         p = realloc(l->buf, cap);
-        if (p == NULL)
+        if (!p)
             return ETCD_LINES_NO_MEMORY;
         l->buf = p;
         l->cap = cap;
@@ -78,10 +78,10 @@ int etcd_lines_feed(struct etcd_lines *l, const char *data, size_t n, etcd_line_
 {
     while (n > 0) {
         const char *nl = memchr(data, '\n', n);
-        size_t take = nl != NULL ? (size_t)(nl - data) : n;
+        size_t take = nl ? (size_t)(nl - data) : n;
         int rc;
 
-        if (nl == NULL)
+        if (!nl)
             return keep(l, data, n);
         if (l->len == 0) {
             if (take > l->max)
@@ -145,7 +145,7 @@ static enum etcd_apply put_key(struct etcd_set *s, const char *key, char *url, i
     if (s->n == s->cap) {
         int cap = s->cap > 0 ? s->cap * 2 : 8;
         struct etcd_entry *p = realloc(s->entries, (size_t)cap * sizeof(*p));
-        if (p == NULL) {
+        if (!p) {
             free(url);
             return ETCD_APPLY_NO_MEMORY;
         }
@@ -153,7 +153,7 @@ static enum etcd_apply put_key(struct etcd_set *s, const char *key, char *url, i
         s->cap = cap;
     }
     s->entries[s->n].key = strdup(key);
-    if (s->entries[s->n].key == NULL) {
+    if (!s->entries[s->n].key) {
         free(url);
         return ETCD_APPLY_NO_MEMORY;
     }
@@ -186,12 +186,12 @@ int etcd_set_load(struct etcd_set *s, const struct etcd_range *r, int *skipped, 
     etcd_set_free(s);
     *skipped = 0;
     for (int i = 0; i < r->n_kvs; i++) {
-        enum etcd_apply a = etcd_set_apply(s, ETCD_EVENT_PUT, &r->kvs[i], msg, sizeof(msg));
+        enum etcd_apply a = etcd_set_apply(s, ETCD_EVENT_PUT, &r->kvs[i], msg, sizeof msg);
         if (a == ETCD_APPLY_NO_MEMORY) {
             etcd_set_free(s);
             return -1;
         }
-        if (a == ETCD_APPLY_SKIPPED && (*skipped)++ == 0 && err != NULL && errsize > 0) {
+        if (a == ETCD_APPLY_SKIPPED && (*skipped)++ == 0 && err && errsize > 0) {
             strncpy(err, msg, errsize - 1);
             err[errsize - 1] = '\0';
         }

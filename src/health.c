@@ -53,7 +53,7 @@ static int expect_fail(struct health_expect *e, char *err, size_t errsize, const
                        const char *s)
 {
     e->n = 0;
-    if (err != NULL && errsize > 0)
+    if (err && errsize > 0)
         snprintf(err, errsize, "expect '%s': %s", s, msg);
     return -1;
 }
@@ -183,7 +183,7 @@ void health_begin(struct health *h, const struct health_policy *p, int64_t now_m
 static bool change(struct health *h, bool healthy, const char *reason, struct health_transition *tr)
 {
     h->healthy = healthy;
-    if (tr != NULL) {
+    if (tr) {
         tr->healthy = healthy;
         tr->reason = reason;
     }

@@ -233,13 +233,13 @@ bool http_header_value_ok(const char *s, size_t len)
 
 bool http_origin_parse(const char *origin, char *host, size_t cap, int *port)
 {
-    if (origin == NULL || strncasecmp(origin, "http://", 7) != 0 || cap == 0)
+    if (!origin || strncasecmp(origin, "http://", 7) != 0 || cap == 0)
         return false;
     const char *h = origin + 7, *end;
     bool bracket = *h == '[';
     if (bracket) {
         end = strchr(++h, ']');
-        if (end == NULL)
+        if (!end)
             return false;
     } else {
         end = h + strcspn(h, ":");
@@ -321,12 +321,12 @@ int http_tokens_split(struct http_tokens *t, const char *list)
 {
     size_t cap = 0;
     *t = (struct http_tokens){0};
-    for (const char *p = list; p != NULL && *p != '\0';) {
+    for (const char *p = list; p && *p != '\0';) {
         const char *start, *end = list_item(&p, &start);
         if (end == start)
             continue;
         struct http_token *items = array_grow(t->items, t->n, &cap, sizeof *items, 8);
-        if (items == NULL) {
+        if (!items) {
             http_tokens_free(t);
             return -1;
         }
@@ -340,12 +340,12 @@ int http_tokens_split(struct http_tokens *t, const char *list)
 
 bool http_tokens_has(const struct http_tokens *t, const char *name, size_t len)
 {
-    if (t == NULL || len == 0)
+    if (!t || len == 0)
         return false;
     size_t lo = 0, hi = t->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (t->compares != NULL)
+        if (t->compares)
             (*t->compares)++;
         int c = compare_ci(name, len, t->items[mid].s, t->items[mid].len);
         if (c == 0)

@@ -38,7 +38,7 @@ int panic_candidates(const struct panic_endpoint *eps, int n, int threshold_perc
     for (int i = 0; i < n; i++)
         n_usable += usable(&eps[i]);
     panic = panic_below_threshold(n_usable, n, threshold_percent);
-    if (change != NULL)
+    if (change)
         *change = panic == st->active ? PANIC_UNCHANGED : panic ? PANIC_ENTERED : PANIC_EXITED;
     st->active = panic;
     for (int i = 0; i < n; i++) {

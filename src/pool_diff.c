@@ -40,7 +40,7 @@ int pool_member_weight(const int weight_by_source[POOL_SOURCES], enum pool_sourc
 {
     for (int s = 0; s < POOL_SOURCES; s++) {
         if (weight_by_source[s] > 0) {
-            if (shown != NULL)
+            if (shown)
                 *shown = (enum pool_source)s;
             return weight_by_source[s];
         }
@@ -102,11 +102,11 @@ int pool_diff(const struct pool_member *cur, int ncur, enum pool_source src,
     int nadded = 0;
 
     if (src < 0 || src >= POOL_SOURCES || ncur < 0 || nfound < 0 ||
-        (ncur > 0 && (cur == NULL || next == NULL)) ||
-        (nfound > 0 && (found == NULL || added == NULL)))
+        (ncur > 0 && (!cur || !next)) ||
+        (nfound > 0 && (!found || !added)))
         return -1;
     for (int i = 0; i < nfound; i++) {
-        if (found[i].url == NULL)
+        if (!found[i].url)
             return -1;
     }
     for (int i = 0; i < ncur; i++)
@@ -141,7 +141,7 @@ static void add_group(struct strbuf *out, struct change *changes, int n, char ma
         strbuf_add(out, &mark, 1);
         strbuf_puts(out, changes[i].url);
         if (mark == '~') {
-            snprintf(num, sizeof(num), "=%d", changes[i].weight);
+            snprintf(num, sizeof num, "=%d", changes[i].weight);
             strbuf_puts(out, num);
         }
     }
@@ -174,7 +174,7 @@ int pool_diff_describe(struct strbuf *out, const char *service, const struct poo
     if (total == 0)
         return 0;
     changes = malloc((size_t)total * sizeof(*changes));
-    if (changes == NULL)
+    if (!changes)
         return -1;
     strbuf_puts(out, service);
     strbuf_add(out, ":", 1);

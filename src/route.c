@@ -26,7 +26,7 @@
 static char *dup_range(const char *s, size_t n)
 {
     char *d = malloc(n + 1);
-    if (d != NULL) {
+    if (d) {
         memcpy(d, s, n);
         d[n] = '\0';
     }
@@ -37,7 +37,7 @@ static char *format_message(const char *fmt, const char *a, const char *b)
 {
     int n = snprintf(NULL, 0, fmt, a, b);
     char *m = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (m != NULL)
+    if (m)
         snprintf(m, (size_t)n + 1, fmt, a, b);
     return m;
 }
@@ -64,7 +64,7 @@ static int method_compile(struct route_method *m, const char *path)
         if (path[i] == '/')
             n++;
     m->segments = n > 0 ? calloc(n, sizeof(*m->segments)) : NULL;
-    if (n > 0 && m->segments == NULL)
+    if (n > 0 && !m->segments)
         return -1;
     m->n_segments = n;
     size_t i = 1, k = 0;
@@ -78,7 +78,7 @@ static int method_compile(struct route_method *m, const char *path)
             m->segments[k].param = dup_range(seg + 1, seg_len - 2);
         else
             m->segments[k].literal = dup_range(seg, seg_len);
-        if (m->segments[k].param == NULL && m->segments[k].literal == NULL)
+        if (!m->segments[k].param && !m->segments[k].literal)
             return -1;
         k++;
         i++;
@@ -90,21 +90,21 @@ int route_table_build(const struct service_conf *svc, struct route_table *out, c
 {
     out->methods = NULL;
     out->n_methods = 0;
-    if (err != NULL)
+    if (err)
         *err = NULL;
-    if (svc == NULL || svc->n_methods == 0)
+    if (!svc || svc->n_methods == 0)
         return 0;
     out->methods = calloc(svc->n_methods, sizeof(*out->methods));
-    if (out->methods == NULL)
+    if (!out->methods)
         goto oom;
     for (size_t i = 0; i < svc->n_methods; i++) {
         const struct method_conf *mc = &svc->methods[i];
         const char *why = "missing verb or path";
-        if (mc->verb == NULL || mc->path == NULL || !http_is_token(mc->verb, strlen(mc->verb)) ||
+        if (!mc->verb || !mc->path || !http_is_token(mc->verb, strlen(mc->verb)) ||
             !template_path_valid(mc->path, strlen(mc->path), &why)) {
-            if (mc->verb != NULL && mc->path != NULL && !http_is_token(mc->verb, strlen(mc->verb)))
+            if (mc->verb && mc->path && !http_is_token(mc->verb, strlen(mc->verb)))
                 why = "method must be 'VERB /path' with VERB an HTTP token";
-            if (err != NULL)
+            if (err)
                 *err = format_message("method '%s': %s", mc->name ? mc->name : "?", why);
             route_table_free(out);
             return -1;
@@ -117,14 +117,14 @@ int route_table_build(const struct service_conf *svc, struct route_table *out, c
     return 0;
 oom:
     route_table_free(out);
-    if (err != NULL)
+    if (err)
         *err = format_message("%s%s", "out of memory", "");
     return -1;
 }
 
 void route_table_free(struct route_table *t)
 {
-    if (t == NULL)
+    if (!t)
         return;
     for (size_t i = 0; i < t->n_methods; i++)
         method_free(&t->methods[i]);
@@ -161,7 +161,7 @@ static bool path_matches(const struct route_method *m, const char *rest, size_t 
             return false;
         const struct route_segment *seg = &m->segments[k++];
         size_t seg_len = i - start;
-        if (seg->param != NULL) {
+        if (seg->param) {
             if (seg_len == 0)
                 return false;
         } else if (strlen(seg->literal) != seg_len ||
@@ -195,7 +195,7 @@ static int cmp_str(const void *a, const void *b)
 static char *allow_list(const struct route_table *t, const bool *path_ok)
 {
     const char **verbs = malloc((t->n_methods + 1) * sizeof(*verbs));
-    if (verbs == NULL)
+    if (!verbs)
         return NULL;
     size_t n = 0;
     bool get = false;
@@ -213,7 +213,7 @@ static char *allow_list(const struct route_table *t, const bool *path_ok)
     for (size_t i = 0; i < n; i++)
         total += strlen(verbs[i]) + 2;
     char *out = malloc(total);
-    if (out != NULL) {
+    if (out) {
         size_t o = 0;
         for (size_t i = 0; i < n; i++) {
             if (i > 0 && strcmp(verbs[i], verbs[i - 1]) == 0)
@@ -235,15 +235,15 @@ static char *allow_list(const struct route_table *t, const bool *path_ok)
 enum route_match route_match(const struct route_table *t, const char *verb, const char *rest,
                              size_t rest_len, const struct route_method **matched, char **allow)
 {
-    if (matched != NULL)
+    if (matched)
         *matched = NULL;
-    if (allow != NULL)
+    if (allow)
         *allow = NULL;
-    if (t == NULL || t->n_methods == 0)
+    if (!t || t->n_methods == 0)
         return ROUTE_NO_ROUTE;
-    if (verb == NULL)
+    if (!verb)
         verb = "";
-    if (rest == NULL)
+    if (!rest)
         rest_len = 0;
     bool *path_ok = calloc(t->n_methods, sizeof(*path_ok));
     bool any_path = false;
@@ -253,26 +253,26 @@ enum route_match route_match(const struct route_table *t, const char *verb, cons
         if (!path_matches(m, rest, rest_len))
             continue;
         any_path = true;
-        if (path_ok != NULL)
+        if (path_ok)
             path_ok[i] = true;
         if (strcmp(m->conf->verb, verb) == 0) {
-            if (exact == NULL || more_specific(m, exact))
+            if (!exact || more_specific(m, exact))
                 exact = m;
         } else if (strcmp(verb, "HEAD") == 0 && strcmp(m->conf->verb, "GET") == 0) {
-            if (via_get == NULL || more_specific(m, via_get))
+            if (!via_get || more_specific(m, via_get))
                 via_get = m;
         }
     }
     enum route_match r;
-    if (exact != NULL || via_get != NULL) {
-        if (matched != NULL)
-            *matched = exact != NULL ? exact : via_get;
+    if (exact || via_get) {
+        if (matched)
+            *matched = exact ? exact : via_get;
         r = ROUTE_OK;
     } else if (!any_path) {
         r = ROUTE_NO_ROUTE;
     } else {
         r = ROUTE_NO_METHOD;
-        if (allow != NULL && path_ok != NULL)
+        if (allow && path_ok)
             *allow = allow_list(t, path_ok);
     }
     free(path_ok);
@@ -281,10 +281,10 @@ enum route_match route_match(const struct route_table *t, const char *verb, cons
 
 const struct route_method *route_find_operation(const struct route_table *t, const char *name)
 {
-    if (t == NULL || name == NULL)
+    if (!t || !name)
         return NULL;
     for (size_t i = 0; i < t->n_methods; i++)
-        if (t->methods[i].conf->name != NULL && strcmp(t->methods[i].conf->name, name) == 0)
+        if (t->methods[i].conf->name && strcmp(t->methods[i].conf->name, name) == 0)
             return &t->methods[i];
     return NULL;
 }
@@ -301,7 +301,7 @@ const struct route_method *route_find_operation(const struct route_table *t, con
 static void sb_encoded(struct strbuf *b, const char *s, bool segment)
 {
     char *e = segment ? http_encode_segment(s, strlen(s)) : http_encode_query(s, strlen(s));
-    if (e == NULL) {
+    if (!e) {
         b->failed = true;
         return;
     }
@@ -359,7 +359,7 @@ static enum number_check tree_numbers_check(const cJSON *v)
 {
     if (cJSON_IsNumber(v))
         return number_check(v->valuedouble);
-    for (const cJSON *c = v->child; c != NULL; c = c->next) {
+    for (const cJSON *c = v->child; c; c = c->next) {
         enum number_check r = tree_numbers_check(c);
         if (r != NUMBER_OK)
             return r;
@@ -408,22 +408,22 @@ static int cmp_member_names(const void *a, const void *b)
 static const char *duplicate_name(const cJSON *obj, bool *oom)
 {
     size_t n = 0;
-    for (const cJSON *c = obj->child; c != NULL; c = c->next)
+    for (const cJSON *c = obj->child; c; c = c->next)
         n++;
     *oom = false;
     if (n < 2)
         return NULL;
     const cJSON **v = malloc(n * sizeof(*v));
-    if (v == NULL) {
+    if (!v) {
         *oom = true;
         return NULL;
     }
     size_t i = 0;
-    for (const cJSON *c = obj->child; c != NULL; c = c->next)
+    for (const cJSON *c = obj->child; c; c = c->next)
         v[i++] = c;
     qsort(v, n, sizeof(*v), cmp_member_names);
     const char *dup = NULL;
-    for (i = 1; i < n && dup == NULL; i++)
+    for (i = 1; i < n && !dup; i++)
         if (strcmp(v[i - 1]->string, v[i]->string) == 0)
             dup = v[i]->string;
     free(v);
@@ -447,7 +447,7 @@ static int fail(struct call_error *e, int status, const char *code, const char *
 {
     e->status = status;
     e->code = code;
-    e->message = format_message(fmt, a, b != NULL ? b : "");
+    e->message = format_message(fmt, a, b ? b : "");
     return status;
 }
 
@@ -467,12 +467,12 @@ static int build_path(const struct route_method *m, const cJSON *args, struct st
     for (size_t i = 0; i < m->n_segments; i++) {
         const struct route_segment *seg = &m->segments[i];
         strbuf_add(path, "/", 1);
-        if (seg->literal != NULL) {
+        if (seg->literal) {
             strbuf_puts(path, seg->literal);
             continue;
         }
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(args, seg->param);
-        if (v == NULL)
+        if (!v)
             return fail(e, 400, "missing_argument", "missing argument '%s' for {%s} in the path",
                         seg->param, seg->param);
         used[n_used++] = v;
@@ -567,32 +567,32 @@ static int build_call(const struct route_method *m, const cJSON *args, struct na
     const char *verb = m->conf->verb;
     size_t n_params = 0;
     for (size_t i = 0; i < m->n_segments; i++)
-        if (m->segments[i].param != NULL)
+        if (m->segments[i].param)
             n_params++;
     const cJSON **used = calloc(n_params + 1, sizeof(*used));
     struct strbuf path = {0}, query = {0};
-    int rc = used == NULL ? fail(e, 500, "internal_error", "out of memory%s%s", "", NULL)
+    int rc = !used ? fail(e, 500, "internal_error", "out of memory%s%s", "", NULL)
                           : build_path(m, args, &path, used, e);
     const cJSON *body = NULL;
-    for (const cJSON *c = args->child; rc == 0 && c != NULL; c = c->next) {
+    for (const cJSON *c = args->child; rc == 0 && c; c = c->next) {
         if (pointer_in(used, n_params, c))
             continue;
-        if (body == NULL && verb_has_body(verb) && strcmp(c->string, "body") == 0) {
+        if (!body && verb_has_body(verb) && strcmp(c->string, "body") == 0) {
             body = c;
             continue;
         }
         rc = query_argument(&query, c, e);
     }
-    if (rc == 0 && body != NULL) {
+    if (rc == 0 && body) {
         enum number_check r = tree_numbers_check(body);
         if (r != NUMBER_OK) {
             rc = fail(e, 400, "invalid_argument", "argument '%s': %s", "body", number_problem(r));
         } else {
             char *printed = cJSON_PrintUnformatted(body);
-            out->body = printed != NULL ? strdup(printed) : NULL; /* plain malloc for free() */
-            if (printed != NULL)
+            out->body = printed ? strdup(printed) : NULL; /* plain malloc for free() */
+            if (printed)
                 cJSON_free(printed);
-            if (out->body == NULL)
+            if (!out->body)
                 rc = fail(e, 500, "internal_error", "out of memory%s%s", "", NULL);
             else
                 out->body_len = strlen(out->body);
@@ -601,7 +601,7 @@ static int build_call(const struct route_method *m, const cJSON *args, struct na
     if (rc == 0) {
         strbuf_add(&path, query.s ? query.s : "", query.len);
         out->method = strdup(verb);
-        if (path.failed || query.failed || out->method == NULL)
+        if (path.failed || query.failed || !out->method)
             rc = fail(e, 500, "internal_error", "out of memory%s%s", "", NULL);
         else
             out->path_query = path.s, path.s = NULL;
@@ -625,14 +625,14 @@ int route_build_named_call(const struct route_method *m, const char *json, size_
     }
     const char *scan_code = NULL;
     const char *problem = scan_strings(json, len, &scan_code);
-    if (problem != NULL) {
+    if (problem) {
         *code = scan_code;
         *message = strdup(problem);
         return 400;
     }
     const char *end = NULL;
     cJSON *args = cJSON_ParseWithLengthOpts(json, len, &end, false);
-    if (args != NULL) {
+    if (args) {
         size_t off = (size_t)(end - json);
         while (off < len && (json[off] == ' ' || json[off] == '\t' || json[off] == '\n' ||
                              json[off] == '\r'))
@@ -645,7 +645,7 @@ int route_build_named_call(const struct route_method *m, const char *json, size_
     int rc;
     bool oom = false;
     const char *dup = NULL;
-    if (args == NULL)
+    if (!args)
         rc = fail(&e, 400, "invalid_json", "the arguments are not valid JSON%s%s", "", NULL);
     else if (!cJSON_IsObject(args))
         rc = fail(&e, 400, "invalid_json", "the arguments must be a JSON object%s%s", "", NULL);
@@ -666,7 +666,7 @@ int route_build_named_call(const struct route_method *m, const char *json, size_
 
 void named_request_free(struct named_request *r)
 {
-    if (r == NULL)
+    if (!r)
         return;
     free(r->method);
     free(r->path_query);

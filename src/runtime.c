@@ -327,7 +327,7 @@ static void apply_settings(struct runtime *rt, const struct runtime *prev, struc
             ep->policy_value = s->conf->breaker;
             ep->policy = &ep->policy_value;
             ep->retired = false;
-            if (ep->fresh && prev != NULL) {
+            if (ep->fresh && prev) {
                 health_init_joining(&ep->health, hp, now); /* joins: checked at once */
                 if (s->conf->slow_start_ms > 0)
                     slow_start_begin(&ep->slow_start, now);

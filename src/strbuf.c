@@ -139,7 +139,7 @@ void *array_grow(void *items, size_t n, size_t *cap, size_t size, size_t first)
         return items;
     size_t c = *cap ? *cap * 2 : first;
     void *grown = realloc(items, c * size);
-    if (grown != NULL)
+    if (grown)
         *cap = c;
     return grown;
 }

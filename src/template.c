@@ -145,9 +145,9 @@ bool template_path_valid(const char *path, size_t len, const char **why)
 bool template_valid(const char *spec, const char **why)
 {
     const char *dummy;
-    if (why == NULL)
+    if (!why)
         why = &dummy;
-    if (spec == NULL) {
+    if (!spec) {
         *why = "empty method template";
         return false;
     }
