@@ -48,6 +48,7 @@
 #include "request.h"
 #include "server.h"
 #include "strbuf.h"
+#include "tunnel.h"
 #include "units.h"
 
 #define PEER_CLOSED_GRACE_MS 250 /* a half-closed client's request may still be in the buffer */
@@ -62,12 +63,13 @@ static enum MHD_Result queue_answer(struct request *r)
     if (r->resp && !forward_fits_pool(r, r->lst->pool_size))
         request_set_error(r, 502, "upstream_response_too_large",
                           "the upstream response head does not fit beside the request's");
-    struct MHD_Response *resp = forward_build_response(r);
+    struct MHD_Response *resp = r->tunnel ? tunnel_response(r) : forward_build_response(r);
     if (!resp)
         return MHD_NO;
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
-    request_log(r);
+    if (!r->tunnel)
+        request_log(r); /* a tunnel's when it ends */
     return ret;
 }
 
@@ -248,6 +250,8 @@ static void completed(void **con_cls)
     if (!r)
         return;
     *con_cls = NULL;
+    if (tunnel_holds(r))
+        return; /* joined: freed when the tunnel ends */
     if (!r->logged && r->head_checked) {
         /* the client left before an answer was queued (mid-body, or during the call) */
         r->status = 499;
@@ -255,6 +259,13 @@ static void completed(void **con_cls)
         request_log(r);
     }
     request_done(r);
+}
+
+void intake_tunnel_closed(struct request *r, bool mhd_done)
+{
+    r->lst->kick = true; /* MHD closes the connection when it next runs */
+    if (mhd_done)
+        request_done(r);
 }
 
 /* ---- head checks and routing ---------------------------------------------------- */
@@ -482,11 +493,12 @@ static void check_head(struct request *r, const char *version)
         fail(r, 413, "payload_too_large", "the request body is over the limit", true);
     } else if (h.connection.failed || h.upgrade.failed) {
         fail(r, 503, "overloaded", "out of memory", true);
-    } else if (h.upgrade.s && http_list_has_token(h.upgrade.s, "websocket")) {
-        /* other upgrades (h2c from Java's HttpClient, curl --http2) are ignored: Upgrade,
-         * HTTP2-Settings and the Connection tokens naming them are not forwarded */
-        fail(r, 501, "not_implemented", "WebSocket upgrades are not supported yet", true);
     } else {
+        /* a websocket upgrade is tunnelled (tunnel.c); other upgrades (h2c from Java's
+         * HttpClient, curl --http2) are ignored: Upgrade, HTTP2-Settings and the
+         * Connection tokens naming them are not forwarded */
+        r->upgrade = h.upgrade.s && strcmp(r->method, "GET") == 0 &&
+                     http_list_has_token(h.upgrade.s, "websocket");
         route_request(r);
     }
     free(h.upgrade.s);

@@ -21,6 +21,7 @@
 #include "http.h"
 #include "log.h"
 #include "proxy.h"
+#include "tunnel.h"
 
 static void attempt_next(struct request *r);
 
@@ -250,7 +251,8 @@ static void attempt_send(struct request *r, int idx, int k, int64_t now)
             .tls = &sc->tls,
             .connect_to = connect_to,
         };
-        a = upstream_start(r->env->upstream, &req, on_attempt_done, r);
+        a = r->upgrade ? tunnel_start(r, &req, on_attempt_done)
+                       : upstream_start(r->env->upstream, &req, on_attempt_done, r);
     }
     free(connect_to);
     if (a && url) {
@@ -482,7 +484,10 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
 void proxy_cancel(struct request *r)
 {
     if (r->attempt) {
-        upstream_cancel(r->env->upstream, r->attempt);
+        if (r->tunnel)
+            tunnel_cancel(r);
+        else
+            upstream_cancel(r->env->upstream, r->attempt);
         r->attempt = NULL;
         struct outcome o = {.kind = OUTCOME_CANCELLED};
         attempt_settle(r, &o);

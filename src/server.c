@@ -40,6 +40,7 @@
 #include "proxy.h"
 #include "request.h"
 #include "server.h"
+#include "tunnel.h"
 
 #define CONNECTION_RESERVE 16 /* connections above max-connections for the 503 answer */
 /* MHD keeps a connection's request head and the response head it writes in one pool,
@@ -158,7 +159,7 @@ static struct listener *listener_start(struct server *s, const struct config *cf
 #endif
         {MHD_OPTION_END, 0, NULL},
     };
-    l->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0,
+    l->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG, 0,
                               NULL, NULL, intake_on_access, l, MHD_OPTION_ARRAY, ops,
                               MHD_OPTION_END);
     const union MHD_DaemonInfo *di =
@@ -227,6 +228,7 @@ static void server_env_init(struct server *s, struct loop *loop, struct upstream
     s->env.upstream = up;
     s->env.worker = worker;
     s->env.answer = intake_resume;
+    s->env.tunnel_closed = intake_tunnel_closed;
 }
 
 int server_start(struct server *s, struct loop *loop, struct upstream *up, struct runtime *rt)
@@ -417,6 +419,7 @@ void server_close_idle(struct server *s)
 
 void server_abort_calls(struct server *s)
 {
+    tunnel_close_all(&s->env);
     while (s->suspended) {
         struct request *r = s->suspended;
         proxy_cancel(r);
@@ -437,7 +440,8 @@ void server_free(struct server *s)
         s->switching = NULL;
         server_discard_reload(s, l);
     }
-    /* MHD must not be stopped with suspended connections */
+    /* MHD must not be stopped with suspended connections, nor upgraded ones */
+    tunnel_close_all(&s->env);
     while (s->suspended) {
         struct request *r = s->suspended;
         proxy_cancel(r);

@@ -66,6 +66,7 @@ struct upstream_attempt {
     int prereq_calls;
     bool allow_resend;
     bool resend_aborted;
+    bool connect_only; /* a tunnel's: CONNECT_ONLY, reports once connected */
     bool connect_timeout_decides; /* connect-timeout <= timeout: a pre-send timeout is a
                                      connect failure */
     int64_t start_us;
@@ -427,7 +428,7 @@ static void attempt_release(struct upstream_attempt *a)
         free(a->rd.resp);
         a->rd.resp = NULL;
     }
-    if (u->n_idle < IDLE_HANDLES_MAX) {
+    if (u->n_idle < IDLE_HANDLES_MAX && !a->connect_only) {
         a->next_idle = u->idle;
         u->idle = a;
         u->n_idle++;
@@ -578,7 +579,7 @@ static void set_constant_options(struct upstream_attempt *a)
 static struct upstream_attempt *attempt_begin(struct upstream *u,
                                               const struct upstream_request *req,
                                               upstream_data_cb on_data, upstream_done_cb cb,
-                                              void *arg)
+                                              void *arg, bool connect_only)
 {
     struct upstream_attempt *a = u->idle;
     if (a) {
@@ -603,6 +604,8 @@ static struct upstream_attempt *attempt_begin(struct upstream *u,
     a->arg = arg;
     a->prereq_calls = 0;
     a->allow_resend = req->allow_resend;
+    a->connect_only = connect_only;
+    curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, connect_only ? 1L : 0L);
     a->rd.too_large = false;
     a->resend_aborted = false;
     a->rd.headers_done = false;
@@ -670,7 +673,7 @@ static struct upstream_attempt *attempt_begin(struct upstream *u,
 struct upstream_attempt *upstream_start(struct upstream *u, const struct upstream_request *req,
                                         upstream_done_cb cb, void *arg)
 {
-    return attempt_begin(u, req, NULL, cb, arg);
+    return attempt_begin(u, req, NULL, cb, arg, false);
 }
 
 struct upstream_attempt *upstream_stream_start(struct upstream *u,
@@ -678,8 +681,16 @@ struct upstream_attempt *upstream_stream_start(struct upstream *u,
                                                upstream_data_cb on_data, upstream_done_cb cb,
                                                void *arg)
 {
-    return on_data ? attempt_begin(u, req, on_data, cb, arg) : NULL;
+    return on_data ? attempt_begin(u, req, on_data, cb, arg, false) : NULL;
 }
+
+struct upstream_attempt *upstream_connect_start(struct upstream *u,
+                                                const struct upstream_request *req,
+                                                upstream_done_cb cb, void *arg)
+{
+    return attempt_begin(u, req, NULL, cb, arg, true);
+}
+void *upstream_attempt_easy(const struct upstream_attempt *a) { return a->easy; }
 
 void upstream_cancel(struct upstream *u, struct upstream_attempt *a)
 {
@@ -759,6 +770,10 @@ static void check_done(struct upstream *u)
         curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&a);
         struct outcome o;
         classify(a, rc, &o); /* logged by the caller, who knows the request */
+        if (a->connect_only && o.kind == OUTCOME_STATUS) { /* a tunnel's, connected */
+            a->cb(a->arg, &o, NULL, monotonic_us() - a->start_us);
+            continue;
+        }
         curl_multi_remove_handle(u->multi, e);
         struct upstream_response *resp = NULL;
         if (o.kind == OUTCOME_STATUS) {
