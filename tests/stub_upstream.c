@@ -741,8 +741,9 @@ static enum MHD_Result control(struct MHD_Connection *con, const char *method,
 /* ---- WebSocket endpoints ---------------------------------------------------------- */
 
 /* A GET whose path holds /ws-echo answers a minimal RFC 6455 handshake (101 with
- * Sec-WebSocket-Accept) and echoes every frame, unmasked; /ws-close accepts and closes at
- * once; /ws-deny answers 403 with a body. The tunnel tests talk to them through ahoyd. */
+ * Sec-WebSocket-Accept) and echoes every frame, unmasked; /ws-hello does the same after
+ * a first text frame "welcome" sent with the 101; /ws-close accepts and closes at once;
+ * /ws-deny answers 403 with a body. The tunnel tests talk to them through ahoyd. */
 
 struct sha1 {
     uint32_t h[5];
@@ -853,7 +854,7 @@ static bool write_full(int fd, const void *buf, size_t n)
 
 struct ws_conn {
     int fd;
-    bool close_at_once;
+    bool close_at_once, hello;
     struct MHD_UpgradeResponseHandle *urh;
 };
 
@@ -867,7 +868,7 @@ static void *ws_echo_thread(void *arg)
     fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     if (w->close_at_once) {
         shutdown(fd, SHUT_RDWR);
-    } else {
+    } else if (!w->hello || write_full(fd, "\x81\x07welcome", 9)) {
         for (;;) {
             unsigned char h[14];
             if (!read_full(fd, h, 2))
@@ -939,7 +940,8 @@ static void ws_upgraded(void *cls, struct MHD_Connection *con, void *req_cls, co
     }
     w->fd = sock;
     w->urh = urh;
-    w->close_at_once = cls != NULL;
+    w->close_at_once = cls == (void *)1;
+    w->hello = cls == (void *)2;
     (void)extra_in; /* none: ahoyd sends nothing of the client's before the 101 */
     (void)extra_in_size;
     if (pthread_create(&th, NULL, ws_echo_thread, w) != 0) {
@@ -969,8 +971,10 @@ static enum MHD_Result answer_websocket(struct MHD_Connection *con, const char *
     snprintf(cat, sizeof(cat), "%s%s", key, guid);
     sha1_of(cat, strlen(cat), digest);
     base64(digest, 20, accept);
-    resp = MHD_create_response_for_upgrade(ws_upgraded,
-                                           strstr(r->target, "/ws-close") ? (void *)1 : NULL);
+    resp = MHD_create_response_for_upgrade(ws_upgraded, strstr(r->target, "/ws-close") ? (void *)1
+                                                        : strstr(r->target, "/ws-hello")
+                                                            ? (void *)2
+                                                            : NULL);
     if (resp == NULL)
         return MHD_NO;
     MHD_add_response_header(resp, "Upgrade", "websocket");
