@@ -159,8 +159,9 @@ static struct listener *listener_start(struct server *s, const struct config *cf
 #endif
         {MHD_OPTION_END, 0, NULL},
     };
-    l->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG, 0,
-                              NULL, NULL, intake_on_access, l, MHD_OPTION_ARRAY, ops,
+    l->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE |
+                                  MHD_USE_ERROR_LOG,
+                              0, NULL, NULL, intake_on_access, l, MHD_OPTION_ARRAY, ops,
                               MHD_OPTION_END);
     const union MHD_DaemonInfo *di =
         l->mhd ? MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
