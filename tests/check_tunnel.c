@@ -463,6 +463,25 @@ START_TEST(idle_timeout_spares_a_chatty_tunnel)
 }
 END_TEST
 
+/* One direction alone keeps a tunnel open: the client sends, the upstream says nothing. */
+START_TEST(idle_timeout_spares_one_chatty_side)
+{
+    char head[4096];
+    start_with("idle-timeout: 1s", NULL);
+    int fd = ws_open(daemon_proc.port, "/svc/ws-sink", head, sizeof(head));
+    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+    double end = harness_now_ms() + 3000;
+    while (harness_now_ms() < end) {
+        ck_assert_msg(ws_send(fd, 1, "one way", 7), "the tunnel closed while the client spoke");
+        struct pollfd pfd = {fd, POLLIN, 0};
+        ck_assert_msg(poll(&pfd, 1, 250) == 0, "the tunnel closed while the client spoke");
+    }
+    double took = wait_eof(fd, 5000);
+    ck_assert_msg(took >= 700, "closed %.0f ms into the silence, idle-timeout is 1 s", took);
+    close(fd);
+}
+END_TEST
+
 START_TEST(drain_closes_at_shutdown_timeout)
 {
     char head[4096];
@@ -486,6 +505,33 @@ START_TEST(drain_closes_at_shutdown_timeout)
 END_TEST
 
 /* ---- picking and routes ------------------------------------------------------------ */
+
+/* A tunnel is a client connection: with max-connections 1 it fills the limit. */
+START_TEST(tunnel_counts_toward_max_connections)
+{
+    char head[4096], out[8192];
+    static const char plain[] = "GET /svc/plain HTTP/1.1\r\nHost: h\r\n\r\n";
+    start_with("max-connections: 1", NULL);
+    int fd = ws_open(daemon_proc.port, "/svc/ws-echo", head, sizeof(head));
+    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+    echo_text(fd, "holding the one connection");
+    int n = raw_exchange(daemon_proc.port, plain, strlen(plain), out, sizeof(out), 10000);
+    ck_assert_int_gt(n, 0);
+    ck_assert_msg(raw_status(out) == 503 && strstr(out, "overloaded"), "beside a tunnel: %.300s",
+                  out);
+    close(fd);
+    ck_assert(proc_log_wait(&daemon_proc, "flags=UG", 5000));
+    double end = harness_now_ms() + 5000;
+    int st = 0;
+    while (harness_now_ms() < end) {
+        n = raw_exchange(daemon_proc.port, plain, strlen(plain), out, sizeof(out), 10000);
+        st = n > 0 ? raw_status(out) : 0;
+        if (st == 200)
+            break;
+    }
+    ck_assert_msg(st == 200, "after the tunnel ended: %.300s", out);
+}
+END_TEST
 
 START_TEST(connect_failure_retried_elsewhere)
 {
@@ -549,8 +595,10 @@ static Suite *tunnel_suite(void)
     tcase_add_test(tc, promtool_with_a_tunnel_open);
     tc = harness_tcase(s, "lifetime");
     tcase_add_test(tc, idle_timeout_spares_a_chatty_tunnel);
+    tcase_add_test(tc, idle_timeout_spares_one_chatty_side);
     tcase_add_test(tc, drain_closes_at_shutdown_timeout);
     tc = harness_tcase(s, "calls");
+    tcase_add_test(tc, tunnel_counts_toward_max_connections);
     tcase_add_test(tc, connect_failure_retried_elsewhere);
     tcase_add_test(tc, declared_methods_refuse_undeclared);
     return s;

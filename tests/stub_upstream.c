@@ -742,7 +742,8 @@ static enum MHD_Result control(struct MHD_Connection *con, const char *method,
 
 /* A GET whose path holds /ws-echo answers a minimal RFC 6455 handshake (101 with
  * Sec-WebSocket-Accept) and echoes every frame, unmasked; /ws-hello does the same after
- * a first text frame "welcome" sent with the 101; /ws-close accepts and closes at once;
+ * a first text frame "welcome" sent with the 101; /ws-sink reads frames and answers
+ * none (but a close); /ws-close accepts and closes at once;
  * /ws-deny answers 403 with a body. The tunnel tests talk to them through ahoyd. */
 
 struct sha1 {
@@ -854,7 +855,7 @@ static bool write_full(int fd, const void *buf, size_t n)
 
 struct ws_conn {
     int fd;
-    bool close_at_once, hello;
+    bool close_at_once, hello, sink;
     struct MHD_UpgradeResponseHandle *urh;
 };
 
@@ -913,7 +914,7 @@ static void *ws_echo_thread(void *arg)
                     oh[2 + i] = (unsigned char)(len >> (56 - 8 * i));
                 ohl = 10;
             }
-            bool ok = write_full(fd, oh, ohl) && write_full(fd, p, len);
+            bool ok = (w->sink && op != 8) || (write_full(fd, oh, ohl) && write_full(fd, p, len));
             free(p);
             if (!ok || op == 8)
                 break;
@@ -942,6 +943,7 @@ static void ws_upgraded(void *cls, struct MHD_Connection *con, void *req_cls, co
     w->urh = urh;
     w->close_at_once = cls == (void *)1;
     w->hello = cls == (void *)2;
+    w->sink = cls == (void *)3;
     (void)extra_in; /* none: ahoyd sends nothing of the client's before the 101 */
     (void)extra_in_size;
     if (pthread_create(&th, NULL, ws_echo_thread, w) != 0) {
@@ -974,6 +976,8 @@ static enum MHD_Result answer_websocket(struct MHD_Connection *con, const char *
     resp = MHD_create_response_for_upgrade(ws_upgraded, strstr(r->target, "/ws-close") ? (void *)1
                                                         : strstr(r->target, "/ws-hello")
                                                             ? (void *)2
+                                                        : strstr(r->target, "/ws-sink")
+                                                            ? (void *)3
                                                             : NULL);
     if (resp == NULL)
         return MHD_NO;
