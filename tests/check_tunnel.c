@@ -332,6 +332,55 @@ START_TEST(bytes_around_the_101_kept)
 }
 END_TEST
 
+/* ahoyd's resident set in KiB, from /proc; 0 if unknown. */
+static long rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    long kib = 0;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+/* Backpressure: a client that does not read while the upstream sends it 32 MiB makes
+ * ahoyd stop reading the upstream; what ahoyd holds stays bounded, and every byte still
+ * arrives once the client reads. */
+START_TEST(slow_reader_backpressure)
+{
+    char head[4096];
+    size_t n = 32u << 20;
+    unsigned char *big = malloc(n), *got;
+    int op = 0;
+    ck_assert_ptr_nonnull(big);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (unsigned char)(i * 13 + (i >> 9));
+    start_with(NULL, NULL);
+    int fd = ws_open(daemon_proc.port, "/svc/ws-echo", head, sizeof(head));
+    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+    echo_text(fd, "warm up");
+    long before = rss_kib(daemon_proc.pid);
+    ck_assert(ws_send(fd, 2, big, n)); /* the stub reads it all, then echoes it */
+    /* the echo now waits in socket buffers and, bounded, in ahoyd */
+    struct timespec ts = {1, 0};
+    nanosleep(&ts, NULL);
+    long during = rss_kib(daemon_proc.pid);
+    ck_assert_msg(before > 0 && during - before < 12 * 1024,
+                  "ahoyd grew by %ld KiB while the client did not read", during - before);
+    long got_n = ws_recv(fd, &op, &got, 30000);
+    ck_assert_int_eq(got_n, (long)n);
+    ck_assert(memcmp(got, big, n) == 0);
+    free(got);
+    free(big);
+    close(fd);
+}
+END_TEST
+
 START_TEST(upstream_close_closes_client)
 {
     char head[4096];
@@ -588,6 +637,7 @@ static Suite *tunnel_suite(void)
     TCase *tc = harness_tcase(s, "frames");
     tcase_add_test(tc, text_and_large_binary_echo);
     tcase_add_test(tc, bytes_around_the_101_kept);
+    tcase_add_test(tc, slow_reader_backpressure);
     tcase_add_test(tc, upstream_close_closes_client);
     tcase_add_test(tc, non_101_is_an_ordinary_response);
     tc = harness_tcase(s, "observability");
