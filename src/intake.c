@@ -63,12 +63,13 @@ static enum MHD_Result queue_answer(struct request *r)
     if (r->resp && !forward_fits_pool(r, r->lst->pool_size))
         request_set_error(r, 502, "upstream_response_too_large",
                           "the upstream response head does not fit beside the request's");
-    struct MHD_Response *resp = r->tunnel ? tunnel_response(r) : forward_build_response(r);
+    bool upgrade = r->tunnel && r->status == 101; /* a tunnel joined once it is sent */
+    struct MHD_Response *resp = upgrade ? tunnel_response(r) : forward_build_response(r);
     if (!resp)
         return MHD_NO;
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
-    if (!r->tunnel)
+    if (!upgrade)
         request_log(r); /* a tunnel's when it ends */
     return ret;
 }

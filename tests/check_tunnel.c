@@ -414,6 +414,56 @@ START_TEST(non_101_is_an_ordinary_response)
 }
 END_TEST
 
+/* An https endpoint: the tunnel runs over TLS (the stub with a certificate for
+ * ledger.internal, verified with it as CA), frames both ways. */
+START_TEST(tunnel_over_tls)
+{
+    char dir[256], cmd[1024], args[700], head[4096], *yaml;
+    unsigned char *big, *got;
+    int op = 0;
+    size_t n = 200 * 1024;
+    ck_assert_int_eq(harness_temp_dir(dir, sizeof(dir)), 0);
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=ledger.internal "
+             "-addext subjectAltName=DNS:ledger.internal -keyout %s/key.pem -out %s/cert.pem "
+             ">/dev/null 2>&1",
+             dir, dir);
+    ck_assert_msg(system(cmd) == 0, "openssl req failed (is openssl installed?)");
+    snprintf(args, sizeof(args), "--tls-cert %s/cert.pem --tls-key %s/key.pem", dir, dir);
+    ck_assert_int_eq(stub_start(&stub, "tls", args), 0);
+    ck_assert_int_ge(asprintf(&yaml,
+                              "ahoyd:\n  listen: 127.0.0.1:0\n  admin-listen: off\n"
+                              "  access-log: stderr\n  idle-timeout: 1s\n"
+                              "pyfly:\n  client:\n    services:\n      svc:\n"
+                              "        base-url: https://127.0.0.1:%d/base\n"
+                              "        tls: {ca-file: %s/cert.pem, server-name: ledger.internal}\n",
+                              stub.port, dir),
+                     0);
+    ck_assert_int_eq(ahoyd_start(&daemon_proc, yaml), 0);
+    free(yaml);
+    int fd = ws_open(daemon_proc.port, "/svc/ws-echo", head, sizeof(head));
+    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+    echo_text(fd, "hello over tls");
+    big = malloc(n);
+    ck_assert_ptr_nonnull(big);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (unsigned char)(i * 31 + (i >> 10));
+    ck_assert(ws_send(fd, 2, big, n));
+    ck_assert_int_eq(ws_recv(fd, &op, &got, 30000), (long)n);
+    ck_assert(memcmp(got, big, n) == 0);
+    free(got);
+    free(big);
+    echo_text(fd, "and after it");
+    ck_assert(ws_send(fd, 8, "", 0));
+    ck_assert_int_eq(ws_recv(fd, &op, &got, 5000), 0);
+    free(got);
+    /* the stub's TLS layer (libmicrohttpd's) does not always close its side after its
+     * close frame: the idle-timeout ends the tunnel then */
+    close(fd);
+    ck_assert(proc_log_wait(&daemon_proc, "flags=UG", 5000));
+}
+END_TEST
+
 /* ---- metrics and the access log -------------------------------------------------- */
 
 START_TEST(gauge_and_one_log_line)
@@ -639,6 +689,8 @@ static Suite *tunnel_suite(void)
     tcase_add_test(tc, bytes_around_the_101_kept);
     tcase_add_test(tc, slow_reader_backpressure);
     tcase_add_test(tc, upstream_close_closes_client);
+    tc = harness_tcase(s, "tls");
+    tcase_add_test(tc, tunnel_over_tls);
     tcase_add_test(tc, non_101_is_an_ordinary_response);
     tc = harness_tcase(s, "observability");
     tcase_add_test(tc, gauge_and_one_log_line);

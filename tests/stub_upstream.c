@@ -1026,7 +1026,33 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *con, const char
 static void usage(FILE *out)
 {
     fprintf(out, "usage: stub_upstream [--listen HOST:PORT] [--name NAME] [--status N]\n"
-                 "                     [--delay-ms N] [--action reset|close-mid-body|hang]\n");
+                 "                     [--delay-ms N] [--action reset|close-mid-body|hang]\n"
+                 "                     [--tls-cert PEM --tls-key PEM]\n");
+}
+
+/* A whole file, NUL-terminated (the TLS certificate and key); NULL on failure. */
+static char *read_pem(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+    if (f == NULL)
+        return NULL;
+    do {
+        if (cap - len < 4096) {
+            char *p = realloc(buf, cap + 8192);
+            if (p == NULL)
+                break;
+            buf = p;
+            cap += 8192;
+        }
+        n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+    } while (n > 0);
+    fclose(f);
+    if (buf != NULL)
+        buf[len] = '\0';
+    return buf;
 }
 
 /* "127.0.0.1:9001" or "[::1]:9001" into a sockaddr. */
@@ -1094,6 +1120,8 @@ int main(int argc, char **argv)
     sigset_t set;
     int sig, i;
     unsigned int flags;
+    char *tls_cert = NULL, *tls_key = NULL; /* https, for the tunnel tests */
+    struct MHD_OptionItem tls_ops[3] = {{MHD_OPTION_END, 0, NULL}};
 
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -1119,6 +1147,10 @@ int main(int argc, char **argv)
             base_behaviour.delay_ms = n;
         } else if (strcmp(a, "--action") == 0 && parse_action(v, &base_behaviour.action) == 0) {
             ;
+        } else if (strcmp(a, "--tls-cert") == 0 && (tls_cert = read_pem(v)) != NULL) {
+            ;
+        } else if (strcmp(a, "--tls-key") == 0 && (tls_key = read_pem(v)) != NULL) {
+            ;
         } else {
             fprintf(stderr, "stub_upstream: bad argument %s %s\n", a, v);
             usage(stderr);
@@ -1141,12 +1173,19 @@ int main(int argc, char **argv)
     if (v6)
         flags |= MHD_USE_IPv6;
     (void)sslen;
+    if (tls_cert != NULL && tls_key != NULL) {
+        flags |= MHD_USE_TLS;
+        tls_ops[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, tls_cert};
+        tls_ops[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, tls_key};
+        tls_ops[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    }
     d = MHD_start_daemon(
         flags, 0, NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL, MHD_OPTION_NOTIFY_COMPLETED,
         request_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)2000,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(512 * 1024), MHD_OPTION_THREAD_STACK_SIZE,
-        (size_t)(512 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024, MHD_OPTION_END);
+        (size_t)(512 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024, MHD_OPTION_ARRAY,
+        tls_ops, MHD_OPTION_END);
     if (d == NULL) {
         fprintf(stderr, "stub_upstream: cannot listen on %s\n", listen_text);
         return 3;
@@ -1169,5 +1208,7 @@ int main(int argc, char **argv)
     behaviour_clear(&mode);
     records_clear_locked();
     pthread_mutex_unlock(&state_lock);
+    free(tls_cert);
+    free(tls_key);
     return 0;
 }
