@@ -8,8 +8,9 @@
 # upgrade: each request must come back 200 with the stub's JSON, over
 # HTTP/1.1, and the upstream must see neither Upgrade nor HTTP2-Settings.
 #
-# A WebSocket client (Node.js's built-in WebSocket, where this Node.js has one) goes
-# through a tunnel to the stub's echo endpoint.
+# WebSocket clients go through tunnels to the stub's WebSocket endpoints where they
+# exist: Node.js's built-in WebSocket (Node.js >= 22, or >= 20.10 behind a flag) and
+# curl's ws:// (curl >= 8.11, Debian 13); each is skipped, saying so, elsewhere.
 #
 # Needs AHOYD_BIN and STUB_BIN (set by make check), curl, and java (package
 # default-jdk-headless). Without java the test fails when CI=true and is
@@ -215,6 +216,19 @@ ws.onclose = (e) => {
 else
     echo "SKIP: node WebSocket (no built-in WebSocket in this Node.js, or no Node.js:" \
         "it needs Node.js >= 22, or >= 20.10 with --experimental-websocket)"
+fi
+
+# ---- curl's ws:// (curl 8.11 and later build WebSockets in; 7.88 does not) ---------------
+# curl writes the payload of every frame it receives: the stub's first frame, sent with
+# its 101, must come through the tunnel.
+if curl --version | grep -q '^Protocols:.* ws'; then
+    out=$(curl -sS -m 3 --no-buffer "ws://127.0.0.1:$port/svc/ws-hello" 2>/dev/null)
+    case $out in
+    welcome*) ok "curl ws://: the upstream's first frame came through a tunnel" ;;
+    *) bad "curl ws://: got '$(printf '%.200s' "$out")'" ;;
+    esac
+else
+    echo "SKIP: curl ws:// (this curl has no WebSocket support; curl 8.11 and later have it)"
 fi
 
 # ---- ahoyd stops cleanly ------------------------------------------------------------------
