@@ -257,6 +257,11 @@ static bool body_check(struct tunnel *t, bool eof)
             fail(t, OUTCOME_RESET, "malformed or cut chunked response body");
             return true;
         }
+        if (t->max_body && b.len > t->max_body) {
+            free(b.s);
+            fail(t, OUTCOME_RESPONSE_TOO_LARGE, "the response is over the configured limit");
+            return true;
+        }
         resp->body = b.s;
         resp->body_len = resp->body_cap = b.len;
     } else {

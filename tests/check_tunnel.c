@@ -464,6 +464,52 @@ START_TEST(tunnel_over_tls)
 }
 END_TEST
 
+/* A refusal with a chunked body comes back whole; one over max-response-body is a 502. */
+START_TEST(non_101_chunked_and_too_large)
+{
+    char head[4096], body[256], buf[64];
+    start_with("max-response-body: 20", NULL);
+    int fd = ws_open(daemon_proc.port, "/svc/ws-deny-chunked", head, sizeof(head));
+    ck_assert_msg(raw_status(head) == 502 && strstr(head, "Content-Length"),
+                  "a 27-byte body over a 20-byte limit: %s", head);
+    close(fd);
+    ck_assert(proc_stop(&daemon_proc) == 0);
+    ck_assert_int_eq(ahoyd_start(&daemon_proc, one_service_yaml(stub.port, NULL, NULL)), 0);
+    fd = ws_open(daemon_proc.port, "/svc/ws-deny-chunked", head, sizeof(head));
+    ck_assert_msg(raw_status(head) == 426, "upgrade answered: %s", head);
+    const char *cl = raw_header(head, "Content-Length", buf, sizeof(buf));
+    ck_assert_msg(cl && atoi(cl) == 27, "Content-Length %s", cl ? cl : "(none)");
+    ck_assert(read_exact(fd, body, 27, 5000));
+    body[27] = '\0';
+    ck_assert_str_eq(body, "upgrade refused, in chunks\n");
+    close(fd);
+}
+END_TEST
+
+/* A 101 is a breaker success: between two failures it keeps failure-threshold 2 from
+ * opening the circuit. */
+START_TEST(upgrade_is_a_breaker_success)
+{
+    static const char *const fail500[] = {"X-Stub-Status: 500", NULL};
+    char head[4096];
+    struct http_resp r;
+    start_with(NULL, "retry: false\ncircuit-breaker: {failure-threshold: 2, recovery-timeout: 30s}\n");
+    http_get(daemon_proc.port, "/svc/x", fail500, &r);
+    ck_assert_int_eq(r.status, 500);
+    http_resp_free(&r);
+    int fd = ws_open(daemon_proc.port, "/svc/ws-echo", head, sizeof(head));
+    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+    echo_text(fd, "a success");
+    close(fd);
+    http_get(daemon_proc.port, "/svc/x", fail500, &r);
+    ck_assert_int_eq(r.status, 500);
+    http_resp_free(&r);
+    http_get(daemon_proc.port, "/svc/x", NULL, &r);
+    ck_assert_msg(r.status == 200, "after F S F the circuit opened: %ld", r.status);
+    http_resp_free(&r);
+}
+END_TEST
+
 /* ---- metrics and the access log -------------------------------------------------- */
 
 START_TEST(gauge_and_one_log_line)
@@ -691,7 +737,9 @@ static Suite *tunnel_suite(void)
     tcase_add_test(tc, upstream_close_closes_client);
     tc = harness_tcase(s, "tls");
     tcase_add_test(tc, tunnel_over_tls);
+    tc = harness_tcase(s, "answers");
     tcase_add_test(tc, non_101_is_an_ordinary_response);
+    tcase_add_test(tc, non_101_chunked_and_too_large);
     tc = harness_tcase(s, "observability");
     tcase_add_test(tc, gauge_and_one_log_line);
     tcase_add_test(tc, promtool_with_a_tunnel_open);
@@ -702,6 +750,7 @@ static Suite *tunnel_suite(void)
     tc = harness_tcase(s, "calls");
     tcase_add_test(tc, tunnel_counts_toward_max_connections);
     tcase_add_test(tc, connect_failure_retried_elsewhere);
+    tcase_add_test(tc, upgrade_is_a_breaker_success);
     tcase_add_test(tc, declared_methods_refuse_undeclared);
     return s;
 }

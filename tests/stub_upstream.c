@@ -744,7 +744,8 @@ static enum MHD_Result control(struct MHD_Connection *con, const char *method,
  * Sec-WebSocket-Accept) and echoes every frame, unmasked; /ws-hello does the same after
  * a first text frame "welcome" sent with the 101; /ws-sink reads frames and answers
  * none (but a close); /ws-close accepts and closes at once;
- * /ws-deny answers 403 with a body. The tunnel tests talk to them through ahoyd. */
+ * /ws-deny answers 403 with a body, /ws-deny-chunked 426 with a chunked one. The tunnel
+ * tests talk to them through ahoyd. */
 
 struct sha1 {
     uint32_t h[5];
@@ -954,6 +955,21 @@ static void ws_upgraded(void *cls, struct MHD_Connection *con, void *req_cls, co
     pthread_detach(th);
 }
 
+/* The chunked refusal's body, five bytes a chunk. */
+static ssize_t deny_chunks(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    static const char text[] = "upgrade refused, in chunks\n";
+    size_t n = sizeof(text) - 1 - (pos < sizeof(text) - 1 ? pos : sizeof(text) - 1);
+
+    (void)cls;
+    if (n == 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    n = n < 5 ? n : 5;
+    n = n < max ? n : max;
+    memcpy(buf, text + pos, n);
+    return (ssize_t)n;
+}
+
 static enum MHD_Result answer_websocket(struct MHD_Connection *con, const char *method,
                                         struct request *r)
 {
@@ -967,6 +983,14 @@ static enum MHD_Result answer_websocket(struct MHD_Connection *con, const char *
     enum MHD_Result ret;
 
     record_request(con, method, r);
+    if (strstr(r->target, "/ws-deny-chunked")) {
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64, deny_chunks, NULL, NULL);
+        if (resp == NULL)
+            return MHD_NO;
+        ret = MHD_queue_response(con, 426, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
     if (strstr(r->target, "/ws-deny") || !key || strlen(key) > 100) {
         return queue_text(con, 403, "text/plain", "websocket refused by the stub\n");
     }
