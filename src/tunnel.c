@@ -59,23 +59,23 @@ struct tunnel {
     CURL *easy;
     upstream_done_cb cb;
     enum tunnel_state state;
-    int ufd, cfd;             /* dups of curl's and MHD's sockets, -1 when none */
+    int ufd, cfd; /* dups of curl's and MHD's sockets, -1 when none */
     struct loop_io uio, cio;
-    struct loop_timer timer;  /* the attempt's timeout, then idle-timeout */
-    struct loop_timer again;  /* the pump stopped after PUMP_ROUNDS */
+    struct loop_timer timer; /* the attempt's timeout, then idle-timeout */
+    struct loop_timer again; /* the pump stopped after PUMP_ROUNDS */
     struct MHD_UpgradeResponseHandle *urh;
-    struct strbuf out;        /* the request head */
+    struct strbuf out; /* the request head */
     size_t out_sent;
-    char *in;                 /* the answer head and body as read */
+    char *in; /* the answer head and body as read */
     size_t in_len, in_cap, head_end;
     struct upstream_response *resp;
-    int64_t body_want;        /* Content-Length, -1 = until close (or chunked) */
+    int64_t body_want; /* Content-Length, -1 = until close (or chunked) */
     bool chunked;
     int64_t start_us, timeout_ms;
     uint64_t max_header, max_body;
     struct pipe_buf c2u, u2c;
     bool c_eof, u_eof, c_shut, u_shut;
-    bool mhd_done;            /* MHD's completed callback came: end frees the request */
+    bool mhd_done; /* MHD's completed callback came: end frees the request */
     int64_t last_us, idle_ms;
     struct tunnel *prev, *next; /* the env's joined tunnels */
 };
@@ -412,8 +412,7 @@ static void on_timer(void *arg)
         loop_timer_start(t->r->env->loop, &t->timer, t->idle_ms - silent);
         return;
     }
-    log_debug("tunnel of request %s idle for %lld ms: closed", t->r->request_id,
-              (long long)silent);
+    log_debug("tunnel of request %s idle for %lld ms: closed", t->r->request_id, (long long)silent);
     tunnel_end(t);
 }
 
@@ -451,8 +450,7 @@ static int build_head(struct tunnel *t, const struct upstream_request *req)
     auth += 3;
     const char *path = strchr(auth, '/');
     size_t alen = path ? (size_t)(path - auth) : strlen(auth);
-    strbuf_printf(&t->out, "GET %s HTTP/1.1\r\nHost: %.*s\r\n", path ? path : "/", (int)alen,
-                  auth);
+    strbuf_printf(&t->out, "GET %s HTTP/1.1\r\nHost: %.*s\r\n", path ? path : "/", (int)alen, auth);
     for (const char *const *h = req->headers; h && *h; h++) {
         strbuf_puts(&t->out, *h);
         strbuf_add(&t->out, "\r\n", 2);

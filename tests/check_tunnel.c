@@ -493,7 +493,8 @@ START_TEST(upgrade_is_a_breaker_success)
     static const char *const fail500[] = {"X-Stub-Status: 500", NULL};
     char head[4096];
     struct http_resp r;
-    start_with(NULL, "retry: false\ncircuit-breaker: {failure-threshold: 2, recovery-timeout: 30s}\n");
+    start_with(NULL,
+               "retry: false\ncircuit-breaker: {failure-threshold: 2, recovery-timeout: 30s}\n");
     http_get(daemon_proc.port, "/svc/x", fail500, &r);
     ck_assert_int_eq(r.status, 500);
     http_resp_free(&r);
@@ -521,7 +522,7 @@ START_TEST(gauge_and_one_log_line)
     ck_assert_int_ge(fd, 0);
     ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
     ck_assert(tunnels_open_wait(1, 5000));
-    echo_text(fd, "hello"); /* 11 bytes in (masked), 7 out */
+    echo_text(fd, "hello");                                        /* 11 bytes in (masked), 7 out */
     ck_assert_int_eq(proc_log_count(&daemon_proc, "flags=UG"), 0); /* logged when it ends */
     ck_assert(ws_send(fd, 8, "", 0)); /* close: 6 bytes in, its echo 2 out */
     unsigned char *got;
