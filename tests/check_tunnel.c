@@ -474,7 +474,9 @@ START_TEST(non_101_chunked_and_too_large)
                   "a 27-byte body over a 20-byte limit: %s", head);
     close(fd);
     ck_assert(proc_stop(&daemon_proc) == 0);
-    ck_assert_int_eq(ahoyd_start(&daemon_proc, one_service_yaml(stub.port, NULL, NULL)), 0);
+    char *yaml = one_service_yaml(stub.port, NULL, NULL);
+    ck_assert_int_eq(ahoyd_start(&daemon_proc, yaml), 0);
+    free(yaml);
     fd = ws_open(daemon_proc.port, "/svc/ws-deny-chunked", head, sizeof(head));
     ck_assert_msg(raw_status(head) == 426, "upgrade answered: %s", head);
     const char *cl = raw_header(head, "Content-Length", buf, sizeof(buf));
