@@ -318,6 +318,29 @@ static bool head_done(struct tunnel *t, bool eof)
     return true;
 }
 
+/* Look for a whole head in t->in from offset from on. An interim answer (1xx other than
+ * 101: 100, 103) is dropped and the next head looked for. Returns true when the attempt
+ * has reported. */
+static bool head_scan(struct tunnel *t, size_t from)
+{
+    for (;;) {
+        char *e = strstr(t->in + from, "\r\n\r\n");
+        if (!e || (size_t)(e - t->in) + 4 > t->max_header) {
+            if (!e && t->in_len <= t->max_header)
+                return false;
+            fail(t, OUTCOME_RESPONSE_TOO_LARGE, "the response head is over the limit");
+            return true;
+        }
+        t->head_end = (size_t)(e - t->in) + 4;
+        if (strncmp(t->in, "HTTP/1.", 7) != 0 || t->in[9] != '1' || atoi(t->in + 9) == 101 ||
+            atoi(t->in + 9) > 199)
+            return head_done(t, false);
+        memmove(t->in, t->in + t->head_end, t->in_len - t->head_end + 1); /* its NUL too */
+        t->in_len -= t->head_end;
+        t->head_end = from = 0;
+    }
+}
+
 /* Send the request head, then read the answer, as far as the socket allows. */
 static void head_io(struct tunnel *t)
 {
@@ -358,20 +381,7 @@ static void head_io(struct tunnel *t)
         t->in_len += (size_t)n;
         t->in[t->in_len] = '\0';
         if (t->state == T_HEAD) {
-            char *e = strstr(t->in + from, "\r\n\r\n");
-            if (!e) {
-                if (t->in_len > t->max_header) {
-                    fail(t, OUTCOME_RESPONSE_TOO_LARGE, "the response head is over the limit");
-                    return;
-                }
-                continue;
-            }
-            t->head_end = (size_t)(e - t->in) + 4;
-            if (t->head_end > t->max_header) {
-                fail(t, OUTCOME_RESPONSE_TOO_LARGE, "the response head is over the limit");
-                return;
-            }
-            if (head_done(t, false))
+            if (head_scan(t, from))
                 return;
         } else if (body_check(t, eof)) {
             return;

@@ -18,6 +18,7 @@
  * Every wait polls with a bound.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -28,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "harness.h"
@@ -513,6 +515,161 @@ START_TEST(upgrade_is_a_breaker_success)
 }
 END_TEST
 
+/* ---- a raw upstream: canned answers, byte for byte ------------------------------------ */
+
+/* One connection accepted on 127.0.0.1: its request head is kept, the canned bytes are
+ * written, and then it is closed (close_after) or echoes raw bytes until EOF. */
+struct raw_upstream {
+    int lfd, port;
+    const char *canned;
+    bool close_after;
+    char head[4096];
+    pthread_t th;
+};
+
+static void *raw_upstream_run(void *arg)
+{
+    struct raw_upstream *u = arg;
+    size_t n = 0;
+    char buf[4096];
+    struct pollfd pfd = {u->lfd, POLLIN, 0};
+    if (poll(&pfd, 1, 20000) <= 0)
+        return NULL;
+    int fd = accept(u->lfd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    while (n + 1 < sizeof(u->head) && read_exact(fd, u->head + n, 1, 10000)) {
+        n++;
+        if (n >= 4 && memcmp(u->head + n - 4, "\r\n\r\n", 4) == 0)
+            break;
+    }
+    u->head[n] = '\0';
+    write_all(fd, u->canned, strlen(u->canned));
+    for (;;) {
+        if (u->close_after)
+            break;
+        struct pollfd p2 = {fd, POLLIN, 0};
+        if (poll(&p2, 1, 20000) <= 0)
+            break;
+        ssize_t r = recv(fd, buf, sizeof(buf), 0);
+        if (r <= 0 || !write_all(fd, buf, (size_t)r))
+            break;
+    }
+    close(fd);
+    return NULL;
+}
+
+static void raw_upstream_start(struct raw_upstream *u, const char *canned, bool close_after)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof(a);
+    memset(u->head, 0, sizeof(u->head));
+    u->canned = canned;
+    u->close_after = close_after;
+    u->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(u->lfd, 0);
+    ck_assert_int_eq(bind(u->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(listen(u->lfd, 4), 0);
+    ck_assert_int_eq(getsockname(u->lfd, (struct sockaddr *)&a, &l), 0);
+    u->port = ntohs(a.sin_port);
+    ck_assert_int_eq(pthread_create(&u->th, NULL, raw_upstream_run, u), 0);
+}
+
+static void start_raw(struct raw_upstream *u, const char *ahoyd_extra)
+{
+    char *yaml;
+    ck_assert_int_ge(asprintf(&yaml,
+                              "ahoyd:\n  listen: 127.0.0.1:0\n  admin-listen: off\n"
+                              "  access-log: stderr\n%s"
+                              "pyfly:\n  client:\n    services:\n      svc:\n"
+                              "        base-url: http://127.0.0.1:%d/base\n"
+                              "        retry: false\n",
+                              ahoyd_extra ? ahoyd_extra : "", u->port),
+                     0);
+    ck_assert_int_eq(ahoyd_start(&daemon_proc, yaml), 0);
+    free(yaml);
+}
+
+/* The request head ahoyd writes, and an interim 100 before the 101 (not forwarded). */
+START_TEST(request_head_and_interim_answer)
+{
+    static struct raw_upstream u;
+    char head[4096], want[128], got[8];
+    raw_upstream_start(&u,
+                       "HTTP/1.1 100 Continue\r\n\r\n"
+                       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Accept: " WS_ACCEPT "\r\n\r\nhello",
+                       false);
+    start_raw(&u, NULL);
+    int fd = ws_open(daemon_proc.port, "/svc/raw?q=1", head, sizeof(head));
+    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+    ck_assert(read_exact(fd, got, 5, 5000));
+    ck_assert(memcmp(got, "hello", 5) == 0);
+    ck_assert(write_all(fd, "ping", 4));
+    ck_assert(read_exact(fd, got, 4, 5000));
+    ck_assert(memcmp(got, "ping", 4) == 0);
+    close(fd);
+    pthread_join(u.th, NULL);
+    close(u.lfd);
+    snprintf(want, sizeof(want), "GET /base/raw?q=1 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n", u.port);
+    ck_assert_msg(strncmp(u.head, want, strlen(want)) == 0, "request head: %s", u.head);
+    static const char *const lines[] = {"\r\nUpgrade: websocket\r\n",
+                                        "\r\nConnection: Upgrade\r\n",
+                                        "\r\nSec-WebSocket-Key: " WS_KEY "\r\n",
+                                        "\r\nSec-WebSocket-Version: 13\r\n",
+                                        "\r\nSec-WebSocket-Protocol: chat\r\n",
+                                        "\r\nVia: 1.1 ahoyd\r\n",
+                                        "\r\nX-Ahoyd-Attempt: 1\r\n",
+                                        "\r\nX-Forwarded-Proto: http\r\n"};
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
+        ck_assert_msg(strstr(u.head, lines[i]), "no %s in: %s", lines[i] + 2, u.head);
+    /* once each: the client's own Connection and Upgrade lines are not passed on as well */
+    int n_conn = 0, n_up = 0;
+    for (const char *p = u.head; (p = strcasestr(p, "\r\nConnection:")); p += 2)
+        n_conn++;
+    for (const char *p = u.head; (p = strcasestr(p, "\r\nUpgrade:")); p += 2)
+        n_up++;
+    ck_assert_int_eq(n_conn, 1);
+    ck_assert_int_eq(n_up, 1);
+}
+END_TEST
+
+/* A refusal without a length is read until the upstream closes; a head over
+ * max-response-header-bytes is a 502. */
+START_TEST(until_close_and_head_too_large)
+{
+    static struct raw_upstream u;
+    static char big[4096];
+    char head[4096], body[64];
+    raw_upstream_start(&u,
+                       "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\r\n"
+                       "no length, until close",
+                       true);
+    start_raw(&u, NULL);
+    int fd = ws_open(daemon_proc.port, "/svc/raw", head, sizeof(head));
+    ck_assert_msg(raw_status(head) == 400, "upgrade answered: %s", head);
+    ck_assert(read_exact(fd, body, 22, 5000));
+    ck_assert(memcmp(body, "no length, until close", 22) == 0);
+    close(fd);
+    pthread_join(u.th, NULL);
+    close(u.lfd);
+    ck_assert_int_eq(proc_stop(&daemon_proc), 0);
+
+    snprintf(big, sizeof(big),
+             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+             "X-Big: %03000d\r\n\r\n",
+             0);
+    raw_upstream_start(&u, big, true);
+    start_raw(&u, "  max-response-header-bytes: 1KiB\n");
+    fd = ws_open(daemon_proc.port, "/svc/raw", head, sizeof(head));
+    ck_assert_msg(raw_status(head) == 502 && strstr(head, "application/json"),
+                  "a 3 KB head over a 1 KiB limit: %s", head);
+    close(fd);
+    pthread_join(u.th, NULL);
+    close(u.lfd);
+}
+END_TEST
+
 /* ---- metrics and the access log -------------------------------------------------- */
 
 START_TEST(gauge_and_one_log_line)
@@ -743,6 +900,8 @@ static Suite *tunnel_suite(void)
     tc = harness_tcase(s, "answers");
     tcase_add_test(tc, non_101_is_an_ordinary_response);
     tcase_add_test(tc, non_101_chunked_and_too_large);
+    tcase_add_test(tc, request_head_and_interim_answer);
+    tcase_add_test(tc, until_close_and_head_too_large);
     tc = harness_tcase(s, "observability");
     tcase_add_test(tc, gauge_and_one_log_line);
     tcase_add_test(tc, promtool_with_a_tunnel_open);
