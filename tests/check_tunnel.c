@@ -418,6 +418,27 @@ END_TEST
 
 /* An https endpoint: the tunnel runs over TLS (the stub with a certificate for
  * ledger.internal, verified with it as CA), frames both ways. */
+/* A client that half-closes after its frame still gets the echo: its EOF reaches the
+ * upstream as a half-close, and the upstream's answer and close come back. */
+START_TEST(client_half_close_passes_on)
+{
+    char head[4096];
+    unsigned char *got;
+    int op = 0;
+    start_with(NULL, NULL);
+    int fd = ws_open(daemon_proc.port, "/svc/ws-echo", head, sizeof(head));
+    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+    ck_assert(ws_send(fd, 1, "last words", 10));
+    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+    ck_assert_int_eq(ws_recv(fd, &op, &got, 5000), 10);
+    ck_assert(memcmp(got, "last words", 10) == 0);
+    free(got);
+    ck_assert_msg(wait_eof(fd, 5000) >= 0, "the tunnel stayed open after both sides closed");
+    close(fd);
+    ck_assert(proc_log_wait(&daemon_proc, "flags=UG", 5000));
+}
+END_TEST
+
 START_TEST(tunnel_over_tls)
 {
     char dir[256], cmd[1024], args[700], head[4096], *yaml;
@@ -895,6 +916,7 @@ static Suite *tunnel_suite(void)
     tcase_add_test(tc, bytes_around_the_101_kept);
     tcase_add_test(tc, slow_reader_backpressure);
     tcase_add_test(tc, upstream_close_closes_client);
+    tcase_add_test(tc, client_half_close_passes_on);
     tc = harness_tcase(s, "tls");
     tcase_add_test(tc, tunnel_over_tls);
     tc = harness_tcase(s, "answers");
