@@ -186,4 +186,10 @@ int config_dump(const struct config_options *opts, FILE *out, struct config_mess
 const struct service_conf *config_find_service(const struct config *cfg, const char *name,
                                                size_t len);
 
+/* An endpoint URL read as the config reads one (a discovered endpoint's): false with
+ * *why on a bad URL. config_endpoint_clear frees what it holds. */
+bool config_endpoint_parse(const char *url, int weight, struct endpoint_conf *out,
+                           const char **why);
+void config_endpoint_clear(struct endpoint_conf *e);
+
 #endif

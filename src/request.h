@@ -90,9 +90,9 @@ struct request {
     int max_attempts;
     int64_t deadline_ms;            /* absolute monotonic, 0 = none */
     int attempts;                   /* sent so far */
-    bool *tried;                    /* per endpoint index */
-    int current;                    /* endpoint index of the attempt in flight, -1 */
-    int previous;                   /* endpoint index of the previous attempt, -1 */
+    uint64_t *tried;                /* endpoint ids (endpoint_rt.id) by attempt */
+    uint64_t current;               /* endpoint id of the attempt in flight, 0 = none */
+    uint64_t previous;              /* endpoint id of the previous attempt, 0 = none */
     struct endpoint_rt *current_ep; /* held while the attempt runs */
     struct breaker_ticket ticket;
     bool attempt_cut_by_deadline;
