@@ -790,6 +790,51 @@ START_TEST(reload_keeps_the_discovered_set)
 }
 END_TEST
 
+/* A retry during which the pool changes: the endpoints the call tried are known by
+ * identity, not by place (x opens and leaves, c joins where a was). */
+START_TEST(retry_across_a_pool_change)
+{
+    struct proc x, a, c, d;
+    ck_assert_int_eq(stub_start(&x, "x", "--status 500"), 0);
+    ck_assert_int_eq(stub_start(&a, "a", NULL), 0);
+    ck_assert_int_eq(stub_start(&c, "c", NULL), 0);
+    struct etcd e;
+    etcd_start(&e);
+    etcd_put(&e, "1x", &x, 1);
+    etcd_put(&e, "2a", &a, 1);
+    etcd_daemon(&d, &e,
+                "        circuit-breaker: {failure-threshold: 2, recovery-timeout: 60s}\n"
+                "        retry: {max-attempts: 2, base-delay: 1s, retry-on: [503]}\n",
+                NULL);
+    char want[512], who[32];
+    POOL_OF(want, &x, &a);
+    ASSERT_POOL(&d, want, 10000, "the first etcd range");
+    int to_x = 0;
+    for (int i = 0; i < 8 && to_x < 2; i++)
+        to_x += call(&d, "/svc/x", who, sizeof who) == 500;
+    ck_assert_int_eq(to_x, 2); /* x is open now; a, which one 503 does not open, is not */
+    ck_assert_int_eq(stub_mode(&a, "{\"status\": 503, \"path\": \"/api/r\"}"), 0);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/svc/r", d.port);
+    struct http_req q = {.url = url, .timeout_ms = 10000};
+    long before = stub_count(&a);
+    struct http_async *call_r = http_async_start(&q);
+    ck_assert(stub_wait_count(&a, before + 1, 5000)); /* its first attempt reached a */
+    etcd_delete(&e, "1x");
+    etcd_put(&e, "3c", &c, 1);
+    POOL_OF(want, &a, &c);
+    ck_assert_msg(wait_pool(&d, want, 800) >= 0, "the pool did not change during the backoff");
+    struct http_resp r;
+    ck_assert_int_eq(http_async_finish(call_r, &r), 0);
+    cJSON *j = json_body(&r);
+    ck_assert_msg(r.status == 200 && j && strcmp(json_str(j, "upstream"), "c") == 0,
+                  "the retry went to %s (status %ld): it must go to the endpoint not tried",
+                  j && json_str(j, "upstream") ? json_str(j, "upstream") : "nowhere", r.status);
+    cJSON_Delete(j);
+    http_resp_free(&r);
+}
+END_TEST
+
 /* ---- one endpoint of three dies under load (a measurement) ---------------------- */
 
 static int one_dies(const char *extra, int *calls_out)
@@ -866,6 +911,7 @@ int main(void)
         tcase_add_test(tc, etcd_changes_under_load);
         tcase_add_test(tc, etcd_down_then_back_and_a_broken_watch);
         tcase_add_test(tc, reload_keeps_the_discovered_set);
+        tcase_add_test(tc, retry_across_a_pool_change);
     }
     tcase_add_test(tc, one_of_three_dies_under_load);
     if (!dns && !etcd)
