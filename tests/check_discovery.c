@@ -151,6 +151,63 @@ static double metric(const struct proc *d, const char *sample)
     return v;
 }
 
+/* promtool from $PROMTOOL, /usr/bin or PATH; NULL when there is none. */
+static const char *promtool_path(void)
+{
+    static char found[512];
+    const char *env = getenv("PROMTOOL");
+    if (env && *env)
+        return access(env, X_OK) == 0 ? env : NULL;
+    if (access("/usr/bin/promtool", X_OK) == 0)
+        return "/usr/bin/promtool";
+    const char *path = getenv("PATH");
+    while (path && *path) {
+        size_t n = strcspn(path, ":");
+        snprintf(found, sizeof(found), "%.*s/promtool", (int)n, path);
+        if (n && access(found, X_OK) == 0)
+            return found;
+        path += n + (path[n] == ':');
+    }
+    return NULL;
+}
+
+/* The daemon's /metrics through `promtool check metrics`: exit 0, no lint finding
+ * (skipped without promtool, failed under CI=true). */
+static void promtool_check(const struct proc *d)
+{
+    const char *tool = promtool_path();
+    if (!tool) {
+        const char *ci = getenv("CI");
+        ck_assert_msg(!(ci && strcmp(ci, "true") == 0),
+                      "promtool is not installed (Debian package prometheus); CI must have it");
+        printf("discovery: promtool not found, /metrics not linted\n");
+        return;
+    }
+    struct http_resp r;
+    http_get(d->admin_port, "/metrics", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    char dir[] = "/tmp/ahoyd-promtool-XXXXXX", in[64], out[64], cmd[800];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(in, sizeof(in), "%s/metrics", dir);
+    snprintf(out, sizeof(out), "%s/out", dir);
+    write_file(in, r.body);
+    http_resp_free(&r);
+    snprintf(cmd, sizeof(cmd), "'%s' check metrics < '%s' > '%s' 2>&1", tool, in, out);
+    int rc = system(cmd);
+    char said[4096] = "";
+    FILE *f = fopen(out, "r");
+    if (f) {
+        size_t n = fread(said, 1, sizeof(said) - 1, f);
+        said[n] = '\0';
+        fclose(f);
+    }
+    unlink(in);
+    unlink(out);
+    rmdir(dir);
+    ck_assert_msg(rc == 0 && said[0] == '\0', "promtool check metrics: status %d, said:\n%s", rc,
+                  said);
+}
+
 /* GET /svc/x: the status, and the stub that answered in who. */
 static long call(const struct proc *d, const char *path, char *who, size_t cap)
 {
@@ -376,6 +433,8 @@ START_TEST(dns_a_records_feed_the_pool)
     snprintf(sample, sizeof sample,
              "ahoyd_discovery_updates_total{service=\"svc\",source=\"dns\"}");
     ck_assert(metric(&d, sample) >= 2);
+    snprintf(sample, sizeof sample, "ahoyd_discovery_endpoints{service=\"svc\",source=\"dns\"}");
+    ck_assert(metric(&d, sample) == 2);
 
     /* the server stopped: the set stays, the error shows */
     proc_kill(&m.p);
@@ -398,6 +457,10 @@ START_TEST(dns_a_records_feed_the_pool)
     pool_text(&d, got, sizeof got);
     ck_assert_str_eq(got, want);
     ck_assert_int_eq(call(&d, "/svc/x", who, sizeof who), 200);
+    snprintf(sample, sizeof sample,
+             "ahoyd_discovery_errors_total{service=\"svc\",source=\"dns\"}");
+    ck_assert(metric(&d, sample) >= 1);
+    promtool_check(&d);
     /* back: followed again */
     dnsmasq_run(&m);
     dnsmasq_hosts(&m, "127.0.0.11 svc.test\n");
