@@ -524,6 +524,13 @@ START_TEST(dns_srv_records_feed_the_pool)
     want_pool(want, sizeof want, 2, bc, (int[]){3, 1});
     ASSERT_POOL(&d, want, 2 * DNS_BOUND_MS, "an SRV target removed");
     ck_assert(proc_log_wait(&d, "~http://127.0.0.1", 2000)); /* the re-weight was logged */
+    /* no record left (NXDOMAIN): the pool is empty and the service answers no_endpoints */
+    dnsmasq_conf(&m, "host-record=t1.test,127.0.0.1\n");
+    ASSERT_POOL(&d, "", 2 * DNS_BOUND_MS, "the last SRV record gone");
+    struct http_resp r;
+    http_get(d.port, "/svc/x", NULL, &r);
+    assert_ahoyd_error(&r, 503, "no_endpoints", "svc", 0);
+    http_resp_free(&r);
 }
 END_TEST
 
@@ -898,6 +905,37 @@ START_TEST(retry_across_a_pool_change)
 }
 END_TEST
 
+/* An endpoint that joins a service with health checks starts unhealthy and is checked
+ * at once (not an interval later): failing its check, it gets no call. */
+START_TEST(joined_endpoint_is_checked_at_once)
+{
+    struct proc a, b, d;
+    ck_assert_int_eq(stub_start(&a, "a", NULL), 0);
+    ck_assert_int_eq(stub_start(&b, "b", NULL), 0);
+    ck_assert_int_eq(stub_mode(&b, "{\"status\": 500, \"path\": \"/healthz\"}"), 0);
+    struct etcd e;
+    etcd_start(&e);
+    etcd_put(&e, "a", &a, 1);
+    etcd_daemon(&d, &e,
+                "        health-check: {path: /healthz, interval: 30s, unhealthy-threshold: 1}\n",
+                NULL);
+    char want[512], who[32], f[64], ub[64];
+    POOL_OF(want, &a);
+    ASSERT_POOL(&d, want, 10000, "the first etcd range");
+    etcd_put(&e, "b", &b, 1);
+    POOL_OF(want, &a, &b);
+    ASSERT_POOL(&d, want, ETCD_BOUND_MS, "an endpoint joining");
+    ck_assert(stub_wait_count(&b, 1, 2000)); /* its first check, not 30 s later */
+    snprintf(ub, sizeof ub, "http://127.0.0.1:%d/api", b.port);
+    endpoint_field(&d, ub, "health", f, sizeof f);
+    ck_assert_str_eq(f, "unhealthy");
+    for (int i = 0; i < 6; i++) {
+        ck_assert_int_eq(call(&d, "/svc/x", who, sizeof who), 200);
+        ck_assert_str_eq(who, "a");
+    }
+}
+END_TEST
+
 /* ---- one endpoint of three dies under load (a measurement) ---------------------- */
 
 static int one_dies(const char *extra, int *calls_out)
@@ -975,6 +1013,7 @@ int main(void)
         tcase_add_test(tc, etcd_down_then_back_and_a_broken_watch);
         tcase_add_test(tc, reload_keeps_the_discovered_set);
         tcase_add_test(tc, retry_across_a_pool_change);
+        tcase_add_test(tc, joined_endpoint_is_checked_at_once);
     }
     tcase_add_test(tc, one_of_three_dies_under_load);
     if (!dns && !etcd)
