@@ -368,6 +368,9 @@ static void attempt_next(struct request *r)
     if (k <= r->max_attempts)
         r->tried[k - 1] = ep->id;
     r->attempts = k;
+    ep->refs++; /* the URL is kept for the answer and the log (request_free lets go) */
+    endpoint_unref(r->last_ep);
+    r->last_ep = ep;
     r->last_endpoint = ep->url;
     note_tried(r, ep->url);
     attempt_send(r, idx, k, now);
@@ -434,6 +437,10 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
         }
         r->resp = resp;
         r->resp_endpoint = r->last_endpoint;
+        if (r->last_ep)
+            r->last_ep->refs++;
+        endpoint_unref(r->resp_ep);
+        r->resp_ep = r->last_ep;
         r->ttfb_us = resp->head_us;
         if (resp->status == 429 || resp->status == 503)
             retry_after = header_list_get(&resp->headers, "Retry-After");

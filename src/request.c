@@ -40,6 +40,8 @@ void request_free(struct request *r)
     loop_timer_stop(loop, &r->request_timer);
     loop_timer_stop(loop, &r->backoff_timer);
     free(r->tried);
+    endpoint_unref(r->last_ep);
+    endpoint_unref(r->resp_ep);
     free(r->last_url);
     if (r->resp) {
         upstream_response_free(r->resp);

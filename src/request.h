@@ -99,7 +99,8 @@ struct request {
     struct upstream_attempt *attempt;
     struct loop_timer backoff_timer;
     struct outcome last_outcome;
-    const char *last_endpoint;      /* URL of the last endpoint tried */
+    const char *last_endpoint;      /* URL of the last endpoint tried (of last_ep) */
+    struct endpoint_rt *last_ep;    /* held for its URL: discovery may free it otherwise */
     char *last_url;                 /* the last attempt's URL; its path + query from */
     size_t last_target_off;         /* this offset on is the target sent upstream */
     char tried_list[256];           /* every endpoint attempted, comma-separated */
@@ -112,7 +113,8 @@ struct request {
     bool response_ready;
     int status;
     struct upstream_response *resp; /* the upstream's, or NULL */
-    const char *resp_endpoint;      /* URL of the endpoint that gave resp */
+    const char *resp_endpoint;      /* URL of the endpoint that gave resp (of resp_ep) */
+    struct endpoint_rt *resp_ep;    /* held, like last_ep */
     const char *err_code;           /* ahoyd's error, when resp is NULL */
     char *err_message;
     struct header_list extra;       /* Allow, Retry-After ... */
