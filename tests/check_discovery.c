@@ -606,7 +606,7 @@ static void etcd_call(const struct etcd *e, const char *path, const char *body)
 static void etcd_put(const struct etcd *e, const char *key, const struct proc *s, int w)
 {
     char k[256], v[512], value[256], full[128], body[1024];
-    snprintf(full, sizeof full, "/svc/%s", key);
+    snprintf(full, sizeof full, key[0] == '/' ? "%s" : "/svc/%s", key);
     snprintf(value, sizeof value, "{\"url\":\"http://127.0.0.1:%d/api\",\"weight\":%d}", s->port,
              w);
     etcd_base64_encode(full, strlen(full), k, sizeof k);
@@ -799,8 +799,21 @@ START_TEST(etcd_down_then_back_and_a_broken_watch)
 }
 END_TEST
 
+/* Write yaml as d's configuration and reload it (SIGHUP); asserts it was reloaded. */
+static void reload_with(struct proc *d, const char *yaml)
+{
+    write_file(d->conf_path, yaml);
+    int reloads = proc_log_count(d, "configuration reloaded");
+    ck_assert_int_eq(proc_signal(d, SIGHUP), 0);
+    for (double end = harness_now_ms() + 5000;
+         proc_log_count(d, "configuration reloaded") == reloads && harness_now_ms() < end;)
+        pause_ms(10);
+    ck_assert_int_eq(proc_log_count(d, "configuration reloaded"), reloads + 1);
+}
+
 /* A reload with the same discovery block: the set, its breakers and counters stay, the
- * source is not started again. */
+ * source is not started again; a changed block starts it again, a removed one drops
+ * its endpoints. */
 START_TEST(reload_keeps_the_discovered_set)
 {
     struct proc s[2], d;
@@ -810,6 +823,8 @@ START_TEST(reload_keeps_the_discovered_set)
     etcd_start(&e);
     etcd_put(&e, "a", &s[0], 1);
     etcd_put(&e, "b", &s[1], 1);
+    struct proc c;
+    ck_assert_int_eq(stub_start(&c, "c", NULL), 0);
     char *y = NULL;
     etcd_daemon(&d, &e,
                 "        circuit-breaker: {failure-threshold: 2, recovery-timeout: 60s}\n"
@@ -834,15 +849,8 @@ START_TEST(reload_keeps_the_discovered_set)
     /* the same block, another timeout */
     char *y2 = NULL;
     ck_assert_int_ge(asprintf(&y2, "%s        timeout: 5s\n", y), 0);
-    write_file(d.conf_path, y2);
-    free(y);
+    reload_with(&d, y2);
     free(y2);
-    int reloads = proc_log_count(&d, "configuration reloaded");
-    ck_assert_int_eq(proc_signal(&d, SIGHUP), 0);
-    for (double end = harness_now_ms() + 5000;
-         proc_log_count(&d, "configuration reloaded") == reloads && harness_now_ms() < end;)
-        pause_ms(10);
-    ck_assert_int_eq(proc_log_count(&d, "configuration reloaded"), reloads + 1);
     pool_text(&d, got, sizeof got);
     ck_assert_str_eq(got, want);
     endpoint_field(&d, ub, "state", f, sizeof f);
@@ -857,6 +865,36 @@ START_TEST(reload_keeps_the_discovered_set)
     etcd_delete(&e, "a");
     POOL_OF(want, &s[1]);
     ASSERT_POOL(&d, want, ETCD_BOUND_MS, "an etcd change after the reload");
+
+    /* a changed block: its source starts again and the pool follows the new prefix */
+    char *y3 = strdup(y);
+    char *at = strstr(y3, "prefix: /svc/");
+    ck_assert_ptr_nonnull(at);
+    memcpy(at, "prefix: /oth/", strlen("prefix: /oth/"));
+    etcd_put(&e, "/oth/c", &c, 1);
+    reload_with(&d, y3);
+    ck_assert_int_eq(proc_log_count(&d, "its source starts again"), 1);
+    POOL_OF(want, &c);
+    ASSERT_POOL(&d, want, ETCD_BOUND_MS, "a changed etcd block after a reload");
+    /* the block removed: its endpoints leave, a static one stays */
+    char *y4 = NULL;
+    ck_assert_int_ge(asprintf(&y4,
+                              "ahoyd:\n  listen: 127.0.0.1:0\n  admin-listen: 127.0.0.1:0\n"
+                              "  access-log: off\n"
+                              "pyfly:\n  client:\n    services:\n      svc:\n"
+                              "        base-url: http://127.0.0.1:%d/api\n",
+                              s[0].port),
+                     0);
+    reload_with(&d, y4);
+    POOL_OF(want, &s[0]);
+    pool_text(&d, got, sizeof got);
+    ck_assert_str_eq(got, want);
+    snprintf(ub, sizeof ub, "http://127.0.0.1:%d/api", s[0].port);
+    endpoint_field(&d, ub, "source", f, sizeof f);
+    ck_assert_str_eq(f, "static");
+    free(y3);
+    free(y4);
+    free(y);
 }
 END_TEST
 
