@@ -262,16 +262,14 @@ static cJSON *discovery_json(const struct service_rt *s)
         cJSON *o = cJSON_AddObjectToObject(d, pool_source_name((enum pool_source)src));
         cJSON_AddStringToObject(o, dns ? "name" : "prefix", dns ? sc->dns.name : sc->etcd.prefix);
         char at[40];
-        if (st->last_success_unix_ms > 0) {
-            rfc3339_ms(at, sizeof at, st->last_success_unix_ms);
-            cJSON_AddStringToObject(o, "last_success", at);
-        } else {
-            cJSON_AddNullToObject(o, "last_success");
-        }
-        if (st->last_error_unix_ms > 0) {
-            cJSON *e = cJSON_AddObjectToObject(o, "last_error");
-            cJSON_AddStringToObject(e, "message", st->last_error);
+        rfc3339_ms(at, sizeof at, st->last_success_unix_ms);
+        cJSON_AddItemToObject(o, "last_success", st->last_success_unix_ms > 0
+                                                     ? cJSON_CreateString(at)
+                                                     : cJSON_CreateNull());
+        cJSON *e = st->last_error_unix_ms > 0 ? cJSON_AddObjectToObject(o, "last_error") : NULL;
+        if (e) {
             rfc3339_ms(at, sizeof at, st->last_error_unix_ms);
+            cJSON_AddStringToObject(e, "message", st->last_error);
             cJSON_AddStringToObject(e, "at", at);
         } else {
             cJSON_AddNullToObject(o, "last_error");
