@@ -8,6 +8,13 @@
  * first check runs at once, checker.c) and ramps up under slow start. A
  * kept endpoint keeps all of it; when a reload turns checks on for it, it
  * counts as present (healthy, first check within the first interval).
+ *
+ * Discovery changes the current runtime's pools in place
+ * (runtime_pool_update): every slot array of the service is built anew and
+ * swapped at once under the state lock, and an endpoint that joins this way
+ * is treated as one joining with a reload. A reload builds each pool from its
+ * static endpoints and the discovered part of the old pool, for the sources
+ * the service still has.
  */
 #include <stdio.h>
 #include <stdlib.h>
