@@ -216,9 +216,8 @@ static void endpoint_fleet_json(cJSON *e, const struct service_rt *s, size_t ind
         cJSON_AddNullToObject(e, "ejected_until");
     }
     cJSON_AddNumberToObject(e, "ejections", (double)ep->outlier.ejections);
-    int full = s->conf->endpoints[index].weight * SLOW_START_SCALE;
-    int w = slow_start_weight(&ep->slow_start, s->conf->endpoints[index].weight,
-                              ep->slow_start_ms, now_ms);
+    int full = s->weights[index] * SLOW_START_SCALE;
+    int w = slow_start_weight(&ep->slow_start, s->weights[index], ep->slow_start_ms, now_ms);
     cJSON_AddNumberToObject(e, "slow_start_percent", full > 0 ? (double)w * 100.0 / full : 100);
 }
 
@@ -228,7 +227,8 @@ static cJSON *endpoint_json(const struct service_rt *s, size_t index, int64_t no
     cJSON *e = cJSON_CreateObject();
     cJSON_AddNumberToObject(e, "index", (double)index);
     cJSON_AddStringToObject(e, "url", ep->url);
-    cJSON_AddNumberToObject(e, "weight", s->conf->endpoints[index].weight);
+    cJSON_AddNumberToObject(e, "weight", s->weights[index]);
+    cJSON_AddStringToObject(e, "source", pool_source_name(s->shown[index]));
     cJSON_AddStringToObject(e, "state", breaker_state_name(ep->breaker.state));
     cJSON_AddNumberToObject(e, "consecutive_failures", ep->consecutive_failures);
     int64_t ms = breaker_ms_until_half_open(&ep->breaker, ep->policy, now_ms);
@@ -244,6 +244,41 @@ static cJSON *endpoint_json(const struct service_rt *s, size_t index, int64_t no
     cJSON_AddItemToObject(e, "last_failure", last_failure_json(ep));
     endpoint_fleet_json(e, s, index, now_ms);
     return e;
+}
+
+/* Each discovery source of the service (SPEC 4.6): what it follows, its last answer and
+ * its last error; null for a service without discovery. */
+static cJSON *discovery_json(const struct service_rt *s)
+{
+    const struct service_conf *sc = s->conf;
+    if (!sc->dns.enabled && !sc->etcd.enabled)
+        return cJSON_CreateNull();
+    cJSON *d = cJSON_CreateObject();
+    for (int src = POOL_SOURCE_STATIC + 1; src < POOL_SOURCES; src++) {
+        const struct discovery_status *st = &s->state->discovery[src];
+        bool dns = src == POOL_SOURCE_DNS;
+        if (!(dns ? sc->dns.enabled : sc->etcd.enabled))
+            continue;
+        cJSON *o = cJSON_AddObjectToObject(d, pool_source_name((enum pool_source)src));
+        cJSON_AddStringToObject(o, dns ? "name" : "prefix", dns ? sc->dns.name : sc->etcd.prefix);
+        char at[40];
+        rfc3339_ms(at, sizeof at, st->last_success_unix_ms);
+        cJSON_AddItemToObject(o, "last_success", st->last_success_unix_ms > 0
+                                                     ? cJSON_CreateString(at)
+                                                     : cJSON_CreateNull());
+        cJSON *e = st->last_error_unix_ms > 0 ? cJSON_AddObjectToObject(o, "last_error") : NULL;
+        if (e) {
+            rfc3339_ms(at, sizeof at, st->last_error_unix_ms);
+            cJSON_AddStringToObject(e, "message", st->last_error);
+            cJSON_AddStringToObject(e, "at", at);
+        } else {
+            cJSON_AddNullToObject(o, "last_error");
+        }
+        cJSON_AddNumberToObject(o, "endpoints", st->endpoints);
+        cJSON_AddNumberToObject(o, "updates", (double)st->updates);
+        cJSON_AddNumberToObject(o, "errors", (double)st->errors);
+    }
+    return d;
 }
 
 static cJSON *service_json(const struct service_rt *s, int64_t now_ms)
@@ -281,6 +316,7 @@ static cJSON *service_json(const struct service_rt *s, int64_t now_ms)
     cJSON_AddNumberToObject(j, "panic_threshold_percent", sc->panic_threshold);
     cJSON_AddBoolToObject(j, "panic", s->state->panic.active);
     cJSON_AddNumberToObject(j, "slow_start_ms", (double)sc->slow_start_ms);
+    cJSON_AddItemToObject(j, "discovery", discovery_json(s));
     cJSON *eps = cJSON_AddArrayToObject(j, "endpoints");
     for (size_t i = 0; i < s->n_endpoints; i++)
         cJSON_AddItemToArray(eps, endpoint_json(s, i, now_ms));

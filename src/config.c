@@ -153,3 +153,17 @@ int config_dump(const struct config_options *opts, FILE *out, struct config_mess
 {
     return run(opts, msgs, out, NULL);
 }
+
+bool config_endpoint_parse(const char *url, int weight, struct endpoint_conf *out,
+                           const char **why)
+{
+    if (!cfg_parse_url(url, out, why))
+        return false;
+    out->weight = weight < 1 ? 1 : weight;
+    return true;
+}
+
+void config_endpoint_clear(struct endpoint_conf *e)
+{
+    cfg_endpoint_clear(e);
+}

@@ -64,6 +64,31 @@ struct tls_conf {
     char *server_name; /* SNI / verification name override */
 };
 
+/* discovery.dns (SPEC 4.6): given when enabled. */
+enum dns_discovery_type { DNS_DISCOVERY_A = 0, DNS_DISCOVERY_AAAA, DNS_DISCOVERY_SRV };
+struct dns_discovery_conf {
+    bool enabled;
+    char *name;
+    int type;           /* enum dns_discovery_type */
+    int64_t port;       /* a/aaaa: 1..65535 (required); srv: unused, 0 */
+    int scheme;         /* 0 http, 1 https */
+    char *base_path;    /* NULL = none */
+    int64_t refresh_ms;
+    char *server;       /* "127.0.0.1:5353"; NULL = the system's */
+};
+
+/* discovery.etcd (SPEC 4.6): given when enabled. */
+struct etcd_discovery_conf {
+    bool enabled;
+    char **endpoints;   /* "http://127.0.0.1:2379" ... */
+    size_t n_endpoints;
+    char *prefix;
+    char *username;      /* NULL: no authentication */
+    char *password_file; /* as written (resolved against the main file's directory) */
+    char *password;      /* read from password_file */
+    struct tls_conf tls;
+};
+
 struct service_conf {
     char *name;
     struct endpoint_conf *endpoints;
@@ -89,6 +114,8 @@ struct service_conf {
     struct outlier_policy outlier;     /* outlier.enabled false: no outlier key */
     int panic_threshold;               /* percent, 0 = panic off */
     int64_t slow_start_ms;             /* 0 = none */
+    struct dns_discovery_conf dns;     /* discovery sources (dns.enabled, etcd.enabled) */
+    struct etcd_discovery_conf etcd;
 };
 
 struct config {
@@ -158,5 +185,11 @@ int config_dump(const struct config_options *opts, FILE *out, struct config_mess
 /* Service by route name (len bytes, not NUL-terminated); NULL if none. */
 const struct service_conf *config_find_service(const struct config *cfg, const char *name,
                                                size_t len);
+
+/* An endpoint URL read as the config reads one (a discovered endpoint's): false with
+ * *why on a bad URL. config_endpoint_clear frees what it holds. */
+bool config_endpoint_parse(const char *url, int weight, struct endpoint_conf *out,
+                           const char **why);
+void config_endpoint_clear(struct endpoint_conf *e);
 
 #endif

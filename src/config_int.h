@@ -135,7 +135,7 @@ struct items {
 /* Where the values of one section (a struct) came from, by the value's offset in
  * that struct: "FILE:LINE", a label ("env NAME") or "default". Copied with the
  * values when a service starts from the global policy. */
-#define ORIGINS_MAX 64
+#define ORIGINS_MAX 96
 struct origins {
     size_t n;
     size_t off[ORIGINS_MAX];
@@ -289,6 +289,11 @@ void schema_set_origin(struct sect *s, const struct key *k, const char *at);
 const char *schema_origin(const struct sect *s, const struct key *k);
 
 void cfg_convert(struct ctx *c);
+/* The secret in file (trailing white space cut; at most 4 KiB, not empty, no NUL byte),
+ * malloc'd, or NULL after an error at node at; what names the file in the messages
+ * ("token file"). */
+char *cfg_read_secret_file(struct ctx *c, const struct node *at, const char *key,
+                           const char *file, const char *what);
 
 /* ---- config_value.c: the value types ------------------------------------------------ */
 
@@ -347,6 +352,8 @@ extern const struct key schema_health[]; /* a service's health-check map */
 extern const struct key schema_outlier[]; /* a service's outlier map */
 extern const struct key_type type_health_check, type_outlier, type_health_path,
     type_health_expect, type_health_headers;
+extern const struct key schema_discovery[]; /* a service's discovery map: dns, etcd */
+extern const struct key_type type_discovery;
 
 /* ---- config_check.c ---------------------------------------------------------------- */
 

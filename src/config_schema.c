@@ -134,6 +134,35 @@ void schema_dump(struct ctx *c, const struct key *rows, const struct sect *s, st
 
 /* ---- the daemon's own keys ------------------------------------------------------------ */
 
+char *cfg_read_secret_file(struct ctx *c, const struct node *at, const char *key,
+                           const char *file, const char *what)
+{
+    FILE *f = fopen(file, "rb");
+    char buf[MAX_TOKEN_FILE_BYTES + 2]; /* one byte more tells a file that is too large */
+    size_t len = 0;
+    if (!f) {
+        cfg_err(c, at, key, "cannot open %s: %s", cfg_show(c, file), strerror(errno));
+        return NULL;
+    }
+    len = fread(buf, 1, MAX_TOKEN_FILE_BYTES + 1, f);
+    fclose(f);
+    bool too_large = len > MAX_TOKEN_FILE_BYTES;
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' ' ||
+                       buf[len - 1] == '\t'))
+        len--;
+    buf[len] = '\0';
+    if (too_large)
+        cfg_err(c, at, key, "%s %s too large (over %d bytes)", what, cfg_show(c, file),
+                MAX_TOKEN_FILE_BYTES);
+    else if (len == 0)
+        cfg_err(c, at, key, "%s is empty", cfg_show(c, file));
+    else if (memchr(buf, '\0', len) != NULL) /* e.g. UTF-16: the secret would be cut */
+        cfg_err(c, at, key, "%s holds a NUL byte", cfg_show(c, file));
+    else
+        return xstrdup(buf);
+    return NULL;
+}
+
 /*
  * admin-token and admin-token-file (whose row has no type: it is read here),
  * resolved to one token; a non-loopback admin-listen needs one.
@@ -152,30 +181,7 @@ static void read_admin_token(struct ctx *c, const struct key *k, struct node *ah
     } else if (tok[0] != '\0') {
         cfg->admin_token = xstrdup(tok);
     } else if (file[0] != '\0') {
-        FILE *f = fopen(file, "rb");
-        char buf[MAX_TOKEN_FILE_BYTES + 2]; /* one byte more tells a file that is too large */
-        size_t len = 0;
-        if (!f) {
-            cfg_err(c, fn, "admin-token-file", "cannot open %s: %s", cfg_show(c, file),
-                    strerror(errno));
-        } else {
-            len = fread(buf, 1, MAX_TOKEN_FILE_BYTES + 1, f);
-            fclose(f);
-            bool too_large = len > MAX_TOKEN_FILE_BYTES;
-            while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
-                               buf[len - 1] == ' ' || buf[len - 1] == '\t'))
-                len--;
-            buf[len] = '\0';
-            if (too_large)
-                cfg_err(c, fn, "admin-token-file", "token file %s too large (over %d bytes)",
-                        cfg_show(c, file), MAX_TOKEN_FILE_BYTES);
-            else if (len == 0)
-                cfg_err(c, fn, "admin-token-file", "%s is empty", cfg_show(c, file));
-            else if (memchr(buf, '\0', len) != NULL) /* e.g. UTF-16: the token would be cut */
-                cfg_err(c, fn, "admin-token-file", "%s holds a NUL byte", cfg_show(c, file));
-            else
-                cfg->admin_token = xstrdup(buf);
-        }
+        cfg->admin_token = cfg_read_secret_file(c, fn, "admin-token-file", file, "token file");
     }
     if (cfg->admin_token) {
         for (const char *p = cfg->admin_token; *p != '\0'; p++) {
@@ -450,6 +456,7 @@ const struct key schema_service[] = {
      NULL},
     {"outlier", KD_SM, &type_outlier, SV(outlier.enabled), 0, 0, "off", schema_outlier, NULL},
     {"panic-threshold", KD_SCALAR, &type_percent, SV(panic_threshold), 0, 100, "50%", NULL, NULL},
+    {"discovery", KD_MAP, &type_discovery, 0, 0, 0, NULL, schema_discovery, NULL},
     {NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
 
 static const struct key schema_client[] = {

@@ -496,8 +496,9 @@ static void conv_service(struct ctx *c, struct node *key, struct node *svc, cons
     struct dnode *ds = named ? dump_map(c, dservices, name, NULL) : NULL;
 
     struct node *bu = node_get(svc, "base-url"), *ep = node_get(svc, "endpoints");
-    if (!bu && !ep)
-        cfg_err(c, key, NULL, "service '%s' needs base-url or endpoints", cfg_show(c, name));
+    if (!bu && !ep && !node_get(svc, "discovery"))
+        cfg_err(c, key, NULL, "service '%s' needs base-url, endpoints or discovery",
+                cfg_show(c, name));
     else if (bu && ep)
         cfg_err(c, node_get_key(svc, "endpoints"), NULL,
                 "service '%s' has both base-url and endpoints; use one", cfg_show(c, name));
@@ -561,4 +562,18 @@ void cfg_service_free(struct service_conf *s)
         free(s->health_headers[i].value);
     }
     free(s->health_headers);
+    free(s->dns.name);
+    free(s->dns.base_path);
+    free(s->dns.server);
+    for (size_t i = 0; i < s->etcd.n_endpoints; i++)
+        free(s->etcd.endpoints[i]);
+    free(s->etcd.endpoints);
+    free(s->etcd.prefix);
+    free(s->etcd.username);
+    free(s->etcd.password_file);
+    free(s->etcd.password);
+    free(s->etcd.tls.ca_file);
+    free(s->etcd.tls.cert_file);
+    free(s->etcd.tls.key_file);
+    free(s->etcd.tls.server_name);
 }

@@ -26,6 +26,7 @@
 #include "loop.h"
 #include "runtime.h"
 #include "checker.h"
+#include "pool_feed.h"
 #include "server.h"
 #include "upstream.h"
 
@@ -63,6 +64,7 @@ struct daemon_state {
     size_t n_workers;
     struct admin *admin;
     struct checker *checker;          /* health checks, on this loop with their own upstream */
+    struct pool_feed *feed;           /* discovery sources, on this loop */
     struct admin *admin_retired;      /* replaced by a reload, stopped on the next turn */
     struct loop_timer admin_reaper;
     bool ready;
@@ -277,6 +279,7 @@ static int reload(struct daemon_state *d, char ***errors, size_t *n_errors)
     runtime_log_changes(old, rt);
     checker_retire(d->checker, old);
     checker_apply(d->checker, rt);
+    pool_feed_apply(d->feed, rt);
     if (strcmp(old->cfg->access_log, rt->cfg->access_log) != 0 ||
         old->cfg->access_log_format != rt->cfg->access_log_format) {
         if (access_log_open(rt->cfg->access_log, rt->cfg->access_log_format) != 0)
@@ -697,6 +700,12 @@ int main(int argc, char **argv)
         goto out;
     }
     checker_apply(d.checker, rt);
+    d.feed = pool_feed_new(d.loop, d.checker);
+    if (!d.feed) {
+        log_error("cannot create the discovery sources");
+        goto out;
+    }
+    pool_feed_apply(d.feed, rt);
     if (start_workers(&d, rt) != 0)
         goto out;
     loop_timer_init(&d.drain_timer, on_drain_poll, &d);
@@ -740,6 +749,7 @@ out:
         admin_stop(d.admin);
     if (d.admin_retired)
         admin_stop(d.admin_retired);
+    pool_feed_free(d.feed);
     checker_stop(d.checker, d.server.rt);
     server_free(&d.server);
     checker_free(d.checker);

@@ -178,6 +178,47 @@ static void render_process(struct strbuf *t)
                       "Start time of the process since unix epoch in seconds.", ps.start_time_s);
 }
 
+/* One discovery family: value(status) for every source a service has (SPEC 4.6). */
+static void render_discovery_family(struct strbuf *t, const struct runtime *rt, size_t n,
+                                    const char *name, const char *type, const char *help,
+                                    int which)
+{
+    family(t, name, type, help);
+    for (size_t i = 0; i < n; i++) {
+        const struct service_rt *s = &rt->services[i];
+        for (int src = POOL_SOURCE_STATIC + 1; src < POOL_SOURCES; src++) {
+            const struct discovery_status *st = &s->state->discovery[src];
+            if (!(src == POOL_SOURCE_DNS ? s->conf->dns.enabled : s->conf->etcd.enabled))
+                continue;
+            sample_start(t, name, "service", s->conf->name, "source",
+                         pool_source_name((enum pool_source)src), NULL);
+            if (which == 0)
+                value_u64(t, st->updates);
+            else if (which == 1)
+                value_u64(t, st->errors);
+            else if (which == 2)
+                strbuf_printf(t, "%d\n", st->endpoints);
+            else
+                strbuf_printf(t, "%.3f\n", (double)st->last_success_unix_ms / 1000.0);
+        }
+    }
+}
+
+/* Discovery: changes applied, failed lookups, the size of each source's set and the
+ * time of its last good answer. */
+static void render_discovery(struct strbuf *t, const struct runtime *rt, size_t n)
+{
+    render_discovery_family(t, rt, n, "ahoyd_discovery_updates_total", "counter",
+                            "Discovery answers that changed the pool, by service and source.", 0);
+    render_discovery_family(t, rt, n, "ahoyd_discovery_errors_total", "counter",
+                            "Failed discovery lookups, by service and source.", 1);
+    render_discovery_family(t, rt, n, "ahoyd_discovery_endpoints", "gauge",
+                            "Endpoints in the last good discovery answer, by service and source.",
+                            2);
+    render_discovery_family(t, rt, n, "ahoyd_discovery_last_success_timestamp_seconds", "gauge",
+                            "Unix time of the last good discovery answer (0: none yet).", 3);
+}
+
 /* Health checks, ejections and panic (SPEC 4.7). */
 static void render_fleet(struct strbuf *t, const struct runtime *rt, size_t n)
 {
@@ -217,6 +258,7 @@ static void render_fleet(struct strbuf *t, const struct runtime *rt, size_t n)
             value_u64(t, s->endpoints[j]->outlier.ejections);
         }
     }
+    render_discovery(t, rt, n);
     family(t, "ahoyd_panic", "gauge",
            "1 while the service balances over every endpoint (too few usable), else 0.");
     for (size_t i = 0; i < n; i++) {

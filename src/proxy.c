@@ -95,13 +95,14 @@ void proxy_begin(struct request *r)
     r->allow_resend = r->max_attempts > 1 &&
                       retry_may_resend(&sc->retry, r->upstream_method, r->has_idempotency_key);
 
-    r->tried = calloc(svc->n_endpoints ? svc->n_endpoints : 1, sizeof *r->tried);
+    /* the endpoints tried, by id: the pool may change between attempts (discovery) */
+    r->tried = calloc((size_t)r->max_attempts, sizeof *r->tried);
     if (!r->tried) {
         call_end(r);
         respond_error(r, 503, "overloaded", "out of memory");
         return;
     }
-    r->current = r->previous = -1;
+    r->current = r->previous = 0;
     r->upstream_us = -1;
     loop_timer_init(&r->backoff_timer, on_backoff, r);
     attempt_next(r);
@@ -178,8 +179,10 @@ static int pick_endpoint(struct request *r, int64_t now, int k, bool *none_usabl
         slots[i].weight = weight[i];
         slots[i].inflight = ep->inflight;
         slots[i].admit = admit[i];
-        slots[i].tried = r->tried[i];
-        slots[i].previous = (int)i == r->previous;
+        slots[i].tried = false;
+        for (int t = 0; t < r->attempts && !slots[i].tried; t++)
+            slots[i].tried = r->tried[t] == ep->id;
+        slots[i].previous = ep->id == r->previous;
         slots[i].state = &ep->lb;
     }
     int idx = balancer_pick(sc->load_balancer, slots, (int)n, k > 1, &r->env->rng);
@@ -215,7 +218,7 @@ static void attempt_send(struct request *r, int idx, int k, int64_t now)
     if (nl > 40 && !(lines = calloc(nl, sizeof *lines))) {
         lines = NULL;
     }
-    const struct endpoint_conf *ec = &sc->endpoints[idx];
+    const struct endpoint_conf *ec = r->svc->confs[idx];
     const char *server_name =
         ec->tls && sc->tls.server_name && *sc->tls.server_name ? sc->tls.server_name : NULL;
     char *connect_to = NULL; /* any length: never cut */
@@ -321,8 +324,10 @@ static void attempt_next(struct request *r)
         if (k == 1) {
             call_end(r);
             respond_error(r, 503, "no_endpoints",
-                          "no endpoint of this service is usable (none is healthy and not "
-                          "ejected)");
+                          svc->n_endpoints == 0
+                              ? "this service has no endpoint (discovery has found none)"
+                              : "no endpoint of this service is usable (none is healthy and "
+                                "not ejected)");
             return;
         }
         request_add_flag(r, "URX");
@@ -361,9 +366,13 @@ static void attempt_next(struct request *r)
     ep->refs++; /* held while the attempt runs, even across a reload */
     ep->inflight++;
     r->current_ep = ep;
-    r->current = idx;
-    r->tried[idx] = true;
+    r->current = ep->id;
+    if (k <= r->max_attempts)
+        r->tried[k - 1] = ep->id;
     r->attempts = k;
+    ep->refs++; /* the URL is kept for the answer and the log (request_free lets go) */
+    endpoint_unref(r->last_ep);
+    r->last_ep = ep;
     r->last_endpoint = ep->url;
     note_tried(r, ep->url);
     attempt_send(r, idx, k, now);
@@ -398,7 +407,7 @@ static void attempt_settle(struct request *r, const struct outcome *o)
     endpoint_note_outcome(ep, r->svc, br, now); /* outlier ejection: every attempt's outcome */
     r->current_ep = NULL;
     r->previous = r->current;
-    r->current = -1;
+    r->current = 0;
     endpoint_unref(ep);
 }
 
@@ -430,6 +439,10 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
         }
         r->resp = resp;
         r->resp_endpoint = r->last_endpoint;
+        if (r->last_ep)
+            r->last_ep->refs++;
+        endpoint_unref(r->resp_ep);
+        r->resp_ep = r->last_ep;
         r->ttfb_us = resp->head_us;
         if (resp->status == 429 || resp->status == 503)
             retry_after = header_list_get(&resp->headers, "Retry-After");

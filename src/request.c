@@ -28,7 +28,7 @@ struct request *request_new(struct request_env *env, struct runtime *rt, const c
     r->env = env;
     r->rt = runtime_ref(rt);
     r->start_us = loop_now_us(env->loop);
-    r->current = r->previous = -1;
+    r->current = r->previous = 0;
     r->upstream_us = -1;
     r->ttfb_us = -1;
     return r;
@@ -40,6 +40,8 @@ void request_free(struct request *r)
     loop_timer_stop(loop, &r->request_timer);
     loop_timer_stop(loop, &r->backoff_timer);
     free(r->tried);
+    endpoint_unref(r->last_ep);
+    endpoint_unref(r->resp_ep);
     free(r->last_url);
     if (r->resp) {
         upstream_response_free(r->resp);

@@ -96,16 +96,17 @@ struct request {
     int max_attempts;
     int64_t deadline_ms;            /* absolute monotonic, 0 = none */
     int attempts;                   /* sent so far */
-    bool *tried;                    /* per endpoint index */
-    int current;                    /* endpoint index of the attempt in flight, -1 */
-    int previous;                   /* endpoint index of the previous attempt, -1 */
+    uint64_t *tried;                /* endpoint ids (endpoint_rt.id) by attempt */
+    uint64_t current;               /* endpoint id of the attempt in flight, 0 = none */
+    uint64_t previous;              /* endpoint id of the previous attempt, 0 = none */
     struct endpoint_rt *current_ep; /* held while the attempt runs */
     struct breaker_ticket ticket;
     bool attempt_cut_by_deadline;
     struct upstream_attempt *attempt;
     struct loop_timer backoff_timer;
     struct outcome last_outcome;
-    const char *last_endpoint;      /* URL of the last endpoint tried */
+    const char *last_endpoint;      /* URL of the last endpoint tried (of last_ep) */
+    struct endpoint_rt *last_ep;    /* held for its URL: discovery may free it otherwise */
     char *last_url;                 /* the last attempt's URL; its path + query from */
     size_t last_target_off;         /* this offset on is the target sent upstream */
     char tried_list[256];           /* every endpoint attempted, comma-separated */
@@ -118,7 +119,8 @@ struct request {
     bool response_ready;
     int status;
     struct upstream_response *resp; /* the upstream's, or NULL */
-    const char *resp_endpoint;      /* URL of the endpoint that gave resp */
+    const char *resp_endpoint;      /* URL of the endpoint that gave resp (of resp_ep) */
+    struct endpoint_rt *resp_ep;    /* held, like last_ep */
     const char *err_code;           /* ahoyd's error, when resp is NULL */
     char *err_message;
     struct header_list extra;       /* Allow, Retry-After ... */

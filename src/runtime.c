@@ -8,6 +8,13 @@
  * first check runs at once, checker.c) and ramps up under slow start. A
  * kept endpoint keeps all of it; when a reload turns checks on for it, it
  * counts as present (healthy, first check within the first interval).
+ *
+ * Discovery changes the current runtime's pools in place
+ * (runtime_pool_update): every slot array of the service is built anew and
+ * swapped at once under the state lock, and an endpoint that joins this way
+ * is treated as one joining with a reload. A reload builds each pool from its
+ * static endpoints and the discovered part of the old pool, for the sources
+ * the service still has.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +23,7 @@
 
 #include "log.h"
 #include "runtime.h"
+#include "strbuf.h"
 
 static int64_t wall_ms(void)
 {
@@ -105,8 +113,7 @@ int service_candidates(struct service_rt *s, int64_t now_ms, enum balancer_admit
                    : st == BREAKER_CLOSED    ? ADMIT_CLOSED
                    : st == BREAKER_HALF_OPEN ? ADMIT_PROBE
                                              : ADMIT_NO;
-        weight[i] = slow_start_weight(&ep->slow_start, s->conf->endpoints[i].weight,
-                                      ep->slow_start_ms, now_ms);
+        weight[i] = slow_start_weight(&ep->slow_start, s->weights[i], ep->slow_start_ms, now_ms);
         if (eps && cand) {
             eps[i].healthy = !ep->retired && (ep->health.healthy || !ep->health_policy.enabled);
             eps[i].ejected = ep->retired || ep->outlier.ejected;
@@ -252,6 +259,10 @@ void endpoint_unref(struct endpoint_rt *ep)
     loop_timer_stop(ep->loop, &ep->recovery_timer);
     loop_timer_stop(ep->loop, &ep->eject_timer);
     loop_timer_stop(ep->loop, &ep->health_timer);
+    if (ep->own_conf) {
+        config_endpoint_clear(ep->own_conf);
+        free(ep->own_conf);
+    }
     free(ep->service_name);
     free(ep->url);
     free(ep);
@@ -284,22 +295,24 @@ static struct service_state *state_take(const struct runtime *prev, const char *
     return st;
 }
 
-/* Endpoint ec of service sc: prev's, shared, or a fresh one (its settings come later,
- * in apply_settings). NULL when out of memory. */
-static struct endpoint_rt *endpoint_take(const struct runtime *prev, const struct service_conf *sc,
-                                         const struct endpoint_conf *ec, struct loop *loop)
+/* A fresh endpoint of service svc at url (its settings come later). NULL when out of
+ * memory. */
+static struct endpoint_rt *endpoint_new(const char *svc, const char *url, struct loop *loop)
 {
-    struct endpoint_rt *ep = endpoint_find(prev, sc->name, ec->url);
-    if (ep) {
-        ep->refs++;
-        return ep;
-    }
-    ep = calloc(1, sizeof *ep);
+    static uint64_t next_id; /* under the state lock */
+    struct endpoint_rt *ep = calloc(1, sizeof *ep);
     if (!ep)
         return NULL;
     ep->refs = 1;
-    ep->service_name = strdup(sc->name);
-    ep->url = strdup(ec->url);
+    ep->id = ++next_id;
+    ep->service_name = strdup(svc);
+    ep->url = strdup(url);
+    if (!ep->service_name || !ep->url) {
+        free(ep->service_name);
+        free(ep->url);
+        free(ep);
+        return NULL;
+    }
     ep->loop = loop;
     ep->fresh = true;
     breaker_init(&ep->breaker);
@@ -311,6 +324,153 @@ static struct endpoint_rt *endpoint_take(const struct runtime *prev, const struc
     return ep;
 }
 
+/* Endpoint ec of service sc: prev's, shared, or a fresh one (its settings come later,
+ * in apply_settings). NULL when out of memory. */
+static struct endpoint_rt *endpoint_take(const struct runtime *prev, const struct service_conf *sc,
+                                         const struct endpoint_conf *ec, struct loop *loop)
+{
+    struct endpoint_rt *ep = endpoint_find(prev, sc->name, ec->url);
+    if (ep) {
+        ep->refs++;
+        return ep;
+    }
+    return endpoint_new(sc->name, ec->url, loop);
+}
+
+/* The URL parts of a discovered endpoint, parsed once. NULL when the URL is bad (logged)
+ * or out of memory. */
+static const struct endpoint_conf *endpoint_own_conf(struct endpoint_rt *ep)
+{
+    const char *why = "out of memory";
+    if (ep->own_conf)
+        return ep->own_conf;
+    struct endpoint_conf *ec = calloc(1, sizeof *ec);
+    if (ec && config_endpoint_parse(ep->url, 1, ec, &why)) {
+        ep->own_conf = ec;
+        return ec;
+    }
+    log_warn("discovery: %s: endpoint %s left out: %s", ep->service_name, ep->url, why);
+    free(ec);
+    return NULL;
+}
+
+/* The pool arrays of s for n slots (none filled). -1 when out of memory. */
+static int pool_alloc(struct service_rt *s, size_t n)
+{
+    size_t k = n ? n : 1;
+    s->endpoints = calloc(k, sizeof *s->endpoints);
+    s->confs = calloc(k, sizeof *s->confs);
+    s->members = calloc(k, sizeof *s->members);
+    s->weights = calloc(k, sizeof *s->weights);
+    s->shown = calloc(k, sizeof *s->shown);
+    s->n_endpoints = 0;
+    return s->endpoints && s->confs && s->members && s->weights && s->shown ? 0 : -1;
+}
+
+static void pool_free_arrays(struct service_rt *s)
+{
+    free(s->endpoints);
+    free(s->confs);
+    free(s->members);
+    free(s->weights);
+    free(s->shown);
+}
+
+/* Put ep in the next slot of s with weights wbs (the slot takes the caller's reference). */
+static void pool_push(struct service_rt *s, struct endpoint_rt *ep,
+                      const struct endpoint_conf *ec, const int wbs[POOL_SOURCES])
+{
+    size_t i = s->n_endpoints++;
+    s->endpoints[i] = ep;
+    s->confs[i] = ec;
+    s->members[i].url = ep->url;
+    memcpy(s->members[i].weight_by_source, wbs, sizeof s->members[i].weight_by_source);
+    s->weights[i] = pool_member_weight(wbs, &s->shown[i]);
+}
+
+static bool source_enabled(const struct service_conf *sc, enum pool_source src)
+{
+    return src == POOL_SOURCE_DNS ? sc->dns.enabled : src == POOL_SOURCE_ETCD && sc->etcd.enabled;
+}
+
+static const struct service_rt *service_find(const struct runtime *rt, const char *name)
+{
+    for (size_t i = 0; rt && i < rt->n_services; i++)
+        if (strcmp(rt->services[i].conf->name, name) == 0)
+            return &rt->services[i];
+    return NULL;
+}
+
+/* The pool of a new service: its static endpoints, then what prev's pool has from the
+ * discovery sources the service still has (SPEC 4.6: the set survives a reload; a
+ * source whose block changed starts again and its first answer replaces that part). */
+static int pool_build(struct service_rt *s, const struct runtime *prev, struct loop *loop)
+{
+    const struct service_conf *sc = s->conf;
+    const struct service_rt *ps = service_find(prev, sc->name);
+    if (pool_alloc(s, sc->n_endpoints + (ps ? ps->n_endpoints : 0)) != 0)
+        return -1;
+    for (size_t j = 0; j < sc->n_endpoints; j++) {
+        struct endpoint_rt *ep = endpoint_take(prev, sc, &sc->endpoints[j], loop);
+        if (!ep)
+            return -1;
+        int wbs[POOL_SOURCES] = {0};
+        wbs[POOL_SOURCE_STATIC] = sc->endpoints[j].weight;
+        pool_push(s, ep, &sc->endpoints[j], wbs);
+    }
+    size_t n_static = s->n_endpoints;
+    for (size_t j = 0; ps && j < ps->n_endpoints; j++) {
+        int wbs[POOL_SOURCES] = {0};
+        bool any = false;
+        for (int src = POOL_SOURCE_STATIC + 1; src < POOL_SOURCES; src++) {
+            if (source_enabled(sc, (enum pool_source)src))
+                wbs[src] = ps->members[j].weight_by_source[src];
+            any |= wbs[src] > 0;
+        }
+        if (!any)
+            continue;
+        size_t k;
+        for (k = 0; k < n_static && strcmp(s->members[k].url, ps->members[j].url) != 0; k++)
+            ;
+        if (k < n_static) { /* static too: one endpoint, the static weight shown */
+            for (int src = POOL_SOURCE_STATIC + 1; src < POOL_SOURCES; src++)
+                s->members[k].weight_by_source[src] = wbs[src];
+            continue;
+        }
+        struct endpoint_rt *ep = ps->endpoints[j];
+        const struct endpoint_conf *ec = endpoint_own_conf(ep);
+        if (!ec)
+            continue;
+        ep->refs++;
+        pool_push(s, ep, ec, wbs);
+    }
+    return 0;
+}
+
+/* Endpoint ep in slot j of s takes its service's settings; joining: it joins a running
+ * pool (a reload or a discovery change), so it is checked at once and slows-starts. */
+static void endpoint_apply(struct endpoint_rt *ep, const struct service_rt *s, size_t j,
+                           bool joining, int64_t now, uint64_t *rng)
+{
+    const struct health_policy *hp = &s->conf->health;
+    ep->conf = s->confs[j];
+    ep->svc_conf = s->conf;
+    ep->policy_value = s->conf->breaker;
+    ep->policy = &ep->policy_value;
+    ep->retired = false;
+    if (ep->fresh && joining) {
+        health_init_joining(&ep->health, hp, now); /* joins: checked at once */
+        if (s->conf->slow_start_ms > 0)
+            slow_start_begin(&ep->slow_start, now);
+    } else if (ep->fresh || hp->enabled != ep->health_policy.enabled) {
+        health_init_present(&ep->health, hp, now, rng);
+    }
+    ep->fresh = false;
+    ep->health_policy = *hp;
+    ep->outlier_policy = s->conf->outlier;
+    ep->slow_start_ms = s->conf->slow_start_ms;
+}
+
 /* Every endpoint of rt takes its service's settings: only once nothing can fail, as
  * endpoints shared with prev change under the old runtime too. */
 static void apply_settings(struct runtime *rt, const struct runtime *prev, struct loop *loop)
@@ -319,27 +479,109 @@ static void apply_settings(struct runtime *rt, const struct runtime *prev, struc
     uint64_t rng = (uint64_t)monotonic_us() * 2654435761u | 1;
     for (size_t i = 0; i < rt->n_services; i++) {
         struct service_rt *s = &rt->services[i];
-        for (size_t j = 0; j < s->n_endpoints; j++) {
-            struct endpoint_rt *ep = s->endpoints[j];
-            const struct health_policy *hp = &s->conf->health;
-            ep->conf = &s->conf->endpoints[j];
-            ep->svc_conf = s->conf;
-            ep->policy_value = s->conf->breaker;
-            ep->policy = &ep->policy_value;
-            ep->retired = false;
-            if (ep->fresh && prev) {
-                health_init_joining(&ep->health, hp, now); /* joins: checked at once */
-                if (s->conf->slow_start_ms > 0)
-                    slow_start_begin(&ep->slow_start, now);
-            } else if (ep->fresh || hp->enabled != ep->health_policy.enabled) {
-                health_init_present(&ep->health, hp, now, &rng);
-            }
-            ep->fresh = false;
-            ep->health_policy = *hp;
-            ep->outlier_policy = s->conf->outlier;
-            ep->slow_start_ms = s->conf->slow_start_ms;
-        }
+        for (size_t j = 0; j < s->n_endpoints; j++)
+            endpoint_apply(s->endpoints[j], s, j, prev != NULL, now, &rng);
     }
+}
+
+/* Retire ep (removed from the current pool): no new calls, its timers stopped; it is
+ * freed when the last call or check holding it ends. */
+static void endpoint_retire(struct endpoint_rt *ep)
+{
+    ep->retired = true;
+    loop_timer_stop(ep->loop, &ep->recovery_timer);
+    loop_timer_stop(ep->loop, &ep->eject_timer);
+}
+
+int runtime_pool_update(struct service_rt *s, enum pool_source src,
+                        const struct pool_found *found, int n, struct loop *loop)
+{
+    size_t ncur = s->n_endpoints;
+    struct pool_next *next = calloc(ncur ? ncur : 1, sizeof *next);
+    int *added = calloc(n > 0 ? (size_t)n : 1, sizeof *added);
+    struct endpoint_rt **fresh = calloc(n > 0 ? (size_t)n : 1, sizeof *fresh);
+    struct service_rt nw = {0};
+    struct strbuf line = {0};
+    int rc = -1, nadded = -1, nfresh = 0;
+    if (next && added && fresh)
+        nadded = pool_diff(s->members, (int)ncur, src, found, n, next, added);
+    if (nadded < 0)
+        goto out;
+    size_t kept = 0;
+    int changes = nadded;
+    for (size_t i = 0; i < ncur; i++) {
+        kept += next[i].fate != POOL_REMOVED;
+        changes += next[i].fate != POOL_KEPT;
+    }
+    if (changes == 0) { /* a source's own weight may change under another's: keep it */
+        for (size_t i = 0; i < ncur; i++)
+            memcpy(s->members[i].weight_by_source, next[i].weight_by_source,
+                   sizeof next[i].weight_by_source);
+        rc = 0;
+        goto out;
+    }
+    /* the new endpoints first: nothing is changed until all of them exist */
+    for (int a = 0; a < nadded; a++) {
+        struct endpoint_rt *ep = endpoint_new(s->conf->name, found[added[a]].url, loop);
+        if (!ep)
+            goto out;
+        if (!endpoint_own_conf(ep)) {
+            endpoint_unref(ep); /* a bad URL: left out (logged) */
+            continue;
+        }
+        fresh[nfresh] = ep;
+        added[nfresh++] = added[a];
+    }
+    if (pool_alloc(&nw, kept + (size_t)nfresh) != 0)
+        goto out;
+    for (size_t i = 0; i < ncur; i++) {
+        if (next[i].fate == POOL_REMOVED)
+            continue;
+        pool_push(&nw, s->endpoints[i], s->confs[i], next[i].weight_by_source);
+        s->endpoints[i]->refs++;
+    }
+    for (int a = 0; a < nfresh; a++) {
+        int wbs[POOL_SOURCES] = {0};
+        wbs[src] = pool_found_weight(found, n, found[added[a]].url);
+        pool_push(&nw, fresh[a], fresh[a]->own_conf, wbs);
+    }
+    uint64_t rng = (uint64_t)monotonic_us() * 2654435761u | 1;
+    int64_t now = loop_now_ms(loop);
+    nw.conf = s->conf;
+    for (size_t j = kept; j < nw.n_endpoints; j++)
+        endpoint_apply(nw.endpoints[j], &nw, j, true, now, &rng);
+    nfresh = 0; /* the pool holds them now */
+    if (pool_diff_describe(&line, s->conf->name, s->members, (int)ncur, next, found, added,
+                           (int)(nw.n_endpoints - kept)) > 0)
+        log_info("%s (%s)", line.s, pool_source_name(src));
+    /* the swap: every array at once */
+    for (size_t i = 0; i < ncur; i++) {
+        if (next[i].fate == POOL_REMOVED)
+            endpoint_retire(s->endpoints[i]);
+        endpoint_unref(s->endpoints[i]);
+    }
+    pool_free_arrays(s);
+    s->endpoints = nw.endpoints;
+    s->confs = nw.confs;
+    s->members = nw.members;
+    s->weights = nw.weights;
+    s->shown = nw.shown;
+    s->n_endpoints = nw.n_endpoints;
+    nw.endpoints = NULL;
+    nw.confs = NULL;
+    nw.members = NULL;
+    nw.weights = NULL;
+    nw.shown = NULL;
+    rc = changes;
+out:
+    for (int a = 0; fresh && a < nfresh; a++)
+        endpoint_unref(fresh[a]);
+    pool_free_arrays(&nw);
+    free(line.s);
+    free(next);
+    free(added);
+    free(fresh);
+    return rc;
 }
 
 struct runtime *runtime_new(struct config *cfg, const struct runtime *prev, struct loop *loop,
@@ -362,16 +604,8 @@ struct runtime *runtime_new(struct config *cfg, const struct runtime *prev, stru
         s->state = state_take(prev, sc->name);
         if (!s->state)
             goto fail;
-        s->endpoints = calloc(sc->n_endpoints ? sc->n_endpoints : 1, sizeof *s->endpoints);
-        if (!s->endpoints)
+        if (pool_build(s, prev, loop) != 0)
             goto fail;
-        for (size_t j = 0; j < sc->n_endpoints; j++) {
-            struct endpoint_rt *ep = endpoint_take(prev, sc, &sc->endpoints[j], loop);
-            if (!ep)
-                goto fail;
-            s->endpoints[j] = ep;
-            s->n_endpoints++;
-        }
     }
     apply_settings(rt, prev, loop);
     rt->cfg = cfg;
@@ -436,7 +670,7 @@ void runtime_unref(struct runtime *rt)
         struct service_rt *s = &rt->services[i];
         for (size_t j = 0; j < s->n_endpoints; j++)
             endpoint_unref(s->endpoints[j]);
-        free(s->endpoints);
+        pool_free_arrays(s);
         route_table_free(&s->routes);
         state_unref(s->state);
     }

@@ -24,6 +24,7 @@
 #include "outcome.h"
 #include "outlier.h"
 #include "panic.h"
+#include "pool_diff.h"
 #include "retry.h"
 #include "route.h"
 #include "slow_start.h"
@@ -34,9 +35,11 @@ struct upstream_attempt;
 
 struct endpoint_rt {
     int refs;
+    uint64_t id;                       /* unique in the process: a call's tried list names it */
     char *service_name;
     char *url;                         /* identity within the service */
     const struct endpoint_conf *conf;  /* of the newest runtime that holds it (admin view) */
+    struct endpoint_conf *own_conf;    /* a discovered endpoint's URL parts, NULL = none yet */
     const struct breaker_policy *policy; /* = &policy_value */
     struct breaker_policy policy_value;  /* a copy of the newest config's policy: an endpoint
                                             may outlive every config that named it */
@@ -74,6 +77,17 @@ struct endpoint_rt {
     int64_t slow_start_ms;               /* the service's slow-start, 0 = none */
 };
 
+/* What one discovery source of a service did (SPEC 4.6), shown by /v1/services. */
+struct discovery_status {
+    bool active;                  /* the service has this source now */
+    int64_t last_success_unix_ms; /* the last good answer, 0 = none yet */
+    int64_t last_error_unix_ms;   /* the last failed lookup, 0 = none */
+    char last_error[256];
+    uint64_t updates;             /* answers that changed the pool */
+    uint64_t errors;              /* failed lookups */
+    int endpoints;                /* in its last good answer */
+};
+
 /* Per-service state that outlives reloads (matched by service name). */
 struct service_state {
     int refs;
@@ -84,12 +98,25 @@ struct service_state {
     uint64_t retries;
     struct service_counters *counters; /* counters.c: requests, errors, durations */
     struct panic_state panic;          /* SPEC 4.7: logged when it begins and ends */
+    struct discovery_status discovery[POOL_SOURCES]; /* [POOL_SOURCE_STATIC] unused */
 };
 
+/*
+ * A service's pool is static endpoints first (config order), then the discovered ones,
+ * slot i being endpoints[i], confs[i] (its URL parts: the config's, or a discovered
+ * endpoint's own), members[i] (URL and weight by source, pool_diff's view),
+ * weights[i] (effective) and shown[i] (the source shown). A discovery change replaces
+ * every array at once, under the state lock, so a pick sees one pool or the other;
+ * a call names the endpoints it tried by id, not by slot.
+ */
 struct service_rt {
     const struct service_conf *conf;
     struct endpoint_rt **endpoints;
     size_t n_endpoints;
+    const struct endpoint_conf **confs;
+    struct pool_member *members;
+    int *weights;
+    enum pool_source *shown;
     struct route_table routes;
     struct service_state *state;
 };
@@ -114,6 +141,17 @@ struct runtime *runtime_ref(struct runtime *rt);
 void runtime_unref(struct runtime *rt);
 
 struct service_rt *runtime_find(struct runtime *rt, const char *name, size_t len);
+
+/*
+ * Apply source src's new set to the pool of s (SPEC 4.6): endpoints that stay keep
+ * their state, new ones start closed (unhealthy and due for a check at once when the
+ * service checks health; in slow start), removed ones are retired (no new calls; freed
+ * when their last call ends). The change is logged ("service: +url -url") when there is
+ * one. Returns the number of changes (0: none), or -1 when out of memory (the pool is
+ * then unchanged).
+ */
+int runtime_pool_update(struct service_rt *s, enum pool_source src,
+                        const struct pool_found *found, int n, struct loop *loop);
 
 /* An attempt holds its endpoint even across a reload that removes it. */
 void endpoint_unref(struct endpoint_rt *ep);

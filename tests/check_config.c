@@ -527,7 +527,7 @@ START_TEST(bad_services_all_reported)
     EXPECT_ERRORS(
         &m, BS "5:7: bad service name 'Payments' (expected [a-z0-9][a-z0-9_-]*)",
         BS "7:7: service name '_internal' is reserved (names starting with '_')",
-        BS "11:7: service 'neither' needs base-url or endpoints",
+        BS "11:7: service 'neither' needs base-url, endpoints or discovery",
         BS "15:9: service 'both' has both base-url and endpoints; use one",
         BS "18:13: endpoints: bad URL 'ftp://a': the scheme must be http:// or https://",
         BS "19:13: endpoints: bad URL 'http://user:pw@a': user info (user@) is not allowed",
@@ -2062,6 +2062,118 @@ START_TEST(fleet_keys)
 }
 END_TEST
 
+/* discovery: dns and etcd maps, what each needs, the password file, the dump. */
+START_TEST(discovery_keys)
+{
+    struct config_messages m;
+    tmp_make();
+    put("pw", "s3cret\n");
+    put("d.yaml", "pyfly:\n  client:\n    services:\n"
+                  "      orders:\n"
+                  "        discovery:\n"
+                  "          dns: {name: orders.internal, type: srv, scheme: https, refresh: 2s,\n"
+                  "                server: '127.0.0.1:5353', base-path: /api}\n"
+                  "      users:\n"
+                  "        base-url: http://127.0.0.1:9001\n"
+                  "        discovery:\n"
+                  "          dns: {name: users.internal, port: 8080}\n"
+                  "          etcd: {endpoints: [http://127.0.0.1:2379, http://127.0.0.1:2381],\n"
+                  "                 prefix: /services/users/, username: ahoyd,\n"
+                  "                 password-file: pw, tls: {verify: false}}\n");
+    char *env[] = {"PYFLY_CLIENT_SERVICES_ORDERS_DISCOVERY_DNS_REFRESH=3s", NULL};
+    struct config *cfg = load_env(tp("d.yaml"), env, &m);
+    expect_ok(cfg, &m);
+    const struct service_conf *o = svc(cfg, "orders"), *u = svc(cfg, "users");
+    ck_assert_uint_eq(o->n_endpoints, 0);
+    ck_assert(o->dns.enabled);
+    ck_assert(!o->etcd.enabled);
+    ck_assert_str_eq(o->dns.name, "orders.internal");
+    ck_assert_int_eq(o->dns.type, DNS_DISCOVERY_SRV);
+    ck_assert_int_eq(o->dns.scheme, 1);
+    ck_assert_int_eq(o->dns.refresh_ms, 3000);
+    ck_assert_str_eq(o->dns.server, "127.0.0.1:5353");
+    ck_assert_str_eq(o->dns.base_path, "/api");
+    ck_assert_uint_eq(u->n_endpoints, 1);
+    ck_assert(u->dns.enabled);
+    ck_assert_int_eq(u->dns.type, DNS_DISCOVERY_A);
+    ck_assert_int_eq(u->dns.port, 8080);
+    ck_assert_int_eq(u->dns.scheme, 0);
+    ck_assert_int_eq(u->dns.refresh_ms, 5000);
+    ck_assert_ptr_null(u->dns.server);
+    ck_assert(u->etcd.enabled);
+    ck_assert_uint_eq(u->etcd.n_endpoints, 2);
+    ck_assert_str_eq(u->etcd.endpoints[1], "http://127.0.0.1:2381");
+    ck_assert_str_eq(u->etcd.prefix, "/services/users/");
+    ck_assert_str_eq(u->etcd.username, "ahoyd");
+    ck_assert_str_eq(u->etcd.password, "s3cret");
+    ck_assert(!u->etcd.tls.verify);
+    config_free(cfg);
+    config_messages_free(&m);
+
+    char *text = NULL;
+    ck_assert_int_eq(dump_to_string(tp("d.yaml"), NULL, &text, &m), 0);
+    config_messages_free(&m);
+    ck_assert_ptr_nonnull(strstr(text, "        discovery:\n          dns:\n"
+                                       "            name: \"orders.internal\""));
+    ck_assert_ptr_nonnull(strstr(text, "            type: srv"));
+    ck_assert_ptr_nonnull(strstr(text, "endpoints: [\"http://127.0.0.1:2379\", "
+                                       "\"http://127.0.0.1:2381\"]"));
+    ck_assert_ptr_null(strstr(text, "s3cret"));
+    free(text);
+    round_trip(tp("d.yaml"), NULL);
+
+    put("e.yaml", "pyfly:\n  client:\n    services:\n"
+                  "      a:\n"
+                  "        discovery:\n"
+                  "          dns: {name: a.internal, type: aaaa}\n"
+                  "      b:\n"
+                  "        discovery: {dns: {type: mx, port: 1}}\n"
+                  "      c:\n"
+                  "        discovery: {etcd: {username: u}}\n"
+                  "      d:\n"
+                  "        discovery: {etcd: {endpoints: [ftp://x], prefix: /p/, password-file: "
+                  "nofile}}\n"
+                  "      e:\n"
+                  "        discovery: {}\n"
+                  "      f:\n"
+                  "        discovery: {dns: {name: f, port: 70000, server: 'host:53', base-path: "
+                  "api}}\n"
+                  "      g:\n"
+                  "        discovery: {etcd: {endpoints: [http://127.0.0.1:2379], prefix: /p/,\n"
+                  "                           username: u, password-file: empty}}\n");
+    put("empty", "\n");
+    cfg = load(tp("e.yaml"), &m);
+    ck_assert_ptr_null(cfg);
+    const char *e = tp("e.yaml");
+    char w[13][300];
+    snprintf(w[0], 300, "%s:6:16: dns: type aaaa needs a port (the records give none)", e);
+    snprintf(w[1], 300, "%s:8:33: type: expected a, aaaa or srv, got 'mx'", e);
+    snprintf(w[2], 300, "%s:8:26: dns: a DNS discovery needs a name", e);
+    snprintf(w[3], 300, "%s:10:27: etcd: an etcd discovery needs endpoints (e.g. "
+             "[http://127.0.0.1:2379])", e);
+    snprintf(w[4], 300, "%s:10:27: etcd: an etcd discovery needs a prefix (e.g. "
+             "/services/orders/)", e);
+    snprintf(w[5], 300, "%s:10:38: username: a username needs a password-file", e);
+    snprintf(w[6], 300, "%s:12:40: endpoints: bad URL 'ftp://x': the scheme must be http:// or "
+             "https://", e);
+    snprintf(w[7], 300, "%s:12:78: password-file: a password-file needs a username", e);
+    snprintf(w[8], 300, "%s:14:20: discovery: expected a map with dns, etcd or both", e);
+    snprintf(w[9], 300, "%s:16:42: port: must be at most 65535, got 70000", e);
+    snprintf(w[10], 300, "%s:16:57: server: expected an IP address with an optional port "
+             "(127.0.0.1:5353, [::1]:53), got 'host:53'", e);
+    snprintf(w[11], 300, "%s:16:79: base-path: must start with '/', got 'api'", e);
+    snprintf(w[12], 300, "%s:19:56: password-file: %s/empty is empty", e, tmp);
+    for (int i = 0; i < 13; i++) {
+        if (!has(m.errors, m.n_errors, w[i]))
+            print_msgs("errors", m.errors, m.n_errors);
+        ck_assert_msg(has(m.errors, m.n_errors, w[i]), "missing: %s", w[i]);
+    }
+    ck_assert_uint_eq(m.n_errors, 13);
+    config_messages_free(&m);
+    tmp_remove();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("config");
@@ -2088,6 +2200,7 @@ int main(void)
     tcase_add_test(bad, listen_forms);
     tcase_add_test(bad, workers_range);
     tcase_add_test(bad, fleet_keys);
+    tcase_add_test(bad, discovery_keys);
     tcase_add_test(bad, anchors_and_merge_keys);
     tcase_add_test(bad, alias_limits);
     suite_add_tcase(s, bad);
