@@ -351,6 +351,30 @@ def main():
                 sum(num(a.get(x)) for x in k) / n, num(a.get("free")) / n,
                 num(a.get("bytes")) / n))
         out.append("")
+    co = [r for r in recs if r.get("kind") == "cost"]
+    if co:
+        try:
+            with open(co[0]["file"]) as f:
+                lines = f.read().rstrip().splitlines()
+        except OSError:
+            lines = []
+        if lines:
+            out.append("bench/cost (one worker, exactly 2,000 requests under callgrind, 20,000 "
+                       "natively, 16 connections; load-independent):")
+            out.append("")
+            out.append("```")
+            out.append(lines[0].split(" ", 1)[-1])
+            out.append("```")
+            out.append("")
+            top = [ln for ln in lines[1:] if "%)" in ln and "PROGRAM TOTALS" not in ln
+                   and "(100.0%)" not in ln]
+            if top:
+                out.append("#### callgrind: instructions, self (function [object])")
+                out.append("")
+                out.append("```")
+                out.extend(ln[:150] for ln in top)
+                out.append("```")
+                out.append("")
     pf = [r for r in recs if r.get("kind") == "perf"]
     if pf:
         for key, title in (("self", "perf: self time (dso, symbol)"),
