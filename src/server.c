@@ -44,10 +44,15 @@
 
 #define CONNECTION_RESERVE 16 /* connections above max-connections for the 503 answer */
 /* MHD keeps a connection's request head and the response head it writes in one pool,
- * which it zeroes after every request: the pool is the request-header limit plus this
- * room (read buffer, response head). A response head that would not fit is refused
- * with a JSON 502 rather than MHD's silent close (see forward_fits_pool). */
-#define POOL_ROOM (16 * 1024)
+ * which it zeroes after every request and which stays allocated (and touched) as long
+ * as the connection is open: the pool is the request-header limit plus this room (read
+ * buffer, response head), and at least POOL_MIN, so that a head somewhat over a small
+ * limit still gets ahoyd's JSON 431 rather than the library's own answer. A response
+ * head that would not fit is refused with a JSON 502 rather than MHD's silent close
+ * (see forward_fits_pool). 4 KiB of room is what the 16 KiB default limits need: a
+ * request head just under 16 KiB with a small response head, or the reverse. */
+#define POOL_ROOM (4 * 1024)
+#define POOL_MIN (20 * 1024)
 
 /* ---- listeners: one MHD daemon each, on the loop --------------------------------- */
 
@@ -138,6 +143,8 @@ static struct listener *listener_start(struct server *s, const struct config *cf
     unsigned idle_s = cfg->idle_timeout_ms > 0 ? (unsigned)((cfg->idle_timeout_ms + 999) / 1000)
                                                : 0;
     size_t pool = (size_t)cfg->max_header_bytes + POOL_ROOM;
+    if (pool < POOL_MIN)
+        pool = POOL_MIN;
     l->pool_size = pool;
     struct MHD_OptionItem ops[] = {
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)intake_on_mhd_log, l},

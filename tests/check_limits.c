@@ -556,7 +556,7 @@ START_TEST(connection_with_many_tokens)
 }
 END_TEST
 /* The default header limits are 16 KiB each, and the per-connection pool sized from
- * them (max-header-bytes + 16 KiB) still carries a head just under each limit: a
+ * them (max-header-bytes + 4 KiB) still carries a head just under each limit: a
  * request head under 16 KiB is forwarded, one over it is ahoyd's JSON 431 (not the
  * library's plain answer), an upstream head over 16 KiB is a JSON 502. */
 START_TEST(header_limits_default_16k)
