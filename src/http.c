@@ -447,8 +447,18 @@ void header_list_add(struct header_list *l, const char *name, size_t name_len, c
     if (!items)
         return;
     l->items = items;
-    l->items[l->n].name = strndup(name, name_len);
-    l->items[l->n].value = strndup(value, value_len);
+    /* name and value in one allocation, "name\0value\0" (freed through the name); cut
+     * at a NUL as strndup would */
+    size_t nl = strnlen(name, name_len), vl = strnlen(value, value_len);
+    char *block = malloc(nl + vl + 2);
+    if (!block)
+        return;
+    memcpy(block, name, nl);
+    block[nl] = '\0';
+    memcpy(block + nl + 1, value, vl);
+    block[nl + 1 + vl] = '\0';
+    l->items[l->n].name = block;
+    l->items[l->n].value = block + nl + 1;
     l->n++;
 }
 
@@ -482,10 +492,8 @@ const char *header_list_get(const struct header_list *l, const char *name)
 
 void header_list_clear(struct header_list *l)
 {
-    for (size_t i = 0; i < l->n; i++) {
-        free(l->items[i].name);
-        free(l->items[i].value);
-    }
+    for (size_t i = 0; i < l->n; i++)
+        free(l->items[i].name); /* the value is in the same block */
     l->n = 0;
 }
 
