@@ -1553,53 +1553,6 @@ END_TEST
 
 /* ---- promtool, the attempt histogram, connections, process_*, last failure ---------------- */
 
-/* promtool from $PROMTOOL, /usr/bin or PATH; NULL when there is none. */
-static const char *promtool_path(void)
-{
-    static char found[512];
-    const char *env = getenv("PROMTOOL");
-    if (env && *env)
-        return access(env, X_OK) == 0 ? env : NULL;
-    if (access("/usr/bin/promtool", X_OK) == 0)
-        return "/usr/bin/promtool";
-    const char *path = getenv("PATH");
-    while (path && *path) {
-        size_t n = strcspn(path, ":");
-        snprintf(found, sizeof(found), "%.*s/promtool", (int)n, path);
-        if (n && access(found, X_OK) == 0)
-            return found;
-        path += n + (path[n] == ':');
-    }
-    return NULL;
-}
-
-/* `promtool check metrics` on text: exit 0 and nothing printed (no lint finding). */
-static void promtool_check(const char *tool, const char *text)
-{
-    char dir[] = "/tmp/ahoyd-promtool-XXXXXX", in[64], out[64], cmd[800];
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(in, sizeof(in), "%s/metrics", dir);
-    snprintf(out, sizeof(out), "%s/out", dir);
-    FILE *f = fopen(in, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(text, f);
-    fclose(f);
-    snprintf(cmd, sizeof(cmd), "'%s' check metrics < '%s' > '%s' 2>&1", tool, in, out);
-    int rc = system(cmd);
-    char said[4096] = "";
-    f = fopen(out, "r");
-    if (f) {
-        size_t n = fread(said, 1, sizeof(said) - 1, f);
-        said[n] = '\0';
-        fclose(f);
-    }
-    unlink(in);
-    unlink(out);
-    rmdir(dir);
-    ck_assert_msg(rc == 0 && said[0] == '\0', "promtool check metrics: status %d, said:\n%s", rc,
-                  said);
-}
-
 /* An RFC 3339 UTC time ("2026-01-02T03:04:05.678Z") as Unix seconds; -1 if not one. */
 static double rfc3339_utc(const char *s)
 {
@@ -1626,16 +1579,10 @@ START_TEST(promtool_and_operator_metrics)
     struct expo e;
     cJSON *j;
     int down = closed_port();
-    const char *tool = promtool_path();
+    const char *tool = promtool_need("promtool_and_operator_metrics");
 
-    if (!tool) {
-        const char *ci = getenv("CI");
-        ck_assert_msg(!(ci && strcmp(ci, "true") == 0),
-                      "promtool is not installed (Debian package prometheus); CI must have it");
-        printf("promtool_and_operator_metrics: skipped, promtool not found "
-               "(apt-get install prometheus, or set PROMTOOL)\n");
+    if (!tool)
         return;
-    }
     ck_assert_int_eq(stub_start(&stub, "a", NULL), 0);
     yaml = admin_yaml("127.0.0.1:0", "127.0.0.1:0", NULL,
                       "      svc:\n"
@@ -1810,14 +1757,6 @@ END_TEST
 
 /* ---- reload ------------------------------------------------------------------------------ */
 
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 START_TEST(reload_via_api)
 {
     char one[128], two[128], *yaml;
@@ -1851,7 +1790,7 @@ START_TEST(reload_via_api)
                       "      other:\n"
                       "        base-url: %s\n",
                       one, two);
-    write_file(daemon_proc.conf_path, yaml);
+    harness_write_file(daemon_proc.conf_path, yaml);
     free(yaml);
     j = admin_json(&daemon_proc, "POST", "/v1/reload", NULL, 200);
     ck_assert_str_eq(json_str(j, "status"), "reloaded");
@@ -1882,15 +1821,15 @@ START_TEST(reload_via_api)
     cJSON_Delete(j);
 
     /* invalid: 422 with every error, the old configuration stays */
-    write_file(daemon_proc.conf_path, "ahoyd:\n"
-                                      "  listen: 127.0.0.1:0\n"
-                                      "  admin-listen: 127.0.0.1:0\n"
-                                      "  lisen: x\n"
-                                      "pyfly:\n"
-                                      "  client:\n"
-                                      "    services:\n"
-                                      "      svc:\n"
-                                      "        timeout: forever\n");
+    harness_write_file(daemon_proc.conf_path, "ahoyd:\n"
+                                              "  listen: 127.0.0.1:0\n"
+                                              "  admin-listen: 127.0.0.1:0\n"
+                                              "  lisen: x\n"
+                                              "pyfly:\n"
+                                              "  client:\n"
+                                              "    services:\n"
+                                              "      svc:\n"
+                                              "        timeout: forever\n");
     http_send(daemon_proc.admin_port, "POST", "/v1/reload", NULL, NULL, 0, &r);
     assert_admin_error(&r, 422, "invalid_config");
     j = json_body(&r);
@@ -1943,7 +1882,7 @@ START_TEST(reload_moves_admin_listen)
                       "      svc:\n"
                       "        base-url: http://127.0.0.1:%d/base\n",
                       stub.port);
-    write_file(daemon_proc.conf_path, yaml);
+    harness_write_file(daemon_proc.conf_path, yaml);
     free(yaml);
     j = admin_json(&daemon_proc, "POST", "/v1/reload", NULL, 200);
     ck_assert_str_eq(json_str(j, "status"), "reloaded");
@@ -2000,7 +1939,7 @@ START_TEST(reload_unbindable_says_why)
                        "      svc:\n"
                        "        base-url: http://127.0.0.1:%d/base\n",
                        stub.port);
-        write_file(daemon_proc.conf_path, yaml);
+        harness_write_file(daemon_proc.conf_path, yaml);
         free(yaml);
         http_send(daemon_proc.admin_port, "POST", "/v1/reload", NULL, NULL, 0, &r);
         assert_admin_error(&r, 422, "invalid_config");

@@ -21,11 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "etcd_parse.h"
 #include "harness.h"
+#include "sources.h"
 
-#define DNSMASQ "/usr/sbin/dnsmasq"
-#define ETCD "/usr/bin/etcd"
 #define DNS_BOUND_MS 3000  /* refresh 1 s plus a lookup, and margin for a loaded machine */
 #define ETCD_BOUND_MS 2000 /* within a second, and margin */
 
@@ -33,14 +31,6 @@ static void pause_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    ck_assert_msg(f != NULL, "cannot write %s", path);
-    fputs(text, f);
-    fclose(f);
 }
 
 /* ---- the pool as /v1/services shows it -------------------------------------------- */
@@ -151,77 +141,18 @@ static double metric(const struct proc *d, const char *sample)
     return v;
 }
 
-/* promtool from $PROMTOOL, /usr/bin or PATH; NULL when there is none. */
-static const char *promtool_path(void)
-{
-    static char found[512];
-    const char *env = getenv("PROMTOOL");
-    if (env && *env)
-        return access(env, X_OK) == 0 ? env : NULL;
-    if (access("/usr/bin/promtool", X_OK) == 0)
-        return "/usr/bin/promtool";
-    const char *path = getenv("PATH");
-    while (path && *path) {
-        size_t n = strcspn(path, ":");
-        snprintf(found, sizeof(found), "%.*s/promtool", (int)n, path);
-        if (n && access(found, X_OK) == 0)
-            return found;
-        path += n + (path[n] == ':');
-    }
-    return NULL;
-}
-
 /* The daemon's /metrics through `promtool check metrics`: exit 0, no lint finding
  * (skipped without promtool, failed under CI=true). */
-static void promtool_check(const struct proc *d)
+static void promtool_lint(const struct proc *d)
 {
-    const char *tool = promtool_path();
-    if (!tool) {
-        const char *ci = getenv("CI");
-        ck_assert_msg(!(ci && strcmp(ci, "true") == 0),
-                      "promtool is not installed (Debian package prometheus); CI must have it");
-        printf("discovery: promtool not found, /metrics not linted\n");
+    const char *tool = promtool_need("discovery");
+    if (!tool)
         return;
-    }
     struct http_resp r;
     http_get(d->admin_port, "/metrics", NULL, &r);
     ck_assert_int_eq(r.status, 200);
-    char dir[] = "/tmp/ahoyd-promtool-XXXXXX", in[64], out[64], cmd[800];
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(in, sizeof(in), "%s/metrics", dir);
-    snprintf(out, sizeof(out), "%s/out", dir);
-    write_file(in, r.body);
+    promtool_check(tool, r.body);
     http_resp_free(&r);
-    snprintf(cmd, sizeof(cmd), "'%s' check metrics < '%s' > '%s' 2>&1", tool, in, out);
-    int rc = system(cmd);
-    char said[4096] = "";
-    FILE *f = fopen(out, "r");
-    if (f) {
-        size_t n = fread(said, 1, sizeof(said) - 1, f);
-        said[n] = '\0';
-        fclose(f);
-    }
-    unlink(in);
-    unlink(out);
-    rmdir(dir);
-    ck_assert_msg(rc == 0 && said[0] == '\0', "promtool check metrics: status %d, said:\n%s", rc,
-                  said);
-}
-
-/* GET /svc/x: the status, and the stub that answered in who. */
-static long call(const struct proc *d, const char *path, char *who, size_t cap)
-{
-    struct http_resp r;
-    http_get(d->port, path, NULL, &r);
-    long st = r.status;
-    who[0] = '\0';
-    cJSON *j = json_body(&r);
-    const char *u = j ? json_str(j, "upstream") : NULL;
-    if (u)
-        snprintf(who, cap, "%s", u);
-    cJSON_Delete(j);
-    http_resp_free(&r);
-    return st;
 }
 
 static char *daemon_yaml(const char *discovery, const char *extra)
@@ -251,7 +182,7 @@ static void *load_run(void *arg)
     struct load *l = arg;
     char who[32];
     for (int i = 0; i < 100000 && harness_now_ms() < l->until_ms; i++) {
-        long st = call(l->d, "/svc/x", who, sizeof who);
+        long st = svc_call(l->d, who, sizeof who);
         l->calls++;
         if (st != 200) {
             l->failed++;
@@ -293,57 +224,6 @@ static int clients_join(struct clients *c, int *failed, long *last_bad)
 }
 
 /* ---- dnsmasq ---------------------------------------------------------------------- */
-
-struct dnsmasq {
-    struct proc p;
-    char dir[300], conf[400], hosts[400], log[400];
-    int port;
-};
-
-static void dnsmasq_run(struct dnsmasq *m)
-{
-    char port[32], conf[420], hosts[420];
-    snprintf(port, sizeof port, "--port=%d", m->port);
-    snprintf(conf, sizeof conf, "--conf-file=%s", m->conf);
-    snprintf(hosts, sizeof hosts, "--addn-hosts=%s", m->hosts);
-    char *argv[] = {DNSMASQ,       "--no-daemon",  port,           "--listen-address=127.0.0.1",
-                    "--bind-interfaces", "--no-resolv", "--no-hosts", conf,
-                    hosts,         "--local=/test/", "--log-facility=-", NULL};
-    ck_assert_int_eq(proc_spawn(&m->p, argv, m->log), 0);
-    if (!port_wait_open(m->port, 10000)) {
-        char *log = proc_log(&m->p);
-        ck_abort_msg("dnsmasq did not start on port %d: %s", m->port, log);
-    }
-}
-
-static void dnsmasq_start(struct dnsmasq *m, const char *conf, const char *hosts)
-{
-    memset(m, 0, sizeof *m);
-    ck_assert_int_eq(harness_temp_dir(m->dir, sizeof m->dir), 0);
-    snprintf(m->conf, sizeof m->conf, "%s/dnsmasq.conf", m->dir);
-    snprintf(m->hosts, sizeof m->hosts, "%s/hosts", m->dir);
-    snprintf(m->log, sizeof m->log, "%s/dnsmasq.log", m->dir);
-    write_file(m->conf, conf);
-    write_file(m->hosts, hosts);
-    m->port = free_dns_port();
-    ck_assert_int_gt(m->port, 0);
-    dnsmasq_run(m);
-}
-
-/* New hosts file contents, re-read on SIGHUP. */
-static void dnsmasq_hosts(struct dnsmasq *m, const char *hosts)
-{
-    write_file(m->hosts, hosts);
-    ck_assert_int_eq(proc_signal(&m->p, SIGHUP), 0);
-}
-
-/* New configuration (SRV records): dnsmasq started again on its port. */
-static void dnsmasq_conf(struct dnsmasq *m, const char *conf)
-{
-    write_file(m->conf, conf);
-    proc_kill(&m->p);
-    dnsmasq_run(m);
-}
 
 /* The pool of stubs s[0..n) with weights w as pool_text shows it (sorted). */
 static void want_pool(char *out, size_t cap, int n, const struct proc *const *s, const int *w)
@@ -407,7 +287,7 @@ START_TEST(dns_a_records_feed_the_pool)
     char who[32];
     int fails = 0;
     for (int i = 0; i < 20 && fails < 2; i++)
-        fails += call(&d, "/svc/x", who, sizeof who) == 500;
+        fails += svc_call(&d, who, sizeof who) == 500;
     ck_assert_int_eq(fails, 2);
     endpoint_field(&d, ub, "state", f, sizeof f);
     ck_assert_str_eq(f, "open");
@@ -424,7 +304,7 @@ START_TEST(dns_a_records_feed_the_pool)
     endpoint_field(&d, uc, "state", f, sizeof f);
     ck_assert_str_eq(f, "closed");
     for (int i = 0; i < 4; i++) { /* only c takes calls: b is open, a is gone */
-        ck_assert_int_eq(call(&d, "/svc/x", who, sizeof who), 200);
+        ck_assert_int_eq(svc_call(&d, who, sizeof who), 200);
         ck_assert_str_eq(who, "c");
     }
     ck_assert(proc_log_wait(&d, "+http://127.0.0.13", 2000));
@@ -456,11 +336,11 @@ START_TEST(dns_a_records_feed_the_pool)
     char got[512];
     pool_text(&d, got, sizeof got);
     ck_assert_str_eq(got, want);
-    ck_assert_int_eq(call(&d, "/svc/x", who, sizeof who), 200);
+    ck_assert_int_eq(svc_call(&d, who, sizeof who), 200);
     snprintf(sample, sizeof sample,
              "ahoyd_discovery_errors_total{service=\"svc\",source=\"dns\"}");
     ck_assert(metric(&d, sample) >= 1);
-    promtool_check(&d);
+    promtool_lint(&d);
     /* back: followed again */
     dnsmasq_run(&m);
     dnsmasq_hosts(&m, "127.0.0.11 svc.test\n");
@@ -500,7 +380,7 @@ START_TEST(dns_srv_records_feed_the_pool)
     char who[32];
     int to_b = 0;
     for (int i = 0; i < 40; i++) {
-        ck_assert_int_eq(call(&d, "/svc/x", who, sizeof who), 200);
+        ck_assert_int_eq(svc_call(&d, who, sizeof who), 200);
         to_b += strcmp(who, "b") == 0;
     }
     ck_assert_msg(to_b >= 25 && to_b <= 35, "b took %d of 40 calls (weight 3 of 4)", to_b);
@@ -536,92 +416,14 @@ END_TEST
 
 /* ---- etcd ------------------------------------------------------------------------- */
 
-struct etcd {
-    struct proc p;
-    char dir[300], data[400], log[400];
-    int port, side_port, peer_port;
-};
-
-static void etcd_run(struct etcd *e, bool watcher_port)
+/* /svc/<key> (or key, when it starts with '/') = the endpoint of stub s with weight w. */
+static void etcd_put_stub(const struct etcd *e, const char *key, const struct proc *s, int w)
 {
-    char listen[128], adv[64], peer[64], cluster[80];
-    if (watcher_port)
-        snprintf(listen, sizeof listen, "http://127.0.0.1:%d,http://127.0.0.1:%d", e->port,
-                 e->side_port);
-    else
-        snprintf(listen, sizeof listen, "http://127.0.0.1:%d", e->side_port);
-    snprintf(adv, sizeof adv, "http://127.0.0.1:%d", e->side_port);
-    snprintf(peer, sizeof peer, "http://127.0.0.1:%d", e->peer_port);
-    snprintf(cluster, sizeof cluster, "t=http://127.0.0.1:%d", e->peer_port);
-    char *argv[] = {ETCD, "--name", "t", "--data-dir", e->data, "--listen-client-urls", listen,
-                    "--advertise-client-urls", adv, "--listen-peer-urls", peer,
-                    "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
-                    "--log-level", "warn", NULL};
-    ck_assert_int_eq(proc_spawn(&e->p, argv, e->log), 0);
-    double end = harness_now_ms() + 30000;
-    while (harness_now_ms() < end) {
-        struct http_resp r;
-        char url[64];
-        snprintf(url, sizeof url, "http://127.0.0.1:%d/health", e->side_port);
-        struct http_req q = {.url = url, .timeout_ms = 1000};
-        bool up = http_do(&q, &r) == 0 && r.status == 200 && strstr(r.body, "true");
-        http_resp_free(&r);
-        if (up)
-            return;
-        if (proc_wait(&e->p, 50) >= 0)
-            break;
-    }
-    char *log = proc_log(&e->p);
-    ck_abort_msg("etcd did not become healthy: %s", log);
-}
-
-static void etcd_start(struct etcd *e)
-{
-    memset(e, 0, sizeof *e);
-    ck_assert_int_eq(harness_temp_dir(e->dir, sizeof e->dir), 0);
-    snprintf(e->data, sizeof e->data, "%s/data", e->dir);
-    snprintf(e->log, sizeof e->log, "%s/etcd.log", e->dir);
-    e->port = closed_port();
-    e->side_port = closed_port();
-    e->peer_port = closed_port();
-    ck_assert(e->port > 0 && e->side_port > 0 && e->peer_port > 0);
-    ck_assert(e->port != e->side_port && e->port != e->peer_port && e->side_port != e->peer_port);
-    etcd_run(e, true);
-}
-
-static void etcd_call(const struct etcd *e, const char *path, const char *body)
-{
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", e->side_port, path);
-    const char *headers[] = {"Content-Type: application/json", NULL};
-    struct http_req q = {
-        .method = "POST", .url = url, .headers = headers, .body = body, .body_len = strlen(body)};
-    struct http_resp r;
-    ck_assert_msg(http_do(&q, &r) == 0 && r.status == 200, "%s %s: %ld %s", path, body, r.status,
-                  r.body ? r.body : "");
-    http_resp_free(&r);
-}
-
-/* /svc/<key> = the endpoint of stub s with weight w. */
-static void etcd_put(const struct etcd *e, const char *key, const struct proc *s, int w)
-{
-    char k[256], v[512], value[256], full[128], body[1024];
+    char value[256], full[128];
     snprintf(full, sizeof full, key[0] == '/' ? "%s" : "/svc/%s", key);
     snprintf(value, sizeof value, "{\"url\":\"http://127.0.0.1:%d/api\",\"weight\":%d}", s->port,
              w);
-    etcd_base64_encode(full, strlen(full), k, sizeof k);
-    etcd_base64_encode(value, strlen(value), v, sizeof v);
-    snprintf(body, sizeof body, "{\"key\":\"%s\",\"value\":\"%s\"}", k, v);
-    etcd_call(e, "/v3/kv/put", body);
-}
-
-static void etcd_delete(const struct etcd *e, const char *key)
-{
-    char k[256], full[128], body[400];
-    snprintf(full, sizeof full, "/svc/%s", key);
-    etcd_base64_encode(full, strlen(full), k, sizeof k);
-    snprintf(body, sizeof body, "{\"key\":\"%s\"}", k);
-    etcd_call(e, "/v3/kv/deleterange", body);
+    etcd_put(e, full, value);
 }
 
 static void etcd_daemon(struct proc *d, const struct etcd *e, const char *extra, char **yaml)
@@ -647,8 +449,8 @@ START_TEST(etcd_changes_under_load)
         ck_assert_int_eq(stub_start(&s[i], names[i], NULL), 0);
     struct etcd e;
     etcd_start(&e);
-    etcd_put(&e, "a", &s[0], 1);
-    etcd_put(&e, "b", &s[1], 1);
+    etcd_put_stub(&e, "a", &s[0], 1);
+    etcd_put_stub(&e, "b", &s[1], 1);
     etcd_daemon(&d, &e, NULL, NULL);
     char want[512];
     POOL_OF(want, &s[0], &s[1]);
@@ -671,15 +473,15 @@ START_TEST(etcd_changes_under_load)
         changes++;                                                                                 \
         pause_ms(500); /* the changes spread over the clients' run */                              \
     } while (0)
-    etcd_put(&e, "c", &s[2], 1);
+    etcd_put_stub(&e, "c", &s[2], 1);
     CHANGE("c added", &s[0], &s[1], &s[2]);
-    etcd_delete(&e, "a");
+    etcd_delete(&e, "/svc/a");
     CHANGE("a removed", &s[1], &s[2]);
-    etcd_put(&e, "a", &s[0], 1);
+    etcd_put_stub(&e, "a", &s[0], 1);
     CHANGE("a back", &s[0], &s[1], &s[2]);
-    etcd_delete(&e, "b");
+    etcd_delete(&e, "/svc/b");
     CHANGE("b removed", &s[0], &s[2]);
-    etcd_delete(&e, "c");
+    etcd_delete(&e, "/svc/c");
     CHANGE("c removed", &s[0]);
     /* a slow call on a, then a removed while it runs */
     ck_assert_int_eq(stub_mode(&s[0], "{\"delay_ms\": 1500, \"path\": \"/api/slow\"}"), 0);
@@ -702,9 +504,9 @@ START_TEST(etcd_changes_under_load)
             pause_ms(10);
     }
     ck_assert_msg(seen, "the slow call did not reach a");
-    etcd_put(&e, "c", &s[2], 1);
+    etcd_put_stub(&e, "c", &s[2], 1);
     CHANGE("c back", &s[0], &s[2]);
-    etcd_delete(&e, "a");
+    etcd_delete(&e, "/svc/a");
     CHANGE("a removed with a call running", &s[2]);
     struct http_resp r;
     ck_assert_int_eq(http_async_finish(slow, &r), 0);
@@ -714,8 +516,8 @@ START_TEST(etcd_changes_under_load)
     ck_assert_str_eq(json_str(j, "upstream"), "a");
     cJSON_Delete(j);
     http_resp_free(&r);
-    etcd_put(&e, "a", &s[0], 2);
-    etcd_put(&e, "b", &s[1], 1);
+    etcd_put_stub(&e, "a", &s[0], 2);
+    etcd_put_stub(&e, "b", &s[1], 1);
     {
         const struct proc *const ps[] = {&s[0], &s[1], &s[2]};
         int ws[] = {2, 1, 1};
@@ -749,15 +551,15 @@ START_TEST(etcd_down_then_back_and_a_broken_watch)
         ck_assert_int_eq(stub_start(&s[i], names[i], NULL), 0);
     struct etcd e;
     etcd_start(&e);
-    etcd_put(&e, "a", &s[0], 1);
-    etcd_put(&e, "b", &s[1], 1);
+    etcd_put_stub(&e, "a", &s[0], 1);
+    etcd_put_stub(&e, "b", &s[1], 1);
     etcd_daemon(&d, &e, NULL, NULL);
     char want[512], got[512], who[32];
     POOL_OF(want, &s[0], &s[1]);
     ASSERT_POOL(&d, want, 10000, "the first etcd range");
     pause_ms(300); /* the watch is established */
     double t0 = harness_now_ms();
-    etcd_put(&e, "c", &s[2], 1);
+    etcd_put_stub(&e, "c", &s[2], 1);
     POOL_OF(want, &s[0], &s[1], &s[2]);
     ASSERT_POOL(&d, want, ETCD_BOUND_MS, "an etcd put");
     printf("discovery: etcd change to pool (from the put): %.0f ms\n", harness_now_ms() - t0);
@@ -775,25 +577,23 @@ START_TEST(etcd_down_then_back_and_a_broken_watch)
     pool_text(&d, got, sizeof got);
     ck_assert_str_eq(got, want);
     for (int i = 0; i < 6; i++)
-        ck_assert_int_eq(call(&d, "/svc/x", who, sizeof who), 200);
+        ck_assert_int_eq(svc_call(&d, who, sizeof who), 200);
 
     /* back, with a change made as it returns */
     etcd_run(&e, true);
-    etcd_delete(&e, "b");
+    etcd_delete(&e, "/svc/b");
     POOL_OF(want, &s[0], &s[2]);
     ASSERT_POOL(&d, want, 12000, "a change after etcd came back");
 
     /* the watch broken: etcd away from the watcher while keys change */
     pause_ms(300);
-    proc_kill(&e.p);
-    etcd_run(&e, false);
-    etcd_put(&e, "b", &s[1], 1);
-    etcd_delete(&e, "a");
+    etcd_restart(&e, false);
+    etcd_put_stub(&e, "b", &s[1], 1);
+    etcd_delete(&e, "/svc/a");
     pool_text(&d, got, sizeof got);
     POOL_OF(want, &s[0], &s[2]);
     ck_assert_str_eq(got, want); /* the watcher has not seen it yet */
-    proc_kill(&e.p);
-    etcd_run(&e, true);
+    etcd_restart(&e, true);
     POOL_OF(want, &s[1], &s[2]);
     ASSERT_POOL(&d, want, 12000, "changes made while the watch was broken");
 }
@@ -802,7 +602,7 @@ END_TEST
 /* Write yaml as d's configuration and reload it (SIGHUP); asserts it was reloaded. */
 static void reload_with(struct proc *d, const char *yaml)
 {
-    write_file(d->conf_path, yaml);
+    harness_write_file(d->conf_path, yaml);
     int reloads = proc_log_count(d, "configuration reloaded");
     ck_assert_int_eq(proc_signal(d, SIGHUP), 0);
     for (double end = harness_now_ms() + 5000;
@@ -821,8 +621,8 @@ START_TEST(reload_keeps_the_discovered_set)
     ck_assert_int_eq(stub_start(&s[1], "b", "--status 500"), 0);
     struct etcd e;
     etcd_start(&e);
-    etcd_put(&e, "a", &s[0], 1);
-    etcd_put(&e, "b", &s[1], 1);
+    etcd_put_stub(&e, "a", &s[0], 1);
+    etcd_put_stub(&e, "b", &s[1], 1);
     struct proc c;
     ck_assert_int_eq(stub_start(&c, "c", NULL), 0);
     char *y = NULL;
@@ -835,7 +635,7 @@ START_TEST(reload_keeps_the_discovered_set)
     ASSERT_POOL(&d, want, 10000, "the first etcd range");
     int fails = 0;
     for (int i = 0; i < 20 && fails < 2; i++)
-        fails += call(&d, "/svc/x", who, sizeof who) == 500;
+        fails += svc_call(&d, who, sizeof who) == 500;
     ck_assert_int_eq(fails, 2);
     snprintf(ub, sizeof ub, "http://127.0.0.1:%d/api", s[1].port);
     endpoint_field(&d, ub, "state", f, sizeof f);
@@ -859,10 +659,10 @@ START_TEST(reload_keeps_the_discovered_set)
     ck_assert_str_eq(f, "2");
     ck_assert_int_eq(proc_log_count(&d, "its source starts again"), 0);
     ck_assert(metric(&d, sample) == updates);
-    ck_assert_int_eq(call(&d, "/svc/x", who, sizeof who), 200);
+    ck_assert_int_eq(svc_call(&d, who, sizeof who), 200);
     ck_assert_str_eq(who, "a");
     /* and it still follows */
-    etcd_delete(&e, "a");
+    etcd_delete(&e, "/svc/a");
     POOL_OF(want, &s[1]);
     ASSERT_POOL(&d, want, ETCD_BOUND_MS, "an etcd change after the reload");
 
@@ -871,7 +671,7 @@ START_TEST(reload_keeps_the_discovered_set)
     char *at = strstr(y3, "prefix: /svc/");
     ck_assert_ptr_nonnull(at);
     memcpy(at, "prefix: /oth/", strlen("prefix: /oth/"));
-    etcd_put(&e, "/oth/c", &c, 1);
+    etcd_put_stub(&e, "/oth/c", &c, 1);
     reload_with(&d, y3);
     ck_assert_int_eq(proc_log_count(&d, "its source starts again"), 1);
     POOL_OF(want, &c);
@@ -908,8 +708,8 @@ START_TEST(retry_across_a_pool_change)
     ck_assert_int_eq(stub_start(&c, "c", NULL), 0);
     struct etcd e;
     etcd_start(&e);
-    etcd_put(&e, "1x", &x, 1);
-    etcd_put(&e, "2a", &a, 1);
+    etcd_put_stub(&e, "1x", &x, 1);
+    etcd_put_stub(&e, "2a", &a, 1);
     etcd_daemon(&d, &e,
                 "        circuit-breaker: {failure-threshold: 2, recovery-timeout: 60s}\n"
                 "        retry: {max-attempts: 2, base-delay: 1s, retry-on: [503]}\n",
@@ -919,7 +719,7 @@ START_TEST(retry_across_a_pool_change)
     ASSERT_POOL(&d, want, 10000, "the first etcd range");
     int to_x = 0;
     for (int i = 0; i < 8 && to_x < 2; i++)
-        to_x += call(&d, "/svc/x", who, sizeof who) == 500;
+        to_x += svc_call(&d, who, sizeof who) == 500;
     ck_assert_int_eq(to_x, 2); /* x is open now; a, which one 503 does not open, is not */
     ck_assert_int_eq(stub_mode(&a, "{\"status\": 503, \"path\": \"/api/r\"}"), 0);
     char url[128];
@@ -928,8 +728,8 @@ START_TEST(retry_across_a_pool_change)
     long before = stub_count(&a);
     struct http_async *call_r = http_async_start(&q);
     ck_assert(stub_wait_count(&a, before + 1, 5000)); /* its first attempt reached a */
-    etcd_delete(&e, "1x");
-    etcd_put(&e, "3c", &c, 1);
+    etcd_delete(&e, "/svc/1x");
+    etcd_put_stub(&e, "3c", &c, 1);
     POOL_OF(want, &a, &c);
     ck_assert_msg(wait_pool(&d, want, 800) >= 0, "the pool did not change during the backoff");
     struct http_resp r;
@@ -953,14 +753,14 @@ START_TEST(joined_endpoint_is_checked_at_once)
     ck_assert_int_eq(stub_mode(&b, "{\"status\": 500, \"path\": \"/healthz\"}"), 0);
     struct etcd e;
     etcd_start(&e);
-    etcd_put(&e, "a", &a, 1);
+    etcd_put_stub(&e, "a", &a, 1);
     etcd_daemon(&d, &e,
                 "        health-check: {path: /healthz, interval: 30s, unhealthy-threshold: 1}\n",
                 NULL);
     char want[512], who[32], f[64], ub[64];
     POOL_OF(want, &a);
     ASSERT_POOL(&d, want, 10000, "the first etcd range");
-    etcd_put(&e, "b", &b, 1);
+    etcd_put_stub(&e, "b", &b, 1);
     POOL_OF(want, &a, &b);
     ASSERT_POOL(&d, want, ETCD_BOUND_MS, "an endpoint joining");
     ck_assert(stub_wait_count(&b, 1, 2000)); /* its first check, not 30 s later */
@@ -968,7 +768,7 @@ START_TEST(joined_endpoint_is_checked_at_once)
     endpoint_field(&d, ub, "health", f, sizeof f);
     ck_assert_str_eq(f, "unhealthy");
     for (int i = 0; i < 6; i++) {
-        ck_assert_int_eq(call(&d, "/svc/x", who, sizeof who), 200);
+        ck_assert_int_eq(svc_call(&d, who, sizeof who), 200);
         ck_assert_str_eq(who, "a");
     }
 }

@@ -9,7 +9,6 @@
  * at teardown even when a test fails (harness registration, PDEATHSIG).
  */
 #include <check.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,73 +18,10 @@
 #include "loop.h"
 #include "sources.h"
 
-#define DNSMASQ "/usr/sbin/dnsmasq"
 #define REFRESH_MS 1000
 /* A change is seen at the next refresh (1 s) plus a lookup; the rest is margin for a
  * loaded machine. */
 #define CHANGE_BOUND_MS 2500
-
-struct dnsmasq {
-    struct proc p;
-    char dir[300];
-    char conf[400], hosts[400], log[400];
-    int port;
-};
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    ck_assert_msg(f != NULL, "cannot write %s", path);
-    fputs(text, f);
-    fclose(f);
-}
-
-static void dnsmasq_run(struct dnsmasq *d)
-{
-    char port[32], conf[420], hosts[420];
-    snprintf(port, sizeof port, "--port=%d", d->port);
-    snprintf(conf, sizeof conf, "--conf-file=%s", d->conf);
-    snprintf(hosts, sizeof hosts, "--addn-hosts=%s", d->hosts);
-    char *argv[] = {DNSMASQ,
-                    "--no-daemon",
-                    port,
-                    "--listen-address=127.0.0.1",
-                    "--bind-interfaces",
-                    "--no-resolv",
-                    "--no-hosts",
-                    conf,
-                    hosts,
-                    "--local=/test/",
-                    "--log-facility=-",
-                    NULL};
-    ck_assert_int_eq(proc_spawn(&d->p, argv, d->log), 0);
-    if (!port_wait_open(d->port, 10000)) {
-        char *log = proc_log(&d->p);
-        ck_abort_msg("dnsmasq did not start on port %d: %s", d->port, log);
-    }
-}
-
-/* dnsmasq with conf (dnsmasq.conf lines) and hosts (addn-hosts lines). */
-static void dnsmasq_start(struct dnsmasq *d, const char *conf, const char *hosts)
-{
-    memset(d, 0, sizeof *d);
-    ck_assert_int_eq(harness_temp_dir(d->dir, sizeof d->dir), 0);
-    snprintf(d->conf, sizeof d->conf, "%s/dnsmasq.conf", d->dir);
-    snprintf(d->hosts, sizeof d->hosts, "%s/hosts", d->dir);
-    snprintf(d->log, sizeof d->log, "%s/dnsmasq.log", d->dir);
-    write_file(d->conf, conf);
-    write_file(d->hosts, hosts);
-    d->port = free_dns_port();
-    ck_assert_int_gt(d->port, 0);
-    dnsmasq_run(d);
-}
-
-/* New hosts file contents, re-read on SIGHUP. */
-static void dnsmasq_hosts(struct dnsmasq *d, const char *hosts)
-{
-    write_file(d->hosts, hosts);
-    ck_assert_int_eq(proc_signal(&d->p, SIGHUP), 0);
-}
 
 static struct dns_source *source(struct loop *l, const struct dnsmasq *d, const char *name,
                                  enum dns_record_type type, struct recorder *r)

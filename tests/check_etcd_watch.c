@@ -10,119 +10,16 @@
  * watcher away while the test changes keys, deterministically.
  */
 #include <check.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "discovery.h"
-#include "etcd_parse.h"
 #include "harness.h"
 #include "loop.h"
 #include "sources.h"
 
-#define ETCD "/usr/bin/etcd"
 #define WATCH_BOUND_MS 1000 /* a change reaches the callback within a second */
-
-struct etcd {
-    struct proc p;
-    char dir[300], data[400], log[400];
-    int port, side_port, peer_port;
-};
-
-static void etcd_run(struct etcd *e, bool watcher_port)
-{
-    char listen[128], adv[64], peer[64], cluster[80];
-    if (watcher_port)
-        snprintf(listen, sizeof listen, "http://127.0.0.1:%d,http://127.0.0.1:%d", e->port,
-                 e->side_port);
-    else
-        snprintf(listen, sizeof listen, "http://127.0.0.1:%d", e->side_port);
-    snprintf(adv, sizeof adv, "http://127.0.0.1:%d", e->side_port);
-    snprintf(peer, sizeof peer, "http://127.0.0.1:%d", e->peer_port);
-    snprintf(cluster, sizeof cluster, "t=http://127.0.0.1:%d", e->peer_port);
-    char *argv[] = {ETCD,    "--name",
-                    "t",     "--data-dir",
-                    e->data, "--listen-client-urls",
-                    listen,  "--advertise-client-urls",
-                    adv,     "--listen-peer-urls",
-                    peer,    "--initial-advertise-peer-urls",
-                    peer,    "--initial-cluster",
-                    cluster, "--log-level",
-                    "warn",  NULL};
-    ck_assert_int_eq(proc_spawn(&e->p, argv, e->log), 0);
-    double end = harness_now_ms() + 30000;
-    while (harness_now_ms() < end) {
-        struct http_resp r;
-        char url[64];
-        snprintf(url, sizeof url, "http://127.0.0.1:%d/health", e->side_port);
-        struct http_req q = {.url = url, .timeout_ms = 1000};
-        bool up = http_do(&q, &r) == 0 && r.status == 200 && strstr(r.body, "true");
-        http_resp_free(&r);
-        if (up)
-            return;
-        if (proc_wait(&e->p, 50) >= 0)
-            break; /* it exited: a port taken meanwhile */
-    }
-    char *log = proc_log(&e->p);
-    ck_abort_msg("etcd did not become healthy: %s", log);
-}
-
-static void etcd_start(struct etcd *e)
-{
-    memset(e, 0, sizeof *e);
-    ck_assert_int_eq(harness_temp_dir(e->dir, sizeof e->dir), 0);
-    snprintf(e->data, sizeof e->data, "%s/data", e->dir);
-    snprintf(e->log, sizeof e->log, "%s/etcd.log", e->dir);
-    e->port = closed_port();
-    e->side_port = closed_port();
-    e->peer_port = closed_port();
-    ck_assert(e->port > 0 && e->side_port > 0 && e->peer_port > 0);
-    ck_assert(e->port != e->side_port && e->port != e->peer_port && e->side_port != e->peer_port);
-    etcd_run(e, true);
-}
-
-static void etcd_restart(struct etcd *e, bool watcher_port)
-{
-    proc_kill(&e->p);
-    etcd_run(e, watcher_port);
-}
-
-/* POST a gateway call on the side port; returns the answer's header.revision. */
-static long long etcd_call(const struct etcd *e, const char *path, const char *body)
-{
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", e->side_port, path);
-    const char *headers[] = {"Content-Type: application/json", NULL};
-    struct http_req q = {
-        .method = "POST", .url = url, .headers = headers, .body = body, .body_len = strlen(body)};
-    struct http_resp r;
-    ck_assert_msg(http_do(&q, &r) == 0 && r.status == 200, "%s %s: %ld %s", path, body, r.status,
-                  r.body ? r.body : "");
-    cJSON *j = json_body(&r);
-    const char *rev = json_str(j, "header.revision");
-    long long n = rev ? atoll(rev) : 0;
-    cJSON_Delete(j);
-    http_resp_free(&r);
-    return n;
-}
-
-static long long etcd_put(const struct etcd *e, const char *key, const char *value)
-{
-    char k[256], v[1024], body[1400];
-    etcd_base64_encode(key, strlen(key), k, sizeof k);
-    etcd_base64_encode(value, strlen(value), v, sizeof v);
-    snprintf(body, sizeof body, "{\"key\":\"%s\",\"value\":\"%s\"}", k, v);
-    return etcd_call(e, "/v3/kv/put", body);
-}
-
-static long long etcd_delete(const struct etcd *e, const char *key)
-{
-    char k[256], body[400];
-    etcd_base64_encode(key, strlen(key), k, sizeof k);
-    snprintf(body, sizeof body, "{\"key\":\"%s\"}", k);
-    return etcd_call(e, "/v3/kv/deleterange", body);
-}
 
 static struct etcd_source *source(struct loop *l, const struct etcd *e, const char *user,
                                   const char *password, struct recorder *r)

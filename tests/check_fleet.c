@@ -25,23 +25,6 @@ static void pause_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* One GET /svc/x through the daemon: the status, and the name of the stub that
- * answered in who ("" when ahoyd answered itself). */
-static long call(const struct proc *d, char *who, size_t cap)
-{
-    struct http_resp r;
-    http_get(d->port, "/svc/x", NULL, &r);
-    long st = r.status;
-    who[0] = '\0';
-    cJSON *j = json_body(&r);
-    const char *u = j ? json_str(j, "upstream") : NULL;
-    if (u)
-        snprintf(who, cap, "%s", u);
-    cJSON_Delete(j);
-    http_resp_free(&r);
-    return st;
-}
-
 /* Requests a stub recorded: health checks (path HP) or proxied calls; ports (when not
  * NULL, cap entries) gets their peer ports. */
 static int stub_seen(const struct proc *s, bool health, int *ports, int cap)
@@ -133,7 +116,7 @@ START_TEST(failing_health_path_stops_calls)
     double bound = HC_INTERVAL * HC_UNHEALTHY * 1.1, margin = 250;
     while (harness_now_ms() < t0 + bound + margin + 300) {
         double before = harness_now_ms();
-        ck_assert_int_eq(call(&d, who, sizeof who), 200); /* its service path still answers */
+        ck_assert_int_eq(svc_call(&d, who, sizeof who), 200); /* its service path still answers */
         if (strcmp(who, "a") == 0)
             last_a = before;
         pause_ms(5);
@@ -145,7 +128,7 @@ START_TEST(failing_health_path_stops_calls)
                   "failing (bound %.0f ms + %.0f ms margin)", last_a - t0, bound, margin);
     int before = stub_seen(&s[0], false, NULL, 0);
     for (int i = 0; i < 30; i++) {
-        ck_assert_int_eq(call(&d, who, sizeof who), 200);
+        ck_assert_int_eq(svc_call(&d, who, sizeof who), 200);
         ck_assert_str_ne(who, "a");
     }
     ck_assert_int_eq(stub_seen(&s[0], false, NULL, 0), before);
@@ -155,7 +138,7 @@ START_TEST(failing_health_path_stops_calls)
     ck_assert_int_eq(stub_reset(&s[0]), 0);
     double t1 = harness_now_ms(), back = -1;
     while (harness_now_ms() < t1 + 3000 && back < 0) {
-        ck_assert_int_eq(call(&d, who, sizeof who), 200);
+        ck_assert_int_eq(svc_call(&d, who, sizeof who), 200);
         if (strcmp(who, "a") == 0)
             back = harness_now_ms() - t1;
         pause_ms(5);
@@ -181,7 +164,7 @@ START_TEST(checks_have_their_own_connections)
     pause_ms(150);
     for (int i = 0; i < 10; i++) {
         double t = harness_now_ms();
-        ck_assert_int_eq(call(&d, who, sizeof who), 200);
+        ck_assert_int_eq(svc_call(&d, who, sizeof who), 200);
         double ms = harness_now_ms() - t;
         ck_assert_msg(ms < 400, "a call took %.0f ms while a health check hung", ms);
         pause_ms(20);
@@ -214,7 +197,7 @@ START_TEST(panic_spreads_over_all)
     ck_assert_int_eq(proc_log_count(&d, "unhealthy after"), 3);
     int per[3] = {0};
     for (int i = 0; i < 30; i++) {
-        ck_assert_int_eq(call(&d, who, sizeof who), 200);
+        ck_assert_int_eq(svc_call(&d, who, sizeof who), 200);
         ck_assert_int_ge(index_of(who), 0);
         per[index_of(who)]++;
     }
@@ -286,21 +269,21 @@ START_TEST(outlier_ejects_and_grows)
     /* round-robin: a gets every third call; its 5th failure ejects it */
     int fails = 0;
     for (int i = 0; i < 15; i++)
-        fails += call(&d, who, sizeof who) == 500;
+        fails += svc_call(&d, who, sizeof who) == 500;
     ck_assert_int_eq(fails, 5);
     ck_assert(proc_log_wait(&d, "ejected for 600 ms after 5 failed calls in a row (ejection 1)",
                             1000));
     double t0 = harness_now_ms();
     int a0 = stub_seen(&s[0], false, NULL, 0);
     for (int i = 0; i < 10; i++)
-        ck_assert_int_eq(call(&d, who, sizeof who), 200); /* calls go elsewhere */
+        ck_assert_int_eq(svc_call(&d, who, sizeof who), 200); /* calls go elsewhere */
     if (harness_now_ms() - t0 < 500)
         ck_assert_int_eq(stub_seen(&s[0], false, NULL, 0), a0);
     /* returns after base-ejection-time: five more failures eject it for twice as long */
     ck_assert(proc_log_wait(&d, "returns to the pool", 2000));
     fails = 0;
     for (int i = 0; i < 40 && fails < 5; i++)
-        fails += call(&d, who, sizeof who) == 500;
+        fails += svc_call(&d, who, sizeof who) == 500;
     ck_assert_int_eq(fails, 5);
     ck_assert(proc_log_wait(&d, "ejected for 1200 ms after 5 failed calls in a row (ejection 2)",
                             1000));
@@ -332,7 +315,7 @@ START_TEST(max_ejection_percent_keeps_one)
     for (int i = 0; i < 2; i++)
         ck_assert_int_eq(stub_mode(&s[i], "{\"status\": 500}"), 0);
     for (int i = 0; i < 20; i++)
-        ck_assert_int_eq(call(&d, who, sizeof who), 500); /* never no_endpoints */
+        ck_assert_int_eq(svc_call(&d, who, sizeof who), 500); /* never no_endpoints */
     ck_assert_int_eq(proc_log_count(&d, "(ejection 1)"), 1);
     ck_assert_int_ge(proc_log_count(&d, "not ejected after 5 failed calls"), 1);
 }
@@ -348,7 +331,7 @@ START_TEST(slow_start_ramps_a_joined_endpoint)
     start_fleet(s, 2, &d, extra, false);
     ck_assert_int_eq(stub_start(&s[2], "c", NULL), 0);
     for (int i = 0; i < 10; i++)
-        ck_assert_int_eq(call(&d, who, sizeof who), 200);
+        ck_assert_int_eq(svc_call(&d, who, sizeof who), 200);
 
     char *y = fleet_yaml(s, 3, extra, false);
     FILE *f = fopen(d.conf_path, "w");
@@ -362,7 +345,7 @@ START_TEST(slow_start_ramps_a_joined_endpoint)
     /* just joined: about 10 % of one weight against two full ones (~5 % of calls) */
     int c_early = 0, n_early = 0;
     while (n_early < 60 && harness_now_ms() < t0 + 600) {
-        ck_assert_int_eq(call(&d, who, sizeof who), 200);
+        ck_assert_int_eq(svc_call(&d, who, sizeof who), 200);
         c_early += strcmp(who, "c") == 0;
         n_early++;
     }
@@ -372,7 +355,7 @@ START_TEST(slow_start_ramps_a_joined_endpoint)
         pause_ms(20);
     int c_late = 0;
     for (int i = 0; i < 60; i++) {
-        ck_assert_int_eq(call(&d, who, sizeof who), 200);
+        ck_assert_int_eq(svc_call(&d, who, sizeof who), 200);
         c_late += strcmp(who, "c") == 0;
     }
     fprintf(stderr, "fleet: slow start: c got %d of %d calls at first, %d of 60 after the ramp\n",
@@ -395,14 +378,14 @@ static int failed_when_one_dies(const char *extra, int *total, int *late, int *l
     char who[32];
     start_fleet(s, 3, &d, extra, false);
     for (int i = 0; i < 10; i++)
-        ck_assert_int_eq(call(&d, who, sizeof who), 200);
+        ck_assert_int_eq(svc_call(&d, who, sizeof who), 200);
     proc_kill(&s[1]);
     int failed = 0;
     *total = *late = *late_total = 0;
     double start = harness_now_ms(), end = start + 1500;
     while (harness_now_ms() < end && *total < 8000) {
         bool late_call = harness_now_ms() >= start + 750;
-        bool bad = call(&d, who, sizeof who) != 200;
+        bool bad = svc_call(&d, who, sizeof who) != 200;
         failed += bad;
         (*total)++;
         if (late_call) {

@@ -1558,3 +1558,81 @@ bool port_wait_open(int port, int timeout_ms)
     }
     return false;
 }
+
+void harness_write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_msg(f != NULL, "cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+long svc_call(const struct proc *d, char *who, size_t cap)
+{
+    struct http_resp r;
+    http_get(d->port, "/svc/x", NULL, &r);
+    long st = r.status;
+    who[0] = '\0';
+    cJSON *j = json_body(&r);
+    const char *u = j ? json_str(j, "upstream") : NULL;
+    if (u)
+        snprintf(who, cap, "%s", u);
+    cJSON_Delete(j);
+    http_resp_free(&r);
+    return st;
+}
+
+const char *promtool_path(void)
+{
+    static char found[512];
+    const char *env = getenv("PROMTOOL");
+    if (env && *env)
+        return access(env, X_OK) == 0 ? env : NULL;
+    if (access("/usr/bin/promtool", X_OK) == 0)
+        return "/usr/bin/promtool";
+    const char *path = getenv("PATH");
+    while (path && *path) {
+        size_t n = strcspn(path, ":");
+        snprintf(found, sizeof(found), "%.*s/promtool", (int)n, path);
+        if (n && access(found, X_OK) == 0)
+            return found;
+        path += n + (path[n] == ':');
+    }
+    return NULL;
+}
+
+const char *promtool_need(const char *what)
+{
+    const char *tool = promtool_path();
+    if (!tool) {
+        const char *ci = getenv("CI");
+        ck_assert_msg(!(ci && strcmp(ci, "true") == 0),
+                      "promtool is not installed (Debian package prometheus); CI must have it");
+        printf("%s: skipped, promtool not found (apt-get install prometheus, or set PROMTOOL)\n",
+               what);
+    }
+    return tool;
+}
+
+void promtool_check(const char *tool, const char *text)
+{
+    char dir[] = "/tmp/ahoyd-promtool-XXXXXX", in[64], out[64], cmd[800];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(in, sizeof(in), "%s/metrics", dir);
+    snprintf(out, sizeof(out), "%s/out", dir);
+    harness_write_file(in, text);
+    snprintf(cmd, sizeof(cmd), "'%s' check metrics < '%s' > '%s' 2>&1", tool, in, out);
+    int rc = system(cmd);
+    char said[4096] = "";
+    FILE *f = fopen(out, "r");
+    if (f) {
+        size_t n = fread(said, 1, sizeof(said) - 1, f);
+        said[n] = '\0';
+        fclose(f);
+    }
+    unlink(in);
+    unlink(out);
+    rmdir(dir);
+    ck_assert_msg(rc == 0 && said[0] == '\0', "promtool check metrics: status %d, said:\n%s", rc,
+                  said);
+}

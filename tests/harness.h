@@ -244,4 +244,21 @@ void assert_raw_error_at(const char *file, int line, const char *text, int statu
 
 double harness_now_ms(void);
 
+/* ---- small common steps ------------------------------------------------------------- */
+
+/* Write text to path (asserts it could). */
+void harness_write_file(const char *path, const char *text);
+/* One GET /svc/x through daemon d: the status, and in who the name of the stub that
+ * answered ("" when ahoyd answered itself). */
+long svc_call(const struct proc *d, char *who, size_t cap);
+
+/* promtool from $PROMTOOL, /usr/bin or PATH; NULL when there is none. */
+const char *promtool_path(void);
+/* The same, for a test that lints with it: without one, asserts this is not CI
+ * (CI=true must have it) and prints "<what>: skipped, ..."; NULL then. */
+const char *promtool_need(const char *what);
+/* `promtool check metrics` (tool) on text: asserts exit 0 and nothing printed (no lint
+ * finding). */
+void promtool_check(const char *tool, const char *text);
+
 #endif

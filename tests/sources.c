@@ -1,16 +1,170 @@
 /*
- * sources.c - the recorder and loop driver of the discovery source suites.
+ * sources.c - dnsmasq and etcd for the discovery suites, and the recorder and loop
+ * driver of the source suites.
  */
 #include "sources.h"
 
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "etcd_parse.h"
 #include "harness.h"
 #include "log.h"
+
+/* ---- dnsmasq ------------------------------------------------------------------------ */
+
+void dnsmasq_run(struct dnsmasq *d)
+{
+    char port[32], conf[420], hosts[420];
+    snprintf(port, sizeof port, "--port=%d", d->port);
+    snprintf(conf, sizeof conf, "--conf-file=%s", d->conf);
+    snprintf(hosts, sizeof hosts, "--addn-hosts=%s", d->hosts);
+    char *argv[] = {DNSMASQ,
+                    "--no-daemon",
+                    port,
+                    "--listen-address=127.0.0.1",
+                    "--bind-interfaces",
+                    "--no-resolv",
+                    "--no-hosts",
+                    conf,
+                    hosts,
+                    "--local=/test/",
+                    "--log-facility=-",
+                    NULL};
+    ck_assert_int_eq(proc_spawn(&d->p, argv, d->log), 0);
+    if (!port_wait_open(d->port, 10000)) {
+        char *log = proc_log(&d->p);
+        ck_abort_msg("dnsmasq did not start on port %d: %s", d->port, log);
+    }
+}
+
+void dnsmasq_start(struct dnsmasq *d, const char *conf, const char *hosts)
+{
+    memset(d, 0, sizeof *d);
+    ck_assert_int_eq(harness_temp_dir(d->dir, sizeof d->dir), 0);
+    snprintf(d->conf, sizeof d->conf, "%s/dnsmasq.conf", d->dir);
+    snprintf(d->hosts, sizeof d->hosts, "%s/hosts", d->dir);
+    snprintf(d->log, sizeof d->log, "%s/dnsmasq.log", d->dir);
+    harness_write_file(d->conf, conf);
+    harness_write_file(d->hosts, hosts);
+    d->port = free_dns_port();
+    ck_assert_int_gt(d->port, 0);
+    dnsmasq_run(d);
+}
+
+void dnsmasq_hosts(struct dnsmasq *d, const char *hosts)
+{
+    harness_write_file(d->hosts, hosts);
+    ck_assert_int_eq(proc_signal(&d->p, SIGHUP), 0);
+}
+
+void dnsmasq_conf(struct dnsmasq *d, const char *conf)
+{
+    harness_write_file(d->conf, conf);
+    proc_kill(&d->p);
+    dnsmasq_run(d);
+}
+
+/* ---- etcd --------------------------------------------------------------------------- */
+
+void etcd_run(struct etcd *e, bool watcher_port)
+{
+    char listen[128], adv[64], peer[64], cluster[80];
+    if (watcher_port)
+        snprintf(listen, sizeof listen, "http://127.0.0.1:%d,http://127.0.0.1:%d", e->port,
+                 e->side_port);
+    else
+        snprintf(listen, sizeof listen, "http://127.0.0.1:%d", e->side_port);
+    snprintf(adv, sizeof adv, "http://127.0.0.1:%d", e->side_port);
+    snprintf(peer, sizeof peer, "http://127.0.0.1:%d", e->peer_port);
+    snprintf(cluster, sizeof cluster, "t=http://127.0.0.1:%d", e->peer_port);
+    char *argv[] = {ETCD,    "--name",
+                    "t",     "--data-dir",
+                    e->data, "--listen-client-urls",
+                    listen,  "--advertise-client-urls",
+                    adv,     "--listen-peer-urls",
+                    peer,    "--initial-advertise-peer-urls",
+                    peer,    "--initial-cluster",
+                    cluster, "--log-level",
+                    "warn",  NULL};
+    ck_assert_int_eq(proc_spawn(&e->p, argv, e->log), 0);
+    double end = harness_now_ms() + 30000;
+    while (harness_now_ms() < end) {
+        struct http_resp r;
+        char url[64];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/health", e->side_port);
+        struct http_req q = {.url = url, .timeout_ms = 1000};
+        bool up = http_do(&q, &r) == 0 && r.status == 200 && strstr(r.body, "true");
+        http_resp_free(&r);
+        if (up)
+            return;
+        if (proc_wait(&e->p, 50) >= 0)
+            break; /* it exited: a port taken meanwhile */
+    }
+    char *log = proc_log(&e->p);
+    ck_abort_msg("etcd did not become healthy: %s", log);
+}
+
+void etcd_start(struct etcd *e)
+{
+    memset(e, 0, sizeof *e);
+    ck_assert_int_eq(harness_temp_dir(e->dir, sizeof e->dir), 0);
+    snprintf(e->data, sizeof e->data, "%s/data", e->dir);
+    snprintf(e->log, sizeof e->log, "%s/etcd.log", e->dir);
+    e->port = closed_port();
+    e->side_port = closed_port();
+    e->peer_port = closed_port();
+    ck_assert(e->port > 0 && e->side_port > 0 && e->peer_port > 0);
+    ck_assert(e->port != e->side_port && e->port != e->peer_port && e->side_port != e->peer_port);
+    etcd_run(e, true);
+}
+
+void etcd_restart(struct etcd *e, bool watcher_port)
+{
+    proc_kill(&e->p);
+    etcd_run(e, watcher_port);
+}
+
+long long etcd_call(const struct etcd *e, const char *path, const char *body)
+{
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", e->side_port, path);
+    const char *headers[] = {"Content-Type: application/json", NULL};
+    struct http_req q = {
+        .method = "POST", .url = url, .headers = headers, .body = body, .body_len = strlen(body)};
+    struct http_resp r;
+    ck_assert_msg(http_do(&q, &r) == 0 && r.status == 200, "%s %s: %ld %s", path, body, r.status,
+                  r.body ? r.body : "");
+    cJSON *j = json_body(&r);
+    const char *rev = json_str(j, "header.revision");
+    long long n = rev ? atoll(rev) : 0;
+    cJSON_Delete(j);
+    http_resp_free(&r);
+    return n;
+}
+
+long long etcd_put(const struct etcd *e, const char *key, const char *value)
+{
+    char k[256], v[1024], body[1400];
+    etcd_base64_encode(key, strlen(key), k, sizeof k);
+    etcd_base64_encode(value, strlen(value), v, sizeof v);
+    snprintf(body, sizeof body, "{\"key\":\"%s\",\"value\":\"%s\"}", k, v);
+    return etcd_call(e, "/v3/kv/put", body);
+}
+
+long long etcd_delete(const struct etcd *e, const char *key)
+{
+    char k[256], body[400];
+    etcd_base64_encode(key, strlen(key), k, sizeof k);
+    snprintf(body, sizeof body, "{\"key\":\"%s\"}", k);
+    return etcd_call(e, "/v3/kv/deleterange", body);
+}
+
+/* ---- a source's reports ----------------------------------------------------------- */
 
 static int cmp_str(const void *a, const void *b)
 {

@@ -1,7 +1,9 @@
 /*
- * sources.h - helpers for the discovery source suites (check_dns, check_etcd_watch):
- * a recorder for what a source reports, and running a loop in-process until the
- * recorder shows a condition (bounded).
+ * sources.h - helpers for the discovery suites (check_dns, check_etcd_watch,
+ * check_discovery): a real dnsmasq and a real etcd started on 127.0.0.1 and free
+ * ports (killed at teardown like every harness process), a recorder for what a
+ * source reports, and running a loop in-process until the recorder shows a
+ * condition (bounded).
  */
 #ifndef AHOYD_TESTS_SOURCES_H
 #define AHOYD_TESTS_SOURCES_H
@@ -10,7 +12,57 @@
 #include <stdbool.h>
 
 #include "discovery.h"
+#include "harness.h"
 #include "loop.h"
+
+/* ---- dnsmasq ------------------------------------------------------------------------ */
+
+#define DNSMASQ "/usr/sbin/dnsmasq"
+
+struct dnsmasq {
+    struct proc p;
+    char dir[300];
+    char conf[400], hosts[400], log[400];
+    int port;
+};
+
+/* dnsmasq with conf (dnsmasq.conf lines) and hosts (addn-hosts lines), answering for
+ * *.test only, on a free port (d->port); asserts it started. */
+void dnsmasq_start(struct dnsmasq *d, const char *conf, const char *hosts);
+/* Start it (again, after proc_kill) on its port with its files. */
+void dnsmasq_run(struct dnsmasq *d);
+/* New hosts file contents, re-read on SIGHUP. */
+void dnsmasq_hosts(struct dnsmasq *d, const char *hosts);
+/* New configuration (SRV records): dnsmasq started again on its port. */
+void dnsmasq_conf(struct dnsmasq *d, const char *conf);
+
+/* ---- etcd --------------------------------------------------------------------------- */
+
+#define ETCD "/usr/bin/etcd"
+
+/* etcd listens on two client ports: port (for the source under test) and side_port
+ * (for the test's own calls). Running it on the side port alone keeps a watcher on
+ * port away while the test changes keys. */
+struct etcd {
+    struct proc p;
+    char dir[300], data[400], log[400];
+    int port, side_port, peer_port;
+};
+
+/* A fresh etcd (temp data dir, three free ports) on both client ports, healthy. */
+void etcd_start(struct etcd *e);
+/* Start it (again, after proc_kill) on the side port, and on port when watcher_port;
+ * asserts it became healthy. */
+void etcd_run(struct etcd *e, bool watcher_port);
+/* Kill it and run it again. */
+void etcd_restart(struct etcd *e, bool watcher_port);
+/* POST a gateway call on the side port (asserts a 200); the answer's header.revision. */
+long long etcd_call(const struct etcd *e, const char *path, const char *body);
+/* Put key = value, delete key; the revision. */
+long long etcd_put(const struct etcd *e, const char *key, const char *value);
+long long etcd_delete(const struct etcd *e, const char *key);
+
+/* ---- a source's reports ----------------------------------------------------------- */
 
 struct recorder {
     int good;           /* reports with error == NULL */
