@@ -56,6 +56,19 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* items[0..n) sorted, space-separated, into out; frees them. */
+static void join_sorted(char **items, int n, char *out, size_t cap)
+{
+    qsort(items, (size_t)n, sizeof *items, cmp_str);
+    out[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        if (i)
+            strncat(out, " ", cap - strlen(out) - 1);
+        strncat(out, items[i], cap - strlen(out) - 1);
+        free(items[i]);
+    }
+}
+
 /* "url=weight" of every endpoint, sorted, space-separated, into out. */
 static void pool_text(const struct proc *d, char *out, size_t cap)
 {
@@ -72,14 +85,7 @@ static void pool_text(const struct proc *d, char *out, size_t cap)
                          0);
         n++;
     }
-    qsort(items, (size_t)n, sizeof *items, cmp_str);
-    out[0] = '\0';
-    for (int i = 0; i < n; i++) {
-        if (i)
-            strncat(out, " ", cap - strlen(out) - 1);
-        strncat(out, items[i], cap - strlen(out) - 1);
-        free(items[i]);
-    }
+    join_sorted(items, n, out, cap);
     cJSON_Delete(j);
 }
 
@@ -168,6 +174,39 @@ static char *daemon_yaml(const char *discovery, const char *extra)
     return y;
 }
 
+/* Stubs a, b and c. */
+static void start_abc(struct proc s[3])
+{
+    static const char *names[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(stub_start(&s[i], names[i], NULL), 0);
+}
+
+/* Calls, at most max, until n of them were answered 500: how many were. */
+static int calls_failing(const struct proc *d, int n, int max)
+{
+    char who[32];
+    int fails = 0;
+    for (int i = 0; i < max && fails < n; i++)
+        fails += svc_call(d, who, sizeof who) == 500;
+    return fails;
+}
+
+/* Poll /v1/services until the service shows the error message at path (bounded). */
+static bool error_shown(const struct proc *d, const char *path, int timeout_ms)
+{
+    double end = harness_now_ms() + timeout_ms;
+    bool shown = false;
+    while (!shown && harness_now_ms() < end) {
+        cJSON *j = services(d);
+        shown = json_str(service0(j), path) != NULL;
+        cJSON_Delete(j);
+        if (!shown)
+            pause_ms(50);
+    }
+    return shown;
+}
+
 /* ---- load ------------------------------------------------------------------------- */
 
 struct load {
@@ -223,29 +262,20 @@ static int clients_join(struct clients *c, int *failed, long *last_bad)
     return calls;
 }
 
-/* ---- dnsmasq ---------------------------------------------------------------------- */
-
 /* The pool of stubs s[0..n) with weights w as pool_text shows it (sorted). */
 static void want_pool(char *out, size_t cap, int n, const struct proc *const *s, const int *w)
 {
     char *items[8];
     for (int i = 0; i < n; i++)
         ck_assert_int_ge(asprintf(&items[i], "http://127.0.0.1:%d/api=%d", s[i]->port, w[i]), 0);
-    qsort(items, (size_t)n, sizeof *items, cmp_str);
-    out[0] = '\0';
-    for (int i = 0; i < n; i++) {
-        if (i)
-            strncat(out, " ", cap - strlen(out) - 1);
-        strncat(out, items[i], cap - strlen(out) - 1);
-        free(items[i]);
-    }
+    join_sorted(items, n, out, cap);
 }
 
 #define POOL_OF(out, ...)                                                                          \
     do {                                                                                           \
         const struct proc *const ps_[] = {__VA_ARGS__};                                            \
         int ws_[8] = {1, 1, 1, 1, 1, 1, 1, 1};                                                     \
-        want_pool((out), sizeof(out), (int)(sizeof ps_ / sizeof ps_[0]), ps_, ws_);                 \
+        want_pool((out), sizeof(out), (int)(sizeof ps_ / sizeof ps_[0]), ps_, ws_);                \
     } while (0)
 
 /* ---- DNS -------------------------------------------------------------------------- */
@@ -285,10 +315,7 @@ START_TEST(dns_a_records_feed_the_pool)
     ck_assert_str_eq(f, "dns");
     /* b's breaker opens: two failed calls */
     char who[32];
-    int fails = 0;
-    for (int i = 0; i < 20 && fails < 2; i++)
-        fails += svc_call(&d, who, sizeof who) == 500;
-    ck_assert_int_eq(fails, 2);
+    ck_assert_int_eq(calls_failing(&d, 2, 20), 2);
     endpoint_field(&d, ub, "state", f, sizeof f);
     ck_assert_str_eq(f, "open");
 
@@ -318,16 +345,8 @@ START_TEST(dns_a_records_feed_the_pool)
 
     /* the server stopped: the set stays, the error shows */
     proc_kill(&m.p);
-    double end = harness_now_ms() + 15000;
-    bool shown = false;
-    while (!shown && harness_now_ms() < end) {
-        cJSON *j = services(&d);
-        shown = json_str(service0(j), "discovery.dns.last_error.message") != NULL;
-        cJSON_Delete(j);
-        if (!shown)
-            pause_ms(50);
-    }
-    ck_assert_msg(shown, "no error in /v1/services with the DNS server stopped");
+    ck_assert_msg(error_shown(&d, "discovery.dns.last_error.message", 15000),
+                  "no error in /v1/services with the DNS server stopped");
     cJSON *j = services(&d);
     printf("discovery: dns server stopped: %s\n",
            json_str(service0(j), "discovery.dns.last_error.message"));
@@ -353,9 +372,7 @@ END_TEST
 START_TEST(dns_srv_records_feed_the_pool)
 {
     struct proc s[3], d;
-    static const char *names[] = {"a", "b", "c"};
-    for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(stub_start(&s[i], names[i], NULL), 0);
+    start_abc(s);
     char conf[1024], disc[256], want[512];
     snprintf(conf, sizeof conf,
              "srv-host=_http._tcp.svc.test,t1.test,%d,10,1\n"
@@ -439,22 +456,27 @@ static void etcd_daemon(struct proc *d, const struct etcd *e, const char *extra,
         free(y);
 }
 
+/* Stubs a, b and c, etcd with a and b, the daemon following it: the pool is a and b. */
+static void etcd_ab(struct proc s[3], struct etcd *e, struct proc *d)
+{
+    start_abc(s);
+    etcd_start(e);
+    etcd_put_stub(e, "a", &s[0], 1);
+    etcd_put_stub(e, "b", &s[1], 1);
+    etcd_daemon(d, e, NULL, NULL);
+    char want[512];
+    POOL_OF(want, &s[0], &s[1]);
+    ASSERT_POOL(d, want, 10000, "the first etcd range");
+}
+
 /* Keys put and deleted while 20 clients call: no call fails; a slow call on a removed
  * endpoint completes. */
 START_TEST(etcd_changes_under_load)
 {
     struct proc s[3], d;
-    static const char *names[] = {"a", "b", "c"};
-    for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(stub_start(&s[i], names[i], NULL), 0);
     struct etcd e;
-    etcd_start(&e);
-    etcd_put_stub(&e, "a", &s[0], 1);
-    etcd_put_stub(&e, "b", &s[1], 1);
-    etcd_daemon(&d, &e, NULL, NULL);
+    etcd_ab(s, &e, &d);
     char want[512];
-    POOL_OF(want, &s[0], &s[1]);
-    ASSERT_POOL(&d, want, 10000, "the first etcd range");
     char f[64];
     snprintf(want, sizeof want, "http://127.0.0.1:%d/api", s[0].port);
     endpoint_field(&d, want, "source", f, sizeof f);
@@ -546,17 +568,9 @@ END_TEST
 START_TEST(etcd_down_then_back_and_a_broken_watch)
 {
     struct proc s[3], d;
-    static const char *names[] = {"a", "b", "c"};
-    for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(stub_start(&s[i], names[i], NULL), 0);
     struct etcd e;
-    etcd_start(&e);
-    etcd_put_stub(&e, "a", &s[0], 1);
-    etcd_put_stub(&e, "b", &s[1], 1);
-    etcd_daemon(&d, &e, NULL, NULL);
+    etcd_ab(s, &e, &d);
     char want[512], got[512], who[32];
-    POOL_OF(want, &s[0], &s[1]);
-    ASSERT_POOL(&d, want, 10000, "the first etcd range");
     pause_ms(300); /* the watch is established */
     double t0 = harness_now_ms();
     etcd_put_stub(&e, "c", &s[2], 1);
@@ -565,15 +579,8 @@ START_TEST(etcd_down_then_back_and_a_broken_watch)
     printf("discovery: etcd change to pool (from the put): %.0f ms\n", harness_now_ms() - t0);
 
     proc_kill(&e.p);
-    bool shown = false;
-    for (double end = harness_now_ms() + 15000; !shown && harness_now_ms() < end;) {
-        cJSON *j = services(&d);
-        shown = json_str(service0(j), "discovery.etcd.last_error.message") != NULL;
-        cJSON_Delete(j);
-        if (!shown)
-            pause_ms(50);
-    }
-    ck_assert_msg(shown, "no error in /v1/services with etcd down");
+    ck_assert_msg(error_shown(&d, "discovery.etcd.last_error.message", 15000),
+                  "no error in /v1/services with etcd down");
     pool_text(&d, got, sizeof got);
     ck_assert_str_eq(got, want);
     for (int i = 0; i < 6; i++)
@@ -633,10 +640,7 @@ START_TEST(reload_keeps_the_discovered_set)
     char want[512], got[512], who[32], f[64], ub[64];
     POOL_OF(want, &s[0], &s[1]);
     ASSERT_POOL(&d, want, 10000, "the first etcd range");
-    int fails = 0;
-    for (int i = 0; i < 20 && fails < 2; i++)
-        fails += svc_call(&d, who, sizeof who) == 500;
-    ck_assert_int_eq(fails, 2);
+    ck_assert_int_eq(calls_failing(&d, 2, 20), 2);
     snprintf(ub, sizeof ub, "http://127.0.0.1:%d/api", s[1].port);
     endpoint_field(&d, ub, "state", f, sizeof f);
     ck_assert_str_eq(f, "open");
@@ -714,13 +718,11 @@ START_TEST(retry_across_a_pool_change)
                 "        circuit-breaker: {failure-threshold: 2, recovery-timeout: 60s}\n"
                 "        retry: {max-attempts: 2, base-delay: 1s, retry-on: [503]}\n",
                 NULL);
-    char want[512], who[32];
+    char want[512];
     POOL_OF(want, &x, &a);
     ASSERT_POOL(&d, want, 10000, "the first etcd range");
-    int to_x = 0;
-    for (int i = 0; i < 8 && to_x < 2; i++)
-        to_x += svc_call(&d, who, sizeof who) == 500;
-    ck_assert_int_eq(to_x, 2); /* x is open now; a, which one 503 does not open, is not */
+    /* x is open then; a, which one 503 does not open, is not */
+    ck_assert_int_eq(calls_failing(&d, 2, 8), 2);
     ck_assert_int_eq(stub_mode(&a, "{\"status\": 503, \"path\": \"/api/r\"}"), 0);
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/svc/r", d.port);
@@ -779,9 +781,7 @@ END_TEST
 static int one_dies(const char *extra, int *calls_out)
 {
     struct proc s[3], d;
-    static const char *names[] = {"a", "b", "c"};
-    for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(stub_start(&s[i], names[i], NULL), 0);
+    start_abc(s);
     char *y = NULL;
     ck_assert_int_ge(asprintf(&y,
                               "ahoyd:\n  listen: 127.0.0.1:0\n  admin-listen: off\n"
