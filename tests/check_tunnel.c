@@ -74,12 +74,24 @@ static bool write_all(int fd, const void *buf, size_t n)
     return true;
 }
 
+/* Read a head, through the blank line, into head (NUL-terminated), each byte within
+ * timeout_ms; stops early on EOF, an error or a full buffer. */
+static void read_head(int fd, char *head, size_t cap, int timeout_ms)
+{
+    size_t n = 0;
+    while (n + 1 < cap && read_exact(fd, head + n, 1, timeout_ms)) {
+        n++;
+        if (n >= 4 && memcmp(head + n - 4, "\r\n\r\n", 4) == 0)
+            break;
+    }
+    head[n] = '\0';
+}
+
 /* Connect to ahoyd and send the upgrade for target; the response head (through the
  * blank line, NUL-terminated) goes to head. Returns the fd, or -1. */
 static int ws_open(int port, const char *target, char *head, size_t cap)
 {
     char req[1024];
-    size_t n = 0;
     int fd = raw_connect(port);
     if (fd < 0)
         return -1;
@@ -89,14 +101,16 @@ static int ws_open(int port, const char *target, char *head, size_t cap)
              "Sec-WebSocket-Protocol: chat\r\nOrigin: http://example.test\r\n\r\n",
              target);
     raw_send_text(fd, req);
-    while (n + 1 < cap) {
-        if (!read_exact(fd, head + n, 1, 10000))
-            break;
-        n++;
-        if (n >= 4 && memcmp(head + n - 4, "\r\n\r\n", 4) == 0)
-            break;
-    }
-    head[n] = '\0';
+    read_head(fd, head, cap, 10000);
+    return fd;
+}
+
+/* A tunnel to target on the daemon: asserts the upgrade was answered 101. */
+static int ws_upgrade(const char *target, char *head, size_t cap)
+{
+    int fd = ws_open(daemon_proc.port, target, head, cap);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
     return fd;
 }
 
@@ -251,9 +265,7 @@ START_TEST(text_and_large_binary_echo)
     size_t n = 1 << 20;
 
     start_with(NULL, NULL);
-    int fd = ws_open(daemon_proc.port, "/svc/ws-echo", head, sizeof(head));
-    ck_assert_int_ge(fd, 0);
-    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+    int fd = ws_upgrade("/svc/ws-echo", head, sizeof(head));
     ck_assert_str_eq(raw_header(head, "Sec-WebSocket-Accept", buf, sizeof(buf)), WS_ACCEPT);
     ck_assert_str_eq(raw_header(head, "Sec-WebSocket-Protocol", buf, sizeof(buf)), "chat");
     ck_assert_ptr_nonnull(raw_header(head, "Upgrade", buf, sizeof(buf)));
@@ -300,8 +312,7 @@ START_TEST(bytes_around_the_101_kept)
     unsigned char *got;
     int op = 0;
     start_with(NULL, NULL);
-    int fd = ws_open(daemon_proc.port, "/svc/ws-hello", head, sizeof(head));
-    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+    int fd = ws_upgrade("/svc/ws-hello", head, sizeof(head));
     ck_assert_int_eq(ws_recv(fd, &op, &got, 5000), 7);
     ck_assert(memcmp(got, "welcome", 7) == 0);
     free(got);
@@ -319,13 +330,7 @@ START_TEST(bytes_around_the_101_kept)
                                           0x7f, 0x9f, 0x4d, 0x51, 0x58}; /* "Hello" */
     memcpy(req + hl, frame, sizeof(frame));
     ck_assert(write_all(fd, req, (size_t)hl + sizeof(frame)));
-    size_t n = 0;
-    while (n + 1 < sizeof(head) && read_exact(fd, head + n, 1, 5000)) {
-        n++;
-        if (n >= 4 && memcmp(head + n - 4, "\r\n\r\n", 4) == 0)
-            break;
-    }
-    head[n] = '\0';
+    read_head(fd, head, sizeof(head), 5000);
     ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
     ck_assert_int_eq(ws_recv(fd, &op, &got, 5000), 5);
     ck_assert(memcmp(got, "Hello", 5) == 0);
@@ -363,8 +368,7 @@ START_TEST(slow_reader_backpressure)
     for (size_t i = 0; i < n; i++)
         big[i] = (unsigned char)(i * 13 + (i >> 9));
     start_with(NULL, NULL);
-    int fd = ws_open(daemon_proc.port, "/svc/ws-echo", head, sizeof(head));
-    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+    int fd = ws_upgrade("/svc/ws-echo", head, sizeof(head));
     echo_text(fd, "warm up");
     long before = rss_kib(daemon_proc.pid);
     ck_assert(ws_send(fd, 2, big, n)); /* the stub reads it all, then echoes it */
@@ -387,9 +391,7 @@ START_TEST(upstream_close_closes_client)
 {
     char head[4096];
     start_with(NULL, NULL);
-    int fd = ws_open(daemon_proc.port, "/svc/ws-close", head, sizeof(head));
-    ck_assert_int_ge(fd, 0);
-    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+    int fd = ws_upgrade("/svc/ws-close", head, sizeof(head));
     ck_assert_msg(wait_eof(fd, 5000) >= 0, "the client side stayed open");
     close(fd);
     ck_assert(proc_log_wait(&daemon_proc, "path=\"/svc/ws-close\" status=101", 5000));
@@ -426,8 +428,7 @@ START_TEST(client_half_close_passes_on)
     unsigned char *got;
     int op = 0;
     start_with(NULL, NULL);
-    int fd = ws_open(daemon_proc.port, "/svc/ws-echo", head, sizeof(head));
-    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+    int fd = ws_upgrade("/svc/ws-echo", head, sizeof(head));
     ck_assert(ws_send(fd, 1, "last words", 10));
     ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
     ck_assert_int_eq(ws_recv(fd, &op, &got, 5000), 10);
@@ -464,8 +465,7 @@ START_TEST(tunnel_over_tls)
                      0);
     ck_assert_int_eq(ahoyd_start(&daemon_proc, yaml), 0);
     free(yaml);
-    int fd = ws_open(daemon_proc.port, "/svc/ws-echo", head, sizeof(head));
-    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+    int fd = ws_upgrade("/svc/ws-echo", head, sizeof(head));
     echo_text(fd, "hello over tls");
     big = malloc(n);
     ck_assert_ptr_nonnull(big);
@@ -523,8 +523,7 @@ START_TEST(upgrade_is_a_breaker_success)
     http_get(daemon_proc.port, "/svc/x", fail500, &r);
     ck_assert_int_eq(r.status, 500);
     http_resp_free(&r);
-    int fd = ws_open(daemon_proc.port, "/svc/ws-echo", head, sizeof(head));
-    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+    int fd = ws_upgrade("/svc/ws-echo", head, sizeof(head));
     echo_text(fd, "a success");
     close(fd);
     http_get(daemon_proc.port, "/svc/x", fail500, &r);
@@ -551,7 +550,6 @@ struct raw_upstream {
 static void *raw_upstream_run(void *arg)
 {
     struct raw_upstream *u = arg;
-    size_t n = 0;
     char buf[4096];
     struct pollfd pfd = {u->lfd, POLLIN, 0};
     if (poll(&pfd, 1, 20000) <= 0)
@@ -559,12 +557,7 @@ static void *raw_upstream_run(void *arg)
     int fd = accept(u->lfd, NULL, NULL);
     if (fd < 0)
         return NULL;
-    while (n + 1 < sizeof(u->head) && read_exact(fd, u->head + n, 1, 10000)) {
-        n++;
-        if (n >= 4 && memcmp(u->head + n - 4, "\r\n\r\n", 4) == 0)
-            break;
-    }
-    u->head[n] = '\0';
+    read_head(fd, u->head, sizeof(u->head), 10000);
     write_all(fd, u->canned, strlen(u->canned));
     for (;;) {
         if (u->close_after)
@@ -622,8 +615,7 @@ START_TEST(request_head_and_interim_answer)
                        "Connection: Upgrade\r\nSec-WebSocket-Accept: " WS_ACCEPT "\r\n\r\nhello",
                        false);
     start_raw(&u, NULL);
-    int fd = ws_open(daemon_proc.port, "/svc/raw?q=1", head, sizeof(head));
-    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+    int fd = ws_upgrade("/svc/raw?q=1", head, sizeof(head));
     ck_assert(read_exact(fd, got, 5, 5000));
     ck_assert(memcmp(got, "hello", 5) == 0);
     ck_assert(write_all(fd, "ping", 4));
@@ -698,9 +690,7 @@ START_TEST(gauge_and_one_log_line)
     char head[4096];
     start_with_admin();
     ck_assert_int_eq(tunnels_open(), 0);
-    int fd = ws_open(daemon_proc.port, "/svc/ws-echo", head, sizeof(head));
-    ck_assert_int_ge(fd, 0);
-    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+    int fd = ws_upgrade("/svc/ws-echo", head, sizeof(head));
     ck_assert(tunnels_open_wait(1, 5000));
     echo_text(fd, "hello");                                        /* 11 bytes in (masked), 7 out */
     ck_assert_int_eq(proc_log_count(&daemon_proc, "flags=UG"), 0); /* logged when it ends */
@@ -730,38 +720,17 @@ START_TEST(promtool_with_a_tunnel_open)
     char head[4096];
     struct http_resp r;
     start_with_admin();
-    int fd = ws_open(daemon_proc.port, "/svc/ws-echo", head, sizeof(head));
-    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+    int fd = ws_upgrade("/svc/ws-echo", head, sizeof(head));
     ck_assert(tunnels_open_wait(1, 5000));
-    if (access("/usr/bin/promtool", X_OK) != 0) {
-        const char *ci = getenv("CI");
-        ck_assert_msg(!(ci && strcmp(ci, "true") == 0), "promtool is not installed");
-        printf("promtool_with_a_tunnel_open: skipped, no /usr/bin/promtool\n");
+    const char *tool = promtool_need("promtool_with_a_tunnel_open");
+    if (!tool) {
         close(fd);
         return;
     }
     http_get(daemon_proc.admin_port, "/metrics", NULL, &r);
     ck_assert_int_eq(r.status, 200);
-    char path[300];
-    snprintf(path, sizeof(path), "%s/metrics.txt", daemon_proc.dir);
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fwrite(r.body, 1, r.body_len, f);
-    fclose(f);
+    promtool_check(tool, r.body);
     http_resp_free(&r);
-    char cmd[800];
-    snprintf(cmd, sizeof(cmd), "/usr/bin/promtool check metrics < '%s' > '%s.out' 2>&1", path,
-             path);
-    int rc = system(cmd);
-    snprintf(cmd, sizeof(cmd), "%s.out", path);
-    f = fopen(cmd, "r");
-    char said[2048] = "";
-    if (f) {
-        size_t n = fread(said, 1, sizeof(said) - 1, f);
-        said[n] = '\0';
-        fclose(f);
-    }
-    ck_assert_msg(rc == 0 && said[0] == '\0', "promtool: %d %s", rc, said);
     close(fd);
 }
 END_TEST
@@ -772,8 +741,7 @@ START_TEST(idle_timeout_spares_a_chatty_tunnel)
 {
     char head[4096];
     start_with("idle-timeout: 1s", NULL);
-    int fd = ws_open(daemon_proc.port, "/svc/ws-echo", head, sizeof(head));
-    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+    int fd = ws_upgrade("/svc/ws-echo", head, sizeof(head));
     /* 3 s of traffic, one frame every 250 ms: never silent for the idle-timeout */
     double end = harness_now_ms() + 3000;
     while (harness_now_ms() < end) {
@@ -794,8 +762,7 @@ START_TEST(idle_timeout_spares_one_chatty_side)
 {
     char head[4096];
     start_with("idle-timeout: 1s", NULL);
-    int fd = ws_open(daemon_proc.port, "/svc/ws-sink", head, sizeof(head));
-    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+    int fd = ws_upgrade("/svc/ws-sink", head, sizeof(head));
     double end = harness_now_ms() + 3000;
     while (harness_now_ms() < end) {
         ck_assert_msg(ws_send(fd, 1, "one way", 7), "the tunnel closed while the client spoke");
@@ -812,8 +779,7 @@ START_TEST(drain_closes_at_shutdown_timeout)
 {
     char head[4096];
     start_with("shutdown-timeout: 2s", NULL);
-    int fd = ws_open(daemon_proc.port, "/svc/ws-echo", head, sizeof(head));
-    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+    int fd = ws_upgrade("/svc/ws-echo", head, sizeof(head));
     double t_term = harness_now_ms();
     ck_assert_int_eq(proc_signal(&daemon_proc, SIGTERM), 0);
     ck_assert(proc_log_wait(&daemon_proc, "draining", 5000));
@@ -838,8 +804,7 @@ START_TEST(tunnel_counts_toward_max_connections)
     char head[4096], out[8192];
     static const char plain[] = "GET /svc/plain HTTP/1.1\r\nHost: h\r\n\r\n";
     start_with("max-connections: 1", NULL);
-    int fd = ws_open(daemon_proc.port, "/svc/ws-echo", head, sizeof(head));
-    ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+    int fd = ws_upgrade("/svc/ws-echo", head, sizeof(head));
     echo_text(fd, "holding the one connection");
     int n = raw_exchange(daemon_proc.port, plain, strlen(plain), out, sizeof(out), 10000);
     ck_assert_int_gt(n, 0);
@@ -879,8 +844,7 @@ START_TEST(connect_failure_retried_elsewhere)
     /* round-robin: one of two tunnels goes first to the closed port */
     bool retried = false;
     for (int i = 0; i < 2; i++) {
-        int fd = ws_open(daemon_proc.port, "/svc/ws-echo", head, sizeof(head));
-        ck_assert_msg(raw_status(head) == 101, "upgrade answered: %s", head);
+        int fd = ws_upgrade("/svc/ws-echo", head, sizeof(head));
         const char *n = raw_header(head, "X-Ahoyd-Attempts", buf, sizeof(buf));
         retried |= n && strcmp(n, "2") == 0;
         echo_text(fd, "picked");
