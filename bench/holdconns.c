@@ -23,12 +23,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "answer.h"
 
 enum state { S_CONNECTING, S_WAIT_SEND, S_READING, S_DONE, S_FAILED, S_CLOSED };
 
@@ -46,13 +47,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     stop = 1;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 int main(int argc, char **argv)
@@ -165,22 +159,8 @@ int main(int argc, char **argv)
             }
             c->len += (size_t)r;
             c->buf[c->len] = '\0';
-            if (c->need < 0) {
-                char *end = strstr(c->buf, "\r\n\r\n");
-                if (end) {
-                    long cl = 0;
-                    char *p = c->buf;
-                    while (p < end) {
-                        char *nl = strstr(p, "\r\n");
-                        if (!nl)
-                            break;
-                        if (strncasecmp(p, "Content-Length:", 15) == 0)
-                            cl = atol(p + 15);
-                        p = nl + 2;
-                    }
-                    c->need = (long)(end - c->buf) + 4 + cl;
-                }
-            }
+            if (c->need < 0)
+                c->need = answer_length(c->buf);
             if (c->need >= 0 && (long)c->len >= c->need) {
                 inflight--;
                 if (strncmp(c->buf, "HTTP/1.1 200", 12) == 0) {

@@ -16,11 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "answer.h"
 
 struct nc {
     int fd;
@@ -29,13 +30,6 @@ struct nc {
     size_t len;
     long need;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int open_conn(int ep, struct nc *c, int idx, const struct sockaddr_in *sa)
 {
@@ -111,21 +105,8 @@ int main(int argc, char **argv)
             }
             c->len += (size_t)r;
             c->buf[c->len] = '\0';
-            if (c->need < 0) {
-                char *end = strstr(c->buf, "\r\n\r\n");
-                if (end) {
-                    long cl = 0;
-                    for (char *p = c->buf; p < end;) {
-                        char *nl = strstr(p, "\r\n");
-                        if (!nl)
-                            break;
-                        if (strncasecmp(p, "Content-Length:", 15) == 0)
-                            cl = atol(p + 15);
-                        p = nl + 2;
-                    }
-                    c->need = (long)(end - c->buf) + 4 + cl;
-                }
-            }
+            if (c->need < 0)
+                c->need = answer_length(c->buf);
             if (c->need >= 0 && (long)c->len >= c->need) {
                 if (strncmp(c->buf, "HTTP/1.1 200", 12) == 0)
                     ok++;

@@ -1,0 +1,39 @@
+/*
+ * answer.h - for the bench clients (holdconns.c, nreq.c): a monotonic clock, and the
+ * length of an HTTP answer with Content-Length framing.
+ */
+#ifndef AHOYD_BENCH_ANSWER_H
+#define AHOYD_BENCH_ANSWER_H
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+static inline double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The bytes of the whole answer starting at buf (NUL-terminated): its head and
+ * Content-Length bytes of body (0 without the header); -1 while the head is incomplete. */
+static inline long answer_length(const char *buf)
+{
+    const char *end = strstr(buf, "\r\n\r\n");
+    if (!end)
+        return -1;
+    long cl = 0;
+    for (const char *p = buf; p < end;) {
+        const char *nl = strstr(p, "\r\n");
+        if (!nl)
+            break;
+        if (strncasecmp(p, "Content-Length:", 15) == 0)
+            cl = atol(p + 15);
+        p = nl + 2;
+    }
+    return (long)(end - buf) + 4 + cl;
+}
+
+#endif
