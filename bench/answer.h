@@ -1,6 +1,6 @@
 /*
- * answer.h - for the bench clients (holdconns.c, nreq.c): a monotonic clock, and the
- * length of an HTTP answer with Content-Length framing.
+ * answer.h - for the bench clients (holdconns.c, nreq.c): a monotonic clock, and
+ * reading an HTTP answer with Content-Length framing into a buffer.
  */
 #ifndef AHOYD_BENCH_ANSWER_H
 #define AHOYD_BENCH_ANSWER_H
@@ -34,6 +34,22 @@ static inline long answer_length(const char *buf)
         p = nl + 2;
     }
     return (long)(end - buf) + 4 + cl;
+}
+
+enum answer { ANSWER_MORE, ANSWER_OK, ANSWER_BAD, ANSWER_TOO_LARGE };
+
+/* n more bytes were read at buf + *len (buf has cap bytes, one kept for a NUL; *need is
+ * the answer's length once known, else -1): the answer is complete and a 200, complete
+ * and not, too large for buf, or still incomplete. */
+static inline enum answer answer_more(char *buf, size_t cap, size_t *len, long *need, size_t n)
+{
+    *len += n;
+    buf[*len] = '\0';
+    if (*need < 0)
+        *need = answer_length(buf);
+    if (*need >= 0 && (long)*len >= *need)
+        return strncmp(buf, "HTTP/1.1 200", 12) == 0 ? ANSWER_OK : ANSWER_BAD;
+    return *len >= cap - 1 ? ANSWER_TOO_LARGE : ANSWER_MORE;
 }
 
 #endif

@@ -157,20 +157,12 @@ int main(int argc, char **argv)
                 inflight--;
                 continue;
             }
-            c->len += (size_t)r;
-            c->buf[c->len] = '\0';
-            if (c->need < 0)
-                c->need = answer_length(c->buf);
-            if (c->need >= 0 && (long)c->len >= c->need) {
+            enum answer a = answer_more(c->buf, sizeof c->buf, &c->len, &c->need, (size_t)r);
+            if (a == ANSWER_OK) {
+                c->st = S_DONE;
+                ok++;
                 inflight--;
-                if (strncmp(c->buf, "HTTP/1.1 200", 12) == 0) {
-                    c->st = S_DONE;
-                    ok++;
-                } else {
-                    c->st = S_FAILED;
-                    failed++;
-                }
-            } else if (c->len >= sizeof c->buf - 1) {
+            } else if (a != ANSWER_MORE) {
                 c->st = S_FAILED;
                 failed++;
                 inflight--;

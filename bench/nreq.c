@@ -103,17 +103,12 @@ int main(int argc, char **argv)
                 c->busy = 0;
                 continue;
             }
-            c->len += (size_t)r;
-            c->buf[c->len] = '\0';
-            if (c->need < 0)
-                c->need = answer_length(c->buf);
-            if (c->need >= 0 && (long)c->len >= c->need) {
-                if (strncmp(c->buf, "HTTP/1.1 200", 12) == 0)
-                    ok++;
-                else
-                    failed++;
+            enum answer a = answer_more(c->buf, sizeof c->buf, &c->len, &c->need, (size_t)r);
+            if (a == ANSWER_OK || a == ANSWER_BAD) {
+                ok += a == ANSWER_OK;
+                failed += a == ANSWER_BAD;
                 c->busy = 0;
-            } else if (c->len >= sizeof c->buf - 1) {
+            } else if (a == ANSWER_TOO_LARGE) {
                 failed++;
                 close(c->fd);
                 c->fd = -1;
