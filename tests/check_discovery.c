@@ -821,24 +821,10 @@ START_TEST(one_of_three_dies_under_load)
 }
 END_TEST
 
-/* The main() of a suite that needs program (from Debian package package): when it is
- * missing, a failure under CI=true, else a skip saying why. */
-static bool have(const char *program, const char *package)
-{
-    if (access(program, X_OK) == 0)
-        return true;
-    const char *ci = getenv("CI");
-    fprintf(stderr, "%s: %s is not installed (apt-get install %s)\n",
-            ci && strcmp(ci, "true") == 0 ? "FAIL" : "SKIP", program, package);
-    return false;
-}
-
 int main(void)
 {
-    const char *ci = getenv("CI");
-    bool in_ci = ci && strcmp(ci, "true") == 0;
-    bool dns = have(DNSMASQ, "dnsmasq-base"), etcd = have(ETCD, "etcd-server");
-    if ((!dns || !etcd) && in_ci)
+    bool dns = sources_have(DNSMASQ, "dnsmasq-base"), etcd = sources_have(ETCD, "etcd-server");
+    if ((!dns || !etcd) && sources_in_ci())
         return 1;
     Suite *s = suite_create("discovery");
     TCase *tc = harness_tcase(s, "discovery");

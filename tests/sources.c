@@ -285,20 +285,31 @@ void run_for(struct loop *l, int ms)
     run_until(l, NULL, NULL, NULL, ms);
 }
 
-int sources_main(Suite *s, const char *path, const char *package)
+bool sources_in_ci(void)
 {
     const char *ci = getenv("CI");
-    if (access(path, X_OK) == 0) {
+    return ci && strcmp(ci, "true") == 0;
+}
+
+bool sources_have(const char *path, const char *package)
+{
+    if (access(path, X_OK) == 0)
+        return true;
+    if (sources_in_ci())
+        fprintf(stderr, "FAIL: %s is not installed (Debian package %s; .ci/deps installs it)\n",
+                path, package);
+    else
+        fprintf(stderr, "SKIP: %s is not installed (apt-get install %s to run this suite)\n",
+                path, package);
+    return false;
+}
+
+int sources_main(Suite *s, const char *path, const char *package)
+{
+    if (sources_have(path, package)) {
         log_init(LOG_LEVEL_WARN);
         return harness_main(s);
     }
     srunner_free(srunner_create(s)); /* frees s */
-    if (ci && strcmp(ci, "true") == 0) {
-        fprintf(stderr, "FAIL: %s is not installed (Debian package %s; .ci/deps installs it)\n",
-                path, package);
-        return 1;
-    }
-    fprintf(stderr, "SKIP: %s is not installed (apt-get install %s to run this suite)\n", path,
-            package);
-    return 77;
+    return sources_in_ci() ? 1 : 77;
 }

@@ -93,6 +93,11 @@ void assert_set_within(struct loop *l, struct recorder *r, const char *want, con
 /* Run the loop for ms (events keep flowing). */
 void run_for(struct loop *l, int ms);
 
+/* CI=true: a missing program is a failure, not a skip. */
+bool sources_in_ci(void);
+/* Whether program (from Debian package package) is installed; when not, says so on
+ * stderr: "FAIL: ..." under CI=true, else "SKIP: ...". */
+bool sources_have(const char *program, const char *package);
 /* The main() of a suite that needs program (from Debian package package): when it is
  * missing, a failure under CI=true (exit 1), else a skip (exit 77) saying why; when it
  * is there, s runs (harness_main) with the log at warn. */
