@@ -360,7 +360,7 @@ static const struct key schema_ahoyd[] = {
     {"max-connections", KD_SCALAR, &type_int, CF(max_connections), 1, 1048576, "4096", NULL, NULL},
     {"workers", KD_SCALAR, &type_int, CF(workers), 1, WORKERS_MAX, "1", NULL, NULL},
     {"max-request-body", KD_SCALAR, &type_size, CF(max_request_body), 1, 0, "8MiB", NULL, NULL},
-    {"max-response-body", KD_SCALAR, &type_size, CF(max_response_body), 0, 0, "64MiB", NULL,
+    {"max-response-body", KD_SCALAR, &type_size, CF(max_response_body), 0, 0, "0", NULL,
      NULL},
     {"max-header-bytes", KD_SCALAR, &type_size, CF(max_header_bytes), 1, 0, "16KiB", NULL, NULL},
     {"max-response-header-bytes", KD_SCALAR, &type_size, CF(max_response_header_bytes), 1, 0,

@@ -48,6 +48,7 @@
 #include "request.h"
 #include "server.h"
 #include "strbuf.h"
+#include "stream.h"
 #include "units.h"
 
 #define PEER_CLOSED_GRACE_MS 250 /* a half-closed client's request may still be in the buffer */
@@ -57,17 +58,24 @@ static void note_client_addr(struct request *r);
 
 /* ---- answering ------------------------------------------------------------------- */
 
+/* Queue r's answer: whole, or streamed from its running attempt (stream.c; logged when
+ * the connection is done with it). */
 static enum MHD_Result queue_answer(struct request *r)
 {
-    if (r->resp && !forward_fits_pool(r, r->lst->pool_size))
+    if (r->resp && !forward_fits_pool(r, r->lst->pool_size)) {
+        proxy_cancel(r); /* a streamed answer's attempt */
+        r->streaming = false;
         request_set_error(r, 502, "upstream_response_too_large",
                           "the upstream response head does not fit beside the request's");
-    struct MHD_Response *resp = forward_build_response(r);
+    }
+    bool whole = stream_is_whole(r);
+    struct MHD_Response *resp = whole ? forward_build_response(r) : stream_response(r);
     if (!resp)
         return MHD_NO;
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
-    request_log(r);
+    if (whole)
+        request_log(r);
     return ret;
 }
 
@@ -239,21 +247,24 @@ static void request_done(struct request *r)
     unlink_suspended(r);
     proxy_cancel(r);
     s->requests--;
-    request_free(r);
+    request_unref(r); /* a streamed answer's reader may hold it a little longer */
 }
 
-static void completed(void **con_cls)
+static void completed(void **con_cls, enum MHD_RequestTerminationCode toe)
 {
     struct request *r = *con_cls;
     if (!r)
         return;
     *con_cls = NULL;
-    if (!r->logged && r->head_checked) {
-        /* the client left before an answer was queued (mid-body, or during the call) */
+    bool stream_ended = r->streaming && (r->stream_cut || r->stream_done ||
+                                         toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    if (!r->logged && r->head_checked && !stream_ended) {
+        /* the client left before its answer ended (mid-body, during the call or stream) */
         r->status = 499;
         request_add_flag(r, "DC");
-        request_log(r);
     }
+    if (!r->logged && r->head_checked)
+        request_log(r);
     request_done(r);
 }
 
@@ -552,14 +563,7 @@ static void take_body(struct request *r, const char *data, size_t n)
 /* Wait for the upstream: suspend the connection, and watch the client ourselves. */
 static void suspend_for_call(struct request *r)
 {
-    struct server *s = r->srv;
-    MHD_suspend_connection(r->conn);
-    r->suspended = true;
-    s->calls++;
-    r->next_suspended = s->suspended;
-    if (s->suspended)
-        s->suspended->prev_suspended = r;
-    s->suspended = r;
+    stream_suspend(r);
     if (r->client_conn && r->client_conn->peer_closed)
         client_gone(r); /* it half-closed while its request was being read */
 }
@@ -665,9 +669,8 @@ void intake_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     (void)cls;
     (void)conn;
-    (void)toe;
     state_enter();
-    completed(con_cls);
+    completed(con_cls, toe);
     state_leave();
 }
 

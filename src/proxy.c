@@ -7,6 +7,10 @@
  *                 timeout = min(timeout, time left)
  *   on_attempt_done: outcome recorded on that endpoint's breaker, the newest
  *                 response kept, retry_decide() -> backoff timer or finish
+ *   on_attempt_head: the response head is judged at once (step 5): a final
+ *                 answer streams to the client from here on (stream.c reads it),
+ *                 one that will be retried is read whole, kept up to
+ *                 REQUEST_STREAM_HOLD bytes for step 6, dropped if larger
  *   finish:       the newest upstream response, or ahoyd's error for the last
  *                 outcome
  *
@@ -21,6 +25,7 @@
 #include "http.h"
 #include "log.h"
 #include "proxy.h"
+#include "strbuf.h"
 
 static void attempt_next(struct request *r);
 
@@ -48,6 +53,10 @@ static void finish(struct request *r)
         return;
     }
     switch (r->last_outcome.kind) {
+    case OUTCOME_STATUS: /* the response was too big to keep for a later answer */
+        respond_error(r, 502, "upstream_response_too_large",
+                      "the upstream response was too large to keep while retrying");
+        break;
     case OUTCOME_CONNECT_FAILURE:
         respond_error(r, 502, "upstream_unreachable", "could not connect to the upstream");
         break;
@@ -108,6 +117,8 @@ void proxy_begin(struct request *r)
 
 static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_response *resp,
                             int64_t elapsed_us);
+static enum upstream_head_verdict on_attempt_head(void *arg, struct upstream_response *resp);
+static size_t on_attempt_body(void *arg, int status, const char *data, size_t n);
 
 /* origin + base path + rest + query, joined by the rules of SPEC 3.1. path is the
  * base-path-relative part ("" or "/..."), optionally followed by "?query". */
@@ -250,7 +261,8 @@ static void attempt_send(struct request *r, int idx, int k, int64_t now)
             .tls = &sc->tls,
             .connect_to = connect_to,
         };
-        a = upstream_start(r->env->upstream, &req, on_attempt_done, r);
+        a = upstream_call_start(r->env->upstream, &req, REQUEST_STREAM_HOLD, on_attempt_head,
+                                on_attempt_body, on_attempt_done, r);
     }
     free(connect_to);
     if (a && url) {
@@ -400,12 +412,125 @@ static void attempt_settle(struct request *r, const struct outcome *o)
     endpoint_unref(ep);
 }
 
+/* Step 5 for an outcome: retry (*delay_ms the backoff) or not, and why not. */
+static enum retry_verdict decide(struct request *r, const struct outcome *oc,
+                                 const char *retry_after, int64_t *delay_ms)
+{
+    const struct retry_policy *rp = &r->svc->conf->retry;
+    int64_t now = loop_now_ms(r->env->loop);
+    struct retry_input in = {
+        .outcome = *oc,
+        .attempt = r->attempts,
+        .max_attempts = r->max_attempts,
+        .method = r->upstream_method,
+        .has_idempotency_key = r->has_idempotency_key,
+        .retry_after = rp->honor_retry_after ? retry_after : NULL,
+        .now_ms = now,
+        .now_unix_s = (int64_t)time(NULL),
+        .deadline_ms = r->deadline_ms,
+    };
+    *delay_ms = 0;
+    enum retry_verdict v = retry_decide(rp, &in, &r->svc->state->budget, &r->env->rng, delay_ms);
+    if (v == RETRY_YES && r->env->drain_deadline_ms &&
+        now + *delay_ms >= r->env->drain_deadline_ms) {
+        v = RETRY_NO_DEADLINE; /* draining: a retry only if it can end before shutdown-timeout */
+    }
+    return v;
+}
+
+/* The access-log flags of a retry refused. */
+static void note_no_retry(struct request *r, enum retry_verdict v)
+{
+    if (v == RETRY_NO_ATTEMPTS && r->max_attempts > 1)
+        request_add_flag(r, "URX");
+    if (v == RETRY_NO_BUDGET) {
+        request_add_flag(r, "RB");
+        request_add_flag(r, "URX");
+    }
+}
+
+static const char *retry_after_of(const struct upstream_response *resp)
+{
+    if (resp->status == 429 || resp->status == 503)
+        return header_list_get(&resp->headers, "Retry-After");
+    return NULL;
+}
+
+/* The head of the attempt's response (SPEC 3.5): a response that will be retried is
+ * collected (kept up to REQUEST_STREAM_HOLD bytes); a final one is the answer now, its
+ * body streamed to the client as it comes. A response without a body is collected. */
+static enum upstream_head_verdict on_attempt_head(void *arg, struct upstream_response *resp)
+{
+    struct request *r = arg;
+    int st = resp->status;
+    if (strcmp(r->upstream_method, "HEAD") == 0 || st < 200 || st == 204 || st == 304)
+        return UPSTREAM_HEAD_COLLECT; /* nothing to stream: decided at its end, as before */
+    struct outcome o = {.kind = OUTCOME_STATUS, .status = st};
+    r->head_decided = true;
+    r->head_verdict = decide(r, &o, retry_after_of(resp), &r->head_delay_ms);
+    if (r->head_verdict == RETRY_YES)
+        return UPSTREAM_HEAD_COLLECT;
+    note_no_retry(r, (enum retry_verdict)r->head_verdict);
+    if (r->resp) {
+        upstream_response_free(r->resp);
+        free(r->resp);
+    }
+    r->resp = resp;
+    r->resp_endpoint = r->last_endpoint;
+    r->ttfb_us = resp->head_us;
+    r->status = st;
+    r->streaming = true;
+    r->stream_off = 0;
+    request_answer(r); /* the head goes out; the server side reads the body (stream.c) */
+    return UPSTREAM_HEAD_STREAM;
+}
+
+/* A piece of a streamed body: into the answer's buffer, or held back when it is full. */
+static size_t on_attempt_body(void *arg, int status, const char *data, size_t n)
+{
+    struct request *r = arg;
+    struct upstream_response *b = r->resp;
+    (void)status;
+    if (!b || r->client_gone)
+        return 0;
+    size_t held = b->body_len - r->stream_off;
+    if (held >= REQUEST_STREAM_HOLD) {
+        r->stream_paused = true;
+        return UPSTREAM_DATA_PAUSE;
+    }
+    if (r->stream_off && b->body_len + n > b->body_cap) {
+        memmove(b->body, b->body + r->stream_off, held);
+        b->body_len = held;
+        r->stream_off = 0;
+    }
+    if (strbuf_bytes_append(&b->body, &b->body_len, &b->body_cap, data, n, 0) != 0)
+        return 0;
+    request_wake(r);
+    return n;
+}
+
+/* The end of a streamed attempt: the body ended, or the client's reply is cut (RS). */
+static void stream_attempt_done(struct request *r, const struct outcome *oc)
+{
+    if (oc->kind == OUTCOME_STATUS) {
+        r->stream_eof = true;
+    } else {
+        r->stream_cut = true;
+        request_add_flag(r, "RS");
+        if (oc->kind == OUTCOME_RESET)
+            request_add_flag(r, "UR");
+        else if (oc->kind == OUTCOME_TIMEOUT || oc->kind == OUTCOME_CANCELLED)
+            request_add_flag(r, "UT");
+    }
+    call_end(r);
+    request_wake(r);
+}
+
 static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_response *resp,
                             int64_t elapsed_us)
 {
     struct request *r = arg;
     struct service_rt *svc = r->svc;
-    const struct retry_policy *rp = &svc->conf->retry;
     struct outcome oc = *o;
 
     r->attempt = NULL;
@@ -419,9 +544,18 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
         endpoint_note_attempt(r->current_ep, o, oc.kind == OUTCOME_CANCELLED, elapsed_us,
                               r->request_id, r->attempts);
     attempt_settle(r, &oc);
+    if (r->streaming) {
+        stream_attempt_done(r, &oc);
+        return;
+    }
 
     const char *retry_after = NULL;
-    if (resp) {
+    bool head_decided = r->head_decided;
+    r->head_decided = false;
+    if (resp && resp->dropped) {
+        upstream_response_free(resp); /* too big to keep: an earlier one stays the answer */
+        free(resp);
+    } else if (resp) {
         if (r->resp) {
             upstream_response_free(r->resp);
             free(r->resp);
@@ -429,8 +563,7 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
         r->resp = resp;
         r->resp_endpoint = r->last_endpoint;
         r->ttfb_us = resp->head_us;
-        if (resp->status == 429 || resp->status == 503)
-            retry_after = header_list_get(&resp->headers, "Retry-After");
+        retry_after = retry_after_of(resp);
     }
     r->last_outcome = oc;
     switch (oc.kind) {
@@ -445,23 +578,13 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
         return;
     }
 
-    int64_t now = loop_now_ms(r->env->loop);
-    struct retry_input in = {
-        .outcome = oc,
-        .attempt = r->attempts,
-        .max_attempts = r->max_attempts,
-        .method = r->upstream_method,
-        .has_idempotency_key = r->has_idempotency_key,
-        .retry_after = rp->honor_retry_after ? retry_after : NULL,
-        .now_ms = now,
-        .now_unix_s = (int64_t)time(NULL),
-        .deadline_ms = r->deadline_ms,
-    };
     int64_t delay = 0;
-    enum retry_verdict v = retry_decide(rp, &in, &svc->state->budget, &r->env->rng, &delay);
-    if (v == RETRY_YES && r->env->drain_deadline_ms &&
-        now + delay >= r->env->drain_deadline_ms) {
-        v = RETRY_NO_DEADLINE; /* draining: a retry only if it can end before shutdown-timeout */
+    enum retry_verdict v;
+    if (head_decided && oc.kind == OUTCOME_STATUS) {
+        v = (enum retry_verdict)r->head_verdict; /* judged at its head, budget noted then */
+        delay = r->head_delay_ms;
+    } else {
+        v = decide(r, &oc, retry_after, &delay);
     }
     if (v == RETRY_YES) {
         log_debug("retrying request %s on service %s in %lld ms (attempt %d: %s)",
@@ -470,12 +593,7 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
         loop_timer_start(r->env->loop, &r->backoff_timer, delay);
         return;
     }
-    if (v == RETRY_NO_ATTEMPTS && r->max_attempts > 1)
-        request_add_flag(r, "URX");
-    if (v == RETRY_NO_BUDGET) {
-        request_add_flag(r, "RB");
-        request_add_flag(r, "URX");
-    }
+    note_no_retry(r, v);
     finish(r);
 }
 

@@ -26,6 +26,7 @@ struct request *request_new(struct request_env *env, struct runtime *rt, const c
         return NULL;
     }
     r->env = env;
+    r->refs = 1;
     r->rt = runtime_ref(rt);
     r->start_us = loop_now_us(env->loop);
     r->current = r->previous = -1;
@@ -59,6 +60,17 @@ void request_free(struct request *r)
     free(r->target);
     runtime_unref(r->rt);
     loop_defer_free(loop, r); /* an event or timer of this batch may still name it */
+}
+
+void request_unref(struct request *r)
+{
+    if (--r->refs == 0)
+        request_free(r);
+}
+
+void request_wake(struct request *r)
+{
+    r->env->answer(r); /* the server side resumes a suspended connection */
 }
 
 void request_add_flag(struct request *r, const char *flag)

@@ -25,6 +25,10 @@
 #include "runtime.h"
 #include "upstream.h"
 
+/* Body bytes held for one streamed answer before the upstream is held back; also the
+ * largest response kept whole for a later answer while its call is retried. */
+#define REQUEST_STREAM_HOLD (64u * 1024)
+
 struct MHD_Connection;
 struct client_conn;
 struct listener;
@@ -46,6 +50,7 @@ struct request_env {
 
 struct request {
     struct request_env *env;
+    int refs;                       /* the connection's, and a streamed answer's reader */
     struct server *srv;             /* the server side's (intake.c, server.c) */
     struct listener *lst;           /* the daemon this request arrived on */
     struct client_conn *client_conn;
@@ -118,6 +123,18 @@ struct request {
     struct header_list extra;       /* Allow, Retry-After ... */
     bool close;                     /* Connection: close */
     char flags[48];
+
+    /* a streamed answer (stream.c): the head goes out when it arrives, the body follows
+     * through r->resp->body, a buffer of about REQUEST_STREAM_HOLD bytes */
+    bool head_decided;              /* the attempt's head was judged (retry or final) */
+    int head_verdict;               /* enum retry_verdict of that judgement */
+    int64_t head_delay_ms;          /* its backoff, when retried */
+    bool streaming;                 /* the answer streams from the running attempt */
+    bool stream_paused;             /* the buffer is full: the upstream is held back */
+    bool stream_eof;                /* the upstream body ended well */
+    bool stream_cut;                /* it failed mid-body (RS): the client's reply is cut */
+    bool stream_done;               /* the reader gave the client the body's end */
+    size_t stream_off;              /* of r->resp->body, the bytes already given out */
 };
 
 /* A request whose request line (the raw target) was just seen, in env, on runtime rt
@@ -126,6 +143,10 @@ struct request *request_new(struct request_env *env, struct runtime *rt, const c
 /* Free r and everything it owns (its call must be cancelled first: proxy_cancel).
  * The memory itself goes at the end of the loop iteration (loop_defer_free). */
 void request_free(struct request *r);
+/* Drop one reference (request_new gives the first); the last one frees r. */
+void request_unref(struct request *r);
+/* Something a suspended streamed answer waits for happened: let the server side look. */
+void request_wake(struct request *r);
 
 /* Record an error answer made by ahoyd itself. message is copied. */
 void request_set_error(struct request *r, int status, const char *code, const char *message);

@@ -40,6 +40,7 @@
 #include "proxy.h"
 #include "request.h"
 #include "server.h"
+#include "stream.h"
 
 #define CONNECTION_RESERVE 16 /* connections above max-connections for the 503 answer */
 /* MHD keeps a connection's request head and the response head it writes in one pool,
@@ -419,6 +420,10 @@ void server_abort_calls(struct server *s)
 {
     while (s->suspended) {
         struct request *r = s->suspended;
+        if (r->streaming) {
+            stream_abort(r); /* its head is out: the reply is cut (unlinks r) */
+            continue;
+        }
         proxy_cancel(r);
         request_set_error(r, 503, "shutting_down", "ahoyd is shutting down");
         r->close = true;

@@ -42,7 +42,6 @@
  * KEEPIDLE + 9 x KEEPINTVL seconds of silence (Linux sends 9 probes). */
 #define UPSTREAM_STREAM_KEEPIDLE_S 10
 #define UPSTREAM_STREAM_KEEPINTVL_S 5
-#define UPSTREAM_PREALLOC_MAX (64u << 20) /* a declared body allocated whole, without a limit */
 
 struct upstream {
     struct loop *loop;
@@ -61,7 +60,11 @@ struct upstream_attempt {
     struct curl_slist *connect_to;
     upstream_done_cb cb;
     upstream_data_cb on_data; /* a streamed response's body goes here, not into rd */
+    upstream_head_cb on_head; /* a call's: decides at the head whether on_data gets it */
     void *arg;
+    bool head_seen;           /* on_head was asked */
+    bool streaming;           /* on_head said stream: rd.resp is the caller's */
+    bool paused;              /* on_data held the body back (upstream_resume_body) */
     struct upstream_reader rd;    /* the response and its limits */
     int prereq_calls;
     bool allow_resend;
@@ -102,81 +105,6 @@ void upstream_response_free(struct upstream_response *r)
 
 /* ---- curl callbacks -------------------------------------------------------------- */
 
-size_t upstream_read_body(struct upstream_reader *a, const char *data, size_t n)
-{
-    struct upstream_response *r = a->resp;
-
-    if (a->max_body && (uint64_t)r->body_len + n > a->max_body) {
-        a->too_large = true;
-        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
-    }
-    if (strbuf_bytes_append(&r->body, &r->body_len, &r->body_cap, data, n,
-                            (size_t)a->max_body) != 0)
-        return 0;
-    return n;
-}
-
-size_t upstream_read_header(struct upstream_reader *a, const char *line, size_t n)
-{
-    struct upstream_response *r = a->resp;
-
-    if (a->headers_done)
-        return n; /* trailers are not forwarded */
-    if (!a->in_block) {
-        /* a status line starts a block; inside a block "HTTP/..." is just a header */
-        const char *sp = memchr(line, ' ', n);
-        header_list_clear(&r->headers);
-        a->in_block = true;
-        a->interim = sp && (size_t)(sp - line) + 1 < n && sp[1] == '1';
-        a->header_bytes = n;
-        r->content_length = -1;
-        return n;
-    }
-    if (n <= 2 && (line[0] == '\r' || line[0] == '\n')) {
-        a->in_block = false;
-        if (a->interim)
-            return n; /* a 1xx response: the real one follows */
-        a->headers_done = true;
-        if (a->max_body && r->content_length > 0 && (uint64_t)r->content_length > a->max_body) {
-            a->too_large = true; /* declared over the limit: no need to read it */
-            return 0;
-        }
-        /* the whole declared body at once, up to a bound (0 = no limit: grow as it comes) */
-        if (r->content_length > 0 &&
-            (uint64_t)r->content_length <= (a->max_body ? a->max_body : UPSTREAM_PREALLOC_MAX) &&
-            r->body_cap == 0) {
-            r->body = malloc((size_t)r->content_length);
-            if (r->body)
-                r->body_cap = (size_t)r->content_length;
-        }
-        return n;
-    }
-    a->header_bytes += n;
-    if (a->header_bytes > a->max_header_bytes) {
-        a->too_large = true;
-        return 0;
-    }
-    const char *colon = memchr(line, ':', n);
-    if (!colon || colon == line)
-        return n; /* obs-fold continuation or junk: not forwarded */
-    size_t name_len = (size_t)(colon - line);
-    const char *v = colon + 1;
-    const char *end = line + n;
-    while (v < end && (*v == ' ' || *v == '\t'))
-        v++;
-    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
-        end--;
-    if (name_len == 14 && strncasecmp(line, "Content-Length", 14) == 0) {
-        char tmp[32];
-        size_t k = (size_t)(end - v) < sizeof tmp - 1 ? (size_t)(end - v) : sizeof tmp - 1;
-        memcpy(tmp, v, k);
-        tmp[k] = '\0';
-        r->content_length = strtoll(tmp, NULL, 10);
-    }
-    header_list_add(&r->headers, line, name_len, v, (size_t)(end - v));
-    return n;
-}
-
 static void note_read(struct upstream_attempt *a)
 {
     if (a->read_timeout_ms > 0)
@@ -187,7 +115,22 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata)
 {
     struct upstream_attempt *a = userdata;
     note_read(a);
-    if (a->on_data) {
+    if (a->streaming) {
+        size_t n = size * nmemb;
+        if (a->rd.max_body && a->rd.body_seen + n > a->rd.max_body) {
+            a->rd.too_large = true; /* a streamed body grew over max-response-body: cut */
+            return 0;
+        }
+        state_enter();
+        size_t taken = a->on_data(a->arg, 0, data, n);
+        state_leave();
+        if (taken == UPSTREAM_DATA_PAUSE)
+            a->paused = true;
+        else if (taken == n)
+            a->rd.body_seen += n;
+        return taken;
+    }
+    if (a->on_data && !a->on_head) {
         /* curl runs this with the state lock let go (socket_action): take it back */
         long status = 0;
         curl_easy_getinfo(a->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -199,11 +142,38 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata)
     return upstream_read_body(&a->rd, data, size * nmemb);
 }
 
+/* The final head of a call's response is complete: let the caller decide (on_head). */
+static void head_decide(struct upstream_attempt *a)
+{
+    struct upstream_response *resp = a->rd.resp;
+    long status = 0;
+    a->head_seen = true;
+    curl_easy_getinfo(a->easy, CURLINFO_RESPONSE_CODE, &status);
+    resp->status = (int)status;
+    resp->head_us = monotonic_us() - a->start_us;
+    state_enter();
+    enum upstream_head_verdict v = a->on_head(a->arg, resp);
+    state_leave();
+    if (v == UPSTREAM_HEAD_STREAM) {
+        a->rd.resp = NULL;
+        a->streaming = true;
+    } else if (resp->content_length > 0 && a->rd.keep_max &&
+               (uint64_t)resp->content_length <= a->rd.keep_max && resp->body_cap == 0) {
+        resp->body = malloc((size_t)resp->content_length);
+        if (resp->body)
+            resp->body_cap = (size_t)resp->content_length;
+    }
+}
+
 static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
 {
     struct upstream_attempt *a = userdata;
+    size_t n = size * nmemb;
     note_read(a);
-    return upstream_read_header(&a->rd, line, size * nmemb);
+    size_t rc = upstream_read_header(&a->rd, line, n);
+    if (rc == n && a->on_head && !a->head_seen && a->rd.headers_done)
+        head_decide(a);
+    return rc;
 }
 
 static int on_prereq(void *clientp, char *primary_ip, char *local_ip, int primary_port,
@@ -374,6 +344,8 @@ static void on_read_timer(void *arg)
     struct upstream *u = a->u;
     int64_t last = atomic_load_explicit(&a->last_read_us, memory_order_relaxed);
     int64_t silent_ms = last ? (monotonic_us() - last) / 1000 : 0;
+    if (a->paused)
+        silent_ms = 0; /* held back by ahoyd (a slow client), not a silent upstream */
     if (silent_ms < a->read_timeout_ms) {
         loop_timer_start(u->loop, &a->read_timer, a->read_timeout_ms - silent_ms);
         return;
@@ -427,7 +399,8 @@ static void attempt_release(struct upstream_attempt *a)
         free(a->rd.resp);
         a->rd.resp = NULL;
     }
-    if (u->n_idle < IDLE_HANDLES_MAX) {
+    /* a handle removed while paused may keep held bytes and its pause: not reused */
+    if (u->n_idle < IDLE_HANDLES_MAX && !a->paused) {
         a->next_idle = u->idle;
         u->idle = a;
         u->n_idle++;
@@ -578,7 +551,8 @@ static void set_constant_options(struct upstream_attempt *a)
 static struct upstream_attempt *attempt_begin(struct upstream *u,
                                               const struct upstream_request *req,
                                               upstream_data_cb on_data, upstream_done_cb cb,
-                                              void *arg)
+                                              void *arg, upstream_head_cb on_head,
+                                              uint64_t keep_max)
 {
     struct upstream_attempt *a = u->idle;
     if (a) {
@@ -600,7 +574,12 @@ static struct upstream_attempt *attempt_begin(struct upstream *u,
     a->u = u;
     a->cb = cb;
     a->on_data = on_data;
+    a->on_head = on_head;
     a->arg = arg;
+    a->head_seen = a->streaming = a->paused = false;
+    a->rd.keep_max = keep_max;
+    a->rd.body_seen = 0;
+    a->rd.defer_alloc = on_head != NULL;
     a->prereq_calls = 0;
     a->allow_resend = req->allow_resend;
     a->rd.too_large = false;
@@ -629,8 +608,8 @@ static struct upstream_attempt *attempt_begin(struct upstream *u,
      * timeout_ms already) */
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(req->timeout_ms > 0 ? req->timeout_ms : 0));
     /* a long stream is often silent: keepalive probes find a peer that vanished */
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, on_data ? 1L : 0L);
-    if (on_data) {
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, on_data && !on_head ? 1L : 0L);
+    if (on_data && !on_head) {
         curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, (long)UPSTREAM_STREAM_KEEPIDLE_S);
         curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, (long)UPSTREAM_STREAM_KEEPINTVL_S);
     }
@@ -670,7 +649,25 @@ static struct upstream_attempt *attempt_begin(struct upstream *u,
 struct upstream_attempt *upstream_start(struct upstream *u, const struct upstream_request *req,
                                         upstream_done_cb cb, void *arg)
 {
-    return attempt_begin(u, req, NULL, cb, arg);
+    return attempt_begin(u, req, NULL, cb, arg, NULL, 0);
+}
+
+struct upstream_attempt *upstream_call_start(struct upstream *u, const struct upstream_request *req,
+                                             uint64_t keep_max, upstream_head_cb on_head,
+                                             upstream_data_cb on_data, upstream_done_cb cb,
+                                             void *arg)
+{
+    return on_head && on_data ? attempt_begin(u, req, on_data, cb, arg, on_head, keep_max) : NULL;
+}
+
+void upstream_resume_body(struct upstream *u, struct upstream_attempt *a)
+{
+    (void)u;
+    if (!a->paused)
+        return;
+    a->paused = false;
+    note_read(a); /* the silence while held back was ahoyd's */
+    curl_easy_pause(a->easy, CURLPAUSE_CONT); /* may hand the held bytes to on_data now */
 }
 
 struct upstream_attempt *upstream_stream_start(struct upstream *u,
@@ -678,7 +675,7 @@ struct upstream_attempt *upstream_stream_start(struct upstream *u,
                                                upstream_data_cb on_data, upstream_done_cb cb,
                                                void *arg)
 {
-    return on_data ? attempt_begin(u, req, on_data, cb, arg) : NULL;
+    return on_data ? attempt_begin(u, req, on_data, cb, arg, NULL, 0) : NULL;
 }
 
 void upstream_cancel(struct upstream *u, struct upstream_attempt *a)
@@ -761,7 +758,7 @@ static void check_done(struct upstream *u)
         classify(a, rc, &o); /* logged by the caller, who knows the request */
         curl_multi_remove_handle(u->multi, e);
         struct upstream_response *resp = NULL;
-        if (o.kind == OUTCOME_STATUS) {
+        if (o.kind == OUTCOME_STATUS && a->rd.resp) { /* none once streamed */
             resp = a->rd.resp;
             resp->status = o.status;
             curl_off_t ttfb = 0;

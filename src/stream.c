@@ -1,0 +1,108 @@
+/*
+ * stream.c - a streamed answer on the client side: the upstream's head goes
+ * to the client when it arrives (proxy.c decides that it is final) and the
+ * body follows through libmicrohttpd's content reader, chunk by chunk.
+ *
+ * The body passes through one buffer per call, r->resp->body, filled by
+ * proxy.c from libcurl's write callback and emptied here. Backpressure both
+ * ways: proxy.c holds the upstream back (CURL_WRITEFUNC_PAUSE) once about
+ * REQUEST_STREAM_HOLD bytes wait, and the reader lets it go again once the
+ * client took half of them; a reader with nothing to give suspends the
+ * connection (MHD calls it in a busy loop otherwise) and is resumed through
+ * request_wake() when bytes, the end or a failure arrive.
+ *
+ * The reader keeps a reference on the request: libmicrohttpd destroys the
+ * response (and calls stream_free) after it reported the request completed.
+ * The reader and stream_free run from MHD_run, without the state lock: each
+ * takes it (loop.h).
+ */
+#include <string.h>
+
+#include <microhttpd.h>
+
+#include "forward.h"
+#include "proxy.h"
+#include "server.h"
+#include "stream.h"
+
+#define STREAM_BLOCK (32 * 1024) /* libmicrohttpd's buffer for one streamed response */
+
+void stream_suspend(struct request *r)
+{
+    struct server *s = r->srv;
+    MHD_suspend_connection(r->conn);
+    r->suspended = true;
+    s->calls++;
+    r->next_suspended = s->suspended;
+    if (s->suspended)
+        s->suspended->prev_suspended = r;
+    s->suspended = r;
+}
+
+/* Up to max bytes of the body for the client, the end, a failure, or 0 (suspended). */
+static ssize_t stream_take(struct request *r, char *buf, size_t max)
+{
+    struct upstream_response *b = r->resp;
+    size_t held = b ? b->body_len - r->stream_off : 0;
+    if (r->client_gone)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (held) {
+        size_t n = held < max ? held : max;
+        memcpy(buf, b->body + r->stream_off, n);
+        r->stream_off += n;
+        r->bytes_out += n;
+        if (r->stream_off == b->body_len)
+            r->stream_off = b->body_len = 0;
+        if (r->stream_paused && b->body_len - r->stream_off <= REQUEST_STREAM_HOLD / 2 &&
+            r->attempt) {
+            r->stream_paused = false;
+            upstream_resume_body(r->env->upstream, r->attempt);
+        }
+        return (ssize_t)n;
+    }
+    if (r->stream_eof) {
+        r->stream_done = true;
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    if (r->stream_cut || !r->attempt)
+        return MHD_CONTENT_READER_END_WITH_ERROR; /* closed without the body's end */
+    stream_suspend(r);
+    return 0;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    state_enter();
+    ssize_t n = stream_take(cls, buf, max);
+    state_leave();
+    return n;
+}
+
+static void stream_free(void *cls)
+{
+    state_enter();
+    request_unref(cls);
+    state_leave();
+}
+
+struct MHD_Response *stream_response(struct request *r)
+{
+    int64_t cl = r->resp->content_length;
+    r->refs++; /* the reader's, given back by stream_free (at once on failure) */
+    return forward_build_stream_response(r, cl >= 0 ? (uint64_t)cl : MHD_SIZE_UNKNOWN,
+                                         STREAM_BLOCK, stream_read, stream_free);
+}
+
+bool stream_is_whole(const struct request *r)
+{
+    return !r->streaming || (r->stream_eof && r->stream_off == 0);
+}
+
+void stream_abort(struct request *r)
+{
+    proxy_cancel(r);
+    r->stream_cut = true;
+    request_add_flag(r, "RS");
+    request_wake(r);
+}
