@@ -13,7 +13,9 @@
  *                     Connection: close to a first-call response), any other
  *                     error is remembered and answered after the body, so
  *                     keep-alive survives a 404
- *   body calls        body buffered up to max-request-body
+ *   body calls        body taken up to max-request-body (stream.c); at the first
+ *                     piece that leaves it incomplete the call starts and the
+ *                     body streams up behind it
  *   last call         the call starts (proxy.c) and the connection is
  *                     suspended; its fd is watched for EPOLLRDHUP because MHD
  *                     does not watch suspended connections
@@ -187,6 +189,8 @@ static void on_request_timeout(void *arg)
     struct request *r = arg;
     if (r->received_us)
         return;
+    proxy_cancel(r); /* a call that streams the body up */
+    r->streaming = false;
     if (r->client_conn && r->client_conn->peer_closed && !r->raw_answered) {
         int fd = intake_connection_fd(r->conn);
         if (r->head_checked) {
@@ -206,6 +210,7 @@ static void on_request_timeout(void *arg)
         return;
     }
     raw_answer(r, 408, "request_timeout", "the request was not received in time", SHUT_RDWR);
+    intake_resume(r); /* held for its body: MHD sees the close */
 }
 
 /* ---- a request made and completed ------------------------------------------------ */
@@ -489,7 +494,7 @@ static void check_head(struct request *r, const char *version)
     } else if (strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && h.n_host != 1) {
         fail(r, 400, "bad_request", h.n_host ? "more than one Host header" : "missing Host header",
              true);
-    } else if (h.n_cl && strtoull(h.cl, NULL, 10) > cfg->max_request_body) {
+    } else if (h.n_cl && cfg->max_request_body && strtoull(h.cl, NULL, 10) > cfg->max_request_body) {
         fail(r, 413, "payload_too_large", "the request body is over the limit", true);
     } else if (h.connection.failed || h.upgrade.failed) {
         fail(r, 503, "overloaded", "out of memory", true);
@@ -499,6 +504,8 @@ static void check_head(struct request *r, const char *version)
         fail(r, 501, "not_implemented", "WebSocket upgrades are not supported yet", true);
     } else {
         route_request(r);
+        if (r->svc && !r->err_code)
+            stream_body_plan(r, h.n_cl ? strtoll(h.cl, NULL, 10) : h.n_te ? -1 : 0);
     }
     free(h.upgrade.s);
 }
@@ -536,28 +543,23 @@ static void start_call(struct request *r)
     proxy_begin(r);
 }
 
-static int body_append(struct request *r, const char *data, size_t n, uint64_t limit)
-{
-    if ((uint64_t)r->body_len + n > limit)
-        return -1;
-    r->bytes_in += n;
-    if (r->body_discard) {
-        r->body_len += n; /* counted, not kept */
-        return 0;
-    }
-    return strbuf_bytes_append(&r->body, &r->body_len, &r->body_cap, data, n, 0);
-}
-
-/* A piece of the body: kept (or counted, when an error is decided) up to
- * max-request-body; beyond it, 413 on the socket. */
+/* A piece of the body (stream.c keeps or queues it, or counts it when an error is
+ * decided) up to max-request-body; beyond it, 413 on the socket. A call that streams
+ * the body up is cancelled then. */
 static void take_body(struct request *r, const char *data, size_t n)
 {
-    if (body_append(r, data, n, r->rt->cfg->max_request_body) != 0) {
+    int rc = stream_body_take(r, data, n);
+    if (rc == 0)
+        return;
+    proxy_cancel(r);
+    r->streaming = false;
+    if (rc == -1)
         raw_answer(r, 413, "payload_too_large", "the request body is over the limit", SHUT_WR);
-        /* the lingering drain is bounded by request-timeout, or idle-timeout */
-        if (!loop_timer_active(&r->request_timer))
-            loop_timer_start(r->env->loop, &r->request_timer, 5000);
-    }
+    else
+        raw_answer(r, 503, "overloaded", "out of memory", SHUT_WR);
+    /* the lingering drain is bounded by request-timeout, or idle-timeout */
+    if (!loop_timer_active(&r->request_timer))
+        loop_timer_start(r->env->loop, &r->request_timer, 5000);
 }
 
 /* Wait for the upstream: suspend the connection, and watch the client ourselves. */
@@ -591,8 +593,8 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn,
         }
         return MHD_NO;
     }
-    if (r->response_ready)
-        return queue_answer(r);
+    if (r->response_ready && !*upload_data_size)
+        return queue_answer(r); /* MHD takes no answer before the body's end */
 
     if (!r->head_checked) {
         r->head_checked = true;
@@ -610,14 +612,27 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn,
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (!r->response_ready)
-            take_body(r, upload_data, n);
+        if (r->response_ready && !(r->streaming && r->attempt))
+            return MHD_YES; /* answered: the rest is dropped */
+        take_body(r, upload_data, n);
+        if (stream_body_starts(r)) {
+            r->body_streams = true; /* the call starts now; the body follows it up */
+            start_call(r);
+        }
+        stream_body_hold(r);
         return MHD_YES;
     }
 
     /* the whole request is in */
     loop_timer_stop(s->env.loop, &r->request_timer);
     r->received_us = loop_now_us(s->env.loop);
+    if (r->body_streams) {
+        proxy_body_end(r);
+        if (r->response_ready)
+            return queue_answer(r);
+        suspend_for_call(r);
+        return MHD_YES;
+    }
     if (r->err_code) {
         r->response_ready = true;
         return queue_answer(r);

@@ -99,8 +99,13 @@ void proxy_begin(struct request *r)
     if (r->hdr_timeout_ms > 0 && (deadline == 0 || r->hdr_timeout_ms < deadline))
         deadline = r->hdr_timeout_ms;
     r->deadline_ms = deadline > 0 ? r->received_us / 1000 + deadline : 0;
+    if (!r->received_us) {
+        /* the body still streams in: the deadline starts at its last byte (SPEC 4.1) */
+        r->deadline_ms = 0;
+        r->deadline_after_body = deadline > 0 ? deadline : 0;
+    }
 
-    r->allow_resend = r->max_attempts > 1 &&
+    r->allow_resend = r->max_attempts > 1 && (r->body_keep || !r->bytes_in) &&
                       retry_may_resend(&sc->retry, r->upstream_method, r->has_idempotency_key);
 
     r->tried = calloc(svc->n_endpoints ? svc->n_endpoints : 1, sizeof *r->tried);
@@ -119,6 +124,7 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
                             int64_t elapsed_us);
 static enum upstream_head_verdict on_attempt_head(void *arg, struct upstream_response *resp);
 static size_t on_attempt_body(void *arg, int status, const char *data, size_t n);
+static size_t on_attempt_read(void *arg, char *buf, size_t max);
 
 /* origin + base path + rest + query, joined by the rules of SPEC 3.1. path is the
  * base-path-relative part ("" or "/..."), optionally followed by "?query". */
@@ -246,12 +252,17 @@ static void attempt_send(struct request *r, int idx, int k, int64_t now)
             lines[j++] = deadline_hdr;
         }
         lines[j] = NULL;
+        r->body_off = 0;
+        r->upload_paused = false;
+        bool streams = r->body_streams && !r->body_complete;
         struct upstream_request req = {
             .url = url,
             .method = r->upstream_method,
             .headers = lines,
-            .body = r->body,
-            .body_len = r->body_len,
+            .body = streams ? NULL : r->body,
+            .body_len = streams ? 0 : r->body_len,
+            .read_body = streams ? on_attempt_read : NULL,
+            .read_size = r->body_expected,
             .timeout_ms = timeout,
             .read_timeout_ms = sc->read_timeout_ms,
             .connect_timeout_ms = sc->connect_timeout_ms,
@@ -430,6 +441,8 @@ static enum retry_verdict decide(struct request *r, const struct outcome *oc,
         .deadline_ms = r->deadline_ms,
     };
     *delay_ms = 0;
+    if (r->body_sent)
+        return RETRY_NO_METHOD; /* part of a body that was not kept went out (SPEC 4.3) */
     enum retry_verdict v = retry_decide(rp, &in, &r->svc->state->budget, &r->env->rng, delay_ms);
     if (v == RETRY_YES && r->env->drain_deadline_ms &&
         now + *delay_ms >= r->env->drain_deadline_ms) {
@@ -544,6 +557,8 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
         endpoint_note_attempt(r->current_ep, o, oc.kind == OUTCOME_CANCELLED, elapsed_us,
                               r->request_id, r->attempts);
     attempt_settle(r, &oc);
+    if (!r->body_keep && r->bytes_in && oc.kind != OUTCOME_CONNECT_FAILURE)
+        r->body_sent = true; /* not known to be unsent: never sent again */
     if (r->streaming) {
         stream_attempt_done(r, &oc);
         return;
@@ -595,6 +610,40 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
     }
     note_no_retry(r, v);
     finish(r);
+}
+
+/* The running attempt wants the next bytes of a streamed request body. */
+static size_t on_attempt_read(void *arg, char *buf, size_t max)
+{
+    struct request *r = arg;
+    size_t held = r->body_len - r->body_off;
+    if (held == 0) {
+        if (r->body_complete)
+            return 0;
+        r->upload_paused = true; /* stream_body_take or proxy_body_end lets it go */
+        return UPSTREAM_READ_PAUSE;
+    }
+    size_t n = held < max ? held : max;
+    memcpy(buf, r->body + r->body_off, n);
+    r->body_off += n;
+    if (!r->body_keep && r->body_off == r->body_len)
+        r->body_off = r->body_len = 0; /* not kept: what went out is forgotten */
+    if (r->body_held && r->body_len - r->body_off <= REQUEST_STREAM_HOLD / 2) {
+        r->body_held = false;
+        request_wake(r); /* the client's connection may hand the next pieces */
+    }
+    return n;
+}
+
+void proxy_body_end(struct request *r)
+{
+    r->body_complete = true;
+    if (r->deadline_after_body)
+        r->deadline_ms = r->received_us / 1000 + r->deadline_after_body;
+    if (r->upload_paused && r->attempt) {
+        r->upload_paused = false;
+        upstream_resume_upload(r->env->upstream, r->attempt);
+    }
 }
 
 void proxy_cancel(struct request *r)

@@ -14,6 +14,24 @@
 #include "log.h"
 #include "request.h"
 
+/* The bytes of every kept request body, all workers together (under the state lock). */
+static uint64_t retry_buffers_used;
+
+bool request_body_reserve(struct request *r, uint64_t n, uint64_t limit)
+{
+    if (limit && retry_buffers_used + n > limit)
+        return false;
+    retry_buffers_used += n;
+    r->body_reserved += n;
+    return true;
+}
+
+void request_body_release(struct request *r)
+{
+    retry_buffers_used -= r->body_reserved;
+    r->body_reserved = 0;
+}
+
 struct request *request_new(struct request_env *env, struct runtime *rt, const char *target)
 {
     struct request *r = calloc(1, sizeof *r);
@@ -32,6 +50,7 @@ struct request *request_new(struct request_env *env, struct runtime *rt, const c
     r->current = r->previous = -1;
     r->upstream_us = -1;
     r->ttfb_us = -1;
+    r->body_keep = true;
     return r;
 }
 
@@ -40,6 +59,7 @@ void request_free(struct request *r)
     struct loop *loop = r->env->loop;
     loop_timer_stop(loop, &r->request_timer);
     loop_timer_stop(loop, &r->backoff_timer);
+    request_body_release(r);
     free(r->tried);
     free(r->last_url);
     if (r->resp) {

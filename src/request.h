@@ -135,6 +135,19 @@ struct request {
     bool stream_cut;                /* it failed mid-body (RS): the client's reply is cut */
     bool stream_done;               /* the reader gave the client the body's end */
     size_t stream_off;              /* of r->resp->body, the bytes already given out */
+
+    /* the request body (stream.c): body/body_len hold it whole from byte 0 when kept for
+     * retries, else only the bytes the running attempt has not taken yet */
+    int64_t body_expected;          /* Content-Length; -1 chunked */
+    bool body_keep;                 /* kept whole (<= request-buffer, max-retry-buffers) */
+    bool body_streams;              /* the call started before the body's end */
+    bool body_complete;             /* its last byte arrived */
+    bool body_sent;                 /* some of an unkept body went out: no retry */
+    bool body_held;                 /* the connection is suspended: the buffer is full */
+    bool upload_paused;             /* the attempt waits for the next bytes */
+    size_t body_off;                /* where the running attempt reads in body */
+    uint64_t body_reserved;         /* of max-retry-buffers, held by this body */
+    int64_t deadline_after_body;    /* the deadline's length, started at the body's end */
 };
 
 /* A request whose request line (the raw target) was just seen, in env, on runtime rt
@@ -148,6 +161,10 @@ void request_unref(struct request *r);
 /* Something a suspended streamed answer waits for happened: let the server side look. */
 void request_wake(struct request *r);
 
+/* Take n bytes of the retry buffers (max-retry-buffers = limit, 0 = no limit) for r's
+ * kept body; false when they are spent. request_body_release gives all of r's back. */
+bool request_body_reserve(struct request *r, uint64_t n, uint64_t limit);
+void request_body_release(struct request *r);
 /* Record an error answer made by ahoyd itself. message is copied. */
 void request_set_error(struct request *r, int status, const char *code, const char *message);
 /* Add an access-log flag ("UF", "DC", ... see ahoyd(8)); each appears once. */

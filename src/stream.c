@@ -11,11 +11,20 @@
  * connection (MHD calls it in a busy loop otherwise) and is resumed through
  * request_wake() when bytes, the end or a failure arrive.
  *
+ * The request body goes the other way (stream_body_*): the call starts at its
+ * first piece, and libcurl's read callback (proxy.c) takes it from r->body. A
+ * body up to the service's request-buffer (and within max-retry-buffers) is
+ * kept whole for retries; a larger one keeps only what the attempt has not
+ * taken, and the connection is suspended while that is over
+ * REQUEST_STREAM_HOLD (libmicrohttpd hands the next piece only when the
+ * handler returns).
+ *
  * The reader keeps a reference on the request: libmicrohttpd destroys the
  * response (and calls stream_free) after it reported the request completed.
  * The reader and stream_free run from MHD_run, without the state lock: each
  * takes it (loop.h).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include <microhttpd.h>
@@ -23,6 +32,7 @@
 #include "forward.h"
 #include "proxy.h"
 #include "server.h"
+#include "strbuf.h"
 #include "stream.h"
 
 #define STREAM_BLOCK (32 * 1024) /* libmicrohttpd's buffer for one streamed response */
@@ -105,4 +115,70 @@ void stream_abort(struct request *r)
     r->stream_cut = true;
     request_add_flag(r, "RS");
     request_wake(r);
+}
+
+/* ---- the request body up ----------------------------------------------------------- */
+
+void stream_body_plan(struct request *r, int64_t expected)
+{
+    const struct config *cfg = r->rt->cfg;
+    r->body_expected = expected;
+    if (r->operation || expected < 0)
+        return; /* a named call's arguments are read whole; chunked: kept while it fits */
+    r->body_keep = (uint64_t)expected <= r->svc->conf->request_buffer &&
+                   request_body_reserve(r, (uint64_t)expected, cfg->max_retry_buffers);
+}
+
+bool stream_body_starts(const struct request *r)
+{
+    if (r->body_streams || r->err_code || r->body_discard || r->raw_answered || r->operation ||
+        !r->svc || r->response_ready)
+        return false;
+    /* a body whole after this piece goes up in one piece at its end, as before */
+    return r->body_expected < 0 || r->bytes_in < (uint64_t)r->body_expected;
+}
+
+/* A chunked body that outgrows request-buffer (or the retry buffers) is not kept. */
+static void keep_check(struct request *r, size_t n)
+{
+    if (!r->body_keep || r->operation || r->body_expected >= 0)
+        return;
+    if ((uint64_t)r->body_len + n <= r->svc->conf->request_buffer &&
+        request_body_reserve(r, n, r->rt->cfg->max_retry_buffers))
+        return;
+    r->body_keep = false;
+    request_body_release(r);
+}
+
+int stream_body_take(struct request *r, const char *data, size_t n)
+{
+    uint64_t limit = r->rt->cfg->max_request_body;
+    if (limit && r->bytes_in + n > limit)
+        return -1;
+    r->bytes_in += n;
+    if (r->body_discard)
+        return 0; /* counted, not kept */
+    if (r->svc)
+        keep_check(r, n);
+    if (!r->body_keep && r->body_off && r->body_len + n > r->body_cap) {
+        memmove(r->body, r->body + r->body_off, r->body_len - r->body_off);
+        r->body_len -= r->body_off;
+        r->body_off = 0;
+    }
+    if (strbuf_bytes_append(&r->body, &r->body_len, &r->body_cap, data, n, 0) != 0)
+        return -2;
+    if (r->upload_paused && r->attempt) {
+        r->upload_paused = false;
+        upstream_resume_upload(r->env->upstream, r->attempt);
+    }
+    return 0;
+}
+
+void stream_body_hold(struct request *r)
+{
+    if (r->body_keep || !r->body_streams || r->response_ready || r->client_gone ||
+        r->body_len - r->body_off <= REQUEST_STREAM_HOLD)
+        return;
+    r->body_held = true; /* the read callback lets go (request_wake) once half is taken */
+    stream_suspend(r);
 }

@@ -25,4 +25,15 @@ struct MHD_Response *stream_response(struct request *r);
  * connection closed without the body's end, flag RS. */
 void stream_abort(struct request *r);
 
+/* The request body, by the head: its length (-1 chunked) and whether it is kept for
+ * retries (within the service's request-buffer and max-retry-buffers). */
+void stream_body_plan(struct request *r, int64_t expected);
+/* Should the call start now, at a piece of the body (the body is not whole yet)? */
+bool stream_body_starts(const struct request *r);
+/* A piece of the body: counted, kept or queued for the attempt (which is woken). 0, -1
+ * over max-request-body, -2 out of memory. */
+int stream_body_take(struct request *r, const char *data, size_t n);
+/* After a piece: suspend the connection while an unkept body's queue is full. */
+void stream_body_hold(struct request *r);
+
 #endif

@@ -32,6 +32,7 @@
 #include "strbuf.h"
 #include "upstream.h"
 #include "upstream_read.h"
+#include "upstream_send.h"
 
 #define IDLE_HANDLES_MAX 256
 /* Idle upstream connections are dropped before common upstream keep-alive timeouts
@@ -65,6 +66,8 @@ struct upstream_attempt {
     bool head_seen;           /* on_head was asked */
     bool streaming;           /* on_head said stream: rd.resp is the caller's */
     bool paused;              /* on_data held the body back (upstream_resume_body) */
+    bool send_paused;         /* read_body had nothing yet (upstream_resume_upload) */
+    size_t (*read_body)(void *arg, char *buf, size_t max);
     struct upstream_reader rd;    /* the response and its limits */
     int prereq_calls;
     bool allow_resend;
@@ -174,6 +177,19 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
     if (rc == n && a->on_head && !a->head_seen && a->rd.headers_done)
         head_decide(a);
     return rc;
+}
+
+static size_t on_read(char *buf, size_t size, size_t nitems, void *userdata)
+{
+    struct upstream_attempt *a = userdata;
+    if (!a->read_body)
+        return 0;
+    state_enter();
+    size_t n = a->read_body(a->arg, buf, size * nitems);
+    state_leave();
+    if (n == UPSTREAM_READ_PAUSE)
+        a->send_paused = true;
+    return n;
 }
 
 static int on_prereq(void *clientp, char *primary_ip, char *local_ip, int primary_port,
@@ -400,7 +416,7 @@ static void attempt_release(struct upstream_attempt *a)
         a->rd.resp = NULL;
     }
     /* a handle removed while paused may keep held bytes and its pause: not reused */
-    if (u->n_idle < IDLE_HANDLES_MAX && !a->paused) {
+    if (u->n_idle < IDLE_HANDLES_MAX && !a->paused && !a->send_paused) {
         a->next_idle = u->idle;
         u->idle = a;
         u->n_idle++;
@@ -431,94 +447,6 @@ void upstream_free(struct upstream *u)
     free(u);
 }
 
-static bool has_header(const char *const *headers, const char *name)
-{
-    size_t k = strlen(name);
-    for (size_t i = 0; headers && headers[i]; i++)
-        if (strncasecmp(headers[i], name, k) == 0 && headers[i][k] == ':')
-            return true;
-    return false;
-}
-
-static struct curl_slist *build_headers(const struct upstream_request *req)
-{
-    struct curl_slist *list = NULL, *t;
-    for (size_t i = 0; req->headers && req->headers[i]; i++) {
-        const char *h = req->headers[i];
-        const char *colon = strchr(h, ':');
-        const char *v = colon ? colon + 1 : NULL;
-        char *empty = NULL;
-        while (v && (*v == ' ' || *v == '\t'))
-            v++;
-        if (colon && v && *v == '\0') {
-            /* curl drops "Name:"; "Name;" sends an empty value (a name of any length) */
-            if (!(empty = strndup(h, (size_t)(colon - h) + 1)))
-                goto fail;
-            empty[colon - h] = ';';
-            h = empty;
-        }
-        t = curl_slist_append(list, h);
-        free(empty);
-        if (!t)
-            goto fail;
-        list = t;
-    }
-    /* curl's own additions that a proxy must not make */
-    if (!(t = curl_slist_append(list, "Expect:")))
-        goto fail;
-    list = t;
-    if (!has_header(req->headers, "Accept")) {
-        if (!(t = curl_slist_append(list, "Accept:")))
-            goto fail;
-        list = t;
-    }
-    if (!has_header(req->headers, "Content-Type")) {
-        if (!(t = curl_slist_append(list, "Content-Type:")))
-            goto fail;
-        list = t;
-    }
-    return list;
-fail:
-    curl_slist_free_all(list);
-    return NULL;
-}
-
-static void set_method(CURL *e, const struct upstream_request *req)
-{
-    const char *m = req->method;
-    /* a reused handle carries the previous attempt's method: start from plain GET */
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
-    if (strcmp(m, "HEAD") == 0) {
-        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-        return;
-    }
-    bool wants_body = req->body_len > 0 || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
-                      strcmp(m, "PATCH") == 0;
-    if (wants_body) {
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body_len ? req->body : "");
-        if (strcmp(m, "POST") != 0)
-            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
-    } else if (strcmp(m, "GET") != 0) {
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
-    }
-}
-
-static void set_tls(CURL *e, const struct tls_conf *tls)
-{
-    /* every TLS option is set on every https attempt: a reused handle must not keep
-     * another service's CA or client certificate (NULL restores curl's default) */
-    bool verify = !tls || tls->verify;
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
-    curl_easy_setopt(e, CURLOPT_CAINFO, tls && tls->ca_file && *tls->ca_file ? tls->ca_file : NULL);
-    curl_easy_setopt(e, CURLOPT_SSLCERT,
-                     tls && tls->cert_file && *tls->cert_file ? tls->cert_file : NULL);
-    curl_easy_setopt(e, CURLOPT_SSLKEY, tls && tls->key_file && *tls->key_file ? tls->key_file : NULL);
-}
-
 /* The options that never change for a handle: it belongs to one attempt struct for
  * life, so even the callback data pointers are constant. Set once, not per attempt. */
 static void set_constant_options(struct upstream_attempt *a)
@@ -538,6 +466,8 @@ static void set_constant_options(struct upstream_attempt *a)
     curl_easy_setopt(e, CURLOPT_WRITEDATA, a);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, a);
+    curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(e, CURLOPT_READDATA, a);
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(e, CURLOPT_PREREQDATA, a);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, a->errbuf);
@@ -576,7 +506,8 @@ static struct upstream_attempt *attempt_begin(struct upstream *u,
     a->on_data = on_data;
     a->on_head = on_head;
     a->arg = arg;
-    a->head_seen = a->streaming = a->paused = false;
+    a->head_seen = a->streaming = a->paused = a->send_paused = false;
+    a->read_body = req->read_body;
     a->rd.keep_max = keep_max;
     a->rd.body_seen = 0;
     a->rd.defer_alloc = on_head != NULL;
@@ -596,7 +527,7 @@ static struct upstream_attempt *attempt_begin(struct upstream *u,
     atomic_store_explicit(&a->last_read_us, 0, memory_order_relaxed);
     a->errbuf[0] = '\0';
     a->rd.resp = calloc(1, sizeof *a->rd.resp);
-    a->headers = build_headers(req);
+    a->headers = upstream_send_headers(req);
     if (!a->rd.resp || !a->headers) {
         attempt_release(a);
         return NULL;
@@ -630,9 +561,9 @@ static struct upstream_attempt *attempt_begin(struct upstream *u,
      * connects to the endpoint's address instead; NULL resets a reused handle */
     a->connect_to = req->connect_to ? curl_slist_append(NULL, req->connect_to) : NULL;
     curl_easy_setopt(e, CURLOPT_CONNECT_TO, a->connect_to);
-    set_method(e, req);
+    upstream_send_method(e, req);
     if (strncmp(req->url, "https:", 6) == 0)
-        set_tls(e, req->tls);
+        upstream_send_tls(e, req->tls);
 
     a->start_us = monotonic_us();
     if (curl_multi_add_handle(u->multi, e) != CURLM_OK) {
@@ -660,6 +591,13 @@ struct upstream_attempt *upstream_call_start(struct upstream *u, const struct up
     return on_head && on_data ? attempt_begin(u, req, on_data, cb, arg, on_head, keep_max) : NULL;
 }
 
+/* What stays paused is said again: curl_easy_pause sets both directions at once. */
+static void pause_set(struct upstream_attempt *a)
+{
+    int mask = (a->paused ? CURLPAUSE_RECV : 0) | (a->send_paused ? CURLPAUSE_SEND : 0);
+    curl_easy_pause(a->easy, mask);
+}
+
 void upstream_resume_body(struct upstream *u, struct upstream_attempt *a)
 {
     (void)u;
@@ -667,7 +605,16 @@ void upstream_resume_body(struct upstream *u, struct upstream_attempt *a)
         return;
     a->paused = false;
     note_read(a); /* the silence while held back was ahoyd's */
-    curl_easy_pause(a->easy, CURLPAUSE_CONT); /* may hand the held bytes to on_data now */
+    pause_set(a); /* may hand the held bytes to on_data now */
+}
+
+void upstream_resume_upload(struct upstream *u, struct upstream_attempt *a)
+{
+    (void)u;
+    if (!a->send_paused)
+        return;
+    a->send_paused = false;
+    pause_set(a);
 }
 
 struct upstream_attempt *upstream_stream_start(struct upstream *u,

@@ -27,6 +27,10 @@ struct upstream_request {
     const char *const *headers;  /* "Name: value" lines, NULL-terminated */
     const char *body;
     size_t body_len;
+    /* or a body streamed up as it comes (upstream_call_start): read_body(arg, ...) gives
+     * the next bytes, 0 at its end, or UPSTREAM_READ_PAUSE (upstream_resume_upload) */
+    size_t (*read_body)(void *arg, char *buf, size_t max);
+    int64_t read_size;           /* its length; -1 unknown (sent chunked) */
     int64_t timeout_ms;          /* whole attempt; 0 = no bound */
     int64_t read_timeout_ms;     /* longest silence while reading the response; 0 = none */
     int64_t connect_timeout_ms;
@@ -88,6 +92,9 @@ typedef enum upstream_head_verdict (*upstream_head_cb)(void *arg, struct upstrea
  * upstream_resume_body; the same bytes come again then. */
 #define UPSTREAM_DATA_PAUSE ((size_t)0x10000001) /* CURL_WRITEFUNC_PAUSE */
 
+#define UPSTREAM_READ_PAUSE ((size_t)0x10000001)  /* CURL_READFUNC_PAUSE */
+#define UPSTREAM_READ_ABORT ((size_t)0x10000000)  /* CURL_READFUNC_ABORT: ends as a reset */
+
 /* A proxied call's attempt: like upstream_start, but on_head decides at the head whether
  * the body is collected (kept up to keep_max bytes) or streamed to on_data. max_body
  * counts every body byte either way; over it the attempt ends OUTCOME_RESPONSE_TOO_LARGE. */
@@ -98,6 +105,8 @@ struct upstream_attempt *upstream_call_start(struct upstream *u, const struct up
 /* Let a streamed body paused by on_data flow again. Its bytes may be handed to on_data
  * before this returns. Call holding the state lock, not from inside on_data. */
 void upstream_resume_body(struct upstream *u, struct upstream_attempt *a);
+/* Let a request body paused by read_body go on (the next bytes arrived, or its end). */
+void upstream_resume_upload(struct upstream *u, struct upstream_attempt *a);
 /* Cancel an attempt that has not reported yet: its callback is never called. */
 void upstream_cancel(struct upstream *u, struct upstream_attempt *a);
 

@@ -5,7 +5,9 @@
  * daemon's memory flat), a response that is retried never reaches the client,
  * the newest kept one answers when the retries find nothing better, and a body
  * cut after its head (reset, max-response-body, the client leaving) ends the
- * client's reply without its end.
+ * client's reply without its end. Request bodies stream up the same way: a
+ * 256 MiB upload, chunked uploads, retries only of the bodies kept, and many
+ * uploads to an upstream that does not read keep the daemon small.
  *
  * The client here is a raw socket with its own chunked decoder: it sees when
  * each byte arrives and whether the message ended properly, which libcurl would
@@ -22,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "harness.h"
@@ -587,6 +591,190 @@ START_TEST(drain_lets_a_stream_finish)
 }
 END_TEST
 
+
+/* ---- request bodies stream up ------------------------------------------------------------ */
+
+static uint64_t fnv1a(const unsigned char *p, size_t n)
+{
+    uint64_t h = 14695981039346656037u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211u;
+    return h;
+}
+
+static unsigned char *pattern_body(size_t n)
+{
+    unsigned char *b = malloc(n);
+    ck_assert_ptr_nonnull(b);
+    for (size_t i = 0; i < n; i++)
+        b[i] = pattern(i * 3 + 1);
+    return b;
+}
+
+struct upload {
+    struct http_req req;
+    char url[128];
+    const char *hdrs[4];
+    struct http_async *a;
+};
+
+static void upload_start(struct upload *u, const char *target, const void *body, size_t n,
+                         bool chunked, const char *extra)
+{
+    memset(u, 0, sizeof *u);
+    snprintf(u->url, sizeof u->url, "http://127.0.0.1:%d%s", daemon_proc.port, target);
+    u->hdrs[0] = "X-Stub-Sink: 1";
+    u->hdrs[1] = extra;
+    u->req.method = "POST";
+    u->req.url = u->url;
+    u->req.headers = u->hdrs;
+    u->req.body = body;
+    u->req.body_len = n;
+    u->req.chunked = chunked;
+    u->req.timeout_ms = 120000;
+    u->a = http_async_start(&u->req);
+    ck_assert_ptr_nonnull(u->a);
+}
+
+/* The stub got exactly these bytes (its sink's count and sum). */
+static void assert_sunk(const struct http_resp *r, const unsigned char *body, size_t n)
+{
+    char want[32];
+    ck_assert_msg(r->status == 200, "status %ld (curl %d): %.200s", r->status, r->curl_code,
+                  r->body ? r->body : "");
+    ck_assert_ptr_nonnull(http_header(r, "X-Stub-Sink-Bytes"));
+    ck_assert_uint_eq(strtoull(http_header(r, "X-Stub-Sink-Bytes"), NULL, 10), n);
+    snprintf(want, sizeof want, "%016llx", (unsigned long long)fnv1a(body, n));
+    ck_assert_str_eq(http_header(r, "X-Stub-Sink-Sum"), want);
+}
+
+/* A 256 MiB upload (max-request-body raised) reaches the upstream byte for byte while
+ * the daemon's RSS stays flat: the body is not kept (over request-buffer) and the client
+ * is held back while the upstream is slower. */
+START_TEST(big_upload_streams_through)
+{
+    size_t n = slow_factor() > 1 ? (size_t)64 << 20 : (size_t)256 << 20;
+    unsigned char *body = pattern_body(n);
+    struct upload u;
+    struct http_resp r;
+    long worst = 0;
+
+    start("max-request-body: 0", "timeout: 0");
+    long base = rss_kib(daemon_proc.pid);
+    double t0 = harness_now_ms();
+    upload_start(&u, "/svc/up", body, n, false, NULL);
+    /* sample the daemon's memory until the answer is logged */
+    for (int i = 0; i < 60000 && !proc_log_wait(&daemon_proc, "path=\"/svc/up\"", 5); i++) {
+        long kib = rss_kib(daemon_proc.pid);
+        if (kib - base > worst)
+            worst = kib - base;
+    }
+    http_async_finish(u.a, &r);
+    double took = harness_now_ms() - t0;
+    assert_sunk(&r, body, n);
+    http_resp_free(&r);
+    free(body);
+    printf("stream: %zu MiB upload in %.0f ms, ahoyd RSS %ld KiB at start, growth %ld KiB\n",
+           n >> 20, took, base, worst);
+    ck_assert_msg(worst < 16 * 1024, "RSS grew by %ld KiB", worst);
+}
+END_TEST
+
+/* A chunked upload goes up whole, byte for byte. */
+START_TEST(chunked_upload)
+{
+    size_t n = 3u << 20;
+    unsigned char *body = pattern_body(n);
+    struct upload u;
+    struct http_resp r;
+
+    start(NULL, NULL);
+    upload_start(&u, "/svc/chunked", body, n, true, NULL);
+    http_async_finish(u.a, &r);
+    assert_sunk(&r, body, n);
+    http_resp_free(&r);
+    free(body);
+}
+END_TEST
+
+/* A POST over request-buffer is not kept: after a reset it is not sent again, even with
+ * an Idempotency-Key; one under it is, with the same bytes. */
+START_TEST(kept_body_retried_unkept_not)
+{
+    size_t big = 2u << 20, small = 200u << 10;
+    unsigned char *body = pattern_body(big);
+    struct upload u;
+    struct http_resp r;
+
+    start(NULL, "request-buffer: 1MiB\nretry: {max-attempts: 3, base-delay: 10ms}\n"
+                "circuit-breaker: false");
+    ck_assert_int_eq(stub_mode(&stub, "{\"action\":\"reset\",\"count\":1}"), 0);
+    upload_start(&u, "/svc/big", body, big, false, "Idempotency-Key: k1");
+    http_async_finish(u.a, &r);
+    assert_ahoyd_error(&r, 502, "upstream_reset", "svc", 1);
+    http_resp_free(&r);
+    ck_assert_int_eq(stub_count(&stub), 1);
+
+    ck_assert_int_eq(stub_mode(&stub, "{\"action\":\"reset\",\"count\":1}"), 0);
+    upload_start(&u, "/svc/small", body, small, false, "Idempotency-Key: k2");
+    http_async_finish(u.a, &r);
+    assert_sunk(&r, body, small);
+    ck_assert_str_eq(http_header(&r, "X-Ahoyd-Attempts"), "2");
+    http_resp_free(&r);
+    ck_assert_int_eq(stub_count(&stub), 3);
+    free(body);
+}
+END_TEST
+
+/* 24 clients posting 8 MB each to an upstream that accepts and never reads: the daemon
+ * holds little of each (the clients are held back), not 24 x 8 MB. */
+START_TEST(uploads_to_a_silent_upstream_stay_small)
+{
+    enum { N = 24 };
+    size_t n = 8000000;
+    unsigned char *body = pattern_body(n);
+    struct upload u[N];
+    struct http_resp r;
+    long worst = 0;
+
+    /* a listening socket never accepted: the kernel takes the connections and a little
+     * of each body, then nothing more */
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(lfd, 128), 0);
+    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "ahoyd:\n  listen: 127.0.0.1:0\n  admin-listen: off\npyfly:\n  client:\n"
+             "    services:\n      svc:\n        base-url: http://127.0.0.1:%d/\n"
+             "        timeout: 3s\n        retry: false\n        circuit-breaker: false\n",
+             ntohs(sa.sin_port));
+    ck_assert_int_eq(ahoyd_start(&daemon_proc, yaml), 0);
+    long base = rss_kib(daemon_proc.pid);
+    for (int i = 0; i < N; i++)
+        upload_start(&u[i], "/svc/silent", body, n, false, NULL);
+    double end = harness_now_ms() + 2500;
+    while (harness_now_ms() < end) {
+        long kib = rss_kib(daemon_proc.pid);
+        if (kib - base > worst)
+            worst = kib - base;
+        sleep_ms(20);
+    }
+    for (int i = 0; i < N; i++) {
+        http_async_finish(u[i].a, &r);
+        ck_assert_int_eq(r.status, 504);
+        http_resp_free(&r);
+    }
+    close(lfd);
+    free(body);
+    printf("stream: %d uploads of 8 MB to a silent upstream, ahoyd RSS growth %ld KiB\n", N,
+           worst);
+    ck_assert_msg(worst < 64 * 1024, "RSS grew by %ld KiB", worst);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("stream");
@@ -603,5 +791,10 @@ int main(void)
     tcase_add_test(tc, max_response_body_cuts_the_stream);
     tcase_add_test(tc, client_leaving_mid_stream);
     tcase_add_test(tc, drain_lets_a_stream_finish);
+    tc = harness_tcase(s, "uploads");
+    tcase_add_test(tc, big_upload_streams_through);
+    tcase_add_test(tc, chunked_upload);
+    tcase_add_test(tc, kept_body_retried_unkept_not);
+    tcase_add_test(tc, uploads_to_a_silent_upstream_stay_small);
     return harness_main(s);
 }

@@ -20,6 +20,8 @@
  *       download  X-Stub-Bytes bytes of stub_pattern(), with Content-Length unless
  *                 X-Stub-Chunked: 1;
  *       reset     X-Stub-Bytes bytes, then the connection is reset (RST);
+ *     X-Stub-Sink: 1 (the request body is counted and summed, not kept: the answer has
+ *     X-Stub-Sink-Bytes and X-Stub-Sink-Sum, FNV-1a 64 in hex);
  *   - instance-wide, on the stub's own port under /_stub/: POST /_stub/mode
  *     (JSON, optionally for the next `count` requests, optionally only for the
  *     requests whose path is `path`, e.g. a health-check path), POST /_stub/reset,
@@ -83,6 +85,8 @@ struct request {
     size_t body_len, body_cap;
     bool body_truncated;
     bool headers_seen; /* first handler call done */
+    bool sink;         /* X-Stub-Sink: the body is counted and summed, not kept */
+    uint64_t sink_bytes, sink_sum;
 };
 
 static const char *stub_name = "demo";
@@ -178,8 +182,32 @@ static void request_completed(void *cls, struct MHD_Connection *con, void **req_
     *req_cls = NULL;
 }
 
+/* X-Stub-Sink: count the body and sum it (FNV-1a 64) instead of keeping it. */
+static int sink_take(struct request *r, const char *data, size_t n)
+{
+    if (r->sink_bytes == 0)
+        r->sink_sum = 14695981039346656037u;
+    for (size_t i = 0; i < n; i++)
+        r->sink_sum = (r->sink_sum ^ (unsigned char)data[i]) * 1099511628211u;
+    r->sink_bytes += n;
+    return 0;
+}
+
+static void sink_headers(struct MHD_Response *resp, const struct request *r)
+{
+    char v[32];
+    if (!r->sink)
+        return;
+    snprintf(v, sizeof v, "%llu", (unsigned long long)r->sink_bytes);
+    MHD_add_response_header(resp, "X-Stub-Sink-Bytes", v);
+    snprintf(v, sizeof v, "%016llx", (unsigned long long)r->sink_sum);
+    MHD_add_response_header(resp, "X-Stub-Sink-Sum", v);
+}
+
 static int body_append(struct request *r, const char *data, size_t n)
 {
+    if (r->sink)
+        return sink_take(r, data, n);
     if (r->body_len + n > (size_t)MAX_BODY) {
         r->body_truncated = true;
         n = (size_t)MAX_BODY - r->body_len;
@@ -771,6 +799,7 @@ static enum MHD_Result answer_request(struct MHD_Connection *con, const char *me
     }
     w.resp = resp;
     MHD_get_connection_values(con, MHD_HEADER_KIND, add_extra_header, &w);
+    sink_headers(resp, r);
     ret = MHD_queue_response(con, status, resp);
     MHD_destroy_response(resp);
     behaviour_clear(&b);
@@ -910,6 +939,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *con, const char
     if (!r->headers_seen) {
         /* Queue nothing in the first call: MHD would add Connection: close. */
         r->headers_seen = true;
+        r->sink = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "X-Stub-Sink") != NULL;
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
