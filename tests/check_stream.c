@@ -726,6 +726,34 @@ START_TEST(kept_body_retried_unkept_not)
 }
 END_TEST
 
+/* ahoyd.max-retry-buffers bounds the kept bodies of all calls together: past it a body
+ * under request-buffer streams unkept, and its call is not retried after a reset. */
+START_TEST(retry_buffers_bound_kept_bodies)
+{
+    size_t n = 200u << 10;
+    unsigned char *body = pattern_body(n);
+    struct upload u;
+    struct http_resp r;
+
+    start("max-retry-buffers: 100KiB",
+          "request-buffer: 1MiB\nretry: {max-attempts: 3, base-delay: 10ms}\n"
+          "circuit-breaker: false");
+    ck_assert_int_eq(stub_mode(&stub, "{\"action\":\"reset\",\"count\":1}"), 0);
+    upload_start(&u, "/svc/over", body, n, false, "Idempotency-Key: k3");
+    http_async_finish(u.a, &r);
+    assert_ahoyd_error(&r, 502, "upstream_reset", "svc", 1);
+    http_resp_free(&r);
+    /* within them (the first body's share given back), the same body is kept again */
+    ck_assert_int_eq(stub_mode(&stub, "{\"action\":\"reset\",\"count\":1}"), 0);
+    upload_start(&u, "/svc/under", body, 50u << 10, false, "Idempotency-Key: k4");
+    http_async_finish(u.a, &r);
+    assert_sunk(&r, body, 50u << 10);
+    ck_assert_str_eq(http_header(&r, "X-Ahoyd-Attempts"), "2");
+    http_resp_free(&r);
+    free(body);
+}
+END_TEST
+
 /* 24 clients posting 8 MB each to an upstream that accepts and never reads: the daemon
  * holds little of each (the clients are held back), not 24 x 8 MB. */
 START_TEST(uploads_to_a_silent_upstream_stay_small)
@@ -795,6 +823,7 @@ int main(void)
     tcase_add_test(tc, big_upload_streams_through);
     tcase_add_test(tc, chunked_upload);
     tcase_add_test(tc, kept_body_retried_unkept_not);
+    tcase_add_test(tc, retry_buffers_bound_kept_bodies);
     tcase_add_test(tc, uploads_to_a_silent_upstream_stay_small);
     return harness_main(s);
 }
