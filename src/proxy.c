@@ -80,6 +80,23 @@ static void on_backoff(void *arg)
     attempt_next(arg);
 }
 
+static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_response *resp,
+                            int64_t elapsed_us);
+
+/* The deadline, started at the end of a body that streamed up, ran out while an attempt
+ * started before it still runs: the attempt is cut as the deadline cuts any (SPEC 4.1). */
+static void on_deadline(void *arg)
+{
+    struct request *r = arg;
+    if (!r->attempt)
+        return;
+    upstream_cancel(r->env->upstream, r->attempt);
+    r->attempt = NULL;
+    r->attempt_cut_by_deadline = true;
+    struct outcome o = {.kind = OUTCOME_TIMEOUT, .detail = "the deadline ran out"};
+    on_attempt_done(r, &o, NULL, loop_now_us(r->env->loop) - r->attempt_start_us);
+}
+
 void proxy_begin(struct request *r)
 {
     struct service_rt *svc = r->svc;
@@ -117,11 +134,10 @@ void proxy_begin(struct request *r)
     r->current = r->previous = -1;
     r->upstream_us = -1;
     loop_timer_init(&r->backoff_timer, on_backoff, r);
+    loop_timer_init(&r->deadline_timer, on_deadline, r);
     attempt_next(r);
 }
 
-static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_response *resp,
-                            int64_t elapsed_us);
 static enum upstream_head_verdict on_attempt_head(void *arg, struct upstream_response *resp);
 static size_t on_attempt_body(void *arg, int status, const char *data, size_t n);
 static size_t on_attempt_read(void *arg, char *buf, size_t max);
@@ -295,6 +311,7 @@ static void attempt_send(struct request *r, int idx, int k, int64_t now)
         return;
     }
     r->attempt = a;
+    r->attempt_start_us = loop_now_us(r->env->loop);
 }
 
 /* Append url to the access log's list of endpoints tried; room is always left for a
@@ -547,6 +564,7 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
     struct outcome oc = *o;
 
     r->attempt = NULL;
+    loop_timer_stop(r->env->loop, &r->deadline_timer);
     r->upstream_us = (r->upstream_us < 0 ? 0 : r->upstream_us) + elapsed_us;
     if (oc.kind == OUTCOME_TIMEOUT && r->attempt_cut_by_deadline) {
         /* the call's deadline, not the attempt's timeout: neutral for the breaker, but
@@ -638,8 +656,11 @@ static size_t on_attempt_read(void *arg, char *buf, size_t max)
 void proxy_body_end(struct request *r)
 {
     r->body_complete = true;
-    if (r->deadline_after_body)
+    if (r->deadline_after_body) {
         r->deadline_ms = r->received_us / 1000 + r->deadline_after_body;
+        if (r->attempt) /* its timeout was set without the deadline */
+            loop_timer_start(r->env->loop, &r->deadline_timer, r->deadline_after_body);
+    }
     if (r->upload_paused && r->attempt) {
         r->upload_paused = false;
         upstream_resume_upload(r->env->upstream, r->attempt);
@@ -655,5 +676,6 @@ void proxy_cancel(struct request *r)
         attempt_settle(r, &o);
     }
     loop_timer_stop(r->env->loop, &r->backoff_timer);
+    loop_timer_stop(r->env->loop, &r->deadline_timer);
     call_end(r);
 }

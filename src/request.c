@@ -59,6 +59,7 @@ void request_free(struct request *r)
     struct loop *loop = r->env->loop;
     loop_timer_stop(loop, &r->request_timer);
     loop_timer_stop(loop, &r->backoff_timer);
+    loop_timer_stop(loop, &r->deadline_timer);
     request_body_release(r);
     free(r->tried);
     free(r->last_url);

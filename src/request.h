@@ -148,6 +148,8 @@ struct request {
     size_t body_off;                /* where the running attempt reads in body */
     uint64_t body_reserved;         /* of max-retry-buffers, held by this body */
     int64_t deadline_after_body;    /* the deadline's length, started at the body's end */
+    struct loop_timer deadline_timer; /* cuts an attempt started before the deadline was */
+    int64_t attempt_start_us;
 };
 
 /* A request whose request line (the raw target) was just seen, in env, on runtime rt

@@ -754,6 +754,30 @@ START_TEST(retry_buffers_bound_kept_bodies)
 }
 END_TEST
 
+/* The deadline starts at the last byte of a body that streamed up during the call, and
+ * cuts the attempt started before it: 504 about 400 ms after that byte, not when the
+ * slow upstream answers 3 s later. */
+START_TEST(deadline_starts_at_the_body_end)
+{
+    char resp[8192];
+    double sf = slow_factor();
+
+    start(NULL, "deadline: 400ms\ntimeout: 10s\nretry: false");
+    int fd = raw_connect(daemon_proc.port);
+    ck_assert_int_ge(fd, 0);
+    raw_send_text(fd, "POST /svc/slow HTTP/1.1\r\nHost: h\r\nContent-Length: 20\r\n"
+                      "X-Stub-Delay-Ms: 3000\r\n\r\n0123456789");
+    sleep_ms(600); /* longer than the deadline: it has not started yet */
+    raw_send_text(fd, "abcdefghij");
+    double t0 = harness_now_ms();
+    int st = raw_read_response(fd, resp, sizeof resp, (int)(5000 * sf));
+    double took = harness_now_ms() - t0;
+    close(fd);
+    ck_assert_int_eq(st, 504);
+    ck_assert_msg(took >= 350 && took < 1500 * sf, "504 after %.0f ms (deadline 400 ms)", took);
+}
+END_TEST
+
 /* 24 clients posting 8 MB each to an upstream that accepts and never reads: the daemon
  * holds little of each (the clients are held back), not 24 x 8 MB. */
 START_TEST(uploads_to_a_silent_upstream_stay_small)
@@ -833,6 +857,7 @@ int main(void)
     tcase_add_test(tc, chunked_upload);
     tcase_add_test(tc, kept_body_retried_unkept_not);
     tcase_add_test(tc, retry_buffers_bound_kept_bodies);
+    tcase_add_test(tc, deadline_starts_at_the_body_end);
     tcase_add_test(tc, uploads_to_a_silent_upstream_stay_small);
     return harness_main(s);
 }
