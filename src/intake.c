@@ -494,7 +494,8 @@ static void check_head(struct request *r, const char *version)
     } else if (strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && h.n_host != 1) {
         fail(r, 400, "bad_request", h.n_host ? "more than one Host header" : "missing Host header",
              true);
-    } else if (h.n_cl && cfg->max_request_body && strtoull(h.cl, NULL, 10) > cfg->max_request_body) {
+    } else if (h.n_cl && cfg->max_request_body &&
+               strtoull(h.cl, NULL, 10) > cfg->max_request_body) {
         fail(r, 413, "payload_too_large", "the request body is over the limit", true);
     } else if (h.connection.failed || h.upgrade.failed) {
         fail(r, 503, "overloaded", "out of memory", true);

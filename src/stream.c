@@ -100,8 +100,8 @@ struct MHD_Response *stream_response(struct request *r)
 {
     int64_t cl = r->resp->content_length;
     r->refs++; /* the reader's, given back by stream_free (at once on failure) */
-    return forward_build_stream_response(r, cl >= 0 ? (uint64_t)cl : MHD_SIZE_UNKNOWN,
-                                         STREAM_BLOCK, stream_read, stream_free);
+    return forward_build_stream_response(r, cl >= 0 ? (uint64_t)cl : MHD_SIZE_UNKNOWN, STREAM_BLOCK,
+                                         stream_read, stream_free);
 }
 
 bool stream_is_whole(const struct request *r)

@@ -105,5 +105,6 @@ void upstream_send_tls(CURL *e, const struct tls_conf *tls)
     curl_easy_setopt(e, CURLOPT_CAINFO, tls && tls->ca_file && *tls->ca_file ? tls->ca_file : NULL);
     curl_easy_setopt(e, CURLOPT_SSLCERT,
                      tls && tls->cert_file && *tls->cert_file ? tls->cert_file : NULL);
-    curl_easy_setopt(e, CURLOPT_SSLKEY, tls && tls->key_file && *tls->key_file ? tls->key_file : NULL);
+    curl_easy_setopt(e, CURLOPT_SSLKEY,
+                     tls && tls->key_file && *tls->key_file ? tls->key_file : NULL);
 }

@@ -143,8 +143,8 @@ static void sc_open(struct sclient *c, int port, const char *target, const char 
     }
     c->status = raw_status(c->head);
     char v[64];
-    c->chunked = raw_header(c->head, "Transfer-Encoding", v, sizeof v) &&
-                 strcasecmp(v, "chunked") == 0;
+    c->chunked =
+        raw_header(c->head, "Transfer-Encoding", v, sizeof v) && strcasecmp(v, "chunked") == 0;
     if (raw_header(c->head, "Content-Length", v, sizeof v))
         c->content_length = strtoll(v, NULL, 10);
     if (!c->chunked && c->content_length == 0)
@@ -165,8 +165,7 @@ static size_t sc_read(struct sclient *c, unsigned char *buf, size_t cap, int tim
                 size_t n = c->raw_len - c->raw_off;
                 if (n > cap - got)
                     n = cap - got;
-                if (c->content_length >= 0 &&
-                    n > (uint64_t)c->content_length - c->body_seen)
+                if (c->content_length >= 0 && n > (uint64_t)c->content_length - c->body_seen)
                     n = (size_t)((uint64_t)c->content_length - c->body_seen);
                 memcpy(buf + got, c->raw + c->raw_off, n);
                 got += n;
@@ -287,8 +286,7 @@ START_TEST(first_bytes_before_the_pause_ends)
     double t_first = harness_now_ms() - t0;
     ck_assert_uint_eq(n, 6);
     ck_assert(memcmp(buf, "first\n", 6) == 0);
-    ck_assert_msg(t_first < 300 * sf, "first piece after %.0f ms (head %.0f ms)", t_first,
-                  t_head);
+    ck_assert_msg(t_first < 300 * sf, "first piece after %.0f ms (head %.0f ms)", t_first, t_head);
     n = sc_read(&c, buf, sizeof buf, (int)(3000 * sf));
     double t_rest = harness_now_ms() - t0;
     ck_assert_uint_eq(n, 5);
@@ -296,8 +294,8 @@ START_TEST(first_bytes_before_the_pause_ends)
     ck_assert_msg(t_rest >= 950, "the rest after %.0f ms: the stub paused 1000 ms", t_rest);
     sc_read(&c, buf, sizeof buf, (int)(3000 * sf));
     ck_assert(c.complete);
-    printf("stream: ttfb head %.1f ms, first chunk %.1f ms, rest %.1f ms (pause 1000 ms)\n",
-           t_head, t_first, t_rest);
+    printf("stream: ttfb head %.1f ms, first chunk %.1f ms, rest %.1f ms (pause 1000 ms)\n", t_head,
+           t_first, t_rest);
     sc_close(&c);
 }
 END_TEST
@@ -345,14 +343,13 @@ START_TEST(sse_events_arrive_as_sent)
             late = -late;
         if (late > worst)
             worst = late;
-        ck_assert_msg(late <= 50 * sf, "event %d at %.0f ms, event 0 at %.0f ms", k, at[k],
-                      at[0]);
+        ck_assert_msg(late <= 50 * sf, "event %d at %.0f ms, event 0 at %.0f ms", k, at[k], at[0]);
     }
     ck_assert_msg(at[0] < 300 * sf, "event 0 at %.0f ms", at[0]);
     sc_read(&c, buf, sizeof buf, (int)(2000 * sf));
     ck_assert(c.complete);
-    printf("stream: SSE event 0 at %.1f ms, worst distance from its 200 ms slot %.1f ms\n",
-           at[0], worst);
+    printf("stream: SSE event 0 at %.1f ms, worst distance from its 200 ms slot %.1f ms\n", at[0],
+           worst);
     sc_close(&c);
 }
 END_TEST
@@ -397,8 +394,8 @@ START_TEST(big_download_through_a_slow_client)
 
     start(NULL, "timeout: 0");
     /* warm the daemon up (pools, first allocations), then measure */
-    sc_open(&c, daemon_proc.port, "/svc/warm", "X-Stub-Stream: download\r\nX-Stub-Bytes: 4194304\r\n",
-            5000);
+    sc_open(&c, daemon_proc.port, "/svc/warm",
+            "X-Stub-Stream: download\r\nX-Stub-Bytes: 4194304\r\n", 5000);
     sc_drain(&c, 5000);
     ck_assert(c.complete);
     sc_close(&c);
@@ -431,7 +428,8 @@ START_TEST(chunked_download)
 
     start(NULL, NULL);
     long base = rss_kib(daemon_proc.pid);
-    snprintf(hdrs, sizeof hdrs, "X-Stub-Stream: download\r\nX-Stub-Chunked: 1\r\nX-Stub-Bytes: %llu\r\n",
+    snprintf(hdrs, sizeof hdrs,
+             "X-Stub-Stream: download\r\nX-Stub-Chunked: 1\r\nX-Stub-Bytes: %llu\r\n",
              (unsigned long long)size);
     sc_open(&c, daemon_proc.port, "/svc/chunked", hdrs, 5000);
     ck_assert_int_eq(c.status, 200);
@@ -590,7 +588,6 @@ START_TEST(drain_lets_a_stream_finish)
     ck_assert_int_eq(proc_wait(&daemon_proc, 10000), 0);
 }
 END_TEST
-
 
 /* ---- request bodies stream up ------------------------------------------------------------ */
 
@@ -821,8 +818,7 @@ START_TEST(uploads_to_a_silent_upstream_stay_small)
     }
     close(lfd);
     free(body);
-    printf("stream: %d uploads of 8 MB to a silent upstream, ahoyd RSS growth %ld KiB\n", N,
-           worst);
+    printf("stream: %d uploads of 8 MB to a silent upstream, ahoyd RSS growth %ld KiB\n", N, worst);
     ck_assert_msg(worst < 64 * 1024, "RSS grew by %ld KiB", worst);
 }
 END_TEST
