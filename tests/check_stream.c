@@ -823,6 +823,31 @@ START_TEST(uploads_to_a_silent_upstream_stay_small)
 }
 END_TEST
 
+/* A stream still open at shutdown-timeout is cut (the client sees no end, flag RS) and
+ * the daemon exits 0. */
+START_TEST(shutdown_timeout_cuts_a_stream)
+{
+    struct sclient c;
+    unsigned char buf[4096];
+
+    start("shutdown-timeout: 500ms", "timeout: 0");
+    sc_open(&c, daemon_proc.port, "/svc/events",
+            "X-Stub-Stream: sse\r\nX-Stub-Events: 20\r\nX-Stub-Interval-Ms: 400\r\n", 5000);
+    ck_assert_int_eq(c.status, 200);
+    ck_assert_uint_gt(sc_read(&c, buf, sizeof buf, 5000), 0);
+    double t0 = harness_now_ms();
+    ck_assert_int_eq(proc_signal(&daemon_proc, SIGTERM), 0);
+    sc_drain(&c, 5000);
+    ck_assert(!c.complete);
+    ck_assert(c.closed);
+    ck_assert_msg(harness_now_ms() - t0 < 3000 * slow_factor(), "cut after %.0f ms",
+                  harness_now_ms() - t0);
+    sc_close(&c);
+    ck_assert(proc_log_wait(&daemon_proc, "flags=RS", 3000));
+    ck_assert_int_eq(proc_wait(&daemon_proc, 10000), 0);
+}
+END_TEST
+
 int main(void)
 {
 #if defined(__SANITIZE_ADDRESS__)
@@ -848,6 +873,7 @@ int main(void)
     tcase_add_test(tc, max_response_body_cuts_the_stream);
     tcase_add_test(tc, client_leaving_mid_stream);
     tcase_add_test(tc, drain_lets_a_stream_finish);
+    tcase_add_test(tc, shutdown_timeout_cuts_a_stream);
     tc = harness_tcase(s, "uploads");
     tcase_add_test(tc, big_upload_streams_through);
     tcase_add_test(tc, chunked_upload);
