@@ -51,6 +51,7 @@
 #include "server.h"
 #include "strbuf.h"
 #include "stream.h"
+#include "tunnel.h"
 #include "units.h"
 
 #define PEER_CLOSED_GRACE_MS 250 /* a half-closed client's request may still be in the buffer */
@@ -70,14 +71,17 @@ static enum MHD_Result queue_answer(struct request *r)
         request_set_error(r, 502, "upstream_response_too_large",
                           "the upstream response head does not fit beside the request's");
     }
-    bool whole = stream_is_whole(r);
-    struct MHD_Response *resp = whole ? forward_build_response(r) : stream_response(r);
+    bool upgrade = r->tunnel && r->status == 101; /* a tunnel joined once it is sent */
+    bool whole = !upgrade && stream_is_whole(r);
+    struct MHD_Response *resp = upgrade ? tunnel_response(r)
+                                : whole ? forward_build_response(r)
+                                        : stream_response(r);
     if (!resp)
         return MHD_NO;
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     if (whole)
-        request_log(r);
+        request_log(r); /* a tunnel's or a stream's when it ends */
     return ret;
 }
 
@@ -261,6 +265,8 @@ static void completed(void **con_cls, enum MHD_RequestTerminationCode toe)
     if (!r)
         return;
     *con_cls = NULL;
+    if (tunnel_holds(r))
+        return; /* joined: freed when the tunnel ends */
     bool stream_ended = r->streaming && (r->stream_cut || r->stream_done ||
                                          toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     if (!r->logged && r->head_checked && !stream_ended) {
@@ -271,6 +277,13 @@ static void completed(void **con_cls, enum MHD_RequestTerminationCode toe)
     if (!r->logged && r->head_checked)
         request_log(r);
     request_done(r);
+}
+
+void intake_tunnel_closed(struct request *r, bool mhd_done)
+{
+    r->lst->kick = true; /* MHD closes the connection when it next runs */
+    if (mhd_done)
+        request_done(r);
 }
 
 /* ---- head checks and routing ---------------------------------------------------- */
@@ -499,11 +512,12 @@ static void check_head(struct request *r, const char *version)
         fail(r, 413, "payload_too_large", "the request body is over the limit", true);
     } else if (h.connection.failed || h.upgrade.failed) {
         fail(r, 503, "overloaded", "out of memory", true);
-    } else if (h.upgrade.s && http_list_has_token(h.upgrade.s, "websocket")) {
-        /* other upgrades (h2c from Java's HttpClient, curl --http2) are ignored: Upgrade,
-         * HTTP2-Settings and the Connection tokens naming them are not forwarded */
-        fail(r, 501, "not_implemented", "WebSocket upgrades are not supported yet", true);
     } else {
+        /* a websocket upgrade is tunnelled (tunnel.c); other upgrades (h2c from Java's
+         * HttpClient, curl --http2) are ignored: Upgrade, HTTP2-Settings and the
+         * Connection tokens naming them are not forwarded */
+        r->upgrade = h.upgrade.s && strcmp(r->method, "GET") == 0 &&
+                     http_list_has_token(h.upgrade.s, "websocket");
         route_request(r);
         if (r->svc && !r->err_code)
             stream_body_plan(r, h.n_cl ? strtoll(h.cl, NULL, 10) : h.n_te ? -1 : 0);

@@ -7,6 +7,7 @@
 #define AHOYD_INTAKE_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <microhttpd.h>
@@ -30,6 +31,8 @@ void intake_on_connection(void *cls, struct MHD_Connection *conn, void **socket_
  * queues the answer, or closes when the client is gone). A server's requests answer
  * through it (request_env.answer). */
 void intake_resume(struct request *r);
+/* A joined tunnel of r has ended (request_env.tunnel_closed). */
+void intake_tunnel_closed(struct request *r, bool mhd_done);
 /* The socket of a client connection, -1 if MHD does not say. */
 int intake_connection_fd(struct MHD_Connection *conn);
 

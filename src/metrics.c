@@ -309,6 +309,11 @@ static void render_upstream(struct strbuf *t, const struct runtime *rt, size_t n
 static void render_load(struct strbuf *t, const struct runtime *rt, size_t n,
                         const struct process_counters *pc)
 {
+    family(t, "ahoyd_tunnels_open", "gauge", "WebSocket tunnels open, by service.");
+    for (size_t i = 0; i < n; i++) {
+        sample_start(t, "ahoyd_tunnels_open", "service", rt->services[i].conf->name, NULL);
+        strbuf_printf(t, "%d\n", rt->services[i].state->tunnels_open);
+    }
     family(t, "ahoyd_inflight_requests", "gauge", "Calls in flight, by service.");
     for (size_t i = 0; i < n; i++) {
         sample_start(t, "ahoyd_inflight_requests", "service", rt->services[i].conf->name, NULL);

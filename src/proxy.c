@@ -26,6 +26,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "strbuf.h"
+#include "tunnel.h"
 
 static void attempt_next(struct request *r);
 
@@ -288,8 +289,9 @@ static void attempt_send(struct request *r, int idx, int k, int64_t now)
             .tls = &sc->tls,
             .connect_to = connect_to,
         };
-        a = upstream_call_start(r->env->upstream, &req, REQUEST_STREAM_HOLD, on_attempt_head,
-                                on_attempt_body, on_attempt_done, r);
+        a = r->upgrade ? tunnel_start(r, &req, on_attempt_done)
+                       : upstream_call_start(r->env->upstream, &req, REQUEST_STREAM_HOLD,
+                                             on_attempt_head, on_attempt_body, on_attempt_done, r);
     }
     free(connect_to);
     if (a && url) {
@@ -670,7 +672,10 @@ void proxy_body_end(struct request *r)
 void proxy_cancel(struct request *r)
 {
     if (r->attempt) {
-        upstream_cancel(r->env->upstream, r->attempt);
+        if (r->tunnel)
+            tunnel_cancel(r);
+        else
+            upstream_cancel(r->env->upstream, r->attempt);
         r->attempt = NULL;
         struct outcome o = {.kind = OUTCOME_CANCELLED};
         attempt_settle(r, &o);

@@ -46,6 +46,10 @@ struct request_env {
     int64_t drain_deadline_ms; /* monotonic end of shutdown-timeout, 0 = none */
     /* The answer is ready (status and resp, or err_*): the server side queues it. */
     void (*answer)(struct request *r);
+    struct tunnel *tunnels; /* joined tunnels (tunnel.c) */
+    /* A joined tunnel has ended; mhd_done: MHD's completed callback came already (the
+     * server side frees r now), else it comes once MHD has closed the connection. */
+    void (*tunnel_closed)(struct request *r, bool mhd_done);
 };
 
 struct request {
@@ -65,6 +69,8 @@ struct request {
     struct target_parts parts;
     struct service_rt *svc;
     const struct route_method *operation; /* named call */
+    bool upgrade;                   /* Upgrade: websocket on a GET: tunnelled (tunnel.c) */
+    struct tunnel *tunnel;          /* its attempt in flight, or its connection after a 101 */
     bool head_checked;
     bool body_discard;              /* an error is decided: read and drop the body */
     char *body;

@@ -80,6 +80,7 @@ struct service_state {
     char *name;
     struct retry_budget budget;
     int inflight;
+    int tunnels_open;
     uint64_t retries;
     struct service_counters *counters; /* counters.c: requests, errors, durations */
     struct panic_state panic;          /* SPEC 4.7: logged when it begins and ends */

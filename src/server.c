@@ -41,6 +41,7 @@
 #include "request.h"
 #include "server.h"
 #include "stream.h"
+#include "tunnel.h"
 
 #define CONNECTION_RESERVE 16 /* connections above max-connections for the 503 answer */
 /* MHD keeps a connection's request head and the response head it writes in one pool,
@@ -159,8 +160,9 @@ static struct listener *listener_start(struct server *s, const struct config *cf
 #endif
         {MHD_OPTION_END, 0, NULL},
     };
-    l->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0,
-                              NULL, NULL, intake_on_access, l, MHD_OPTION_ARRAY, ops,
+    l->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE |
+                                  MHD_USE_ERROR_LOG,
+                              0, NULL, NULL, intake_on_access, l, MHD_OPTION_ARRAY, ops,
                               MHD_OPTION_END);
     const union MHD_DaemonInfo *di =
         l->mhd ? MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
@@ -228,6 +230,7 @@ static void server_env_init(struct server *s, struct loop *loop, struct upstream
     s->env.upstream = up;
     s->env.worker = worker;
     s->env.answer = intake_resume;
+    s->env.tunnel_closed = intake_tunnel_closed;
 }
 
 int server_start(struct server *s, struct loop *loop, struct upstream *up, struct runtime *rt)
@@ -418,6 +421,7 @@ void server_close_idle(struct server *s)
 
 void server_abort_calls(struct server *s)
 {
+    tunnel_close_all(&s->env);
     while (s->suspended) {
         struct request *r = s->suspended;
         if (r->streaming) {
@@ -442,7 +446,8 @@ void server_free(struct server *s)
         s->switching = NULL;
         server_discard_reload(s, l);
     }
-    /* MHD must not be stopped with suspended connections */
+    /* MHD must not be stopped with suspended connections, nor upgraded ones */
+    tunnel_close_all(&s->env);
     while (s->suspended) {
         struct request *r = s->suspended;
         proxy_cancel(r);

@@ -72,6 +72,7 @@ struct upstream_attempt {
     int prereq_calls;
     bool allow_resend;
     bool resend_aborted;
+    bool connect_only; /* a tunnel's: CONNECT_ONLY, reports once connected */
     bool connect_timeout_decides; /* connect-timeout <= timeout: a pre-send timeout is a
                                      connect failure */
     int64_t start_us;
@@ -416,7 +417,7 @@ static void attempt_release(struct upstream_attempt *a)
         a->rd.resp = NULL;
     }
     /* a handle removed while paused may keep held bytes and its pause: not reused */
-    if (u->n_idle < IDLE_HANDLES_MAX && !a->paused && !a->send_paused) {
+    if (u->n_idle < IDLE_HANDLES_MAX && !a->paused && !a->send_paused && !a->connect_only) {
         a->next_idle = u->idle;
         u->idle = a;
         u->n_idle++;
@@ -482,7 +483,7 @@ static struct upstream_attempt *attempt_begin(struct upstream *u,
                                               const struct upstream_request *req,
                                               upstream_data_cb on_data, upstream_done_cb cb,
                                               void *arg, upstream_head_cb on_head,
-                                              uint64_t keep_max)
+                                              uint64_t keep_max, bool connect_only)
 {
     struct upstream_attempt *a = u->idle;
     if (a) {
@@ -513,6 +514,8 @@ static struct upstream_attempt *attempt_begin(struct upstream *u,
     a->rd.defer_alloc = on_head != NULL;
     a->prereq_calls = 0;
     a->allow_resend = req->allow_resend;
+    a->connect_only = connect_only;
+    curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, connect_only ? 1L : 0L);
     a->rd.too_large = false;
     a->resend_aborted = false;
     a->rd.headers_done = false;
@@ -580,7 +583,7 @@ static struct upstream_attempt *attempt_begin(struct upstream *u,
 struct upstream_attempt *upstream_start(struct upstream *u, const struct upstream_request *req,
                                         upstream_done_cb cb, void *arg)
 {
-    return attempt_begin(u, req, NULL, cb, arg, NULL, 0);
+    return attempt_begin(u, req, NULL, cb, arg, NULL, 0, false);
 }
 
 struct upstream_attempt *upstream_call_start(struct upstream *u, const struct upstream_request *req,
@@ -588,7 +591,9 @@ struct upstream_attempt *upstream_call_start(struct upstream *u, const struct up
                                              upstream_data_cb on_data, upstream_done_cb cb,
                                              void *arg)
 {
-    return on_head && on_data ? attempt_begin(u, req, on_data, cb, arg, on_head, keep_max) : NULL;
+    if (!on_head || !on_data)
+        return NULL;
+    return attempt_begin(u, req, on_data, cb, arg, on_head, keep_max, false);
 }
 
 /* What stays paused is said again: curl_easy_pause sets both directions at once. */
@@ -622,8 +627,16 @@ struct upstream_attempt *upstream_stream_start(struct upstream *u,
                                                upstream_data_cb on_data, upstream_done_cb cb,
                                                void *arg)
 {
-    return on_data ? attempt_begin(u, req, on_data, cb, arg, NULL, 0) : NULL;
+    return on_data ? attempt_begin(u, req, on_data, cb, arg, NULL, 0, false) : NULL;
 }
+
+struct upstream_attempt *upstream_connect_start(struct upstream *u,
+                                                const struct upstream_request *req,
+                                                upstream_done_cb cb, void *arg)
+{
+    return attempt_begin(u, req, NULL, cb, arg, NULL, 0, true);
+}
+void *upstream_attempt_easy(const struct upstream_attempt *a) { return a->easy; }
 
 void upstream_cancel(struct upstream *u, struct upstream_attempt *a)
 {
@@ -703,6 +716,10 @@ static void check_done(struct upstream *u)
         curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&a);
         struct outcome o;
         classify(a, rc, &o); /* logged by the caller, who knows the request */
+        if (a->connect_only && o.kind == OUTCOME_STATUS) { /* a tunnel's, connected */
+            a->cb(a->arg, &o, NULL, monotonic_us() - a->start_us);
+            continue;
+        }
         curl_multi_remove_handle(u->multi, e);
         struct upstream_response *resp = NULL;
         if (o.kind == OUTCOME_STATUS && a->rd.resp) { /* none once streamed */

@@ -107,7 +107,18 @@ struct upstream_attempt *upstream_call_start(struct upstream *u, const struct up
 void upstream_resume_body(struct upstream *u, struct upstream_attempt *a);
 /* Let a request body paused by read_body go on (the next bytes arrived, or its end). */
 void upstream_resume_upload(struct upstream *u, struct upstream_attempt *a);
-/* Cancel an attempt that has not reported yet: its callback is never called. */
+/* A tunnel's connection: curl connects to req->url (TLS for https) with CONNECT_ONLY and
+ * calls cb once, with OUTCOME_STATUS and status 0 (resp NULL) when connected, or with
+ * another outcome (nothing was sent: the caller counts it a connect failure). A connected
+ * attempt keeps its connection until upstream_cancel: the caller watches its socket
+ * (CURLINFO_ACTIVESOCKET) and does the I/O with curl_easy_send/curl_easy_recv on
+ * upstream_attempt_easy(). */
+struct upstream_attempt *upstream_connect_start(struct upstream *u,
+                                                const struct upstream_request *req,
+                                                upstream_done_cb cb, void *arg);
+void *upstream_attempt_easy(const struct upstream_attempt *a); /* its CURL * */
+/* Cancel an attempt that has not reported yet (or a connected tunnel's, to close it):
+ * its callback is never called. */
 void upstream_cancel(struct upstream *u, struct upstream_attempt *a);
 
 

@@ -879,9 +879,10 @@ START_TEST(render_in_process)
     ck_assert_int_eq(expo_count(&e, "ahoyd_health_checks_total", NULL, NULL), 0);
     ck_assert(expo_get(&e, "ahoyd_ejections_total", "service", svc, "endpoint", url, NULL) == 0);
     ck_assert(expo_get(&e, "ahoyd_panic", "service", svc, NULL) == 0);
-    /* every family once, in one block: 11 ahoyd_ families before the attempt histogram,
+    ck_assert(expo_get(&e, "ahoyd_tunnels_open", "service", svc, NULL) == 0);
+    /* every family once, in one block: 12 ahoyd_ families before the attempt histogram,
      * the connection gauges and the 4 of health and ejection, and 6 process_ ones */
-    ck_assert_int_eq((int)e.nf, 24);
+    ck_assert_int_eq((int)e.nf, 25);
     expo_free(&e);
     free(text);
     counters_service_free(st.counters);
@@ -891,7 +892,7 @@ START_TEST(render_in_process)
     ck_assert_ptr_nonnull(text);
     ok = expo_parse(text, &e);
     ck_assert_msg(ok, "%s\n%.1500s", e.error, text);
-    ck_assert_int_eq((int)e.nf, 24);
+    ck_assert_int_eq((int)e.nf, 25);
     expo_free(&e);
     free(text);
 }

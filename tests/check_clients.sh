@@ -8,6 +8,10 @@
 # upgrade: each request must come back 200 with the stub's JSON, over
 # HTTP/1.1, and the upstream must see neither Upgrade nor HTTP2-Settings.
 #
+# WebSocket clients go through tunnels to the stub's WebSocket endpoints where they
+# exist: Node.js's built-in WebSocket (Node.js >= 22, or >= 20.10 behind a flag) and
+# curl's ws:// (curl >= 8.11, Debian 13); each is skipped, saying so, elsewhere.
+#
 # Needs AHOYD_BIN and STUB_BIN (set by make check), curl, and java (package
 # default-jdk-headless). Without java the test fails when CI=true and is
 # skipped (exit 77) otherwise. Prints one line per check; exits 1 on any
@@ -161,6 +165,70 @@ elif [ "${CI:-}" = true ]; then
     bad "curl has no HTTP/2 support here, so it sends no h2c upgrade"
 else
     echo "SKIP: curl --http2 (this curl has no HTTP/2 support)"
+fi
+
+# ---- a real WebSocket client: Node's built-in WebSocket -----------------------------------
+# Node >= 22 has it; Node 20.10 and 21 behind --experimental-websocket; Debian 12's Node 18
+# has none, and the check is skipped there. Through ahoyd to the stub's echo endpoint: a
+# text message and a 100 KiB binary one come back, then a clean close.
+ws_flag=
+has_ws='process.exit(typeof WebSocket === "function" ? 0 : 1)'
+if command -v node >/dev/null 2>&1 && node -e "$has_ws" 2>/dev/null; then
+    ws_node=yes
+elif command -v node >/dev/null 2>&1 && node --experimental-websocket -e "$has_ws" 2>/dev/null; then
+    ws_node=yes
+    ws_flag=--experimental-websocket
+else
+    ws_node=
+fi
+if [ -n "$ws_node" ]; then
+    line=$(node $ws_flag --no-warnings -e '
+const ws = new WebSocket(process.argv[1]);
+ws.binaryType = "arraybuffer";
+const big = new Uint8Array(100 * 1024).map((_, i) => (i * 7) & 255);
+let step = 0;
+const fail = (m) => { console.log("FAIL " + m); process.exit(1); };
+setTimeout(() => fail("timeout at step " + step), 10000);
+ws.onopen = () => ws.send("hello websocket");
+ws.onerror = (e) => fail("error " + (e.message || e.type));
+ws.onmessage = (m) => {
+    if (step === 0) {
+        if (m.data !== "hello websocket") fail("text echo " + m.data);
+        step = 1;
+        ws.send(big);
+    } else {
+        const got = new Uint8Array(m.data);
+        if (got.length !== big.length || got.some((b, i) => b !== big[i])) fail("binary echo");
+        step = 2;
+        ws.close(1000, "done");
+    }
+};
+ws.onclose = (e) => {
+    if (step !== 2) fail("closed early " + e.code);
+    console.log("ok");
+    process.exit(0);
+};
+' "ws://127.0.0.1:$port/svc/ws-echo" 2>&1)
+    case $line in
+    "ok"*) ok "node WebSocket: text and binary echoed through a tunnel, closed cleanly" ;;
+    *) bad "node WebSocket: $(printf '%.300s' "$line")" ;;
+    esac
+else
+    echo "SKIP: node WebSocket (no built-in WebSocket in this Node.js, or no Node.js:" \
+        "it needs Node.js >= 22, or >= 20.10 with --experimental-websocket)"
+fi
+
+# ---- curl's ws:// (curl 8.11 and later build WebSockets in; 7.88 does not) ---------------
+# curl writes the payload of every frame it receives: the stub's first frame, sent with
+# its 101, must come through the tunnel.
+if curl --version | grep -q '^Protocols:.* ws'; then
+    out=$(curl -sS -m 3 --no-buffer "ws://127.0.0.1:$port/svc/ws-hello" 2>/dev/null)
+    case $out in
+    welcome*) ok "curl ws://: the upstream's first frame came through a tunnel" ;;
+    *) bad "curl ws://: got '$(printf '%.200s' "$out")'" ;;
+    esac
+else
+    echo "SKIP: curl ws:// (this curl has no WebSocket support; curl 8.11 and later have it)"
 fi
 
 # ---- ahoyd stops cleanly ------------------------------------------------------------------

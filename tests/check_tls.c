@@ -135,6 +135,31 @@ START_TEST(server_name_verifies)
 }
 END_TEST
 
+/* A WebSocket upgrade to an https endpoint is tunnelled over TLS (curl's CONNECT_ONLY
+ * connection, verified like any attempt's): s_server answers 200 rather than 101, which
+ * comes back as an ordinary response; with the wrong name it is a connect failure. */
+START_TEST(upgrade_over_tls)
+{
+    static const char *const ws[] = {"Connection: Upgrade", "Upgrade: websocket",
+                                     "Sec-WebSocket-Version: 13",
+                                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", NULL};
+    struct http_resp r;
+    char tls[400];
+    snprintf(tls, sizeof tls, "{ca-file: %s/cert.pem, server-name: ledger.internal}", dir);
+    start_with_tls(tls);
+    http_get(daemon_proc.port, "/ledger/", ws, &r);
+    ck_assert_msg(r.status == 200, "status %ld: %.300s", r.status, r.body);
+    ck_assert_ptr_nonnull(strstr(r.body, "s_server")); /* s_server's status page */
+    http_resp_free(&r);
+    ck_assert_int_eq(proc_stop(&daemon_proc), 0);
+    snprintf(tls, sizeof tls, "{ca-file: %s/cert.pem}", dir);
+    start_with_tls(tls);
+    http_get(daemon_proc.port, "/ledger/", ws, &r);
+    assert_ahoyd_error(&r, 502, "upstream_unreachable", "ledger", 1);
+    http_resp_free(&r);
+}
+END_TEST
+
 /* Without server-name the name checked is 127.0.0.1, which the certificate does not
  * carry: the handshake fails before anything is sent (connect-failure, 502). */
 START_TEST(wrong_name_is_refused)
@@ -173,6 +198,7 @@ int main(void)
     tcase_add_checked_fixture(tc, tls_setup, tls_teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, server_name_verifies);
+    tcase_add_test(tc, upgrade_over_tls);
     tcase_add_test(tc, wrong_name_is_refused);
     tcase_add_test(tc, verify_default_and_off);
     suite_add_tcase(s, tc);

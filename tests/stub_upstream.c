@@ -35,6 +35,7 @@
  * client went away and whether the stub is stopping.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -923,6 +924,282 @@ static enum MHD_Result control(struct MHD_Connection *con, const char *method,
     return queue_text(con, 404, "application/json", "{\"error\":\"unknown stub control\"}");
 }
 
+/* ---- WebSocket endpoints ---------------------------------------------------------- */
+
+/* A GET whose path holds /ws-echo answers a minimal RFC 6455 handshake (101 with
+ * Sec-WebSocket-Accept) and echoes every frame, unmasked; /ws-hello does the same after
+ * a first text frame "welcome" sent with the 101; /ws-sink reads frames and answers
+ * none (but a close); /ws-close accepts and closes at once;
+ * /ws-deny answers 403 with a body, /ws-deny-chunked 426 with a chunked one. The tunnel
+ * tests talk to them through ahoyd. */
+
+struct sha1 {
+    uint32_t h[5];
+    uint64_t len;
+    unsigned char blk[64];
+    size_t n;
+};
+
+static uint32_t rol32(uint32_t x, int k)
+{
+    return (x << k) | (x >> (32 - k));
+}
+
+static void sha1_block(struct sha1 *c)
+{
+    uint32_t w[80], a, b, d, e, f, k, t, cc;
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)c->blk[4 * i] << 24 | (uint32_t)c->blk[4 * i + 1] << 16 |
+               (uint32_t)c->blk[4 * i + 2] << 8 | c->blk[4 * i + 3];
+    for (int i = 16; i < 80; i++)
+        w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    a = c->h[0], b = c->h[1], cc = c->h[2], d = c->h[3], e = c->h[4];
+    for (int i = 0; i < 80; i++) {
+        if (i < 20)
+            f = (b & cc) | (~b & d), k = 0x5A827999;
+        else if (i < 40)
+            f = b ^ cc ^ d, k = 0x6ED9EBA1;
+        else if (i < 60)
+            f = (b & cc) | (b & d) | (cc & d), k = 0x8F1BBCDC;
+        else
+            f = b ^ cc ^ d, k = 0xCA62C1D6;
+        t = rol32(a, 5) + f + e + k + w[i];
+        e = d, d = cc, cc = rol32(b, 30), b = a, a = t;
+    }
+    c->h[0] += a, c->h[1] += b, c->h[2] += cc, c->h[3] += d, c->h[4] += e;
+}
+
+static void sha1_add(struct sha1 *c, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        c->blk[c->n++] = p[i];
+        c->len++;
+        if (c->n == 64) {
+            sha1_block(c);
+            c->n = 0;
+        }
+    }
+}
+
+static void sha1_of(const void *data, size_t n, unsigned char out[20])
+{
+    struct sha1 c = {{0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0}, 0, {0}, 0};
+    unsigned char pad = 0x80, zero = 0, be[8];
+    sha1_add(&c, data, n);
+    uint64_t bits = c.len * 8;
+    sha1_add(&c, &pad, 1);
+    while (c.n != 56)
+        sha1_add(&c, &zero, 1);
+    for (int i = 0; i < 8; i++)
+        be[i] = (unsigned char)(bits >> (56 - 8 * i));
+    sha1_add(&c, be, 8);
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j < 4; j++)
+            out[4 * i + j] = (unsigned char)(c.h[i] >> (24 - 8 * j));
+}
+
+static void base64(const unsigned char *in, size_t n, char *out)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) |
+                     (i + 2 < n ? in[i + 2] : 0);
+        out[o++] = tab[v >> 18 & 63];
+        out[o++] = tab[v >> 12 & 63];
+        out[o++] = i + 1 < n ? tab[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? tab[v & 63] : '=';
+    }
+    out[o] = '\0';
+}
+
+static bool read_full(int fd, void *buf, size_t n)
+{
+    char *p = buf;
+    while (n) {
+        ssize_t r = recv(fd, p, n, 0);
+        if (r <= 0)
+            return false;
+        p += r;
+        n -= (size_t)r;
+    }
+    return true;
+}
+
+static bool write_full(int fd, const void *buf, size_t n)
+{
+    const char *p = buf;
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w <= 0)
+            return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+struct ws_conn {
+    int fd;
+    bool close_at_once, hello, sink;
+    struct MHD_UpgradeResponseHandle *urh;
+};
+
+/* Echo frames until a close frame or EOF: each frame's payload is unmasked and sent back
+ * in a frame of the same opcode, unmasked (a close is answered with a close). */
+static void *ws_echo_thread(void *arg)
+{
+    struct ws_conn *w = arg;
+    int fd = w->fd;
+    int fl = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    if (w->close_at_once) {
+        shutdown(fd, SHUT_RDWR);
+    } else if (!w->hello || write_full(fd, "\x81\x07welcome", 9)) {
+        for (;;) {
+            unsigned char h[14];
+            if (!read_full(fd, h, 2))
+                break;
+            int op = h[0] & 15;
+            bool masked = h[1] & 0x80;
+            uint64_t len = h[1] & 127;
+            if (len == 126) {
+                if (!read_full(fd, h + 2, 2))
+                    break;
+                len = (uint64_t)h[2] << 8 | h[3];
+            } else if (len == 127) {
+                if (!read_full(fd, h + 2, 8))
+                    break;
+                len = 0;
+                for (int i = 0; i < 8; i++)
+                    len = len << 8 | h[2 + i];
+            }
+            unsigned char mask[4] = {0};
+            if (masked && !read_full(fd, mask, 4))
+                break;
+            if (len > MAX_BODY)
+                break;
+            unsigned char *p = malloc(len ? len : 1);
+            if (!p || !read_full(fd, p, len)) {
+                free(p);
+                break;
+            }
+            for (uint64_t i = 0; i < len; i++)
+                p[i] ^= mask[i & 3];
+            unsigned char oh[10];
+            size_t ohl = 2;
+            oh[0] = (unsigned char)(0x80 | op);
+            if (len < 126) {
+                oh[1] = (unsigned char)len;
+            } else if (len < 65536) {
+                oh[1] = 126, oh[2] = (unsigned char)(len >> 8), oh[3] = (unsigned char)len;
+                ohl = 4;
+            } else {
+                oh[1] = 127;
+                for (int i = 0; i < 8; i++)
+                    oh[2 + i] = (unsigned char)(len >> (56 - 8 * i));
+                ohl = 10;
+            }
+            bool ok = (w->sink && op != 8) || (write_full(fd, oh, ohl) && write_full(fd, p, len));
+            free(p);
+            if (!ok || op == 8)
+                break;
+        }
+        shutdown(fd, SHUT_RDWR);
+    }
+    MHD_upgrade_action(w->urh, MHD_UPGRADE_ACTION_CLOSE);
+    free(w);
+    return NULL;
+}
+
+static void ws_upgraded(void *cls, struct MHD_Connection *con, void *req_cls, const char *extra_in,
+                        size_t extra_in_size, MHD_socket sock,
+                        struct MHD_UpgradeResponseHandle *urh)
+{
+    struct ws_conn *w = calloc(1, sizeof(*w));
+    pthread_t th;
+
+    (void)con;
+    (void)req_cls;
+    if (w == NULL) {
+        MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+        return;
+    }
+    w->fd = sock;
+    w->urh = urh;
+    w->close_at_once = cls == (void *)1;
+    w->hello = cls == (void *)2;
+    w->sink = cls == (void *)3;
+    (void)extra_in; /* none: ahoyd sends nothing of the client's before the 101 */
+    (void)extra_in_size;
+    if (pthread_create(&th, NULL, ws_echo_thread, w) != 0) {
+        MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+        free(w);
+        return;
+    }
+    pthread_detach(th);
+}
+
+/* The chunked refusal's body, five bytes a chunk. */
+static ssize_t deny_chunks(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    static const char text[] = "upgrade refused, in chunks\n";
+    size_t n = sizeof(text) - 1 - (pos < sizeof(text) - 1 ? pos : sizeof(text) - 1);
+
+    (void)cls;
+    if (n == 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    n = n < 5 ? n : 5;
+    n = n < max ? n : max;
+    memcpy(buf, text + pos, n);
+    return (ssize_t)n;
+}
+
+static enum MHD_Result answer_websocket(struct MHD_Connection *con, const char *method,
+                                        struct request *r)
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    const char *key = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Sec-WebSocket-Key");
+    const char *proto =
+        MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Sec-WebSocket-Protocol");
+    char cat[256], accept[64];
+    unsigned char digest[20];
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    record_request(con, method, r);
+    if (strstr(r->target, "/ws-deny-chunked")) {
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64, deny_chunks, NULL, NULL);
+        if (resp == NULL)
+            return MHD_NO;
+        ret = MHD_queue_response(con, 426, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
+    if (strstr(r->target, "/ws-deny") || !key || strlen(key) > 100) {
+        return queue_text(con, 403, "text/plain", "websocket refused by the stub\n");
+    }
+    snprintf(cat, sizeof(cat), "%s%s", key, guid);
+    sha1_of(cat, strlen(cat), digest);
+    base64(digest, 20, accept);
+    resp = MHD_create_response_for_upgrade(ws_upgraded, strstr(r->target, "/ws-close") ? (void *)1
+                                                        : strstr(r->target, "/ws-hello")
+                                                            ? (void *)2
+                                                        : strstr(r->target, "/ws-sink")
+                                                            ? (void *)3
+                                                            : NULL);
+    if (resp == NULL)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Upgrade", "websocket");
+    MHD_add_response_header(resp, "Sec-WebSocket-Accept", accept);
+    if (proto != NULL)
+        MHD_add_response_header(resp, "Sec-WebSocket-Protocol", proto);
+    ret = MHD_queue_response(con, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
 /* ---- the handler ----------------------------------------------------------------- */
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *con, const char *url,
@@ -950,6 +1227,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *con, const char
     }
     if (strncmp(r->target, "/_stub/", 7) == 0)
         return control(con, method, r);
+    if (strstr(r->target, "/ws-") && strcmp(method, "GET") == 0)
+        return answer_websocket(con, method, r);
     return answer_request(con, method, r);
 }
 
@@ -958,7 +1237,33 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *con, const char
 static void usage(FILE *out)
 {
     fprintf(out, "usage: stub_upstream [--listen HOST:PORT] [--name NAME] [--status N]\n"
-                 "                     [--delay-ms N] [--action reset|close-mid-body|hang]\n");
+                 "                     [--delay-ms N] [--action reset|close-mid-body|hang]\n"
+                 "                     [--tls-cert PEM --tls-key PEM]\n");
+}
+
+/* A whole file, NUL-terminated (the TLS certificate and key); NULL on failure. */
+static char *read_pem(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+    if (f == NULL)
+        return NULL;
+    do {
+        if (cap - len < 4096) {
+            char *p = realloc(buf, cap + 8192);
+            if (p == NULL)
+                break;
+            buf = p;
+            cap += 8192;
+        }
+        n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+    } while (n > 0);
+    fclose(f);
+    if (buf != NULL)
+        buf[len] = '\0';
+    return buf;
 }
 
 /* "127.0.0.1:9001" or "[::1]:9001" into a sockaddr. */
@@ -1026,6 +1331,8 @@ int main(int argc, char **argv)
     sigset_t set;
     int sig, i;
     unsigned int flags;
+    char *tls_cert = NULL, *tls_key = NULL; /* https, for the tunnel tests */
+    struct MHD_OptionItem tls_ops[3] = {{MHD_OPTION_END, 0, NULL}};
 
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -1051,6 +1358,10 @@ int main(int argc, char **argv)
             base_behaviour.delay_ms = n;
         } else if (strcmp(a, "--action") == 0 && parse_action(v, &base_behaviour.action) == 0) {
             ;
+        } else if (strcmp(a, "--tls-cert") == 0 && (tls_cert = read_pem(v)) != NULL) {
+            ;
+        } else if (strcmp(a, "--tls-key") == 0 && (tls_key = read_pem(v)) != NULL) {
+            ;
         } else {
             fprintf(stderr, "stub_upstream: bad argument %s %s\n", a, v);
             usage(stderr);
@@ -1069,16 +1380,23 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-    flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION;
+    flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_ALLOW_UPGRADE;
     if (v6)
         flags |= MHD_USE_IPv6;
     (void)sslen;
+    if (tls_cert != NULL && tls_key != NULL) {
+        flags |= MHD_USE_TLS;
+        tls_ops[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, tls_cert};
+        tls_ops[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, tls_key};
+        tls_ops[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    }
     d = MHD_start_daemon(
         flags, 0, NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL, MHD_OPTION_NOTIFY_COMPLETED,
         request_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)2000,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(512 * 1024), MHD_OPTION_THREAD_STACK_SIZE,
-        (size_t)(512 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024, MHD_OPTION_END);
+        (size_t)(512 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024, MHD_OPTION_ARRAY,
+        tls_ops, MHD_OPTION_END);
     if (d == NULL) {
         fprintf(stderr, "stub_upstream: cannot listen on %s\n", listen_text);
         return 3;
@@ -1101,5 +1419,7 @@ int main(int argc, char **argv)
     behaviour_clear(&mode);
     records_clear_locked();
     pthread_mutex_unlock(&state_lock);
+    free(tls_cert);
+    free(tls_key);
     return 0;
 }
