@@ -103,6 +103,7 @@ struct service_conf {
     struct header_conf *headers;
     size_t n_headers;
     int64_t max_inflight; /* 0 = no limit */
+    uint64_t request_buffer; /* request bodies up to this are kept for retries */
     struct method_conf *methods;
     size_t n_methods;
     struct tls_conf tls;
@@ -129,8 +130,9 @@ struct config {
     char *access_log;       /* "stderr", "off" or a path */
     enum access_log_format access_log_format;
     int64_t max_connections;
-    uint64_t max_request_body;
-    uint64_t max_response_body;
+    uint64_t max_request_body;   /* 0 = no limit */
+    uint64_t max_response_body;  /* 0 = no limit */
+    uint64_t max_retry_buffers;  /* request bodies kept for retries, all calls together */
     uint64_t max_header_bytes;
     uint64_t max_response_header_bytes;
     int64_t request_timeout_ms;  /* 0 = none */

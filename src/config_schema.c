@@ -365,8 +365,8 @@ static const struct key schema_ahoyd[] = {
      &format_names},
     {"max-connections", KD_SCALAR, &type_int, CF(max_connections), 1, 1048576, "4096", NULL, NULL},
     {"workers", KD_SCALAR, &type_int, CF(workers), 1, WORKERS_MAX, "1", NULL, NULL},
-    {"max-request-body", KD_SCALAR, &type_size, CF(max_request_body), 1, 0, "8MiB", NULL, NULL},
-    {"max-response-body", KD_SCALAR, &type_size, CF(max_response_body), 0, 0, "64MiB", NULL,
+    {"max-request-body", KD_SCALAR, &type_size, CF(max_request_body), 0, 0, "8MiB", NULL, NULL},
+    {"max-response-body", KD_SCALAR, &type_size, CF(max_response_body), 0, 0, "0", NULL,
      NULL},
     {"max-header-bytes", KD_SCALAR, &type_size, CF(max_header_bytes), 1, 0, "16KiB", NULL, NULL},
     {"max-response-header-bytes", KD_SCALAR, &type_size, CF(max_response_header_bytes), 1, 0,
@@ -376,6 +376,8 @@ static const struct key schema_ahoyd[] = {
     {"shutdown-timeout", KD_SCALAR, &type_duration, CF(shutdown_timeout_ms), 0, 0, "10s", NULL,
      NULL},
     {"drain-delay", KD_SCALAR, &type_duration, CF(drain_delay_ms), 0, 0, "0s", NULL, NULL},
+    {"max-retry-buffers", KD_SCALAR, &type_size, CF(max_retry_buffers), 0, 0, "256MiB", NULL,
+     NULL},
     {NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
 
 static const struct key schema_budget[] = {
@@ -449,6 +451,7 @@ const struct key schema_service[] = {
      "recovery-timeout"},
     {"headers", KD_NOENV, &type_headers, SV(headers), 0, 0, NULL, NULL, NULL},
     {"max-inflight", KD_SCALAR, &type_int, SV(max_inflight), 0, 100000000, "0", NULL, NULL},
+    {"request-buffer", KD_SCALAR, &type_size, SV(request_buffer), 0, 0, "1MiB", NULL, NULL},
     {"methods", KD_NOENV, &type_methods, SV(methods), 0, 0, NULL, NULL, NULL},
     {"tls", KD_MAP, &type_section, SV(tls), 0, 0, NULL, schema_tls, NULL},
     {"slow-start", KD_SCALAR, &type_duration, SV(slow_start_ms), 0, 0, "0", NULL, NULL},

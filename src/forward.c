@@ -169,6 +169,63 @@ static bool is_head(const struct request *r)
     return r->method && strcmp(r->method, "HEAD") == 0;
 }
 
+/* The upstream's end-to-end headers and ahoyd's X-Ahoyd-* on resp; -1 when out of
+ * memory. */
+static int add_upstream_head(struct request *r, struct MHD_Response *resp)
+{
+    struct upstream_response *up = r->resp;
+    /* every Connection line counts (RFC 9110 7.6.1); split once, then one pass */
+    char *connection = header_list_join(&up->headers, "Connection");
+    struct http_tokens conn;
+    if (http_tokens_split(&conn, connection) != 0) {
+        free(connection);
+        return -1;
+    }
+    for (size_t i = 0; i < up->headers.n; i++) {
+        const struct header *h = &up->headers.items[i];
+        if (!*h->value || http_response_header_dropped(h->name, &conn) ||
+            strcasecmp(h->name, "X-Request-Id") == 0 || strncasecmp(h->name, "X-Ahoyd-", 8) == 0)
+            continue;
+        MHD_add_response_header(resp, h->name, h->value);
+    }
+    http_tokens_free(&conn);
+    free(connection);
+    char n[16];
+    snprintf(n, sizeof n, "%d", r->attempts);
+    MHD_add_response_header(resp, "X-Ahoyd-Attempts", n);
+    if (r->resp_endpoint)
+        MHD_add_response_header(resp, "X-Ahoyd-Upstream", r->resp_endpoint);
+    return 0;
+}
+
+/* What every answer carries: the extra headers, X-Request-Id, Connection: close. */
+static void add_common_head(struct request *r, struct MHD_Response *resp)
+{
+    for (size_t i = 0; i < r->extra.n; i++)
+        MHD_add_response_header(resp, r->extra.items[i].name, r->extra.items[i].value);
+    if (r->request_id[0])
+        MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+    if (r->close || r->env->draining)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+}
+
+struct MHD_Response *forward_build_stream_response(struct request *r, uint64_t size,
+                                                   size_t block, MHD_ContentReaderCallback read,
+                                                   MHD_ContentReaderFreeCallback done)
+{
+    struct MHD_Response *resp = MHD_create_response_from_callback(size, block, read, r, done);
+    if (!resp) {
+        done(r); /* called once in every case */
+        return NULL;
+    }
+    if (add_upstream_head(r, resp) != 0) {
+        MHD_destroy_response(resp); /* calls done */
+        return NULL;
+    }
+    add_common_head(r, resp);
+    return resp;
+}
+
 struct MHD_Response *forward_build_response(struct request *r)
 {
     struct MHD_Response *resp;
@@ -189,29 +246,10 @@ struct MHD_Response *forward_build_response(struct request *r)
         }
         if (!resp)
             return NULL;
-        /* every Connection line counts (RFC 9110 7.6.1); split once, then one pass */
-        char *connection = header_list_join(&up->headers, "Connection");
-        struct http_tokens conn;
-        if (http_tokens_split(&conn, connection) != 0) {
-            free(connection);
+        if (add_upstream_head(r, resp) != 0) {
             MHD_destroy_response(resp);
             return NULL;
         }
-        for (size_t i = 0; i < up->headers.n; i++) {
-            const struct header *h = &up->headers.items[i];
-            if (!*h->value || http_response_header_dropped(h->name, &conn) ||
-                strcasecmp(h->name, "X-Request-Id") == 0 ||
-                strncasecmp(h->name, "X-Ahoyd-", 8) == 0)
-                continue;
-            MHD_add_response_header(resp, h->name, h->value);
-        }
-        http_tokens_free(&conn);
-        free(connection);
-        char n[16];
-        snprintf(n, sizeof n, "%d", r->attempts);
-        MHD_add_response_header(resp, "X-Ahoyd-Attempts", n);
-        if (r->resp_endpoint)
-            MHD_add_response_header(resp, "X-Ahoyd-Upstream", r->resp_endpoint);
     } else {
         size_t len = 0;
         char *body = http_error_body(r->err_code ? r->err_code : "internal_error",
@@ -235,12 +273,7 @@ struct MHD_Response *forward_build_response(struct request *r)
                 MHD_add_response_header(resp, "X-Ahoyd-Upstream", r->last_endpoint);
         }
     }
-    for (size_t i = 0; i < r->extra.n; i++)
-        MHD_add_response_header(resp, r->extra.items[i].name, r->extra.items[i].value);
-    if (r->request_id[0])
-        MHD_add_response_header(resp, "X-Request-Id", r->request_id);
-    if (r->close || r->env->draining)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    add_common_head(r, resp);
     return resp;
 }
 

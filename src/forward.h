@@ -22,6 +22,12 @@ int forward_build_headers(struct request *r);
 /* The MHD response for r: the upstream's (r->resp: status, end-to-end headers, body,
  * X-Ahoyd-Attempts) or ahoyd's JSON error. NULL when out of memory. */
 struct MHD_Response *forward_build_response(struct request *r);
+/* The MHD response of a streamed answer: the upstream's head (as forward_build_response
+ * has it) and a body read by read(r, ...) (size: Content-Length, or MHD_SIZE_UNKNOWN for
+ * chunked), done(r) once MHD is finished with it (at once when NULL: out of memory). */
+struct MHD_Response *forward_build_stream_response(struct request *r, uint64_t size,
+                                                   size_t block, MHD_ContentReaderCallback read,
+                                                   MHD_ContentReaderFreeCallback done);
 /* Will the upstream's response head fit beside r's request head in a connection
  * memory pool of pool_size bytes? (MHD closes silently when it does not.) */
 bool forward_fits_pool(const struct request *r, size_t pool_size);

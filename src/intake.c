@@ -13,7 +13,9 @@
  *                     Connection: close to a first-call response), any other
  *                     error is remembered and answered after the body, so
  *                     keep-alive survives a 404
- *   body calls        body buffered up to max-request-body
+ *   body calls        body taken up to max-request-body (stream.c); at the first
+ *                     piece that leaves it incomplete the call starts and the
+ *                     body streams up behind it
  *   last call         the call starts (proxy.c) and the connection is
  *                     suspended; its fd is watched for EPOLLRDHUP because MHD
  *                     does not watch suspended connections
@@ -48,6 +50,7 @@
 #include "request.h"
 #include "server.h"
 #include "strbuf.h"
+#include "stream.h"
 #include "tunnel.h"
 #include "units.h"
 
@@ -58,19 +61,27 @@ static void note_client_addr(struct request *r);
 
 /* ---- answering ------------------------------------------------------------------- */
 
+/* Queue r's answer: whole, or streamed from its running attempt (stream.c; logged when
+ * the connection is done with it). */
 static enum MHD_Result queue_answer(struct request *r)
 {
-    if (r->resp && !forward_fits_pool(r, r->lst->pool_size))
+    if (r->resp && !forward_fits_pool(r, r->lst->pool_size)) {
+        proxy_cancel(r); /* a streamed answer's attempt */
+        r->streaming = false;
         request_set_error(r, 502, "upstream_response_too_large",
                           "the upstream response head does not fit beside the request's");
+    }
     bool upgrade = r->tunnel && r->status == 101; /* a tunnel joined once it is sent */
-    struct MHD_Response *resp = upgrade ? tunnel_response(r) : forward_build_response(r);
+    bool whole = !upgrade && stream_is_whole(r);
+    struct MHD_Response *resp = upgrade ? tunnel_response(r)
+                                : whole ? forward_build_response(r)
+                                        : stream_response(r);
     if (!resp)
         return MHD_NO;
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
-    if (!upgrade)
-        request_log(r); /* a tunnel's when it ends */
+    if (whole)
+        request_log(r); /* a tunnel's or a stream's when it ends */
     return ret;
 }
 
@@ -182,6 +193,8 @@ static void on_request_timeout(void *arg)
     struct request *r = arg;
     if (r->received_us)
         return;
+    proxy_cancel(r); /* a call that streams the body up */
+    r->streaming = false;
     if (r->client_conn && r->client_conn->peer_closed && !r->raw_answered) {
         int fd = intake_connection_fd(r->conn);
         if (r->head_checked) {
@@ -201,6 +214,7 @@ static void on_request_timeout(void *arg)
         return;
     }
     raw_answer(r, 408, "request_timeout", "the request was not received in time", SHUT_RDWR);
+    intake_resume(r); /* held for its body: MHD sees the close */
 }
 
 /* ---- a request made and completed ------------------------------------------------ */
@@ -242,10 +256,10 @@ static void request_done(struct request *r)
     unlink_suspended(r);
     proxy_cancel(r);
     s->requests--;
-    request_free(r);
+    request_unref(r); /* a streamed answer's reader may hold it a little longer */
 }
 
-static void completed(void **con_cls)
+static void completed(void **con_cls, enum MHD_RequestTerminationCode toe)
 {
     struct request *r = *con_cls;
     if (!r)
@@ -253,12 +267,15 @@ static void completed(void **con_cls)
     *con_cls = NULL;
     if (tunnel_holds(r))
         return; /* joined: freed when the tunnel ends */
-    if (!r->logged && r->head_checked) {
-        /* the client left before an answer was queued (mid-body, or during the call) */
+    bool stream_ended = r->streaming && (r->stream_cut || r->stream_done ||
+                                         toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    if (!r->logged && r->head_checked && !stream_ended) {
+        /* the client left before its answer ended (mid-body, during the call or stream) */
         r->status = 499;
         request_add_flag(r, "DC");
-        request_log(r);
     }
+    if (!r->logged && r->head_checked)
+        request_log(r);
     request_done(r);
 }
 
@@ -490,7 +507,8 @@ static void check_head(struct request *r, const char *version)
     } else if (strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && h.n_host != 1) {
         fail(r, 400, "bad_request", h.n_host ? "more than one Host header" : "missing Host header",
              true);
-    } else if (h.n_cl && strtoull(h.cl, NULL, 10) > cfg->max_request_body) {
+    } else if (h.n_cl && cfg->max_request_body &&
+               strtoull(h.cl, NULL, 10) > cfg->max_request_body) {
         fail(r, 413, "payload_too_large", "the request body is over the limit", true);
     } else if (h.connection.failed || h.upgrade.failed) {
         fail(r, 503, "overloaded", "out of memory", true);
@@ -501,6 +519,8 @@ static void check_head(struct request *r, const char *version)
         r->upgrade = h.upgrade.s && strcmp(r->method, "GET") == 0 &&
                      http_list_has_token(h.upgrade.s, "websocket");
         route_request(r);
+        if (r->svc && !r->err_code)
+            stream_body_plan(r, h.n_cl ? strtoll(h.cl, NULL, 10) : h.n_te ? -1 : 0);
     }
     free(h.upgrade.s);
 }
@@ -538,41 +558,29 @@ static void start_call(struct request *r)
     proxy_begin(r);
 }
 
-static int body_append(struct request *r, const char *data, size_t n, uint64_t limit)
-{
-    if ((uint64_t)r->body_len + n > limit)
-        return -1;
-    r->bytes_in += n;
-    if (r->body_discard) {
-        r->body_len += n; /* counted, not kept */
-        return 0;
-    }
-    return strbuf_bytes_append(&r->body, &r->body_len, &r->body_cap, data, n, 0);
-}
-
-/* A piece of the body: kept (or counted, when an error is decided) up to
- * max-request-body; beyond it, 413 on the socket. */
+/* A piece of the body (stream.c keeps or queues it, or counts it when an error is
+ * decided) up to max-request-body; beyond it, 413 on the socket. A call that streams
+ * the body up is cancelled then. */
 static void take_body(struct request *r, const char *data, size_t n)
 {
-    if (body_append(r, data, n, r->rt->cfg->max_request_body) != 0) {
+    int rc = stream_body_take(r, data, n);
+    if (rc == 0)
+        return;
+    proxy_cancel(r);
+    r->streaming = false;
+    if (rc == -1)
         raw_answer(r, 413, "payload_too_large", "the request body is over the limit", SHUT_WR);
-        /* the lingering drain is bounded by request-timeout, or idle-timeout */
-        if (!loop_timer_active(&r->request_timer))
-            loop_timer_start(r->env->loop, &r->request_timer, 5000);
-    }
+    else
+        raw_answer(r, 503, "overloaded", "out of memory", SHUT_WR);
+    /* the lingering drain is bounded by request-timeout, or idle-timeout */
+    if (!loop_timer_active(&r->request_timer))
+        loop_timer_start(r->env->loop, &r->request_timer, 5000);
 }
 
 /* Wait for the upstream: suspend the connection, and watch the client ourselves. */
 static void suspend_for_call(struct request *r)
 {
-    struct server *s = r->srv;
-    MHD_suspend_connection(r->conn);
-    r->suspended = true;
-    s->calls++;
-    r->next_suspended = s->suspended;
-    if (s->suspended)
-        s->suspended->prev_suspended = r;
-    s->suspended = r;
+    stream_suspend(r);
     if (r->client_conn && r->client_conn->peer_closed)
         client_gone(r); /* it half-closed while its request was being read */
 }
@@ -600,8 +608,8 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn,
         }
         return MHD_NO;
     }
-    if (r->response_ready)
-        return queue_answer(r);
+    if (r->response_ready && !*upload_data_size)
+        return queue_answer(r); /* MHD takes no answer before the body's end */
 
     if (!r->head_checked) {
         r->head_checked = true;
@@ -619,14 +627,27 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn,
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (!r->response_ready)
-            take_body(r, upload_data, n);
+        if (r->response_ready && !(r->streaming && r->attempt))
+            return MHD_YES; /* answered: the rest is dropped */
+        take_body(r, upload_data, n);
+        if (stream_body_starts(r)) {
+            r->body_streams = true; /* the call starts now; the body follows it up */
+            start_call(r);
+        }
+        stream_body_hold(r);
         return MHD_YES;
     }
 
     /* the whole request is in */
     loop_timer_stop(s->env.loop, &r->request_timer);
     r->received_us = loop_now_us(s->env.loop);
+    if (r->body_streams) {
+        proxy_body_end(r);
+        if (r->response_ready)
+            return queue_answer(r);
+        suspend_for_call(r);
+        return MHD_YES;
+    }
     if (r->err_code) {
         r->response_ready = true;
         return queue_answer(r);
@@ -678,9 +699,8 @@ void intake_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     (void)cls;
     (void)conn;
-    (void)toe;
     state_enter();
-    completed(con_cls);
+    completed(con_cls, toe);
     state_leave();
 }
 

@@ -7,6 +7,10 @@
  *                 timeout = min(timeout, time left)
  *   on_attempt_done: outcome recorded on that endpoint's breaker, the newest
  *                 response kept, retry_decide() -> backoff timer or finish
+ *   on_attempt_head: the response head is judged at once (step 5): a final
+ *                 answer streams to the client from here on (stream.c reads it),
+ *                 one that will be retried is read whole, kept up to
+ *                 REQUEST_STREAM_HOLD bytes for step 6, dropped if larger
  *   finish:       the newest upstream response, or ahoyd's error for the last
  *                 outcome
  *
@@ -21,6 +25,7 @@
 #include "http.h"
 #include "log.h"
 #include "proxy.h"
+#include "strbuf.h"
 #include "tunnel.h"
 
 static void attempt_next(struct request *r);
@@ -49,6 +54,10 @@ static void finish(struct request *r)
         return;
     }
     switch (r->last_outcome.kind) {
+    case OUTCOME_STATUS: /* the response was too big to keep for a later answer */
+        respond_error(r, 502, "upstream_response_too_large",
+                      "the upstream response was too large to keep while retrying");
+        break;
     case OUTCOME_CONNECT_FAILURE:
         respond_error(r, 502, "upstream_unreachable", "could not connect to the upstream");
         break;
@@ -72,6 +81,23 @@ static void on_backoff(void *arg)
     attempt_next(arg);
 }
 
+static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_response *resp,
+                            int64_t elapsed_us);
+
+/* The deadline, started at the end of a body that streamed up, ran out while an attempt
+ * started before it still runs: the attempt is cut as the deadline cuts any (SPEC 4.1). */
+static void on_deadline(void *arg)
+{
+    struct request *r = arg;
+    if (!r->attempt)
+        return;
+    upstream_cancel(r->env->upstream, r->attempt);
+    r->attempt = NULL;
+    r->attempt_cut_by_deadline = true;
+    struct outcome o = {.kind = OUTCOME_TIMEOUT, .detail = "the deadline ran out"};
+    on_attempt_done(r, &o, NULL, loop_now_us(r->env->loop) - r->attempt_start_us);
+}
+
 void proxy_begin(struct request *r)
 {
     struct service_rt *svc = r->svc;
@@ -91,8 +117,13 @@ void proxy_begin(struct request *r)
     if (r->hdr_timeout_ms > 0 && (deadline == 0 || r->hdr_timeout_ms < deadline))
         deadline = r->hdr_timeout_ms;
     r->deadline_ms = deadline > 0 ? r->received_us / 1000 + deadline : 0;
+    if (!r->received_us) {
+        /* the body still streams in: the deadline starts at its last byte (SPEC 4.1) */
+        r->deadline_ms = 0;
+        r->deadline_after_body = deadline > 0 ? deadline : 0;
+    }
 
-    r->allow_resend = r->max_attempts > 1 &&
+    r->allow_resend = r->max_attempts > 1 && (r->body_keep || !r->bytes_in) &&
                       retry_may_resend(&sc->retry, r->upstream_method, r->has_idempotency_key);
 
     /* the endpoints tried, by id: the pool may change between attempts (discovery) */
@@ -105,11 +136,13 @@ void proxy_begin(struct request *r)
     r->current = r->previous = 0;
     r->upstream_us = -1;
     loop_timer_init(&r->backoff_timer, on_backoff, r);
+    loop_timer_init(&r->deadline_timer, on_deadline, r);
     attempt_next(r);
 }
 
-static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_response *resp,
-                            int64_t elapsed_us);
+static enum upstream_head_verdict on_attempt_head(void *arg, struct upstream_response *resp);
+static size_t on_attempt_body(void *arg, int status, const char *data, size_t n);
+static size_t on_attempt_read(void *arg, char *buf, size_t max);
 
 /* origin + base path + rest + query, joined by the rules of SPEC 3.1. path is the
  * base-path-relative part ("" or "/..."), optionally followed by "?query". */
@@ -239,12 +272,17 @@ static void attempt_send(struct request *r, int idx, int k, int64_t now)
             lines[j++] = deadline_hdr;
         }
         lines[j] = NULL;
+        r->body_off = 0;
+        r->upload_paused = false;
+        bool streams = r->body_streams && !r->body_complete;
         struct upstream_request req = {
             .url = url,
             .method = r->upstream_method,
             .headers = lines,
-            .body = r->body,
-            .body_len = r->body_len,
+            .body = streams ? NULL : r->body,
+            .body_len = streams ? 0 : r->body_len,
+            .read_body = streams ? on_attempt_read : NULL,
+            .read_size = r->body_expected,
             .timeout_ms = timeout,
             .read_timeout_ms = sc->read_timeout_ms,
             .connect_timeout_ms = sc->connect_timeout_ms,
@@ -255,7 +293,8 @@ static void attempt_send(struct request *r, int idx, int k, int64_t now)
             .connect_to = connect_to,
         };
         a = r->upgrade ? tunnel_start(r, &req, on_attempt_done)
-                       : upstream_start(r->env->upstream, &req, on_attempt_done, r);
+                       : upstream_call_start(r->env->upstream, &req, REQUEST_STREAM_HOLD,
+                                             on_attempt_head, on_attempt_body, on_attempt_done, r);
     }
     free(connect_to);
     if (a && url) {
@@ -277,6 +316,7 @@ static void attempt_send(struct request *r, int idx, int k, int64_t now)
         return;
     }
     r->attempt = a;
+    r->attempt_start_us = loop_now_us(r->env->loop);
 }
 
 /* Append url to the access log's list of endpoints tried; room is always left for a
@@ -411,15 +451,131 @@ static void attempt_settle(struct request *r, const struct outcome *o)
     endpoint_unref(ep);
 }
 
+/* Step 5 for an outcome: retry (*delay_ms the backoff) or not, and why not. */
+static enum retry_verdict decide(struct request *r, const struct outcome *oc,
+                                 const char *retry_after, int64_t *delay_ms)
+{
+    const struct retry_policy *rp = &r->svc->conf->retry;
+    int64_t now = loop_now_ms(r->env->loop);
+    struct retry_input in = {
+        .outcome = *oc,
+        .attempt = r->attempts,
+        .max_attempts = r->max_attempts,
+        .method = r->upstream_method,
+        .has_idempotency_key = r->has_idempotency_key,
+        .retry_after = rp->honor_retry_after ? retry_after : NULL,
+        .now_ms = now,
+        .now_unix_s = (int64_t)time(NULL),
+        .deadline_ms = r->deadline_ms,
+    };
+    *delay_ms = 0;
+    if (r->body_sent)
+        return RETRY_NO_METHOD; /* part of a body that was not kept went out (SPEC 4.3) */
+    enum retry_verdict v = retry_decide(rp, &in, &r->svc->state->budget, &r->env->rng, delay_ms);
+    if (v == RETRY_YES && r->env->drain_deadline_ms &&
+        now + *delay_ms >= r->env->drain_deadline_ms) {
+        v = RETRY_NO_DEADLINE; /* draining: a retry only if it can end before shutdown-timeout */
+    }
+    return v;
+}
+
+/* The access-log flags of a retry refused. */
+static void note_no_retry(struct request *r, enum retry_verdict v)
+{
+    if (v == RETRY_NO_ATTEMPTS && r->max_attempts > 1)
+        request_add_flag(r, "URX");
+    if (v == RETRY_NO_BUDGET) {
+        request_add_flag(r, "RB");
+        request_add_flag(r, "URX");
+    }
+}
+
+static const char *retry_after_of(const struct upstream_response *resp)
+{
+    if (resp->status == 429 || resp->status == 503)
+        return header_list_get(&resp->headers, "Retry-After");
+    return NULL;
+}
+
+/* The head of the attempt's response (SPEC 3.5): a response that will be retried is
+ * collected (kept up to REQUEST_STREAM_HOLD bytes); a final one is the answer now, its
+ * body streamed to the client as it comes. A response without a body is collected. */
+static enum upstream_head_verdict on_attempt_head(void *arg, struct upstream_response *resp)
+{
+    struct request *r = arg;
+    int st = resp->status;
+    if (strcmp(r->upstream_method, "HEAD") == 0 || st < 200 || st == 204 || st == 304)
+        return UPSTREAM_HEAD_COLLECT; /* nothing to stream: decided at its end, as before */
+    struct outcome o = {.kind = OUTCOME_STATUS, .status = st};
+    r->head_decided = true;
+    r->head_verdict = decide(r, &o, retry_after_of(resp), &r->head_delay_ms);
+    if (r->head_verdict == RETRY_YES)
+        return UPSTREAM_HEAD_COLLECT;
+    note_no_retry(r, (enum retry_verdict)r->head_verdict);
+    if (r->resp) {
+        upstream_response_free(r->resp);
+        free(r->resp);
+    }
+    r->resp = resp;
+    r->resp_endpoint = r->last_endpoint;
+    r->ttfb_us = resp->head_us;
+    r->status = st;
+    r->streaming = true;
+    r->stream_off = 0;
+    request_answer(r); /* the head goes out; the server side reads the body (stream.c) */
+    return UPSTREAM_HEAD_STREAM;
+}
+
+/* A piece of a streamed body: into the answer's buffer, or held back when it is full. */
+static size_t on_attempt_body(void *arg, int status, const char *data, size_t n)
+{
+    struct request *r = arg;
+    struct upstream_response *b = r->resp;
+    (void)status;
+    if (!b || r->client_gone)
+        return 0;
+    size_t held = b->body_len - r->stream_off;
+    if (held >= REQUEST_STREAM_HOLD) {
+        r->stream_paused = true;
+        return UPSTREAM_DATA_PAUSE;
+    }
+    if (r->stream_off && b->body_len + n > b->body_cap) {
+        memmove(b->body, b->body + r->stream_off, held);
+        b->body_len = held;
+        r->stream_off = 0;
+    }
+    if (strbuf_bytes_append(&b->body, &b->body_len, &b->body_cap, data, n, 0) != 0)
+        return 0;
+    request_wake(r);
+    return n;
+}
+
+/* The end of a streamed attempt: the body ended, or the client's reply is cut (RS). */
+static void stream_attempt_done(struct request *r, const struct outcome *oc)
+{
+    if (oc->kind == OUTCOME_STATUS) {
+        r->stream_eof = true;
+    } else {
+        r->stream_cut = true;
+        request_add_flag(r, "RS");
+        if (oc->kind == OUTCOME_RESET)
+            request_add_flag(r, "UR");
+        else if (oc->kind == OUTCOME_TIMEOUT || oc->kind == OUTCOME_CANCELLED)
+            request_add_flag(r, "UT");
+    }
+    call_end(r);
+    request_wake(r);
+}
+
 static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_response *resp,
                             int64_t elapsed_us)
 {
     struct request *r = arg;
     struct service_rt *svc = r->svc;
-    const struct retry_policy *rp = &svc->conf->retry;
     struct outcome oc = *o;
 
     r->attempt = NULL;
+    loop_timer_stop(r->env->loop, &r->deadline_timer);
     r->upstream_us = (r->upstream_us < 0 ? 0 : r->upstream_us) + elapsed_us;
     if (oc.kind == OUTCOME_TIMEOUT && r->attempt_cut_by_deadline) {
         /* the call's deadline, not the attempt's timeout: neutral for the breaker, but
@@ -430,9 +586,20 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
         endpoint_note_attempt(r->current_ep, o, oc.kind == OUTCOME_CANCELLED, elapsed_us,
                               r->request_id, r->attempts);
     attempt_settle(r, &oc);
+    if (!r->body_keep && r->bytes_in && oc.kind != OUTCOME_CONNECT_FAILURE)
+        r->body_sent = true; /* not known to be unsent: never sent again */
+    if (r->streaming) {
+        stream_attempt_done(r, &oc);
+        return;
+    }
 
     const char *retry_after = NULL;
-    if (resp) {
+    bool head_decided = r->head_decided;
+    r->head_decided = false;
+    if (resp && resp->dropped) {
+        upstream_response_free(resp); /* too big to keep: an earlier one stays the answer */
+        free(resp);
+    } else if (resp) {
         if (r->resp) {
             upstream_response_free(r->resp);
             free(r->resp);
@@ -444,8 +611,7 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
         endpoint_unref(r->resp_ep);
         r->resp_ep = r->last_ep;
         r->ttfb_us = resp->head_us;
-        if (resp->status == 429 || resp->status == 503)
-            retry_after = header_list_get(&resp->headers, "Retry-After");
+        retry_after = retry_after_of(resp);
     }
     r->last_outcome = oc;
     switch (oc.kind) {
@@ -460,23 +626,13 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
         return;
     }
 
-    int64_t now = loop_now_ms(r->env->loop);
-    struct retry_input in = {
-        .outcome = oc,
-        .attempt = r->attempts,
-        .max_attempts = r->max_attempts,
-        .method = r->upstream_method,
-        .has_idempotency_key = r->has_idempotency_key,
-        .retry_after = rp->honor_retry_after ? retry_after : NULL,
-        .now_ms = now,
-        .now_unix_s = (int64_t)time(NULL),
-        .deadline_ms = r->deadline_ms,
-    };
     int64_t delay = 0;
-    enum retry_verdict v = retry_decide(rp, &in, &svc->state->budget, &r->env->rng, &delay);
-    if (v == RETRY_YES && r->env->drain_deadline_ms &&
-        now + delay >= r->env->drain_deadline_ms) {
-        v = RETRY_NO_DEADLINE; /* draining: a retry only if it can end before shutdown-timeout */
+    enum retry_verdict v;
+    if (head_decided && oc.kind == OUTCOME_STATUS) {
+        v = (enum retry_verdict)r->head_verdict; /* judged at its head, budget noted then */
+        delay = r->head_delay_ms;
+    } else {
+        v = decide(r, &oc, retry_after, &delay);
     }
     if (v == RETRY_YES) {
         log_debug("retrying request %s on service %s in %lld ms (attempt %d: %s)",
@@ -485,13 +641,45 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
         loop_timer_start(r->env->loop, &r->backoff_timer, delay);
         return;
     }
-    if (v == RETRY_NO_ATTEMPTS && r->max_attempts > 1)
-        request_add_flag(r, "URX");
-    if (v == RETRY_NO_BUDGET) {
-        request_add_flag(r, "RB");
-        request_add_flag(r, "URX");
-    }
+    note_no_retry(r, v);
     finish(r);
+}
+
+/* The running attempt wants the next bytes of a streamed request body. */
+static size_t on_attempt_read(void *arg, char *buf, size_t max)
+{
+    struct request *r = arg;
+    size_t held = r->body_len - r->body_off;
+    if (held == 0) {
+        if (r->body_complete)
+            return 0;
+        r->upload_paused = true; /* stream_body_take or proxy_body_end lets it go */
+        return UPSTREAM_READ_PAUSE;
+    }
+    size_t n = held < max ? held : max;
+    memcpy(buf, r->body + r->body_off, n);
+    r->body_off += n;
+    if (!r->body_keep && r->body_off == r->body_len)
+        r->body_off = r->body_len = 0; /* not kept: what went out is forgotten */
+    if (r->body_held && r->body_len - r->body_off <= REQUEST_STREAM_HOLD / 2) {
+        r->body_held = false;
+        request_wake(r); /* the client's connection may hand the next pieces */
+    }
+    return n;
+}
+
+void proxy_body_end(struct request *r)
+{
+    r->body_complete = true;
+    if (r->deadline_after_body) {
+        r->deadline_ms = r->received_us / 1000 + r->deadline_after_body;
+        if (r->attempt) /* its timeout was set without the deadline */
+            loop_timer_start(r->env->loop, &r->deadline_timer, r->deadline_after_body);
+    }
+    if (r->upload_paused && r->attempt) {
+        r->upload_paused = false;
+        upstream_resume_upload(r->env->upstream, r->attempt);
+    }
 }
 
 void proxy_cancel(struct request *r)
@@ -506,5 +694,6 @@ void proxy_cancel(struct request *r)
         attempt_settle(r, &o);
     }
     loop_timer_stop(r->env->loop, &r->backoff_timer);
+    loop_timer_stop(r->env->loop, &r->deadline_timer);
     call_end(r);
 }

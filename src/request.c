@@ -14,6 +14,24 @@
 #include "log.h"
 #include "request.h"
 
+/* The bytes of every kept request body, all workers together (under the state lock). */
+static uint64_t retry_buffers_used;
+
+bool request_body_reserve(struct request *r, uint64_t n, uint64_t limit)
+{
+    if (limit && retry_buffers_used + n > limit)
+        return false;
+    retry_buffers_used += n;
+    r->body_reserved += n;
+    return true;
+}
+
+void request_body_release(struct request *r)
+{
+    retry_buffers_used -= r->body_reserved;
+    r->body_reserved = 0;
+}
+
 struct request *request_new(struct request_env *env, struct runtime *rt, const char *target)
 {
     struct request *r = calloc(1, sizeof *r);
@@ -26,11 +44,13 @@ struct request *request_new(struct request_env *env, struct runtime *rt, const c
         return NULL;
     }
     r->env = env;
+    r->refs = 1;
     r->rt = runtime_ref(rt);
     r->start_us = loop_now_us(env->loop);
     r->current = r->previous = 0;
     r->upstream_us = -1;
     r->ttfb_us = -1;
+    r->body_keep = true;
     return r;
 }
 
@@ -39,6 +59,8 @@ void request_free(struct request *r)
     struct loop *loop = r->env->loop;
     loop_timer_stop(loop, &r->request_timer);
     loop_timer_stop(loop, &r->backoff_timer);
+    loop_timer_stop(loop, &r->deadline_timer);
+    request_body_release(r);
     free(r->tried);
     endpoint_unref(r->last_ep);
     endpoint_unref(r->resp_ep);
@@ -61,6 +83,17 @@ void request_free(struct request *r)
     free(r->target);
     runtime_unref(r->rt);
     loop_defer_free(loop, r); /* an event or timer of this batch may still name it */
+}
+
+void request_unref(struct request *r)
+{
+    if (--r->refs == 0)
+        request_free(r);
+}
+
+void request_wake(struct request *r)
+{
+    r->env->answer(r); /* the server side resumes a suspended connection */
 }
 
 void request_add_flag(struct request *r, const char *flag)

@@ -25,6 +25,10 @@
 #include "runtime.h"
 #include "upstream.h"
 
+/* Body bytes held for one streamed answer before the upstream is held back; also the
+ * largest response kept whole for a later answer while its call is retried. */
+#define REQUEST_STREAM_HOLD (64u * 1024)
+
 struct MHD_Connection;
 struct client_conn;
 struct listener;
@@ -50,6 +54,7 @@ struct request_env {
 
 struct request {
     struct request_env *env;
+    int refs;                       /* the connection's, and a streamed answer's reader */
     struct server *srv;             /* the server side's (intake.c, server.c) */
     struct listener *lst;           /* the daemon this request arrived on */
     struct client_conn *client_conn;
@@ -126,6 +131,33 @@ struct request {
     struct header_list extra;       /* Allow, Retry-After ... */
     bool close;                     /* Connection: close */
     char flags[48];
+
+    /* a streamed answer (stream.c): the head goes out when it arrives, the body follows
+     * through r->resp->body, a buffer of about REQUEST_STREAM_HOLD bytes */
+    bool head_decided;              /* the attempt's head was judged (retry or final) */
+    int head_verdict;               /* enum retry_verdict of that judgement */
+    int64_t head_delay_ms;          /* its backoff, when retried */
+    bool streaming;                 /* the answer streams from the running attempt */
+    bool stream_paused;             /* the buffer is full: the upstream is held back */
+    bool stream_eof;                /* the upstream body ended well */
+    bool stream_cut;                /* it failed mid-body (RS): the client's reply is cut */
+    bool stream_done;               /* the reader gave the client the body's end */
+    size_t stream_off;              /* of r->resp->body, the bytes already given out */
+
+    /* the request body (stream.c): body/body_len hold it whole from byte 0 when kept for
+     * retries, else only the bytes the running attempt has not taken yet */
+    int64_t body_expected;          /* Content-Length; -1 chunked */
+    bool body_keep;                 /* kept whole (<= request-buffer, max-retry-buffers) */
+    bool body_streams;              /* the call started before the body's end */
+    bool body_complete;             /* its last byte arrived */
+    bool body_sent;                 /* some of an unkept body went out: no retry */
+    bool body_held;                 /* the connection is suspended: the buffer is full */
+    bool upload_paused;             /* the attempt waits for the next bytes */
+    size_t body_off;                /* where the running attempt reads in body */
+    uint64_t body_reserved;         /* of max-retry-buffers, held by this body */
+    int64_t deadline_after_body;    /* the deadline's length, started at the body's end */
+    struct loop_timer deadline_timer; /* cuts an attempt started before the deadline was */
+    int64_t attempt_start_us;
 };
 
 /* A request whose request line (the raw target) was just seen, in env, on runtime rt
@@ -134,7 +166,15 @@ struct request *request_new(struct request_env *env, struct runtime *rt, const c
 /* Free r and everything it owns (its call must be cancelled first: proxy_cancel).
  * The memory itself goes at the end of the loop iteration (loop_defer_free). */
 void request_free(struct request *r);
+/* Drop one reference (request_new gives the first); the last one frees r. */
+void request_unref(struct request *r);
+/* Something a suspended streamed answer waits for happened: let the server side look. */
+void request_wake(struct request *r);
 
+/* Take n bytes of the retry buffers (max-retry-buffers = limit, 0 = no limit) for r's
+ * kept body; false when they are spent. request_body_release gives all of r's back. */
+bool request_body_reserve(struct request *r, uint64_t n, uint64_t limit);
+void request_body_release(struct request *r);
 /* Record an error answer made by ahoyd itself. message is copied. */
 void request_set_error(struct request *r, int status, const char *code, const char *message);
 /* Add an access-log flag ("UF", "DC", ... see ahoyd(8)); each appears once. */

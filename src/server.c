@@ -40,6 +40,7 @@
 #include "proxy.h"
 #include "request.h"
 #include "server.h"
+#include "stream.h"
 #include "tunnel.h"
 
 #define CONNECTION_RESERVE 16 /* connections above max-connections for the 503 answer */
@@ -430,6 +431,10 @@ void server_abort_calls(struct server *s)
     tunnel_close_all(&s->env);
     while (s->suspended) {
         struct request *r = s->suspended;
+        if (r->streaming) {
+            stream_abort(r); /* its head is out: the reply is cut (unlinks r) */
+            continue;
+        }
         proxy_cancel(r);
         request_set_error(r, 503, "shutting_down", "ahoyd is shutting down");
         r->close = true;

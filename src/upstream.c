@@ -32,6 +32,7 @@
 #include "strbuf.h"
 #include "upstream.h"
 #include "upstream_read.h"
+#include "upstream_send.h"
 
 #define IDLE_HANDLES_MAX 256
 /* Idle upstream connections are dropped before common upstream keep-alive timeouts
@@ -42,7 +43,6 @@
  * KEEPIDLE + 9 x KEEPINTVL seconds of silence (Linux sends 9 probes). */
 #define UPSTREAM_STREAM_KEEPIDLE_S 10
 #define UPSTREAM_STREAM_KEEPINTVL_S 5
-#define UPSTREAM_PREALLOC_MAX (64u << 20) /* a declared body allocated whole, without a limit */
 
 struct upstream {
     struct loop *loop;
@@ -61,7 +61,13 @@ struct upstream_attempt {
     struct curl_slist *connect_to;
     upstream_done_cb cb;
     upstream_data_cb on_data; /* a streamed response's body goes here, not into rd */
+    upstream_head_cb on_head; /* a call's: decides at the head whether on_data gets it */
     void *arg;
+    bool head_seen;           /* on_head was asked */
+    bool streaming;           /* on_head said stream: rd.resp is the caller's */
+    bool paused;              /* on_data held the body back (upstream_resume_body) */
+    bool send_paused;         /* read_body had nothing yet (upstream_resume_upload) */
+    size_t (*read_body)(void *arg, char *buf, size_t max);
     struct upstream_reader rd;    /* the response and its limits */
     int prereq_calls;
     bool allow_resend;
@@ -103,81 +109,6 @@ void upstream_response_free(struct upstream_response *r)
 
 /* ---- curl callbacks -------------------------------------------------------------- */
 
-size_t upstream_read_body(struct upstream_reader *a, const char *data, size_t n)
-{
-    struct upstream_response *r = a->resp;
-
-    if (a->max_body && (uint64_t)r->body_len + n > a->max_body) {
-        a->too_large = true;
-        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
-    }
-    if (strbuf_bytes_append(&r->body, &r->body_len, &r->body_cap, data, n,
-                            (size_t)a->max_body) != 0)
-        return 0;
-    return n;
-}
-
-size_t upstream_read_header(struct upstream_reader *a, const char *line, size_t n)
-{
-    struct upstream_response *r = a->resp;
-
-    if (a->headers_done)
-        return n; /* trailers are not forwarded */
-    if (!a->in_block) {
-        /* a status line starts a block; inside a block "HTTP/..." is just a header */
-        const char *sp = memchr(line, ' ', n);
-        header_list_clear(&r->headers);
-        a->in_block = true;
-        a->interim = sp && (size_t)(sp - line) + 1 < n && sp[1] == '1';
-        a->header_bytes = n;
-        r->content_length = -1;
-        return n;
-    }
-    if (n <= 2 && (line[0] == '\r' || line[0] == '\n')) {
-        a->in_block = false;
-        if (a->interim)
-            return n; /* a 1xx response: the real one follows */
-        a->headers_done = true;
-        if (a->max_body && r->content_length > 0 && (uint64_t)r->content_length > a->max_body) {
-            a->too_large = true; /* declared over the limit: no need to read it */
-            return 0;
-        }
-        /* the whole declared body at once, up to a bound (0 = no limit: grow as it comes) */
-        if (r->content_length > 0 &&
-            (uint64_t)r->content_length <= (a->max_body ? a->max_body : UPSTREAM_PREALLOC_MAX) &&
-            r->body_cap == 0) {
-            r->body = malloc((size_t)r->content_length);
-            if (r->body)
-                r->body_cap = (size_t)r->content_length;
-        }
-        return n;
-    }
-    a->header_bytes += n;
-    if (a->header_bytes > a->max_header_bytes) {
-        a->too_large = true;
-        return 0;
-    }
-    const char *colon = memchr(line, ':', n);
-    if (!colon || colon == line)
-        return n; /* obs-fold continuation or junk: not forwarded */
-    size_t name_len = (size_t)(colon - line);
-    const char *v = colon + 1;
-    const char *end = line + n;
-    while (v < end && (*v == ' ' || *v == '\t'))
-        v++;
-    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
-        end--;
-    if (name_len == 14 && strncasecmp(line, "Content-Length", 14) == 0) {
-        char tmp[32];
-        size_t k = (size_t)(end - v) < sizeof tmp - 1 ? (size_t)(end - v) : sizeof tmp - 1;
-        memcpy(tmp, v, k);
-        tmp[k] = '\0';
-        r->content_length = strtoll(tmp, NULL, 10);
-    }
-    header_list_add(&r->headers, line, name_len, v, (size_t)(end - v));
-    return n;
-}
-
 static void note_read(struct upstream_attempt *a)
 {
     if (a->read_timeout_ms > 0)
@@ -188,7 +119,22 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata)
 {
     struct upstream_attempt *a = userdata;
     note_read(a);
-    if (a->on_data) {
+    if (a->streaming) {
+        size_t n = size * nmemb;
+        if (a->rd.max_body && a->rd.body_seen + n > a->rd.max_body) {
+            a->rd.too_large = true; /* a streamed body grew over max-response-body: cut */
+            return 0;
+        }
+        state_enter();
+        size_t taken = a->on_data(a->arg, 0, data, n);
+        state_leave();
+        if (taken == UPSTREAM_DATA_PAUSE)
+            a->paused = true;
+        else if (taken == n)
+            a->rd.body_seen += n;
+        return taken;
+    }
+    if (a->on_data && !a->on_head) {
         /* curl runs this with the state lock let go (socket_action): take it back */
         long status = 0;
         curl_easy_getinfo(a->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -200,11 +146,51 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata)
     return upstream_read_body(&a->rd, data, size * nmemb);
 }
 
+/* The final head of a call's response is complete: let the caller decide (on_head). */
+static void head_decide(struct upstream_attempt *a)
+{
+    struct upstream_response *resp = a->rd.resp;
+    long status = 0;
+    a->head_seen = true;
+    curl_easy_getinfo(a->easy, CURLINFO_RESPONSE_CODE, &status);
+    resp->status = (int)status;
+    resp->head_us = monotonic_us() - a->start_us;
+    state_enter();
+    enum upstream_head_verdict v = a->on_head(a->arg, resp);
+    state_leave();
+    if (v == UPSTREAM_HEAD_STREAM) {
+        a->rd.resp = NULL;
+        a->streaming = true;
+    } else if (resp->content_length > 0 && a->rd.keep_max &&
+               (uint64_t)resp->content_length <= a->rd.keep_max && resp->body_cap == 0) {
+        resp->body = malloc((size_t)resp->content_length);
+        if (resp->body)
+            resp->body_cap = (size_t)resp->content_length;
+    }
+}
+
 static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
 {
     struct upstream_attempt *a = userdata;
+    size_t n = size * nmemb;
     note_read(a);
-    return upstream_read_header(&a->rd, line, size * nmemb);
+    size_t rc = upstream_read_header(&a->rd, line, n);
+    if (rc == n && a->on_head && !a->head_seen && a->rd.headers_done)
+        head_decide(a);
+    return rc;
+}
+
+static size_t on_read(char *buf, size_t size, size_t nitems, void *userdata)
+{
+    struct upstream_attempt *a = userdata;
+    if (!a->read_body)
+        return 0;
+    state_enter();
+    size_t n = a->read_body(a->arg, buf, size * nitems);
+    state_leave();
+    if (n == UPSTREAM_READ_PAUSE)
+        a->send_paused = true;
+    return n;
 }
 
 static int on_prereq(void *clientp, char *primary_ip, char *local_ip, int primary_port,
@@ -375,6 +361,8 @@ static void on_read_timer(void *arg)
     struct upstream *u = a->u;
     int64_t last = atomic_load_explicit(&a->last_read_us, memory_order_relaxed);
     int64_t silent_ms = last ? (monotonic_us() - last) / 1000 : 0;
+    if (a->paused)
+        silent_ms = 0; /* held back by ahoyd (a slow client), not a silent upstream */
     if (silent_ms < a->read_timeout_ms) {
         loop_timer_start(u->loop, &a->read_timer, a->read_timeout_ms - silent_ms);
         return;
@@ -428,7 +416,8 @@ static void attempt_release(struct upstream_attempt *a)
         free(a->rd.resp);
         a->rd.resp = NULL;
     }
-    if (u->n_idle < IDLE_HANDLES_MAX && !a->connect_only) {
+    /* a handle removed while paused may keep held bytes and its pause: not reused */
+    if (u->n_idle < IDLE_HANDLES_MAX && !a->paused && !a->send_paused && !a->connect_only) {
         a->next_idle = u->idle;
         u->idle = a;
         u->n_idle++;
@@ -459,94 +448,6 @@ void upstream_free(struct upstream *u)
     free(u);
 }
 
-static bool has_header(const char *const *headers, const char *name)
-{
-    size_t k = strlen(name);
-    for (size_t i = 0; headers && headers[i]; i++)
-        if (strncasecmp(headers[i], name, k) == 0 && headers[i][k] == ':')
-            return true;
-    return false;
-}
-
-static struct curl_slist *build_headers(const struct upstream_request *req)
-{
-    struct curl_slist *list = NULL, *t;
-    for (size_t i = 0; req->headers && req->headers[i]; i++) {
-        const char *h = req->headers[i];
-        const char *colon = strchr(h, ':');
-        const char *v = colon ? colon + 1 : NULL;
-        char *empty = NULL;
-        while (v && (*v == ' ' || *v == '\t'))
-            v++;
-        if (colon && v && *v == '\0') {
-            /* curl drops "Name:"; "Name;" sends an empty value (a name of any length) */
-            if (!(empty = strndup(h, (size_t)(colon - h) + 1)))
-                goto fail;
-            empty[colon - h] = ';';
-            h = empty;
-        }
-        t = curl_slist_append(list, h);
-        free(empty);
-        if (!t)
-            goto fail;
-        list = t;
-    }
-    /* curl's own additions that a proxy must not make */
-    if (!(t = curl_slist_append(list, "Expect:")))
-        goto fail;
-    list = t;
-    if (!has_header(req->headers, "Accept")) {
-        if (!(t = curl_slist_append(list, "Accept:")))
-            goto fail;
-        list = t;
-    }
-    if (!has_header(req->headers, "Content-Type")) {
-        if (!(t = curl_slist_append(list, "Content-Type:")))
-            goto fail;
-        list = t;
-    }
-    return list;
-fail:
-    curl_slist_free_all(list);
-    return NULL;
-}
-
-static void set_method(CURL *e, const struct upstream_request *req)
-{
-    const char *m = req->method;
-    /* a reused handle carries the previous attempt's method: start from plain GET */
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
-    if (strcmp(m, "HEAD") == 0) {
-        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-        return;
-    }
-    bool wants_body = req->body_len > 0 || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
-                      strcmp(m, "PATCH") == 0;
-    if (wants_body) {
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body_len ? req->body : "");
-        if (strcmp(m, "POST") != 0)
-            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
-    } else if (strcmp(m, "GET") != 0) {
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
-    }
-}
-
-static void set_tls(CURL *e, const struct tls_conf *tls)
-{
-    /* every TLS option is set on every https attempt: a reused handle must not keep
-     * another service's CA or client certificate (NULL restores curl's default) */
-    bool verify = !tls || tls->verify;
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
-    curl_easy_setopt(e, CURLOPT_CAINFO, tls && tls->ca_file && *tls->ca_file ? tls->ca_file : NULL);
-    curl_easy_setopt(e, CURLOPT_SSLCERT,
-                     tls && tls->cert_file && *tls->cert_file ? tls->cert_file : NULL);
-    curl_easy_setopt(e, CURLOPT_SSLKEY, tls && tls->key_file && *tls->key_file ? tls->key_file : NULL);
-}
-
 /* The options that never change for a handle: it belongs to one attempt struct for
  * life, so even the callback data pointers are constant. Set once, not per attempt. */
 static void set_constant_options(struct upstream_attempt *a)
@@ -566,6 +467,8 @@ static void set_constant_options(struct upstream_attempt *a)
     curl_easy_setopt(e, CURLOPT_WRITEDATA, a);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, a);
+    curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(e, CURLOPT_READDATA, a);
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(e, CURLOPT_PREREQDATA, a);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, a->errbuf);
@@ -579,7 +482,8 @@ static void set_constant_options(struct upstream_attempt *a)
 static struct upstream_attempt *attempt_begin(struct upstream *u,
                                               const struct upstream_request *req,
                                               upstream_data_cb on_data, upstream_done_cb cb,
-                                              void *arg, bool connect_only)
+                                              void *arg, upstream_head_cb on_head,
+                                              uint64_t keep_max, bool connect_only)
 {
     struct upstream_attempt *a = u->idle;
     if (a) {
@@ -601,7 +505,13 @@ static struct upstream_attempt *attempt_begin(struct upstream *u,
     a->u = u;
     a->cb = cb;
     a->on_data = on_data;
+    a->on_head = on_head;
     a->arg = arg;
+    a->head_seen = a->streaming = a->paused = a->send_paused = false;
+    a->read_body = req->read_body;
+    a->rd.keep_max = keep_max;
+    a->rd.body_seen = 0;
+    a->rd.defer_alloc = on_head != NULL;
     a->prereq_calls = 0;
     a->allow_resend = req->allow_resend;
     a->connect_only = connect_only;
@@ -620,7 +530,7 @@ static struct upstream_attempt *attempt_begin(struct upstream *u,
     atomic_store_explicit(&a->last_read_us, 0, memory_order_relaxed);
     a->errbuf[0] = '\0';
     a->rd.resp = calloc(1, sizeof *a->rd.resp);
-    a->headers = build_headers(req);
+    a->headers = upstream_send_headers(req);
     if (!a->rd.resp || !a->headers) {
         attempt_release(a);
         return NULL;
@@ -632,8 +542,8 @@ static struct upstream_attempt *attempt_begin(struct upstream *u,
      * timeout_ms already) */
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(req->timeout_ms > 0 ? req->timeout_ms : 0));
     /* a long stream is often silent: keepalive probes find a peer that vanished */
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, on_data ? 1L : 0L);
-    if (on_data) {
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, on_data && !on_head ? 1L : 0L);
+    if (on_data && !on_head) {
         curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, (long)UPSTREAM_STREAM_KEEPIDLE_S);
         curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, (long)UPSTREAM_STREAM_KEEPINTVL_S);
     }
@@ -654,9 +564,9 @@ static struct upstream_attempt *attempt_begin(struct upstream *u,
      * connects to the endpoint's address instead; NULL resets a reused handle */
     a->connect_to = req->connect_to ? curl_slist_append(NULL, req->connect_to) : NULL;
     curl_easy_setopt(e, CURLOPT_CONNECT_TO, a->connect_to);
-    set_method(e, req);
+    upstream_send_method(e, req);
     if (strncmp(req->url, "https:", 6) == 0)
-        set_tls(e, req->tls);
+        upstream_send_tls(e, req->tls);
 
     a->start_us = monotonic_us();
     if (curl_multi_add_handle(u->multi, e) != CURLM_OK) {
@@ -673,7 +583,43 @@ static struct upstream_attempt *attempt_begin(struct upstream *u,
 struct upstream_attempt *upstream_start(struct upstream *u, const struct upstream_request *req,
                                         upstream_done_cb cb, void *arg)
 {
-    return attempt_begin(u, req, NULL, cb, arg, false);
+    return attempt_begin(u, req, NULL, cb, arg, NULL, 0, false);
+}
+
+struct upstream_attempt *upstream_call_start(struct upstream *u, const struct upstream_request *req,
+                                             uint64_t keep_max, upstream_head_cb on_head,
+                                             upstream_data_cb on_data, upstream_done_cb cb,
+                                             void *arg)
+{
+    if (!on_head || !on_data)
+        return NULL;
+    return attempt_begin(u, req, on_data, cb, arg, on_head, keep_max, false);
+}
+
+/* What stays paused is said again: curl_easy_pause sets both directions at once. */
+static void pause_set(struct upstream_attempt *a)
+{
+    int mask = (a->paused ? CURLPAUSE_RECV : 0) | (a->send_paused ? CURLPAUSE_SEND : 0);
+    curl_easy_pause(a->easy, mask);
+}
+
+void upstream_resume_body(struct upstream *u, struct upstream_attempt *a)
+{
+    (void)u;
+    if (!a->paused)
+        return;
+    a->paused = false;
+    note_read(a); /* the silence while held back was ahoyd's */
+    pause_set(a); /* may hand the held bytes to on_data now */
+}
+
+void upstream_resume_upload(struct upstream *u, struct upstream_attempt *a)
+{
+    (void)u;
+    if (!a->send_paused)
+        return;
+    a->send_paused = false;
+    pause_set(a);
 }
 
 struct upstream_attempt *upstream_stream_start(struct upstream *u,
@@ -681,14 +627,14 @@ struct upstream_attempt *upstream_stream_start(struct upstream *u,
                                                upstream_data_cb on_data, upstream_done_cb cb,
                                                void *arg)
 {
-    return on_data ? attempt_begin(u, req, on_data, cb, arg, false) : NULL;
+    return on_data ? attempt_begin(u, req, on_data, cb, arg, NULL, 0, false) : NULL;
 }
 
 struct upstream_attempt *upstream_connect_start(struct upstream *u,
                                                 const struct upstream_request *req,
                                                 upstream_done_cb cb, void *arg)
 {
-    return attempt_begin(u, req, NULL, cb, arg, true);
+    return attempt_begin(u, req, NULL, cb, arg, NULL, 0, true);
 }
 void *upstream_attempt_easy(const struct upstream_attempt *a) { return a->easy; }
 
@@ -776,7 +722,7 @@ static void check_done(struct upstream *u)
         }
         curl_multi_remove_handle(u->multi, e);
         struct upstream_response *resp = NULL;
-        if (o.kind == OUTCOME_STATUS) {
+        if (o.kind == OUTCOME_STATUS && a->rd.resp) { /* none once streamed */
             resp = a->rd.resp;
             resp->status = o.status;
             curl_off_t ttfb = 0;

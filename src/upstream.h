@@ -27,6 +27,10 @@ struct upstream_request {
     const char *const *headers;  /* "Name: value" lines, NULL-terminated */
     const char *body;
     size_t body_len;
+    /* or a body streamed up as it comes (upstream_call_start): read_body(arg, ...) gives
+     * the next bytes, 0 at its end, or UPSTREAM_READ_PAUSE (upstream_resume_upload) */
+    size_t (*read_body)(void *arg, char *buf, size_t max);
+    int64_t read_size;           /* its length; -1 unknown (sent chunked) */
     int64_t timeout_ms;          /* whole attempt; 0 = no bound */
     int64_t read_timeout_ms;     /* longest silence while reading the response; 0 = none */
     int64_t connect_timeout_ms;
@@ -43,6 +47,7 @@ struct upstream_response {
     char *body;
     size_t body_len, body_cap;
     int64_t content_length; /* declared, -1 if none (HEAD keeps it) */
+    bool dropped;           /* the body was over the size kept, and not kept */
     int64_t head_us;        /* from the attempt's start to its first response byte */
 };
 
@@ -73,6 +78,35 @@ struct upstream_attempt *upstream_stream_start(struct upstream *u,
                                                const struct upstream_request *req,
                                                upstream_data_cb on_data, upstream_done_cb cb,
                                                void *arg);
+/* What to do with a response whose head has arrived (upstream_call_start). */
+enum upstream_head_verdict {
+    UPSTREAM_HEAD_COLLECT, /* read it whole into resp->body; over keep_max: read, dropped */
+    UPSTREAM_HEAD_STREAM,  /* the caller took resp; its body goes to on_data as it comes */
+};
+/* The head of the final response block: status, headers, content_length and head_us are
+ * set. Runs holding the state lock, from inside libcurl (same rules as upstream_data_cb).
+ * On UPSTREAM_HEAD_STREAM the callee owns resp (upstream_response_free + free) and the
+ * attempt's done callback then gets resp == NULL with OUTCOME_STATUS. */
+typedef enum upstream_head_verdict (*upstream_head_cb)(void *arg, struct upstream_response *resp);
+/* on_data of a streamed call returns this to hold the body back (backpressure) until
+ * upstream_resume_body; the same bytes come again then. */
+#define UPSTREAM_DATA_PAUSE ((size_t)0x10000001) /* CURL_WRITEFUNC_PAUSE */
+
+#define UPSTREAM_READ_PAUSE ((size_t)0x10000001)  /* CURL_READFUNC_PAUSE */
+#define UPSTREAM_READ_ABORT ((size_t)0x10000000)  /* CURL_READFUNC_ABORT: ends as a reset */
+
+/* A proxied call's attempt: like upstream_start, but on_head decides at the head whether
+ * the body is collected (kept up to keep_max bytes) or streamed to on_data. max_body
+ * counts every body byte either way; over it the attempt ends OUTCOME_RESPONSE_TOO_LARGE. */
+struct upstream_attempt *upstream_call_start(struct upstream *u, const struct upstream_request *req,
+                                             uint64_t keep_max, upstream_head_cb on_head,
+                                             upstream_data_cb on_data, upstream_done_cb cb,
+                                             void *arg);
+/* Let a streamed body paused by on_data flow again. Its bytes may be handed to on_data
+ * before this returns. Call holding the state lock, not from inside on_data. */
+void upstream_resume_body(struct upstream *u, struct upstream_attempt *a);
+/* Let a request body paused by read_body go on (the next bytes arrived, or its end). */
+void upstream_resume_upload(struct upstream *u, struct upstream_attempt *a);
 /* A tunnel's connection: curl connects to req->url (TLS for https) with CONNECT_ONLY and
  * calls cb once, with OUTCOME_STATUS and status 0 (resp NULL) when connected, or with
  * another outcome (nothing was sent: the caller counts it a connect failure). A connected

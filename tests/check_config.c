@@ -240,7 +240,7 @@ START_TEST(minimal_defaults)
     ck_assert_int_eq(cfg->max_connections, 4096);
     ck_assert_int_eq(cfg->workers, 1);
     ck_assert_uint_eq(cfg->max_request_body, 8u << 20);
-    ck_assert_uint_eq(cfg->max_response_body, 64u << 20);
+    ck_assert_uint_eq(cfg->max_response_body, 0);
     ck_assert_uint_eq(cfg->max_header_bytes, 16u << 10);
     ck_assert_uint_eq(cfg->max_response_header_bytes, 16u << 10);
     ck_assert_int_eq(cfg->request_timeout_ms, 30000);

@@ -13,7 +13,8 @@
  * close-mid-body, a delay beyond the timeout, or none); one stub is killed and
  * restarted on the same port every few seconds.
  *
- * Every answer must be whole and well formed, and be THE answer to this request:
+ * Every answer must be well formed, and be THE answer to this request (a body cut
+ * after its head, by close-mid-body or a killed stub, must end incomplete, "cut"):
  * either the stub's echo carrying this request's target, X-Request-Id, method,
  * body and fault (so no answer is mixed up with another's or given twice on a
  * connection), with the status the fault asked for, or ahoyd's JSON error with a
@@ -65,12 +66,13 @@ static const int fault_weights[N_FAULTS] = {830, 140, 6, 6, 6, 6, 5, 1};
 enum outcome {
     O_ECHO_200, O_ECHO_503, O_ECHO_500,
     O_UPSTREAM_RESET, O_UPSTREAM_TIMEOUT, O_UPSTREAM_UNREACHABLE, O_CIRCUIT_OPEN,
+    O_CUT, /* the head was sent, then the body failed: an incomplete message */
     O_VIOLATION, N_OUTCOMES
 };
 
 static const char *const outcome_names[N_OUTCOMES] = {
     "echo200", "echo503", "echo500", "upstream_reset", "upstream_timeout",
-    "upstream_unreachable", "circuit_open", "violations",
+    "upstream_unreachable", "circuit_open", "cut", "violations",
 };
 
 static struct proc stubs[N_STUBS], daemon_proc;
@@ -293,6 +295,15 @@ static enum outcome judge(const struct http_resp *r, int rc, const char *id, enu
         /* a timeout, or an earlier connect failure / reset when the endpoint died */
         allowed = common | BIT(O_UPSTREAM_TIMEOUT);
         break;
+    }
+    /* Bodies stream: a body that fails after its head (close-mid-body, a stub killed
+     * mid-answer) ends the client's reply without its end, never a complete-looking one. */
+    if (r->curl_code == CURLE_PARTIAL_FILE && http_header(r, "X-Stub-Name") != NULL) {
+        if (f == F_RESET || f == F_POST_RESET) { /* reset before any head */
+            violation(id, f, "status %ld cut mid-body", r->status);
+            return O_VIOLATION;
+        }
+        return O_CUT;
     }
     if (echo_status != 0 && r->status == echo_status && http_header(r, "X-Stub-Name") != NULL) {
         why = check_echo(r, id, f, target, body, echo_status);

@@ -14,6 +14,14 @@
  *     X-Stub-Pause-Ms: N (with X-Stub-Body-Bytes: the head and the body's first 100
  *     bytes, then N ms of silence, then the rest),
  *     X-Stub-Action: reset | close-mid-body | hang;
+ *     X-Stub-Stream: a streamed body (chunked unless said otherwise):
+ *       drip      "first\n", X-Stub-Pause-Ms of silence, then "rest\n";
+ *       sse       X-Stub-Events events (text/event-stream) X-Stub-Interval-Ms apart;
+ *       download  X-Stub-Bytes bytes of stub_pattern(), with Content-Length unless
+ *                 X-Stub-Chunked: 1;
+ *       reset     X-Stub-Bytes bytes, then the connection is reset (RST);
+ *     X-Stub-Sink: 1 (the request body is counted and summed, not kept: the answer has
+ *     X-Stub-Sink-Bytes and X-Stub-Sink-Sum, FNV-1a 64 in hex);
  *   - instance-wide, on the stub's own port under /_stub/: POST /_stub/mode
  *     (JSON, optionally for the next `count` requests, optionally only for the
  *     requests whose path is `path`, e.g. a health-check path), POST /_stub/reset,
@@ -78,6 +86,8 @@ struct request {
     size_t body_len, body_cap;
     bool body_truncated;
     bool headers_seen; /* first handler call done */
+    bool sink;         /* X-Stub-Sink: the body is counted and summed, not kept */
+    uint64_t sink_bytes, sink_sum;
 };
 
 static const char *stub_name = "demo";
@@ -173,8 +183,32 @@ static void request_completed(void *cls, struct MHD_Connection *con, void **req_
     *req_cls = NULL;
 }
 
+/* X-Stub-Sink: count the body and sum it (FNV-1a 64) instead of keeping it. */
+static int sink_take(struct request *r, const char *data, size_t n)
+{
+    if (r->sink_bytes == 0)
+        r->sink_sum = 14695981039346656037u;
+    for (size_t i = 0; i < n; i++)
+        r->sink_sum = (r->sink_sum ^ (unsigned char)data[i]) * 1099511628211u;
+    r->sink_bytes += n;
+    return 0;
+}
+
+static void sink_headers(struct MHD_Response *resp, const struct request *r)
+{
+    char v[32];
+    if (!r->sink)
+        return;
+    snprintf(v, sizeof v, "%llu", (unsigned long long)r->sink_bytes);
+    MHD_add_response_header(resp, "X-Stub-Sink-Bytes", v);
+    snprintf(v, sizeof v, "%016llx", (unsigned long long)r->sink_sum);
+    MHD_add_response_header(resp, "X-Stub-Sink-Sum", v);
+}
+
 static int body_append(struct request *r, const char *data, size_t n)
 {
+    if (r->sink)
+        return sink_take(r, data, n);
     if (r->body_len + n > (size_t)MAX_BODY) {
         r->body_truncated = true;
         n = (size_t)MAX_BODY - r->body_len;
@@ -522,6 +556,152 @@ static enum MHD_Result add_extra_header(void *cls, enum MHD_ValueKind kind, cons
     return MHD_YES;
 }
 
+/* ---- X-Stub-Stream modes ----------------------------------------------------------- */
+
+enum stream_kind { STREAM_DRIP, STREAM_SSE, STREAM_DOWNLOAD, STREAM_RESET };
+
+struct stream_gen {
+    enum stream_kind kind;
+    struct MHD_Connection *con;
+    uint64_t total;  /* download, reset: bytes */
+    long count;      /* sse: events; drip: pieces sent */
+    long sent;       /* sse: events sent */
+    long pause_ms;   /* drip: the silence; sse: between events */
+    double start_ms; /* sse: event k is due at start_ms + k * pause_ms (no drift) */
+};
+
+/* The download pattern: byte i of the body (tests check every byte against it). */
+static unsigned char stub_pattern(uint64_t i)
+{
+    return (unsigned char)((i * 7u) ^ (i >> 11) ^ (i >> 23));
+}
+
+/* Sleep until the monotonic time due_ms, in slices; false when the stub stops. */
+static bool stream_sleep_until(double due_ms)
+{
+    for (;;) {
+        double left = due_ms - now_ms();
+        if (atomic_load(&stopping))
+            return false;
+        if (left <= 0)
+            return true;
+        long slice = left < SLICE_MS ? (long)left + 1 : SLICE_MS;
+        struct timespec ts = {0, slice * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static bool stream_sleep(long ms)
+{
+    return stream_sleep_until(now_ms() + (double)ms);
+}
+
+static ssize_t stream_drip_read(struct stream_gen *g, char *buf, size_t max)
+{
+    const char *piece = g->count == 0 ? "first\n" : "rest\n";
+    if (g->count >= 2)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (g->count == 1 && !stream_sleep(g->pause_ms))
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    g->count++;
+    memcpy(buf, piece, strlen(piece) < max ? strlen(piece) : max);
+    return (ssize_t)(strlen(piece) < max ? strlen(piece) : max);
+}
+
+static ssize_t stream_sse_read(struct stream_gen *g, char *buf, size_t max)
+{
+    if (g->sent >= g->count)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (g->sent == 0)
+        g->start_ms = now_ms();
+    else if (!stream_sleep_until(g->start_ms + (double)(g->sent * g->pause_ms)))
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    int n = snprintf(buf, max, "id: %ld\ndata: tick %ld\n\n", g->sent, g->sent);
+    g->sent++;
+    return n < 0 || (size_t)n >= max ? MHD_CONTENT_READER_END_WITH_ERROR : n;
+}
+
+static ssize_t stream_bytes_read(struct stream_gen *g, uint64_t pos, char *buf, size_t max)
+{
+    if (pos >= g->total) {
+        if (g->kind == STREAM_DOWNLOAD)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        /* reset: let the bytes reach the peer, then close with RST (SO_LINGER 0) */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(g->con, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct linger lg = {1, 0};
+        stream_sleep(100);
+        if (ci != NULL)
+            setsockopt(ci->connect_fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    size_t n = g->total - pos < max ? (size_t)(g->total - pos) : max;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (char)stub_pattern(pos + i);
+    return (ssize_t)n;
+}
+
+static ssize_t stream_gen_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct stream_gen *g = cls;
+    switch (g->kind) {
+    case STREAM_DRIP: return stream_drip_read(g, buf, max);
+    case STREAM_SSE: return stream_sse_read(g, buf, max);
+    default: return stream_bytes_read(g, pos, buf, max);
+    }
+}
+
+static long header_long(struct MHD_Connection *con, const char *name, long max, long dflt)
+{
+    const char *v = MHD_lookup_connection_value(con, MHD_HEADER_KIND, name);
+    long n;
+    return v != NULL && parse_long(v, 0, max, &n) == 0 ? n : dflt;
+}
+
+/* Answer with an X-Stub-Stream body (see the top of the file). */
+static enum MHD_Result answer_stream(struct MHD_Connection *con, unsigned status, const char *kind)
+{
+    struct stream_gen *g = calloc(1, sizeof(*g));
+    uint64_t size = MHD_SIZE_UNKNOWN;
+    const char *ctype = "application/octet-stream";
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    if (g == NULL)
+        return MHD_NO;
+    g->con = con;
+    g->total = (uint64_t)header_long(con, "X-Stub-Bytes", LONG_MAX, 0);
+    if (strcmp(kind, "drip") == 0) {
+        g->kind = STREAM_DRIP;
+        g->pause_ms = header_long(con, "X-Stub-Pause-Ms", MAX_DELAY_MS, 1000);
+        ctype = "text/plain";
+    } else if (strcmp(kind, "sse") == 0) {
+        g->kind = STREAM_SSE;
+        g->count = header_long(con, "X-Stub-Events", 100000, 5);
+        g->pause_ms = header_long(con, "X-Stub-Interval-Ms", MAX_DELAY_MS, 200);
+        ctype = "text/event-stream";
+    } else if (strcmp(kind, "download") == 0) {
+        g->kind = STREAM_DOWNLOAD;
+        if (header_long(con, "X-Stub-Chunked", 1, 0) == 0)
+            size = g->total;
+    } else if (strcmp(kind, "reset") == 0) {
+        g->kind = STREAM_RESET;
+    } else {
+        free(g);
+        return queue_text(con, 400, "text/plain", "bad X-Stub-Stream\n");
+    }
+    resp = MHD_create_response_from_callback(size, 64 * 1024, stream_gen_read, g, free);
+    if (resp == NULL) {
+        free(g);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", ctype);
+    MHD_add_response_header(resp, "X-Stub-Name", stub_name);
+    ret = MHD_queue_response(con, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
 /* Answer an ordinary (non-/_stub/) request whose body has fully arrived. */
 static enum MHD_Result answer_request(struct MHD_Connection *con, const char *method,
                                       struct request *r)
@@ -552,6 +732,11 @@ static enum MHD_Result answer_request(struct MHD_Connection *con, const char *me
         return MHD_NO;
     }
     status = b.status ? (unsigned)b.status : 200;
+    if (MHD_lookup_connection_value(con, MHD_HEADER_KIND, "X-Stub-Stream") != NULL) {
+        behaviour_clear(&b);
+        return answer_stream(con, status,
+                             MHD_lookup_connection_value(con, MHD_HEADER_KIND, "X-Stub-Stream"));
+    }
 
     if (b.action == ACTION_CLOSE_MID_BODY || b.body_bytes >= 0) {
         gen = malloc(sizeof(*gen));
@@ -615,6 +800,7 @@ static enum MHD_Result answer_request(struct MHD_Connection *con, const char *me
     }
     w.resp = resp;
     MHD_get_connection_values(con, MHD_HEADER_KIND, add_extra_header, &w);
+    sink_headers(resp, r);
     ret = MHD_queue_response(con, status, resp);
     MHD_destroy_response(resp);
     behaviour_clear(&b);
@@ -1030,6 +1216,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *con, const char
     if (!r->headers_seen) {
         /* Queue nothing in the first call: MHD would add Connection: close. */
         r->headers_seen = true;
+        r->sink = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "X-Stub-Sink") != NULL;
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
