@@ -59,6 +59,8 @@ struct upstream_attempt {
     CURL *easy;
     struct curl_slist *headers;
     struct curl_slist *connect_to;
+    CURLU *uh;    /* the parsed URL of the last attempt on this handle (CURLOPT_CURLU) */
+    char *uh_url; /* ... and the string it was parsed from */
     upstream_done_cb cb;
     upstream_data_cb on_data; /* a streamed response's body goes here, not into rd */
     upstream_head_cb on_head; /* a call's: decides at the head whether on_data gets it */
@@ -401,6 +403,14 @@ struct upstream *upstream_new(struct loop *loop)
     return u;
 }
 
+static void attempt_free(struct upstream_attempt *a)
+{
+    curl_easy_cleanup(a->easy);
+    curl_url_cleanup(a->uh);
+    free(a->uh_url);
+    free(a);
+}
+
 static void attempt_release(struct upstream_attempt *a)
 {
     struct upstream *u = a->u;
@@ -422,8 +432,7 @@ static void attempt_release(struct upstream_attempt *a)
         u->idle = a;
         u->n_idle++;
     } else {
-        curl_easy_cleanup(a->easy);
-        free(a);
+        attempt_free(a);
     }
 }
 
@@ -435,8 +444,7 @@ void upstream_free(struct upstream *u)
     while (u->idle) {
         struct upstream_attempt *a = u->idle;
         u->idle = a->next_idle;
-        curl_easy_cleanup(a->easy);
-        free(a);
+        attempt_free(a);
     }
     curl_multi_cleanup(u->multi); /* closes the cached connections: on_close_socket */
     for (size_t i = 0; i < u->n_watches; i++)
@@ -537,7 +545,22 @@ static struct upstream_attempt *attempt_begin(struct upstream *u,
     }
     a->rd.resp->content_length = -1;
 
-    curl_easy_setopt(e, CURLOPT_URL, req->url);
+    /* the URL parsed once per handle and URL (an endpoint's handles see the same ones
+     * again and again), not by curl on every transfer */
+    if (!a->uh_url || strcmp(a->uh_url, req->url) != 0) {
+        free(a->uh_url);
+        a->uh_url = NULL;
+        if (!a->uh)
+            a->uh = curl_url();
+        if (!a->uh ||
+            curl_url_set(a->uh, CURLUPART_URL, req->url,
+                         CURLU_NON_SUPPORT_SCHEME | CURLU_PATH_AS_IS) != CURLUE_OK ||
+            !(a->uh_url = strdup(req->url))) {
+            attempt_release(a);
+            return NULL;
+        }
+    }
+    curl_easy_setopt(e, CURLOPT_CURLU, a->uh);
     /* timeout 0: no bound (a stream may last for ever; the deadline, when set, is in
      * timeout_ms already) */
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(req->timeout_ms > 0 ? req->timeout_ms : 0));
