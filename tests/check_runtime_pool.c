@@ -302,6 +302,43 @@ START_TEST(source_that_cannot_start_is_retried)
 }
 END_TEST
 
+/* An endpoint that comes back ramps up again under slow start: when its breaker
+ * closes again, and when its ejection ends. */
+START_TEST(slow_start_again_after_breaker_and_ejection)
+{
+    struct loop *l = loop_new();
+    char *err = NULL;
+    struct runtime *rt = runtime_new(
+        load_with("        outlier: {consecutive-failures: 2, base-ejection-time: 1s}\n"), NULL, l,
+        &err);
+    ck_assert_ptr_nonnull(rt);
+    struct endpoint_rt *ep = rt->services[0].endpoints[0];
+    int64_t now = loop_now_ms(l);
+    ck_assert(!slow_start_active(&ep->slow_start, ep->slow_start_ms, now)); /* present */
+
+    struct breaker_transition tr = {.from = BREAKER_HALF_OPEN, .to = BREAKER_CLOSED,
+                                    .reason = "test"};
+    endpoint_note_transition(ep, &tr);
+    ck_assert(slow_start_active(&ep->slow_start, ep->slow_start_ms, now + 10));
+    ck_assert_int_lt(slow_start_weight(&ep->slow_start, 100, ep->slow_start_ms, now + 1000),
+                     50 * SLOW_START_SCALE); /* 10 % + 9 % of the way: 19 % */
+
+    slow_start_init(&ep->slow_start);
+    ep->outlier.ejected = true;
+    ep->outlier.ejected_until_ms = now + 1000;
+    endpoint_eject_tick(ep, now + 500); /* not yet */
+    ck_assert(ep->outlier.ejected);
+    ck_assert(!slow_start_active(&ep->slow_start, ep->slow_start_ms, now + 500));
+    endpoint_eject_tick(ep, now + 1000);
+    ck_assert(!ep->outlier.ejected);
+    ck_assert(slow_start_active(&ep->slow_start, ep->slow_start_ms, now + 1010));
+    ck_assert_int_lt(slow_start_weight(&ep->slow_start, 100, ep->slow_start_ms, now + 2000),
+                     50 * SLOW_START_SCALE);
+    runtime_unref(rt);
+    loop_free(l);
+}
+END_TEST
+
 int main(void)
 {
     log_init(LOG_LEVEL_ERROR);
@@ -313,6 +350,7 @@ int main(void)
     tcase_add_test(tc, update_over_the_limit_is_refused);
     tcase_add_test(tc, reload_changed_block_drops_its_part);
     tcase_add_test(tc, source_that_cannot_start_is_retried);
+    tcase_add_test(tc, slow_start_again_after_breaker_and_ejection);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
