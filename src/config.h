@@ -188,6 +188,11 @@ int config_dump(const struct config_options *opts, FILE *out, struct config_mess
 const struct service_conf *config_find_service(const struct config *cfg, const char *name,
                                                size_t len);
 
+/* Whether two discovery blocks are the same (a reload keeps the source of an unchanged
+ * one). */
+bool config_dns_same(const struct dns_discovery_conf *a, const struct dns_discovery_conf *b);
+bool config_etcd_same(const struct etcd_discovery_conf *a, const struct etcd_discovery_conf *b);
+
 /* An endpoint URL read as the config reads one (a discovered endpoint's): false with
  * *why on a bad URL. config_endpoint_clear frees what it holds. */
 bool config_endpoint_parse(const char *url, int weight, struct endpoint_conf *out,

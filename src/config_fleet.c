@@ -348,3 +348,33 @@ const struct key schema_outlier[] = {
     {"max-ejection-percent", KD_SCALAR, &type_percent, SV(outlier.max_ejection_percent), 0, 100,
      "50%", NULL, NULL},
     {NULL, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
+
+/* ---- telling a changed block at a reload ---- */
+
+static bool same_str(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+bool config_dns_same(const struct dns_discovery_conf *a, const struct dns_discovery_conf *b)
+{
+    return same_str(a->name, b->name) && a->type == b->type && a->port == b->port &&
+           a->scheme == b->scheme && same_str(a->base_path, b->base_path) &&
+           a->refresh_ms == b->refresh_ms && same_str(a->server, b->server);
+}
+
+bool config_etcd_same(const struct etcd_discovery_conf *a,
+                           const struct etcd_discovery_conf *b)
+{
+    if (a->n_endpoints != b->n_endpoints)
+        return false;
+    for (size_t i = 0; i < a->n_endpoints; i++)
+        if (!same_str(a->endpoints[i], b->endpoints[i]))
+            return false;
+    return same_str(a->prefix, b->prefix) && same_str(a->username, b->username) &&
+           same_str(a->password, b->password) && a->tls.verify == b->tls.verify &&
+           same_str(a->tls.ca_file, b->tls.ca_file) &&
+           same_str(a->tls.cert_file, b->tls.cert_file) &&
+           same_str(a->tls.key_file, b->tls.key_file) &&
+           same_str(a->tls.server_name, b->tls.server_name);
+}

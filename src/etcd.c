@@ -279,8 +279,10 @@ static void on_done(void *arg, const struct outcome *o, struct upstream_response
 
 /* ---- the watch stream ---------------------------------------------------------- */
 
-static void apply_events(struct etcd_source *s, const struct etcd_watch_msg *m)
+/* Whether the set changed. */
+static bool apply_events(struct etcd_source *s, const struct etcd_watch_msg *m)
 {
+    bool changed = false;
     for (int i = 0; i < m->n_events; i++) {
         char err[256] = "";
         const struct etcd_event *ev = &m->events[i];
@@ -289,7 +291,9 @@ static void apply_events(struct etcd_source *s, const struct etcd_watch_msg *m)
             log_warn("etcd %s: key %s skipped: %s", s->prefix, ev->kv.key, err);
         else if (r == ETCD_APPLY_NO_MEMORY)
             log_error("etcd %s: out of memory applying key %s", s->prefix, ev->kv.key);
+        changed |= r != ETCD_APPLY_UNCHANGED && r != ETCD_APPLY_UNKNOWN;
     }
+    return changed;
 }
 
 /* One watch message. Non-zero ends the stream (stream_error or rerange says why). */
@@ -312,8 +316,8 @@ static int on_line(const char *line, size_t len, void *arg)
         }
         break;
     case ETCD_APPLY:
-        apply_events(s, &m);
-        report_set(s);
+        if (apply_events(s, &m) || s->failing)
+            report_set(s); /* a PUT of the same value changes nothing */
         break;
     case ETCD_RERANGE:
         s->rerange = true;

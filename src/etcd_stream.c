@@ -6,7 +6,9 @@
  * pieces, bounded so that a broken or hostile peer cannot grow it forever.
  *
  * The endpoints are kept by key, because events name keys: two keys may
- * register one URL, and pool_diff merges them by URL afterwards.
+ * register one URL, and pool_diff merges them by URL afterwards. The keys are
+ * kept sorted, so that finding one is a binary search (a range gives them in
+ * order, so loading one appends).
  *
  * Resuming follows etcd's rules. The revision kept is that of the last event
  * applied (events carry their kv's mod_revision), never a header's: a header
@@ -20,8 +22,11 @@
  */
 #include "etcd_stream.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "config.h"
 
 /* ---- line splitter ------------------------------------------------------------ */
 
@@ -103,13 +108,27 @@ int etcd_lines_feed(struct etcd_lines *l, const char *data, size_t n, etcd_line_
 
 /* ---- endpoints by key ------------------------------------------------------------- */
 
+unsigned long etcd_set_compares;
+
+/* Binary search in the set, kept in byte order of the key: the index of key, or
+ * -(where it would go) - 1. */
 static int find_index(const struct etcd_set *s, const char *key)
 {
-    for (int i = 0; i < s->n; i++) {
-        if (strcmp(s->entries[i].key, key) == 0)
-            return i;
+    int lo = 0, hi = s->n;
+
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        int c = strcmp(s->entries[mid].key, key);
+
+        etcd_set_compares++;
+        if (c == 0)
+            return mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    return -1;
+    return -lo - 1;
 }
 
 const struct etcd_entry *etcd_set_find(const struct etcd_set *s, const char *key)
@@ -136,6 +155,10 @@ static enum etcd_apply put_key(struct etcd_set *s, const char *key, char *url, i
 {
     int i = find_index(s, key);
 
+    if (i >= 0 && strcmp(s->entries[i].url, url) == 0 && s->entries[i].weight == weight) {
+        free(url);
+        return ETCD_APPLY_UNCHANGED;
+    }
     if (i >= 0) {
         free(s->entries[i].url);
         s->entries[i].url = url;
@@ -152,15 +175,32 @@ static enum etcd_apply put_key(struct etcd_set *s, const char *key, char *url, i
         s->entries = p;
         s->cap = cap;
     }
-    s->entries[s->n].key = strdup(key);
-    if (!s->entries[s->n].key) {
+    char *k = strdup(key);
+    if (!k) {
         free(url);
         return ETCD_APPLY_NO_MEMORY;
     }
-    s->entries[s->n].url = url;
-    s->entries[s->n].weight = weight;
+    i = -i - 1;
+    memmove(&s->entries[i + 1], &s->entries[i], (size_t)(s->n - i) * sizeof(*s->entries));
+    s->entries[i].key = k;
+    s->entries[i].url = url;
+    s->entries[i].weight = weight;
     s->n++;
     return ETCD_APPLY_CHANGED;
+}
+
+/* The URL read as the config reads an endpoint's (no query, no user info, a port up to
+ * 65535): one the pool would leave out must not count as a change on every answer. */
+static bool endpoint_url_ok(const char *url, char *err, size_t errsize)
+{
+    struct endpoint_conf ec = {0};
+    const char *why = "out of memory";
+    bool ok = config_endpoint_parse(url, 1, &ec, &why);
+
+    config_endpoint_clear(&ec);
+    if (!ok && err && errsize > 0)
+        snprintf(err, errsize, "'url': %s", why);
+    return ok;
 }
 
 enum etcd_apply etcd_set_apply(struct etcd_set *s, enum etcd_event_type type,
@@ -171,7 +211,9 @@ enum etcd_apply etcd_set_apply(struct etcd_set *s, enum etcd_event_type type,
 
     if (type == ETCD_EVENT_DELETE)
         return remove_key(s, kv->key) ? ETCD_APPLY_CHANGED : ETCD_APPLY_UNKNOWN;
-    if (etcd_parse_endpoint(kv->value, kv->value_len, &url, &weight, err, errsize) != 0) {
+    if (etcd_parse_endpoint(kv->value, kv->value_len, &url, &weight, err, errsize) != 0 ||
+        !endpoint_url_ok(url, err, errsize)) {
+        free(url);
         remove_key(s, kv->key);
         return ETCD_APPLY_SKIPPED;
     }

@@ -59,6 +59,7 @@ enum etcd_apply {
     ETCD_APPLY_CHANGED = 0, /* the key was put or deleted */
     ETCD_APPLY_SKIPPED = 1, /* PUT with an invalid value: message in err, the key is dropped */
     ETCD_APPLY_UNKNOWN = 2, /* DELETE of a key not in the set */
+    ETCD_APPLY_UNCHANGED = 3, /* PUT of the URL and weight the key already has */
 };
 
 /* PUT: parse the value (etcd_parse_endpoint) and put it; an invalid value
@@ -71,8 +72,11 @@ enum etcd_apply etcd_set_apply(struct etcd_set *s, enum etcd_event_type type,
  * (the set is then empty). */
 int etcd_set_load(struct etcd_set *s, const struct etcd_range *r, int *skipped, char *err,
                   size_t errsize);
+/* Key comparisons the sets have made so far (tests bound their cost with it). */
+extern unsigned long etcd_set_compares;
 const struct etcd_entry *etcd_set_find(const struct etcd_set *s, const char *key);
-/* The set as pool_diff input: out needs s->n entries; the strings stay the set's. */
+/* The set as pool_diff input, in byte order of the key: out needs s->n entries; the
+ * strings stay the set's. */
 int etcd_set_found(const struct etcd_set *s, struct pool_found *out);
 void etcd_set_free(struct etcd_set *s);
 

@@ -9,8 +9,8 @@
  * first source in precedence order: static (what the operator wrote), then
  * etcd (an explicit registration), then DNS (the coarsest).
  *
- * Matching is a linear scan: pools hold tens to a few hundred endpoints and
- * a change is rare next to calls.
+ * Matching goes through a hash of the URLs, so that applying a set costs
+ * time in proportion to its size (sources may list thousands).
  *
  * Pure: indices and fates out; the caller owns every string.
  */
@@ -62,32 +62,69 @@ int pool_found_weight(const struct pool_found *found, int nfound, const char *ur
     return best;
 }
 
-static bool in_pool(const struct pool_member *cur, int ncur, const char *url)
+/* ---- URL index ------------------------------------------------------------------ */
+
+unsigned long pool_diff_compares;
+
+/* Open addressing over an array of URLs: slot holds index + 1, 0 is empty. */
+struct url_index {
+    int *slot;
+    size_t mask;
+};
+
+static size_t url_hash(const char *s)
 {
-    for (int i = 0; i < ncur; i++) {
-        if (strcmp(cur[i].url, url) == 0)
-            return true;
-    }
-    return false;
+    size_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
 }
 
-static bool seen_before(const struct pool_found *found, int i)
+static bool index_init(struct url_index *x, int n)
 {
-    for (int k = 0; k < i; k++) {
-        if (strcmp(found[k].url, found[i].url) == 0)
-            return true;
-    }
-    return false;
+    size_t cap = 16;
+    while (cap < (size_t)n * 2)
+        cap *= 2;
+    x->slot = calloc(cap, sizeof *x->slot);
+    x->mask = cap - 1;
+    return x->slot != NULL;
 }
 
-static void diff_member(const struct pool_member *m, enum pool_source src,
-                        const struct pool_found *found, int nfound, struct pool_next *n)
+/* The index of url among urls, or -1; with add, a missing url is added as i. */
+static int index_find(struct url_index *x, const char *url, const char *(*at)(const void *, int),
+                      const void *arr, bool add, int i)
+{
+    for (size_t k = url_hash(url) & x->mask;; k = (k + 1) & x->mask) {
+        int v = x->slot[k];
+        if (v == 0) {
+            if (add)
+                x->slot[k] = i + 1;
+            return -1;
+        }
+        pool_diff_compares++;
+        if (strcmp(at(arr, v - 1), url) == 0)
+            return v - 1;
+    }
+}
+
+static const char *found_at(const void *arr, int i)
+{
+    return ((const struct pool_found *)arr)[i].url;
+}
+
+static const char *member_at(const void *arr, int i)
+{
+    return ((const struct pool_member *)arr)[i].url;
+}
+
+static void diff_member(const struct pool_member *m, enum pool_source src, int found_weight,
+                        struct pool_next *n)
 {
     enum pool_source was_shown = POOL_SOURCE_STATIC;
     int before = pool_member_weight(m->weight_by_source, &was_shown);
 
     memcpy(n->weight_by_source, m->weight_by_source, sizeof(n->weight_by_source));
-    n->weight_by_source[src] = pool_found_weight(found, nfound, m->url);
+    n->weight_by_source[src] = found_weight;
     n->shown = was_shown;
     n->weight = pool_member_weight(n->weight_by_source, &n->shown);
     if (n->weight == 0)
@@ -96,10 +133,12 @@ static void diff_member(const struct pool_member *m, enum pool_source src,
         n->fate = n->weight != before ? POOL_REWEIGHTED : POOL_KEPT;
 }
 
-int pool_diff(const struct pool_member *cur, int ncur, enum pool_source src,
-              const struct pool_found *found, int nfound, struct pool_next *next, int *added)
+int pool_diff_weighed(const struct pool_member *cur, int ncur, enum pool_source src,
+                      const struct pool_found *found, int nfound, struct pool_next *next,
+                      int *added, int *added_weight)
 {
-    int nadded = 0;
+    struct url_index fx = {0}, cx = {0};
+    int *best = NULL, nadded = -1;
 
     if (src < 0 || src >= POOL_SOURCES || ncur < 0 || nfound < 0 ||
         (ncur > 0 && (!cur || !next)) ||
@@ -109,13 +148,41 @@ int pool_diff(const struct pool_member *cur, int ncur, enum pool_source src,
         if (!found[i].url)
             return -1;
     }
-    for (int i = 0; i < ncur; i++)
-        diff_member(&cur[i], src, found, nfound, &next[i]);
+    best = calloc(nfound > 0 ? (size_t)nfound : 1, sizeof *best);
+    if (!best || !index_init(&fx, nfound) || !index_init(&cx, ncur))
+        goto out;
+    /* best[first index of a URL]: the larger weight of its duplicates */
     for (int i = 0; i < nfound; i++) {
-        if (!in_pool(cur, ncur, found[i].url) && !seen_before(found, i))
-            added[nadded++] = i;
+        int w = found[i].weight >= 1 ? found[i].weight : 1;
+        int first = index_find(&fx, found[i].url, found_at, found, true, i);
+        first = first < 0 ? i : first;
+        if (w > best[first])
+            best[first] = w;
     }
+    for (int i = 0; i < ncur; i++) {
+        int f = index_find(&fx, cur[i].url, found_at, found, false, 0);
+        diff_member(&cur[i], src, f < 0 ? 0 : best[f], &next[i]);
+        index_find(&cx, cur[i].url, member_at, cur, true, i);
+    }
+    nadded = 0;
+    for (int i = 0; i < nfound; i++) {
+        if (best[i] == 0 || index_find(&cx, found[i].url, member_at, cur, false, 0) >= 0)
+            continue; /* a later duplicate, or in the pool */
+        if (added_weight)
+            added_weight[nadded] = best[i];
+        added[nadded++] = i;
+    }
+out:
+    free(best);
+    free(fx.slot);
+    free(cx.slot);
     return nadded;
+}
+
+int pool_diff(const struct pool_member *cur, int ncur, enum pool_source src,
+              const struct pool_found *found, int nfound, struct pool_next *next, int *added)
+{
+    return pool_diff_weighed(cur, ncur, src, found, nfound, next, added, NULL);
 }
 
 /* ---- the log line -------------------------------------------------------------- */

@@ -56,10 +56,19 @@ int pool_member_weight(const int weight_by_source[POOL_SOURCES], enum pool_sourc
  * added[0..return) with the indices in found of the URLs new to the pool, in
  * found order. A URL listed twice in found is one endpoint with the larger
  * weight (added lists its first index). Returns the number added, or -1 on
- * bad arguments. added must have room for nfound indices.
+ * bad arguments or out of memory. added must have room for nfound indices.
  */
 int pool_diff(const struct pool_member *cur, int ncur, enum pool_source src,
               const struct pool_found *found, int nfound, struct pool_next *next, int *added);
+
+/* pool_diff, and the weight of each URL added in added_weight[0..return) when not NULL
+ * (room for nfound). -1 also when out of memory. */
+int pool_diff_weighed(const struct pool_member *cur, int ncur, enum pool_source src,
+                      const struct pool_found *found, int nfound, struct pool_next *next,
+                      int *added, int *added_weight);
+
+/* URL comparisons pool_diff has made so far (tests bound its cost with it). */
+extern unsigned long pool_diff_compares;
 
 /* The weight found gives a URL (the larger of duplicates), 0 if absent. */
 int pool_found_weight(const struct pool_found *found, int nfound, const char *url);

@@ -6,7 +6,9 @@
  * good answer goes through runtime_pool_update (pool_diff underneath: kept
  * endpoints keep their state, new ones join, removed ones drain); an error
  * keeps the last good set, is logged once per run of failures and shown in
- * /v1/services (the source retries by itself with backoff). The sources keep
+ * /v1/services (the source retries by itself with backoff; one that cannot
+ * even start is started again after the same backoff). An answer listing
+ * more than RUNTIME_POOL_MAX_PER_SOURCE endpoints is an error too. The sources keep
  * copies of their blocks, to tell an unchanged block at a reload, and of the
  * etcd TLS settings, which the etcd source reads for as long as it lives.
  * Everything runs on one loop under the state lock.
@@ -30,6 +32,8 @@ struct feed_source {
     struct dns_source *dns_source;
     struct etcd_source *etcd_source;
     bool failing; /* the last report was an error: logged once until a good answer */
+    struct loop_timer retry_timer; /* starting the source again after it could not start */
+    int backoff_ms;                /* before that retry */
     bool seen;    /* still configured (pool_feed_apply) */
 };
 
@@ -47,11 +51,6 @@ static int64_t wall_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static bool same_str(const char *a, const char *b)
-{
-    return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
 static char *dup_str(const char *s, bool *ok)
@@ -81,13 +80,6 @@ static bool dns_conf_copy(struct dns_discovery_conf *d, const struct dns_discove
     d->base_path = dup_str(s->base_path, &ok);
     d->server = dup_str(s->server, &ok);
     return ok;
-}
-
-static bool dns_conf_same(const struct dns_discovery_conf *a, const struct dns_discovery_conf *b)
-{
-    return same_str(a->name, b->name) && a->type == b->type && a->port == b->port &&
-           a->scheme == b->scheme && same_str(a->base_path, b->base_path) &&
-           a->refresh_ms == b->refresh_ms && same_str(a->server, b->server);
 }
 
 static void tls_clear(struct tls_conf *t)
@@ -131,22 +123,6 @@ static bool etcd_conf_copy(struct etcd_discovery_conf *d, const struct etcd_disc
     return ok;
 }
 
-static bool etcd_conf_same(const struct etcd_discovery_conf *a,
-                           const struct etcd_discovery_conf *b)
-{
-    if (a->n_endpoints != b->n_endpoints)
-        return false;
-    for (size_t i = 0; i < a->n_endpoints; i++)
-        if (!same_str(a->endpoints[i], b->endpoints[i]))
-            return false;
-    return same_str(a->prefix, b->prefix) && same_str(a->username, b->username) &&
-           same_str(a->password, b->password) && a->tls.verify == b->tls.verify &&
-           same_str(a->tls.ca_file, b->tls.ca_file) &&
-           same_str(a->tls.cert_file, b->tls.cert_file) &&
-           same_str(a->tls.key_file, b->tls.key_file) &&
-           same_str(a->tls.server_name, b->tls.server_name);
-}
-
 /* ---- answers ------------------------------------------------------------------------ */
 
 static void on_check_timer(void *arg)
@@ -165,6 +141,13 @@ static void on_found(void *arg, enum pool_source src, const struct pool_found *f
     if (!s)
         return;
     struct discovery_status *st = &s->state->discovery[src];
+    char over[128];
+    int rc = error ? 0 : runtime_pool_update(s, src, found, n, f->loop);
+    if (rc == RUNTIME_POOL_TOO_MANY) {
+        snprintf(over, sizeof over, "%s: %d endpoints, more than the limit of %d",
+                 pool_source_name(src), n, RUNTIME_POOL_MAX_PER_SOURCE);
+        error = over;
+    }
     if (error) {
         st->errors++;
         st->last_error_unix_ms = wall_ms();
@@ -180,7 +163,6 @@ static void on_found(void *arg, enum pool_source src, const struct pool_found *f
     fs->failing = false;
     st->last_success_unix_ms = wall_ms();
     st->endpoints = n;
-    int rc = runtime_pool_update(s, src, found, n, f->loop);
     if (rc < 0) {
         log_error("discovery: %s: out of memory applying the %s answer (pool unchanged)",
                   fs->service, pool_source_name(src));
@@ -197,6 +179,7 @@ static void on_found(void *arg, enum pool_source src, const struct pool_found *f
 
 static void source_free(struct feed_source *fs)
 {
+    loop_timer_stop(fs->feed->loop, &fs->retry_timer);
     dns_source_free(fs->dns_source);
     etcd_source_free(fs->etcd_source);
     dns_conf_clear(&fs->dns);
@@ -205,26 +188,18 @@ static void source_free(struct feed_source *fs)
     free(fs);
 }
 
-/* Start following sc's block for src; NULL when out of memory. A source that cannot
- * start is kept (without a source), its reason shown as the last error. */
-static struct feed_source *source_new(struct pool_feed *f, struct service_rt *s,
-                                      enum pool_source src)
+int pool_feed_test_start_failures;
+
+/* Start fs's source for service s. One that cannot start (c-ares cannot set up, out of
+ * memory) shows its reason as the last error and is tried again after the backoff. */
+static void source_start(struct feed_source *fs, struct service_rt *s)
 {
-    const struct service_conf *sc = s->conf;
-    struct feed_source *fs = calloc(1, sizeof *fs);
-    if (!fs)
-        return NULL;
-    fs->feed = f;
-    fs->src = src;
-    fs->service = strdup(sc->name);
-    bool ok = fs->service && (src == POOL_SOURCE_DNS ? dns_conf_copy(&fs->dns, &sc->dns)
-                                                     : etcd_conf_copy(&fs->etcd, &sc->etcd));
-    if (!ok) {
-        source_free(fs);
-        return NULL;
-    }
+    struct pool_feed *f = fs->feed;
     char err[256] = "";
-    if (src == POOL_SOURCE_DNS) {
+    if (pool_feed_test_start_failures > 0) {
+        pool_feed_test_start_failures--;
+        snprintf(err, sizeof err, "failure injected by a test");
+    } else if (fs->src == POOL_SOURCE_DNS) {
         static const enum dns_record_type types[] = {DNS_TYPE_A, DNS_TYPE_AAAA, DNS_TYPE_SRV};
         struct dns_source_conf dc = {
             .name = fs->dns.name,
@@ -247,16 +222,53 @@ static struct feed_source *source_new(struct pool_feed *f, struct service_rt *s,
         };
         fs->etcd_source = etcd_source_new(f->loop, &ec, on_found, fs, err, sizeof err);
     }
-    if (!fs->dns_source && !fs->etcd_source) {
-        struct discovery_status *st = &s->state->discovery[src];
-        log_error("discovery: %s: cannot start the %s source: %s", sc->name,
-                  pool_source_name(src), err[0] ? err : "out of memory");
-        snprintf(st->last_error, sizeof st->last_error, "cannot start: %s",
-                 err[0] ? err : "out of memory");
-        st->last_error_unix_ms = wall_ms();
-        st->errors++;
-        fs->failing = true;
+    if (fs->dns_source || fs->etcd_source) {
+        fs->backoff_ms = 0;
+        return;
     }
+    struct discovery_status *st = &s->state->discovery[fs->src];
+    fs->backoff_ms = fs->backoff_ms ? fs->backoff_ms * 2 : DISCOVERY_BACKOFF_MIN_MS;
+    if (fs->backoff_ms > DISCOVERY_BACKOFF_MAX_MS)
+        fs->backoff_ms = DISCOVERY_BACKOFF_MAX_MS;
+    if (!fs->failing)
+        log_error("discovery: %s: cannot start the %s source: %s (trying again)", fs->service,
+                  pool_source_name(fs->src), err[0] ? err : "out of memory");
+    snprintf(st->last_error, sizeof st->last_error, "cannot start: %s",
+             err[0] ? err : "out of memory");
+    st->last_error_unix_ms = wall_ms();
+    st->errors++;
+    fs->failing = true;
+    loop_timer_start(f->loop, &fs->retry_timer, fs->backoff_ms);
+}
+
+static void on_retry_timer(void *arg)
+{
+    struct feed_source *fs = arg;
+    struct pool_feed *f = fs->feed;
+    struct service_rt *s = f->rt ? runtime_find(f->rt, fs->service, strlen(fs->service)) : NULL;
+    if (s && !fs->dns_source && !fs->etcd_source)
+        source_start(fs, s);
+}
+
+/* Start following sc's block for src; NULL when out of memory. */
+static struct feed_source *source_new(struct pool_feed *f, struct service_rt *s,
+                                      enum pool_source src)
+{
+    const struct service_conf *sc = s->conf;
+    struct feed_source *fs = calloc(1, sizeof *fs);
+    if (!fs)
+        return NULL;
+    fs->feed = f;
+    fs->src = src;
+    loop_timer_init(&fs->retry_timer, on_retry_timer, fs);
+    fs->service = strdup(sc->name);
+    bool ok = fs->service && (src == POOL_SOURCE_DNS ? dns_conf_copy(&fs->dns, &sc->dns)
+                                                     : etcd_conf_copy(&fs->etcd, &sc->etcd));
+    if (!ok) {
+        source_free(fs);
+        return NULL;
+    }
+    source_start(fs, s);
     return fs;
 }
 
@@ -295,8 +307,8 @@ void pool_feed_apply(struct pool_feed *f, struct runtime *rt)
             if (!on)
                 continue;
             struct feed_source *fs = source_find(f, s->conf->name, src);
-            if (fs && (dns ? dns_conf_same(&fs->dns, &s->conf->dns)
-                           : etcd_conf_same(&fs->etcd, &s->conf->etcd))) {
+            if (fs && (dns ? config_dns_same(&fs->dns, &s->conf->dns)
+                                : config_etcd_same(&fs->etcd, &s->conf->etcd))) {
                 fs->seen = true;
                 continue;
             }
@@ -305,6 +317,9 @@ void pool_feed_apply(struct pool_feed *f, struct runtime *rt)
                          s->conf->name, pool_source_name(src));
                 fs->seen = false; /* stopped below */
                 fs->service[0] = '\0';
+                /* the new block's status begins afresh, like its part of the pool */
+                memset(&s->state->discovery[src], 0, sizeof s->state->discovery[src]);
+                s->state->discovery[src].active = true;
             }
             struct feed_source *nf = source_new(f, s, src);
             if (!nf) {

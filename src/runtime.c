@@ -14,7 +14,7 @@
  * swapped at once under the state lock, and an endpoint that joins this way
  * is treated as one joining with a reload. A reload builds each pool from its
  * static endpoints and the discovered part of the old pool, for the sources
- * the service still has.
+ * the service still has with an unchanged block.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -388,9 +388,15 @@ static void pool_push(struct service_rt *s, struct endpoint_rt *ep,
     s->weights[i] = pool_member_weight(wbs, &s->shown[i]);
 }
 
-static bool source_enabled(const struct service_conf *sc, enum pool_source src)
+/* Whether sc has source src with the block it had in was (NULL: no previous service),
+ * so that the part of the pool it found stays. */
+static bool source_kept(const struct service_conf *sc, const struct service_conf *was,
+                        enum pool_source src)
 {
-    return src == POOL_SOURCE_DNS ? sc->dns.enabled : src == POOL_SOURCE_ETCD && sc->etcd.enabled;
+    if (src == POOL_SOURCE_DNS)
+        return sc->dns.enabled && was && was->dns.enabled && config_dns_same(&sc->dns, &was->dns);
+    return src == POOL_SOURCE_ETCD && sc->etcd.enabled && was && was->etcd.enabled &&
+           config_etcd_same(&sc->etcd, &was->etcd);
 }
 
 static const struct service_rt *service_find(const struct runtime *rt, const char *name)
@@ -402,8 +408,9 @@ static const struct service_rt *service_find(const struct runtime *rt, const cha
 }
 
 /* The pool of a new service: its static endpoints, then what prev's pool has from the
- * discovery sources the service still has (SPEC 4.6: the set survives a reload; a
- * source whose block changed starts again and its first answer replaces that part). */
+ * discovery sources the service still has with the same block (the set survives a
+ * reload; a source whose block changed starts again with no part of the pool, so that
+ * traffic leaves the old name or prefix at once). */
 static int pool_build(struct service_rt *s, const struct runtime *prev, struct loop *loop)
 {
     const struct service_conf *sc = s->conf;
@@ -423,7 +430,7 @@ static int pool_build(struct service_rt *s, const struct runtime *prev, struct l
         int wbs[POOL_SOURCES] = {0};
         bool any = false;
         for (int src = POOL_SOURCE_STATIC + 1; src < POOL_SOURCES; src++) {
-            if (source_enabled(sc, (enum pool_source)src))
+            if (source_kept(sc, ps->conf, (enum pool_source)src))
                 wbs[src] = ps->members[j].weight_by_source[src];
             any |= wbs[src] > 0;
         }
@@ -499,16 +506,34 @@ int runtime_pool_update(struct service_rt *s, enum pool_source src,
     size_t ncur = s->n_endpoints;
     struct pool_next *next = calloc(ncur ? ncur : 1, sizeof *next);
     int *added = calloc(n > 0 ? (size_t)n : 1, sizeof *added);
+    int *weight = calloc(n > 0 ? (size_t)n : 1, sizeof *weight);
     struct endpoint_rt **fresh = calloc(n > 0 ? (size_t)n : 1, sizeof *fresh);
     struct service_rt nw = {0};
     struct strbuf line = {0};
     int rc = -1, nadded = -1, nfresh = 0;
-    if (next && added && fresh)
-        nadded = pool_diff(s->members, (int)ncur, src, found, n, next, added);
+    if (n > RUNTIME_POOL_MAX_PER_SOURCE) {
+        rc = RUNTIME_POOL_TOO_MANY;
+        goto out;
+    }
+    if (next && added && weight && fresh)
+        nadded = pool_diff_weighed(s->members, (int)ncur, src, found, n, next, added, weight);
     if (nadded < 0)
         goto out;
+    /* the new endpoints first: nothing is changed until all of them exist */
+    for (int a = 0; a < nadded; a++) {
+        struct endpoint_rt *ep = endpoint_new(s->conf->name, found[added[a]].url, loop);
+        if (!ep)
+            goto out;
+        if (!endpoint_own_conf(ep)) {
+            endpoint_unref(ep); /* a bad URL: left out (logged) */
+            continue;
+        }
+        fresh[nfresh] = ep;
+        weight[nfresh] = weight[a];
+        added[nfresh++] = added[a];
+    }
     size_t kept = 0;
-    int changes = nadded;
+    int changes = nfresh; /* counted once the bad URLs are out */
     for (size_t i = 0; i < ncur; i++) {
         kept += next[i].fate != POOL_REMOVED;
         changes += next[i].fate != POOL_KEPT;
@@ -520,18 +545,6 @@ int runtime_pool_update(struct service_rt *s, enum pool_source src,
         rc = 0;
         goto out;
     }
-    /* the new endpoints first: nothing is changed until all of them exist */
-    for (int a = 0; a < nadded; a++) {
-        struct endpoint_rt *ep = endpoint_new(s->conf->name, found[added[a]].url, loop);
-        if (!ep)
-            goto out;
-        if (!endpoint_own_conf(ep)) {
-            endpoint_unref(ep); /* a bad URL: left out (logged) */
-            continue;
-        }
-        fresh[nfresh] = ep;
-        added[nfresh++] = added[a];
-    }
     if (pool_alloc(&nw, kept + (size_t)nfresh) != 0)
         goto out;
     for (size_t i = 0; i < ncur; i++) {
@@ -542,7 +555,7 @@ int runtime_pool_update(struct service_rt *s, enum pool_source src,
     }
     for (int a = 0; a < nfresh; a++) {
         int wbs[POOL_SOURCES] = {0};
-        wbs[src] = pool_found_weight(found, n, found[added[a]].url);
+        wbs[src] = weight[a];
         pool_push(&nw, fresh[a], fresh[a]->own_conf, wbs);
     }
     uint64_t rng = (uint64_t)monotonic_us() * 2654435761u | 1;
@@ -580,6 +593,7 @@ out:
     free(line.s);
     free(next);
     free(added);
+    free(weight);
     free(fresh);
     return rc;
 }

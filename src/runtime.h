@@ -147,9 +147,12 @@ struct service_rt *runtime_find(struct runtime *rt, const char *name, size_t len
  * their state, new ones start closed (unhealthy and due for a check at once when the
  * service checks health; in slow start), removed ones are retired (no new calls; freed
  * when their last call ends). The change is logged ("service: +url -url") when there is
- * one. Returns the number of changes (0: none), or -1 when out of memory (the pool is
- * then unchanged).
+ * one. Returns the number of changes (0: none), -1 when out of memory or
+ * RUNTIME_POOL_TOO_MANY when the set lists more than RUNTIME_POOL_MAX_PER_SOURCE
+ * endpoints (the pool is then unchanged).
  */
+#define RUNTIME_POOL_MAX_PER_SOURCE 4096
+#define RUNTIME_POOL_TOO_MANY (-2)
 int runtime_pool_update(struct service_rt *s, enum pool_source src,
                         const struct pool_found *found, int n, struct loop *loop);
 

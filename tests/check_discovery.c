@@ -821,6 +821,38 @@ START_TEST(one_of_three_dies_under_load)
 }
 END_TEST
 
+/* A reload to another prefix while etcd is down: the old prefix's endpoints leave at
+ * once (the new source may never answer) and the source's counts begin afresh. */
+START_TEST(reload_to_a_new_prefix_with_etcd_down)
+{
+    struct proc a, d;
+    ck_assert_int_eq(stub_start(&a, "a", NULL), 0);
+    struct etcd e;
+    etcd_start(&e);
+    etcd_put_stub(&e, "a", &a, 1);
+    char *y = NULL, want[512], got[512], who[32];
+    etcd_daemon(&d, &e, NULL, &y);
+    POOL_OF(want, &a);
+    ASSERT_POOL(&d, want, 10000, "the first etcd range");
+    ck_assert_int_eq(svc_call(&d, who, sizeof who), 200);
+    const char *sample = "ahoyd_discovery_updates_total{service=\"svc\",source=\"etcd\"}";
+    ck_assert(metric(&d, sample) >= 1);
+    proc_kill(&e.p);
+    char *at = strstr(y, "prefix: /svc/");
+    ck_assert_ptr_nonnull(at);
+    memcpy(at, "prefix: /oth/", strlen("prefix: /oth/"));
+    reload_with(&d, y);
+    pool_text(&d, got, sizeof got);
+    ck_assert_str_eq(got, "");
+    struct http_resp r;
+    http_get(d.port, "/svc/x", NULL, &r);
+    assert_ahoyd_error(&r, 503, "no_endpoints", "svc", 0);
+    http_resp_free(&r);
+    ck_assert(metric(&d, sample) == 0);
+    free(y);
+}
+END_TEST
+
 int main(void)
 {
     bool dns = sources_have(DNSMASQ, "dnsmasq-base"), etcd = sources_have(ETCD, "etcd-server");
@@ -838,6 +870,7 @@ int main(void)
         tcase_add_test(tc, reload_keeps_the_discovered_set);
         tcase_add_test(tc, retry_across_a_pool_change);
         tcase_add_test(tc, joined_endpoint_is_checked_at_once);
+        tcase_add_test(tc, reload_to_a_new_prefix_with_etcd_down);
     }
     tcase_add_test(tc, one_of_three_dies_under_load);
     if (!dns && !etcd)

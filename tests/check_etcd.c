@@ -693,6 +693,75 @@ START_TEST(test_stream_end_to_end)
 }
 END_TEST
 
+/* A range of 20,000 keys loads in n log n key comparisons (a scan per key made 200
+ * million), and a PUT of the value a key has changes nothing. */
+START_TEST(test_set_load_cost_and_same_put)
+{
+    enum { N = 20000 };
+    struct etcd_kv *kvs = calloc(N, sizeof *kvs);
+    char (*keys)[32] = calloc(N, sizeof *keys);
+    char (*values)[64] = calloc(N, sizeof *values);
+    struct etcd_set s = {0};
+    int skipped = 0;
+
+    ck_assert(kvs && keys && values);
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "/s/%06d", i);
+        snprintf(values[i], sizeof values[i], "{\"url\":\"http://10.0.%d.%d:80\"}", i >> 8,
+                 i & 255);
+        kvs[i] = kv(keys[i], values[i], i + 2);
+    }
+    struct etcd_range r = {.revision = N + 1, .kvs = kvs, .n_kvs = N};
+    unsigned long before = etcd_set_compares;
+    ck_assert_int_eq(etcd_set_load(&s, &r, &skipped, NULL, 0), 0);
+    unsigned long compares = etcd_set_compares - before;
+    ck_assert_int_eq(s.n, N);
+    ck_assert_int_eq(skipped, 0);
+    ck_assert_msg(compares <= 20ul * N, "%lu comparisons loading %d keys", compares, N);
+    ck_assert_str_eq(etcd_set_find(&s, "/s/012345")->url, "http://10.0.48.57:80");
+    /* out of order: still found (kept sorted) */
+    struct etcd_kv first = kv("/s/", "{\"url\":\"http://first:1\"}", N + 2);
+    ck_assert_int_eq(etcd_set_apply(&s, ETCD_EVENT_PUT, &first, NULL, 0), ETCD_APPLY_CHANGED);
+    ck_assert_str_eq(etcd_set_find(&s, "/s/")->url, "http://first:1");
+    ck_assert_str_eq(etcd_set_find(&s, "/s/000000")->url, "http://10.0.0.0:80");
+    ck_assert_int_eq(etcd_set_apply(&s, ETCD_EVENT_PUT, &first, NULL, 0), ETCD_APPLY_UNCHANGED);
+    struct etcd_kv heavier = kv("/s/", "{\"url\":\"http://first:1\",\"weight\":2}", N + 3);
+    ck_assert_int_eq(etcd_set_apply(&s, ETCD_EVENT_PUT, &heavier, NULL, 0), ETCD_APPLY_CHANGED);
+    ck_assert_int_eq(s.n, N + 1);
+    etcd_set_free(&s);
+    free(kvs);
+    free(keys);
+    free(values);
+}
+END_TEST
+
+/* A URL the endpoint parser refuses (a query, user info, a port over 65535) is skipped
+ * like any bad value, not kept to be refused by the pool on every answer. */
+START_TEST(test_set_url_refused_by_the_endpoint_rules)
+{
+    static const char *const bad[] = {
+        "{\"url\":\"http://a:1/x?y=1\"}",
+        "{\"url\":\"http://user@a:1\"}",
+        "{\"url\":\"http://a:70000\"}",
+    };
+    struct etcd_set s = {0};
+    char err[128];
+
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        struct etcd_kv k = kv("/s/a", bad[i], 2);
+        err[0] = '\0';
+        ck_assert_int_eq(etcd_set_apply(&s, ETCD_EVENT_PUT, &k, err, sizeof err),
+                         ETCD_APPLY_SKIPPED);
+        ck_assert_msg(strncmp(err, "'url': ", 7) == 0, "%s", err);
+        ck_assert_int_eq(s.n, 0);
+    }
+    struct etcd_kv good = kv("/s/a", "{\"url\":\"http://a:65535/x\"}", 3);
+    ck_assert_int_eq(etcd_set_apply(&s, ETCD_EVENT_PUT, &good, err, sizeof err),
+                     ETCD_APPLY_CHANGED);
+    etcd_set_free(&s);
+}
+END_TEST
+
 static Suite *etcd_suite(void)
 {
     Suite *s = suite_create("etcd");
@@ -719,6 +788,8 @@ static Suite *etcd_suite(void)
     tcase_add_test(stream, test_set_put_replace_delete);
     tcase_add_test(stream, test_set_invalid_value_drops_key);
     tcase_add_test(stream, test_set_load_replaces);
+    tcase_add_test(stream, test_set_load_cost_and_same_put);
+    tcase_add_test(stream, test_set_url_refused_by_the_endpoint_rules);
     tcase_add_test(stream, test_sync_range_then_watch_then_resume);
     tcase_add_test(stream, test_sync_header_revision_does_not_advance);
     tcase_add_test(stream, test_sync_stale_events_dropped);

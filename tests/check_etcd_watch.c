@@ -203,6 +203,30 @@ START_TEST(bad_configuration_is_refused)
 }
 END_TEST
 
+/* A PUT that rewrites the value a key has changes nothing: it is not reported (each
+ * report is a diff of the whole set on the loop). */
+START_TEST(same_value_put_is_not_reported)
+{
+    struct etcd e;
+    etcd_start(&e);
+    etcd_put(&e, "/svc/a", EP("10.0.0.1", 2));
+    struct loop *l = loop_new();
+    struct recorder r = {0};
+    struct etcd_source *s = source(l, &e, NULL, NULL, &r);
+    ck_assert_msg(wait_set(l, &r, "http://10.0.0.1:8080/api=2", 10000) >= 0,
+                  "first range: \"%s\" (%s)", r.set, r.error);
+    run_for(l, 200); /* the watch is established */
+    int good = r.good;
+    double t0 = harness_now_ms();
+    etcd_put(&e, "/svc/a", EP("10.0.0.1", 2));
+    etcd_put(&e, "/svc/b", EP("10.0.0.2", 1)); /* events come in order: this one last */
+    assert_change(l, &r, "http://10.0.0.1:8080/api=2 http://10.0.0.2:8080/api=1", "a put", t0);
+    ck_assert_int_eq(r.good, good + 1);
+    etcd_source_free(s);
+    loop_free(l);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("etcd_watch");
@@ -212,5 +236,6 @@ int main(void)
     tcase_add_test(tc, compaction_while_away_ranges_again);
     tcase_add_test(tc, authentication);
     tcase_add_test(tc, bad_configuration_is_refused);
+    tcase_add_test(tc, same_value_put_is_not_reported);
     return sources_main(s, ETCD, "etcd-server");
 }

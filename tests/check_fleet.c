@@ -428,12 +428,50 @@ START_TEST(one_of_three_dies)
 }
 END_TEST
 
+/* The health check's `headers` reach the endpoint, a User-Agent given there replacing
+ * ahoyd's own; calls do not carry them. */
+START_TEST(health_check_headers_are_sent)
+{
+    struct proc s[1], d;
+    char who[32];
+    start_fleet(s, 1, &d,
+                "        health-check: {path: " HP ", interval: 100ms, timeout: 1s,\n"
+                "                       headers: {X-Probe: deep, User-Agent: probe/1}}\n",
+                false);
+    ck_assert(wait_health_checks(&s[0], 2, 3000));
+    ck_assert_int_eq(svc_call(&d, who, sizeof who), 200);
+    cJSON *a = stub_requests(s);
+    ck_assert_ptr_nonnull(a);
+    int checks = 0, calls = 0;
+    cJSON *it;
+    cJSON_ArrayForEach(it, a)
+    {
+        const char *t = json_str(it, "target");
+        const char *probe = echo_header(it, "X-Probe");
+        const char *ua = echo_header(it, "User-Agent");
+        if (t && strncmp(t, HP, strlen(HP)) == 0) {
+            checks++;
+            ck_assert_msg(probe && strcmp(probe, "deep") == 0, "X-Probe: %s",
+                          probe ? probe : "(none)");
+            ck_assert_msg(ua && strcmp(ua, "probe/1") == 0, "User-Agent: %s", ua ? ua : "(none)");
+        } else {
+            calls++;
+            ck_assert_ptr_null(probe);
+        }
+    }
+    cJSON_Delete(a);
+    ck_assert_int_ge(checks, 2);
+    ck_assert_int_eq(calls, 1);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("fleet");
     TCase *h = harness_tcase(s, "health");
     tcase_add_test(h, failing_health_path_stops_calls);
     tcase_add_test(h, checks_have_their_own_connections);
+    tcase_add_test(h, health_check_headers_are_sent);
     tcase_add_test(h, panic_spreads_over_all);
     tcase_add_test(h, no_usable_endpoint_without_panic);
     TCase *o = harness_tcase(s, "outlier");

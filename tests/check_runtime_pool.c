@@ -15,13 +15,14 @@
 #include "config.h"
 #include "log.h"
 #include "loop.h"
+#include "pool_feed.h"
 #include "runtime.h"
 
 static char *const no_env[] = {NULL};
 
-/* A runtime of service svc with one static endpoint and discovery (dns when dns is
- * true), from YAML in a temp file. */
-static struct config *load(bool dns)
+/* A runtime of service svc with one static endpoint and discovery (the YAML line
+ * discovery, or none when NULL), from YAML in a temp file. */
+static struct config *load_with(const char *discovery)
 {
     char path[] = "/tmp/ahoyd-check-runtime-pool-XXXXXX";
     int fd = mkstemp(path);
@@ -32,7 +33,7 @@ static struct config *load(bool dns)
                "        endpoints: [http://127.0.0.1:1/s]\n"
                "        health-check: {path: /h, interval: 10s}\n"
                "        slow-start: 10s\n%s",
-            dns ? "        discovery: {dns: {name: svc.test, port: 80}}\n" : "");
+            discovery ? discovery : "");
     fclose(f);
     struct config_options o = {path, NULL, NULL, no_env};
     struct config_messages m;
@@ -43,6 +44,12 @@ static struct config *load(bool dns)
     unlink(path);
     ck_assert_ptr_nonnull(cfg);
     return cfg;
+}
+
+/* With dns: discovery of svc.test's A records. */
+static struct config *load(bool dns)
+{
+    return load_with(dns ? "        discovery: {dns: {name: svc.test, port: 80}}\n" : NULL);
 }
 
 static int slot_of(const struct service_rt *s, const char *url)
@@ -155,6 +162,183 @@ START_TEST(reload_hands_the_set_over)
 }
 END_TEST
 
+/* A URL the pool leaves out is no change: not counted (no update metric, no rebuild)
+ * on this answer nor on the next that lists it again. */
+START_TEST(update_bad_url_is_no_change)
+{
+    struct loop *l = loop_new();
+    char *err = NULL;
+    struct runtime *rt = runtime_new(load(true), NULL, l, &err);
+    struct service_rt *s = &rt->services[0];
+    struct pool_found set[] = {{"http://10.0.0.9:80/x?y=1", 1}};
+    struct endpoint_rt **before = s->endpoints;
+    ck_assert_int_eq(runtime_pool_update(s, POOL_SOURCE_DNS, set, 1, l), 0);
+    ck_assert_int_eq(runtime_pool_update(s, POOL_SOURCE_DNS, set, 1, l), 0);
+    ck_assert_ptr_eq(s->endpoints, before); /* not rebuilt */
+    ck_assert_uint_eq(s->n_endpoints, 1);
+    struct pool_found set2[] = {{"http://user@10.0.0.9:80", 1}, {A, 1}};
+    ck_assert_int_eq(runtime_pool_update(s, POOL_SOURCE_DNS, set2, 2, l), 1);
+    ck_assert_uint_eq(s->n_endpoints, 2);
+    ck_assert_int_eq(slot_of(s, A), 1);
+    runtime_unref(rt);
+    loop_free(l);
+}
+END_TEST
+
+/* A source's set over the limit is refused whole: the pool keeps the last good set. */
+START_TEST(update_over_the_limit_is_refused)
+{
+    enum { N = RUNTIME_POOL_MAX_PER_SOURCE + 1 };
+    struct loop *l = loop_new();
+    char *err = NULL;
+    struct runtime *rt = runtime_new(load(true), NULL, l, &err);
+    struct service_rt *s = &rt->services[0];
+    struct pool_found *set = calloc(N, sizeof *set);
+    char (*urls)[32] = calloc(N, sizeof *urls);
+    ck_assert(set && urls);
+    for (int i = 0; i < N; i++) {
+        snprintf(urls[i], sizeof urls[i], "http://10.1.%d.%d:80", i >> 8, i & 255);
+        set[i].url = urls[i];
+        set[i].weight = 1;
+    }
+    ck_assert_int_eq(runtime_pool_update(s, POOL_SOURCE_DNS, set, N, l), RUNTIME_POOL_TOO_MANY);
+    ck_assert_uint_eq(s->n_endpoints, 1);
+    ck_assert_int_eq(runtime_pool_update(s, POOL_SOURCE_DNS, set, N - 1, l), N - 1);
+    ck_assert_uint_eq(s->n_endpoints, N);
+    ck_assert_int_eq(runtime_pool_update(s, POOL_SOURCE_DNS, set, N, l), RUNTIME_POOL_TOO_MANY);
+    ck_assert_uint_eq(s->n_endpoints, N); /* the last good set stays */
+    runtime_unref(rt);
+    free(set);
+    free(urls);
+    loop_free(l);
+}
+END_TEST
+
+/* A reload that changes the discovery block drops what the old block found at once
+ * (the new source may never answer); the static endpoint stays. */
+START_TEST(reload_changed_block_drops_its_part)
+{
+    struct loop *l = loop_new();
+    char *err = NULL;
+    struct runtime *rt = runtime_new(load(true), NULL, l, &err);
+    struct service_rt *s = &rt->services[0];
+    struct pool_found set[] = {{A, 2}};
+    ck_assert_int_eq(runtime_pool_update(s, POOL_SOURCE_DNS, set, 1, l), 1);
+    struct endpoint_rt *a = s->endpoints[slot_of(s, A)];
+
+    struct runtime *rt2 =
+        runtime_new(load_with("        discovery: {dns: {name: other.test, port: 80}}\n"), rt,
+                    l, &err);
+    ck_assert_ptr_nonnull(rt2);
+    runtime_retire_missing(rt, rt2);
+    struct service_rt *s2 = &rt2->services[0];
+    ck_assert_uint_eq(s2->n_endpoints, 1);
+    ck_assert_int_eq(slot_of(s2, STATIC), 0);
+    ck_assert_int_eq(slot_of(s2, A), -1);
+    ck_assert(a->retired);
+    runtime_unref(rt);
+    runtime_unref(rt2);
+    loop_free(l);
+}
+END_TEST
+
+struct poll {
+    struct loop *loop;
+    struct loop_timer tick;
+    const struct discovery_status *st;
+    int64_t end_ms;
+};
+
+static void poll_tick(void *arg)
+{
+    struct poll *p = arg;
+    if (strncmp(p->st->last_error, "cannot start", 12) != 0 ||
+        loop_now_ms(p->loop) >= p->end_ms)
+        loop_stop(p->loop);
+    else
+        loop_timer_start(p->loop, &p->tick, 10);
+}
+
+/* A source that could not start is started again after the backoff, its reason shown
+ * meanwhile; a reload with a changed block resets the source's status. */
+START_TEST(source_that_cannot_start_is_retried)
+{
+    struct loop *l = loop_new();
+    char *err = NULL;
+    struct runtime *rt = runtime_new(
+        load_with("        discovery: {etcd: {endpoints: ['http://127.0.0.1:1'], prefix: /x/}}\n"),
+        NULL, l, &err);
+    ck_assert_ptr_nonnull(rt);
+    struct pool_feed *f = pool_feed_new(l, NULL);
+    const struct discovery_status *st = &rt->services[0].state->discovery[POOL_SOURCE_ETCD];
+    pool_feed_test_start_failures = 1;
+    pool_feed_apply(f, rt);
+    ck_assert_int_eq(pool_feed_test_start_failures, 0);
+    ck_assert_msg(strncmp(st->last_error, "cannot start: ", 14) == 0, "%s", st->last_error);
+    ck_assert_uint_eq(st->errors, 1);
+    struct poll p = {l, {0}, st, loop_now_ms(l) + 3000};
+    loop_timer_init(&p.tick, poll_tick, &p);
+    loop_timer_start(l, &p.tick, 0);
+    loop_run(l);
+    loop_timer_stop(l, &p.tick);
+    /* started: it now reports what etcd itself does (nothing listens there) */
+    ck_assert_msg(strncmp(st->last_error, "cannot start", 12) != 0, "%s", st->last_error);
+    ck_assert_uint_ge(st->errors, 2);
+
+    struct runtime *rt2 = runtime_new(
+        load_with("        discovery: {etcd: {endpoints: ['http://127.0.0.1:1'], prefix: /y/}}\n"),
+        rt, l, &err);
+    ck_assert_ptr_nonnull(rt2);
+    pool_feed_apply(f, rt2);
+    runtime_retire_missing(rt, rt2);
+    const struct discovery_status *st2 = &rt2->services[0].state->discovery[POOL_SOURCE_ETCD];
+    ck_assert_uint_eq(st2->errors, 0);
+    ck_assert_str_eq(st2->last_error, "");
+    ck_assert(st2->active);
+    pool_feed_free(f);
+    runtime_unref(rt);
+    runtime_unref(rt2);
+    loop_free(l);
+}
+END_TEST
+
+/* An endpoint that comes back ramps up again under slow start: when its breaker
+ * closes again, and when its ejection ends. */
+START_TEST(slow_start_again_after_breaker_and_ejection)
+{
+    struct loop *l = loop_new();
+    char *err = NULL;
+    struct runtime *rt = runtime_new(
+        load_with("        outlier: {consecutive-failures: 2, base-ejection-time: 1s}\n"), NULL, l,
+        &err);
+    ck_assert_ptr_nonnull(rt);
+    struct endpoint_rt *ep = rt->services[0].endpoints[0];
+    int64_t now = loop_now_ms(l);
+    ck_assert(!slow_start_active(&ep->slow_start, ep->slow_start_ms, now)); /* present */
+
+    struct breaker_transition tr = {.from = BREAKER_HALF_OPEN, .to = BREAKER_CLOSED,
+                                    .reason = "test"};
+    endpoint_note_transition(ep, &tr);
+    ck_assert(slow_start_active(&ep->slow_start, ep->slow_start_ms, now + 10));
+    ck_assert_int_lt(slow_start_weight(&ep->slow_start, 100, ep->slow_start_ms, now + 1000),
+                     50 * SLOW_START_SCALE); /* 10 % + 9 % of the way: 19 % */
+
+    slow_start_init(&ep->slow_start);
+    ep->outlier.ejected = true;
+    ep->outlier.ejected_until_ms = now + 1000;
+    endpoint_eject_tick(ep, now + 500); /* not yet */
+    ck_assert(ep->outlier.ejected);
+    ck_assert(!slow_start_active(&ep->slow_start, ep->slow_start_ms, now + 500));
+    endpoint_eject_tick(ep, now + 1000);
+    ck_assert(!ep->outlier.ejected);
+    ck_assert(slow_start_active(&ep->slow_start, ep->slow_start_ms, now + 1010));
+    ck_assert_int_lt(slow_start_weight(&ep->slow_start, 100, ep->slow_start_ms, now + 2000),
+                     50 * SLOW_START_SCALE);
+    runtime_unref(rt);
+    loop_free(l);
+}
+END_TEST
+
 int main(void)
 {
     log_init(LOG_LEVEL_ERROR);
@@ -162,6 +346,11 @@ int main(void)
     TCase *tc = tcase_create("pool");
     tcase_add_test(tc, update_keeps_joins_and_retires);
     tcase_add_test(tc, reload_hands_the_set_over);
+    tcase_add_test(tc, update_bad_url_is_no_change);
+    tcase_add_test(tc, update_over_the_limit_is_refused);
+    tcase_add_test(tc, reload_changed_block_drops_its_part);
+    tcase_add_test(tc, source_that_cannot_start_is_retried);
+    tcase_add_test(tc, slow_start_again_after_breaker_and_ejection);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
