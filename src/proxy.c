@@ -517,6 +517,11 @@ static enum upstream_head_verdict on_attempt_head(void *arg, struct upstream_res
         free(r->resp);
     }
     r->resp = resp;
+    /* a declared length that fits the hold: the whole body in one buffer of that size
+     * (a small answer costs one exact allocation, not a 4 KiB one) */
+    if (resp->content_length > 0 && (uint64_t)resp->content_length <= REQUEST_STREAM_HOLD &&
+        resp->body_cap == 0 && (resp->body = malloc((size_t)resp->content_length)))
+        resp->body_cap = (size_t)resp->content_length;
     r->resp_endpoint = r->last_endpoint;
     r->ttfb_us = resp->head_us;
     r->status = st;

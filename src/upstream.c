@@ -417,7 +417,7 @@ static void attempt_release(struct upstream_attempt *a)
     if (a->read_timeout_ms > 0)
         loop_timer_stop(u->loop, &a->read_timer);
     a->read_timeout_ms = 0;
-    curl_slist_free_all(a->headers);
+    free(a->headers); /* one block (upstream_send_headers) */
     a->headers = NULL;
     curl_slist_free_all(a->connect_to);
     a->connect_to = NULL;

@@ -19,47 +19,64 @@ static bool has_header(const char *const *headers, const char *name)
     return false;
 }
 
+/* One line of the list being laid out: "Name: value", or "Name;" for an empty value
+ * (curl drops "Name:"; "Name;" sends an empty value, for a name of any length). */
+static size_t header_line_len(const char *h, bool *empty)
+{
+    const char *colon = strchr(h, ':');
+    const char *v = colon ? colon + 1 : NULL;
+    while (v && (*v == ' ' || *v == '\t'))
+        v++;
+    *empty = colon && v && *v == '\0';
+    return *empty ? (size_t)(colon - h) + 1 : strlen(h);
+}
+
+/* The list is laid out in one allocation (the nodes, then the strings): curl only
+ * reads CURLOPT_HTTPHEADER's list, so one free() releases it, and an attempt costs one
+ * malloc rather than two per line (curl_slist_append). */
 struct curl_slist *upstream_send_headers(const struct upstream_request *req)
 {
-    struct curl_slist *list = NULL, *t;
-    for (size_t i = 0; req->headers && req->headers[i]; i++) {
-        const char *h = req->headers[i];
-        const char *colon = strchr(h, ':');
-        const char *v = colon ? colon + 1 : NULL;
-        char *empty = NULL;
-        while (v && (*v == ' ' || *v == '\t'))
-            v++;
-        if (colon && v && *v == '\0') {
-            /* curl drops "Name:"; "Name;" sends an empty value (a name of any length) */
-            if (!(empty = strndup(h, (size_t)(colon - h) + 1)))
-                goto fail;
-            empty[colon - h] = ';';
-            h = empty;
-        }
-        t = curl_slist_append(list, h);
-        free(empty);
-        if (!t)
-            goto fail;
-        list = t;
-    }
     /* curl's own additions that a proxy must not make */
-    if (!(t = curl_slist_append(list, "Expect:")))
-        goto fail;
-    list = t;
-    if (!has_header(req->headers, "Accept")) {
-        if (!(t = curl_slist_append(list, "Accept:")))
-            goto fail;
-        list = t;
+    static const char *const removals[] = {"Expect:", "Accept:", "Content-Type:"};
+    bool add[3] = {true, !has_header(req->headers, "Accept"),
+                   !has_header(req->headers, "Content-Type")};
+    size_t m = 0, n, bytes = 0;
+    bool empty;
+    for (; req->headers && req->headers[m]; m++)
+        bytes += header_line_len(req->headers[m], &empty) + 1;
+    n = m;
+    for (size_t i = 0; i < 3; i++)
+        if (add[i]) {
+            bytes += strlen(removals[i]) + 1;
+            n++;
+        }
+    struct curl_slist *nodes = malloc(n * sizeof *nodes + bytes);
+    if (!nodes)
+        return NULL;
+    char *p = (char *)(nodes + n);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *h;
+        size_t len;
+        if (i < m) {
+            h = req->headers[i];
+            len = header_line_len(h, &empty);
+        } else {
+            while (!add[k])
+                k++;
+            h = removals[k++];
+            len = strlen(h);
+            empty = false;
+        }
+        memcpy(p, h, len);
+        if (empty)
+            p[len - 1] = ';';
+        p[len] = '\0';
+        nodes[i].data = p;
+        nodes[i].next = i + 1 < n ? &nodes[i + 1] : NULL;
+        p += len + 1;
     }
-    if (!has_header(req->headers, "Content-Type")) {
-        if (!(t = curl_slist_append(list, "Content-Type:")))
-            goto fail;
-        list = t;
-    }
-    return list;
-fail:
-    curl_slist_free_all(list);
-    return NULL;
+    return nodes;
 }
 
 void upstream_send_method(CURL *e, const struct upstream_request *req)

@@ -10,7 +10,8 @@
 #include "upstream.h"
 
 /* req's header lines for CURLOPT_HTTPHEADER, with curl's own Expect, Accept and
- * Content-Type taken back; NULL when out of memory. */
+ * Content-Type taken back, in one block that free() releases (not curl_slist_free_all);
+ * NULL when out of memory. */
 struct curl_slist *upstream_send_headers(const struct upstream_request *req);
 /* The method and the body: POSTFIELDS for a body in memory, the read callback for a
  * streamed one (read_body), NOBODY for HEAD. Every option is set (a reused handle). */
