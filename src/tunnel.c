@@ -675,7 +675,8 @@ static void on_upgrade(void *cls, struct MHD_Connection *connection, void *con_c
         state_leave();
         return;
     }
-    memcpy(t->c2u.d, extra_in, extra_in_size);
+    if (extra_in_size) /* libmicrohttpd 1.0 passes NULL when it read nothing past the head */
+        memcpy(t->c2u.d, extra_in, extra_in_size);
     t->c2u.len = extra_in_size;
     r->bytes_in = extra_in_size;
     if (t->idle_ms > 0)
