@@ -631,6 +631,8 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
     if (head_decided && oc.kind == OUTCOME_STATUS) {
         v = (enum retry_verdict)r->head_verdict; /* judged at its head, budget noted then */
         delay = r->head_delay_ms;
+        if (v == RETRY_YES && r->body_sent)
+            v = RETRY_NO_METHOD; /* body bytes not kept went out after the head */
     } else {
         v = decide(r, &oc, retry_after, &delay);
     }
@@ -659,6 +661,8 @@ static size_t on_attempt_read(void *arg, char *buf, size_t max)
     size_t n = held < max ? held : max;
     memcpy(buf, r->body + r->body_off, n);
     r->body_off += n;
+    if (!r->body_keep)
+        r->body_sent = true; /* these bytes are not kept: this call is not sent again */
     if (!r->body_keep && r->body_off == r->body_len)
         r->body_off = r->body_len = 0; /* not kept: what went out is forgotten */
     if (r->body_held && r->body_len - r->body_off <= REQUEST_STREAM_HOLD / 2) {

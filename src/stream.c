@@ -148,6 +148,8 @@ static void keep_check(struct request *r, size_t n)
         return;
     r->body_keep = false;
     request_body_release(r);
+    if (r->body_off)
+        r->body_sent = true; /* what the attempt took is no longer kept */
 }
 
 int stream_body_take(struct request *r, const char *data, size_t n)

@@ -723,6 +723,30 @@ START_TEST(kept_body_retried_unkept_not)
 }
 END_TEST
 
+/* A body over request-buffer that went up before a retryable status is not sent again:
+ * the client gets the upstream's 503 after one attempt, not a retry without the body. */
+START_TEST(unkept_body_not_retried_after_a_status)
+{
+    size_t n = 2u << 20;
+    unsigned char *body = pattern_body(n);
+    struct upload u;
+    struct http_resp r;
+
+    start(NULL, "request-buffer: 1KiB\nretry: {max-attempts: 2, base-delay: 10ms}\n"
+                "circuit-breaker: false");
+    ck_assert_int_eq(stub_mode(&stub, "{\"status\":503,\"count\":1}"), 0);
+    upload_start(&u, "/svc/status", body, n, false, "Idempotency-Key: k5");
+    http_async_finish(u.a, &r);
+    ck_assert_msg(r.status == 503, "status %ld, attempts %s, sink-bytes %s", r.status,
+                  http_header(&r, "X-Ahoyd-Attempts") ? http_header(&r, "X-Ahoyd-Attempts") : "-",
+                  http_header(&r, "X-Stub-Sink-Bytes") ? http_header(&r, "X-Stub-Sink-Bytes")
+                                                      : "-");
+    ck_assert_int_eq(stub_count(&stub), 1);
+    http_resp_free(&r);
+    free(body);
+}
+END_TEST
+
 /* ahoyd.max-retry-buffers bounds the kept bodies of all calls together: past it a body
  * under request-buffer streams unkept, and its call is not retried after a reset. */
 START_TEST(retry_buffers_bound_kept_bodies)
@@ -878,6 +902,7 @@ int main(void)
     tcase_add_test(tc, big_upload_streams_through);
     tcase_add_test(tc, chunked_upload);
     tcase_add_test(tc, kept_body_retried_unkept_not);
+    tcase_add_test(tc, unkept_body_not_retried_after_a_status);
     tcase_add_test(tc, retry_buffers_bound_kept_bodies);
     tcase_add_test(tc, deadline_starts_at_the_body_end);
     tcase_add_test(tc, uploads_to_a_silent_upstream_stay_small);
