@@ -847,6 +847,69 @@ START_TEST(uploads_to_a_silent_upstream_stay_small)
 }
 END_TEST
 
+/* A chunked upload to an upstream that answers at once (200, "hello") and then reads
+ * no more: the client is held back while the attempt runs, the daemon does not take the
+ * 64 MiB into memory; the attempt's timeout ends the call. */
+START_TEST(upload_after_an_early_answer_is_held)
+{
+    size_t n = (size_t)64 << 20;
+    unsigned char *body = pattern_body(n);
+    struct upload u;
+    struct http_resp r;
+    long worst = 0;
+    char head[8192];
+    size_t hl = 0;
+
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(lfd, 8), 0);
+    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "ahoyd:\n  listen: 127.0.0.1:0\n  admin-listen: off\n  max-request-body: 0\n"
+             "pyfly:\n  client:\n    services:\n      svc:\n"
+             "        base-url: http://127.0.0.1:%d/\n        timeout: 3s\n"
+             "        retry: false\n        circuit-breaker: false\n",
+             ntohs(sa.sin_port));
+    ck_assert_int_eq(ahoyd_start(&daemon_proc, yaml), 0);
+    long base = rss_kib(daemon_proc.pid);
+    upload_start(&u, "/svc/early", body, n, true, NULL);
+    struct pollfd pl = {.fd = lfd, .events = POLLIN};
+    ck_assert_int_eq(poll(&pl, 1, (int)(5000 * slow_factor())), 1);
+    int fd = accept(lfd, NULL, NULL);
+    ck_assert_int_ge(fd, 0);
+    /* the request head, then the answer; the body is never read */
+    double end = harness_now_ms() + 5000 * slow_factor();
+    while (!memmem(head, hl, "\r\n\r\n", 4) && hl < sizeof head &&
+           harness_now_ms() < end) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, 100) != 1)
+            continue;
+        ssize_t k = recv(fd, head + hl, sizeof head - hl < 256 ? sizeof head - hl : 256, 0);
+        ck_assert_int_gt(k, 0);
+        hl += (size_t)k;
+    }
+    ck_assert_ptr_nonnull(memmem(head, hl, "\r\n\r\n", 4));
+    static const char answer[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    ck_assert_int_eq(send(fd, answer, sizeof answer - 1, MSG_NOSIGNAL),
+                     (ssize_t)(sizeof answer - 1));
+    for (int i = 0; i < 60000 && !proc_log_wait(&daemon_proc, "path=\"/svc/early\"", 5); i++) {
+        long kib = rss_kib(daemon_proc.pid);
+        if (kib - base > worst)
+            worst = kib - base;
+    }
+    http_async_finish(u.a, &r);
+    http_resp_free(&r);
+    close(fd);
+    close(lfd);
+    free(body);
+    printf("stream: 64 MiB upload after an early answer, ahoyd RSS growth %ld KiB\n", worst);
+    ck_assert_msg(worst < 16 * 1024, "RSS grew by %ld KiB", worst);
+}
+END_TEST
+
 /* A stream still open at shutdown-timeout is cut (the client sees no end, flag RS) and
  * the daemon exits 0. */
 START_TEST(shutdown_timeout_cuts_a_stream)
@@ -906,5 +969,7 @@ int main(void)
     tcase_add_test(tc, retry_buffers_bound_kept_bodies);
     tcase_add_test(tc, deadline_starts_at_the_body_end);
     tcase_add_test(tc, uploads_to_a_silent_upstream_stay_small);
+    tc = harness_tcase(s, "held");
+    tcase_add_test(tc, upload_after_an_early_answer_is_held);
     return harness_main(s);
 }
