@@ -497,6 +497,26 @@ static const char *retry_after_of(const struct upstream_response *resp)
     return NULL;
 }
 
+/* A final head is out and no retry can follow: a kept body is kept no more (what the
+ * attempt took is forgotten from now on) and its share of max-retry-buffers goes back. */
+static void body_let_go(struct request *r)
+{
+    if (!r->body_keep)
+        return;
+    r->body_keep = false;
+    request_body_release(r);
+}
+
+/* The streamed attempt ended: the body is not needed any more. */
+static void body_drop(struct request *r)
+{
+    if (r->body_keep)
+        return;
+    free(r->body);
+    r->body = NULL;
+    r->body_len = r->body_cap = r->body_off = 0;
+}
+
 /* The head of the attempt's response (SPEC 3.5): a response that will be retried is
  * collected (kept up to REQUEST_STREAM_HOLD bytes); a final one is the answer now, its
  * body streamed to the client as it comes. A response without a body is collected. */
@@ -522,6 +542,7 @@ static enum upstream_head_verdict on_attempt_head(void *arg, struct upstream_res
     r->status = st;
     r->streaming = true;
     r->stream_off = 0;
+    body_let_go(r); /* no retry any more: the body's share goes back */
     request_answer(r); /* the head goes out; the server side reads the body (stream.c) */
     return UPSTREAM_HEAD_STREAM;
 }
@@ -564,6 +585,7 @@ static void stream_attempt_done(struct request *r, const struct outcome *oc)
             request_add_flag(r, "UT");
     }
     call_end(r);
+    body_drop(r);
     request_wake(r);
 }
 

@@ -105,6 +105,8 @@ static bool sc_fill(struct sclient *c, int timeout_ms)
 
 /* Connect, send a GET of target with the extra header lines ("Name: value\r\n"...), and
  * read the response head. Asserts a head arrived within timeout_ms. */
+static void sc_head(struct sclient *c, int timeout_ms);
+
 static void sc_open(struct sclient *c, int port, const char *target, const char *extra,
                     int timeout_ms)
 {
@@ -115,6 +117,32 @@ static void sc_open(struct sclient *c, int port, const char *target, const char 
     ck_assert_int_ge(c->fd, 0);
     snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: h\r\n%s\r\n", target, extra ? extra : "");
     raw_send_text(c->fd, req);
+    sc_head(c, timeout_ms);
+}
+
+/* The same with a POST of n body bytes (Content-Length). */
+static void sc_post(struct sclient *c, int port, const char *target, const char *extra,
+                    const void *body, size_t n, int timeout_ms)
+{
+    char req[2048];
+    memset(c, 0, sizeof *c);
+    c->content_length = -1;
+    c->fd = raw_connect(port);
+    ck_assert_int_ge(c->fd, 0);
+    snprintf(req, sizeof req, "POST %s HTTP/1.1\r\nHost: h\r\nContent-Length: %zu\r\n%s\r\n",
+             target, n, extra ? extra : "");
+    raw_send_text(c->fd, req);
+    for (size_t off = 0; off < n;) {
+        ssize_t k = send(c->fd, (const char *)body + off, n - off, MSG_NOSIGNAL);
+        ck_assert_int_gt(k, 0);
+        off += (size_t)k;
+    }
+    sc_head(c, timeout_ms);
+}
+
+/* Read the response head. */
+static void sc_head(struct sclient *c, int timeout_ms)
+{
     double end = harness_now_ms() + timeout_ms;
     for (;;) {
         char *blank = c->head_len ? strstr(c->head, "\r\n\r\n") : NULL;
@@ -775,6 +803,38 @@ START_TEST(retry_buffers_bound_kept_bodies)
 }
 END_TEST
 
+/* A kept body's share of max-retry-buffers goes back once its final head is out: a long
+ * stream with a kept POST body open, another call's body is still kept and retried. */
+START_TEST(a_stream_gives_back_its_retry_buffer)
+{
+    size_t n = 80u << 10;
+    unsigned char *body = pattern_body(n);
+    struct sclient c;
+    unsigned char buf[4096];
+    struct upload u;
+    struct http_resp r;
+
+    start("max-retry-buffers: 100KiB",
+          "request-buffer: 1MiB\ntimeout: 0\nretry: {max-attempts: 3, base-delay: 10ms}\n"
+          "circuit-breaker: false");
+    sc_post(&c, daemon_proc.port, "/svc/events", "X-Stub-Sink: 1\r\nX-Stub-Stream: sse\r\n"
+            "X-Stub-Events: 10\r\nX-Stub-Interval-Ms: 300\r\n", body, n, 5000);
+    ck_assert_int_eq(c.status, 200);
+    ck_assert_uint_gt(sc_read(&c, buf, sizeof buf, 5000), 0);
+    ck_assert_int_eq(stub_mode(&stub, "{\"action\":\"reset\",\"count\":1}"), 0);
+    upload_start(&u, "/svc/kept", body, 50u << 10, false, "Idempotency-Key: k6");
+    http_async_finish(u.a, &r);
+    assert_sunk(&r, body, 50u << 10);
+    ck_assert_str_eq(http_header(&r, "X-Ahoyd-Attempts"), "2");
+    http_resp_free(&r);
+    ck_assert(!c.complete && !c.closed); /* the stream was open all along */
+    sc_drain(&c, 10000);
+    ck_assert(c.complete);
+    sc_close(&c);
+    free(body);
+}
+END_TEST
+
 /* The deadline starts at the last byte of a body that streamed up during the call, and
  * cuts the attempt started before it: 504 about 400 ms after that byte, not when the
  * slow upstream answers 3 s later. */
@@ -971,5 +1031,6 @@ int main(void)
     tcase_add_test(tc, uploads_to_a_silent_upstream_stay_small);
     tc = harness_tcase(s, "held");
     tcase_add_test(tc, upload_after_an_early_answer_is_held);
+    tcase_add_test(tc, a_stream_gives_back_its_retry_buffer);
     return harness_main(s);
 }
