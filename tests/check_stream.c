@@ -995,6 +995,32 @@ START_TEST(shutdown_timeout_cuts_a_stream)
 }
 END_TEST
 
+/* At shutdown-timeout a stream whose client does not read (the upstream held back, the
+ * connection not waiting for anything) is cut too: logged with its status and RS, and
+ * the daemon exits in time. */
+START_TEST(shutdown_timeout_cuts_a_stream_not_read)
+{
+    struct sclient c;
+    char hdrs[256];
+
+    start("shutdown-timeout: 1s", "timeout: 0");
+    snprintf(hdrs, sizeof hdrs, "X-Stub-Stream: download\r\nX-Stub-Bytes: %llu\r\n",
+             (unsigned long long)(UINT64_C(256) << 20));
+    sc_open(&c, daemon_proc.port, "/svc/unread", hdrs, 5000);
+    ck_assert_int_eq(c.status, 200);
+    double t0 = harness_now_ms();
+    ck_assert_int_eq(proc_signal(&daemon_proc, SIGTERM), 0);
+    ck_assert_int_eq(proc_wait(&daemon_proc, (int)(10000 * slow_factor())), 0);
+    double took = harness_now_ms() - t0;
+    ck_assert_msg(took < 3000 * slow_factor(), "exited after %.0f ms", took);
+    ck_assert(proc_log_wait(&daemon_proc, "path=\"/svc/unread\" status=200 ", 1000));
+    ck_assert(proc_log_wait(&daemon_proc, "flags=RS", 1000));
+    sc_drain(&c, 5000);
+    ck_assert(!c.complete);
+    sc_close(&c);
+}
+END_TEST
+
 int main(void)
 {
 #if defined(__SANITIZE_ADDRESS__)
@@ -1021,6 +1047,8 @@ int main(void)
     tcase_add_test(tc, client_leaving_mid_stream);
     tcase_add_test(tc, drain_lets_a_stream_finish);
     tcase_add_test(tc, shutdown_timeout_cuts_a_stream);
+    tc = harness_tcase(s, "unread");
+    tcase_add_test(tc, shutdown_timeout_cuts_a_stream_not_read);
     tc = harness_tcase(s, "uploads");
     tcase_add_test(tc, big_upload_streams_through);
     tcase_add_test(tc, chunked_upload);
