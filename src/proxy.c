@@ -708,15 +708,31 @@ void proxy_body_end(struct request *r)
     }
 }
 
+/* The client got the whole declared body of a streamed answer: the attempt is a success
+ * even when its end is not collected yet (the last bytes went out as it was resumed). */
+static bool stream_passed_whole(const struct request *r)
+{
+    return r->streaming && !r->stream_cut && r->resp && r->resp->content_length >= 0 &&
+           r->bytes_out >= (uint64_t)r->resp->content_length;
+}
+
 void proxy_cancel(struct request *r)
 {
     if (r->attempt) {
+        struct outcome o = {.kind = OUTCOME_CANCELLED};
+        if (!r->tunnel && stream_passed_whole(r)) {
+            o = (struct outcome){.kind = OUTCOME_STATUS, .status = r->status};
+            r->stream_eof = true;
+        }
         if (r->tunnel)
             tunnel_cancel(r);
         else
             upstream_cancel(r->env->upstream, r->attempt);
         r->attempt = NULL;
-        struct outcome o = {.kind = OUTCOME_CANCELLED};
+        if (o.kind == OUTCOME_STATUS && r->current_ep)
+            endpoint_note_attempt(r->current_ep, &o, false,
+                                  loop_now_us(r->env->loop) - r->attempt_start_us, r->request_id,
+                                  r->attempts);
         attempt_settle(r, &o);
     }
     loop_timer_stop(r->env->loop, &r->backoff_timer);

@@ -1021,6 +1021,79 @@ START_TEST(shutdown_timeout_cuts_a_stream_not_read)
 }
 END_TEST
 
+/* Another GET on c's connection, its head read (the previous answer must have ended). */
+static void sc_again(struct sclient *c, const char *target, const char *extra, int timeout_ms)
+{
+    char req[2048];
+    int fd = c->fd;
+    memset(c, 0, sizeof *c);
+    c->fd = fd;
+    c->content_length = -1;
+    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: h\r\n%s\r\n", target, extra ? extra : "");
+    raw_send_text(c->fd, req);
+    sc_head(c, timeout_ms);
+}
+
+/* The connection is kept after a streamed answer, chunked or with a Content-Length. */
+START_TEST(keep_alive_after_a_stream)
+{
+    static const char *const kinds[] = {
+        "X-Stub-Stream: download\r\nX-Stub-Chunked: 1\r\nX-Stub-Bytes: 1048576\r\n",
+        "X-Stub-Stream: download\r\nX-Stub-Bytes: 1048576\r\n",
+    };
+    struct sclient c;
+
+    start(NULL, NULL);
+    for (size_t i = 0; i < 2; i++) {
+        sc_open(&c, daemon_proc.port, "/svc/first", kinds[i], 5000);
+        ck_assert_int_eq(c.status, 200);
+        sc_drain(&c, 5000);
+        ck_assert_msg(c.complete && !c.closed, "answer %zu: complete %d closed %d", i,
+                      c.complete, c.closed);
+        ck_assert_uint_eq(c.body_seen, 1048576);
+        sc_again(&c, "/svc/second", kinds[i], 5000);
+        ck_assert_int_eq(c.status, 200);
+        sc_drain(&c, 5000);
+        ck_assert(c.complete);
+        ck_assert_uint_eq(c.body_seen, 1048576);
+        sc_close(&c);
+    }
+}
+END_TEST
+
+/* A stream cut by the upstream (RS) is the endpoint's failure: the breaker opens; one
+ * cut by max-response-body is not. */
+START_TEST(stream_cuts_and_the_breaker)
+{
+    struct sclient c;
+    struct http_resp r;
+
+    start("max-response-body: 1MiB",
+          "retry: false\ncircuit-breaker: {failure-threshold: 1, recovery-timeout: 30s}");
+    sc_open(&c, daemon_proc.port, "/svc/long",
+            "X-Stub-Stream: download\r\nX-Stub-Chunked: 1\r\nX-Stub-Bytes: 4194304\r\n", 5000);
+    ck_assert_int_eq(c.status, 200);
+    sc_drain(&c, 5000);
+    ck_assert(!c.complete);
+    sc_close(&c);
+    ck_assert(proc_log_wait(&daemon_proc, "flags=RS", 3000));
+    http_get(daemon_proc.port, "/svc/after-limit", NULL, &r);
+    ck_assert_int_eq(r.status, 200); /* still closed */
+    http_resp_free(&r);
+
+    sc_open(&c, daemon_proc.port, "/svc/cut", "X-Stub-Stream: reset\r\nX-Stub-Bytes: 5000\r\n",
+            5000);
+    ck_assert_int_eq(c.status, 200);
+    sc_drain(&c, 5000);
+    ck_assert(!c.complete);
+    sc_close(&c);
+    ck_assert(proc_log_wait(&daemon_proc, "flags=RS,UR", 3000));
+    http_get(daemon_proc.port, "/svc/after-reset", NULL, &r);
+    assert_ahoyd_error(&r, 503, "circuit_open", "svc", 0);
+    http_resp_free(&r);
+}
+END_TEST
+
 int main(void)
 {
 #if defined(__SANITIZE_ADDRESS__)
@@ -1049,6 +1122,8 @@ int main(void)
     tcase_add_test(tc, shutdown_timeout_cuts_a_stream);
     tc = harness_tcase(s, "unread");
     tcase_add_test(tc, shutdown_timeout_cuts_a_stream_not_read);
+    tcase_add_test(tc, keep_alive_after_a_stream);
+    tcase_add_test(tc, stream_cuts_and_the_breaker);
     tc = harness_tcase(s, "uploads");
     tcase_add_test(tc, big_upload_streams_through);
     tcase_add_test(tc, chunked_upload);
