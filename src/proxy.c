@@ -497,6 +497,26 @@ static const char *retry_after_of(const struct upstream_response *resp)
     return NULL;
 }
 
+/* A final head is out and no retry can follow: a kept body is kept no more (what the
+ * attempt took is forgotten from now on) and its share of max-retry-buffers goes back. */
+static void body_let_go(struct request *r)
+{
+    if (!r->body_keep)
+        return;
+    r->body_keep = false;
+    request_body_release(r);
+}
+
+/* The streamed attempt ended: the body is not needed any more. */
+static void body_drop(struct request *r)
+{
+    if (r->body_keep)
+        return;
+    free(r->body);
+    r->body = NULL;
+    r->body_len = r->body_cap = r->body_off = 0;
+}
+
 /* The head of the attempt's response (SPEC 3.5): a response that will be retried is
  * collected (kept up to REQUEST_STREAM_HOLD bytes); a final one is the answer now, its
  * body streamed to the client as it comes. A response without a body is collected. */
@@ -527,6 +547,7 @@ static enum upstream_head_verdict on_attempt_head(void *arg, struct upstream_res
     r->status = st;
     r->streaming = true;
     r->stream_off = 0;
+    body_let_go(r); /* no retry any more: the body's share goes back */
     request_answer(r); /* the head goes out; the server side reads the body (stream.c) */
     return UPSTREAM_HEAD_STREAM;
 }
@@ -569,6 +590,7 @@ static void stream_attempt_done(struct request *r, const struct outcome *oc)
             request_add_flag(r, "UT");
     }
     call_end(r);
+    body_drop(r);
     request_wake(r);
 }
 
@@ -636,6 +658,8 @@ static void on_attempt_done(void *arg, const struct outcome *o, struct upstream_
     if (head_decided && oc.kind == OUTCOME_STATUS) {
         v = (enum retry_verdict)r->head_verdict; /* judged at its head, budget noted then */
         delay = r->head_delay_ms;
+        if (v == RETRY_YES && r->body_sent)
+            v = RETRY_NO_METHOD; /* body bytes not kept went out after the head */
     } else {
         v = decide(r, &oc, retry_after, &delay);
     }
@@ -664,6 +688,8 @@ static size_t on_attempt_read(void *arg, char *buf, size_t max)
     size_t n = held < max ? held : max;
     memcpy(buf, r->body + r->body_off, n);
     r->body_off += n;
+    if (!r->body_keep)
+        r->body_sent = true; /* these bytes are not kept: this call is not sent again */
     if (!r->body_keep && r->body_off == r->body_len)
         r->body_off = r->body_len = 0; /* not kept: what went out is forgotten */
     if (r->body_held && r->body_len - r->body_off <= REQUEST_STREAM_HOLD / 2) {
@@ -687,15 +713,31 @@ void proxy_body_end(struct request *r)
     }
 }
 
+/* The client got the whole declared body of a streamed answer: the attempt is a success
+ * even when its end is not collected yet (the last bytes went out as it was resumed). */
+static bool stream_passed_whole(const struct request *r)
+{
+    return r->streaming && !r->stream_cut && r->resp && r->resp->content_length >= 0 &&
+           r->bytes_out >= (uint64_t)r->resp->content_length;
+}
+
 void proxy_cancel(struct request *r)
 {
     if (r->attempt) {
+        struct outcome o = {.kind = OUTCOME_CANCELLED};
+        if (!r->tunnel && stream_passed_whole(r)) {
+            o = (struct outcome){.kind = OUTCOME_STATUS, .status = r->status};
+            r->stream_eof = true;
+        }
         if (r->tunnel)
             tunnel_cancel(r);
         else
             upstream_cancel(r->env->upstream, r->attempt);
         r->attempt = NULL;
-        struct outcome o = {.kind = OUTCOME_CANCELLED};
+        if (o.kind == OUTCOME_STATUS && r->current_ep)
+            endpoint_note_attempt(r->current_ep, &o, false,
+                                  loop_now_us(r->env->loop) - r->attempt_start_us, r->request_id,
+                                  r->attempts);
         attempt_settle(r, &o);
     }
     loop_timer_stop(r->env->loop, &r->backoff_timer);

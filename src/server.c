@@ -440,6 +440,17 @@ void server_abort_calls(struct server *s)
         r->close = true;
         request_answer(r); /* unlinks r */
     }
+    /* streams whose client reads slowly are not suspended: cut them, and close their
+     * connection, which the client may never drain */
+    for (struct client_conn *c = s->conns; c; c = c->next) {
+        struct request *r = c->request;
+        if (!r || !r->streaming || r->stream_cut || r->stream_done || r->client_gone)
+            continue;
+        stream_abort(r);
+        int fd = intake_connection_fd(c->conn);
+        if (fd >= 0)
+            shutdown(fd, SHUT_RDWR); /* MHD sees the close on its next turn */
+    }
 }
 
 /* ---- the end -------------------------------------------------------------------- */

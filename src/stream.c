@@ -40,6 +40,8 @@
 void stream_suspend(struct request *r)
 {
     struct server *s = r->srv;
+    if (r->suspended)
+        return; /* MHD may still hand the rest of its buffer to a suspended connection */
     MHD_suspend_connection(r->conn);
     r->suspended = true;
     s->calls++;
@@ -148,6 +150,8 @@ static void keep_check(struct request *r, size_t n)
         return;
     r->body_keep = false;
     request_body_release(r);
+    if (r->body_off)
+        r->body_sent = true; /* what the attempt took is no longer kept */
 }
 
 int stream_body_take(struct request *r, const char *data, size_t n)
@@ -174,9 +178,12 @@ int stream_body_take(struct request *r, const char *data, size_t n)
     return 0;
 }
 
+/* Held while the call may still take the body: also once a final head arrived (the
+ * attempt still uploads); dropped by intake.c only when no attempt runs any more. */
 void stream_body_hold(struct request *r)
 {
-    if (r->body_keep || !r->body_streams || r->response_ready || r->client_gone ||
+    if (r->body_keep || !r->body_streams || (r->response_ready && !r->attempt) ||
+        r->client_gone ||
         r->body_len - r->body_off <= REQUEST_STREAM_HOLD)
         return;
     r->body_held = true; /* the read callback lets go (request_wake) once half is taken */

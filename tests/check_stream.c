@@ -105,6 +105,8 @@ static bool sc_fill(struct sclient *c, int timeout_ms)
 
 /* Connect, send a GET of target with the extra header lines ("Name: value\r\n"...), and
  * read the response head. Asserts a head arrived within timeout_ms. */
+static void sc_head(struct sclient *c, int timeout_ms);
+
 static void sc_open(struct sclient *c, int port, const char *target, const char *extra,
                     int timeout_ms)
 {
@@ -115,6 +117,32 @@ static void sc_open(struct sclient *c, int port, const char *target, const char 
     ck_assert_int_ge(c->fd, 0);
     snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: h\r\n%s\r\n", target, extra ? extra : "");
     raw_send_text(c->fd, req);
+    sc_head(c, timeout_ms);
+}
+
+/* The same with a POST of n body bytes (Content-Length). */
+static void sc_post(struct sclient *c, int port, const char *target, const char *extra,
+                    const void *body, size_t n, int timeout_ms)
+{
+    char req[2048];
+    memset(c, 0, sizeof *c);
+    c->content_length = -1;
+    c->fd = raw_connect(port);
+    ck_assert_int_ge(c->fd, 0);
+    snprintf(req, sizeof req, "POST %s HTTP/1.1\r\nHost: h\r\nContent-Length: %zu\r\n%s\r\n",
+             target, n, extra ? extra : "");
+    raw_send_text(c->fd, req);
+    for (size_t off = 0; off < n;) {
+        ssize_t k = send(c->fd, (const char *)body + off, n - off, MSG_NOSIGNAL);
+        ck_assert_int_gt(k, 0);
+        off += (size_t)k;
+    }
+    sc_head(c, timeout_ms);
+}
+
+/* Read the response head. */
+static void sc_head(struct sclient *c, int timeout_ms)
+{
     double end = harness_now_ms() + timeout_ms;
     for (;;) {
         char *blank = c->head_len ? strstr(c->head, "\r\n\r\n") : NULL;
@@ -723,6 +751,30 @@ START_TEST(kept_body_retried_unkept_not)
 }
 END_TEST
 
+/* A body over request-buffer that went up before a retryable status is not sent again:
+ * the client gets the upstream's 503 after one attempt, not a retry without the body. */
+START_TEST(unkept_body_not_retried_after_a_status)
+{
+    size_t n = 2u << 20;
+    unsigned char *body = pattern_body(n);
+    struct upload u;
+    struct http_resp r;
+
+    start(NULL, "request-buffer: 1KiB\nretry: {max-attempts: 2, base-delay: 10ms}\n"
+                "circuit-breaker: false");
+    ck_assert_int_eq(stub_mode(&stub, "{\"status\":503,\"count\":1}"), 0);
+    upload_start(&u, "/svc/status", body, n, false, "Idempotency-Key: k5");
+    http_async_finish(u.a, &r);
+    ck_assert_msg(r.status == 503, "status %ld, attempts %s, sink-bytes %s", r.status,
+                  http_header(&r, "X-Ahoyd-Attempts") ? http_header(&r, "X-Ahoyd-Attempts") : "-",
+                  http_header(&r, "X-Stub-Sink-Bytes") ? http_header(&r, "X-Stub-Sink-Bytes")
+                                                      : "-");
+    ck_assert_int_eq(stub_count(&stub), 1);
+    http_resp_free(&r);
+    free(body);
+}
+END_TEST
+
 /* ahoyd.max-retry-buffers bounds the kept bodies of all calls together: past it a body
  * under request-buffer streams unkept, and its call is not retried after a reset. */
 START_TEST(retry_buffers_bound_kept_bodies)
@@ -747,6 +799,38 @@ START_TEST(retry_buffers_bound_kept_bodies)
     assert_sunk(&r, body, 50u << 10);
     ck_assert_str_eq(http_header(&r, "X-Ahoyd-Attempts"), "2");
     http_resp_free(&r);
+    free(body);
+}
+END_TEST
+
+/* A kept body's share of max-retry-buffers goes back once its final head is out: a long
+ * stream with a kept POST body open, another call's body is still kept and retried. */
+START_TEST(a_stream_gives_back_its_retry_buffer)
+{
+    size_t n = 80u << 10;
+    unsigned char *body = pattern_body(n);
+    struct sclient c;
+    unsigned char buf[4096];
+    struct upload u;
+    struct http_resp r;
+
+    start("max-retry-buffers: 100KiB",
+          "request-buffer: 1MiB\ntimeout: 0\nretry: {max-attempts: 3, base-delay: 10ms}\n"
+          "circuit-breaker: false");
+    sc_post(&c, daemon_proc.port, "/svc/events", "X-Stub-Sink: 1\r\nX-Stub-Stream: sse\r\n"
+            "X-Stub-Events: 10\r\nX-Stub-Interval-Ms: 300\r\n", body, n, 5000);
+    ck_assert_int_eq(c.status, 200);
+    ck_assert_uint_gt(sc_read(&c, buf, sizeof buf, 5000), 0);
+    ck_assert_int_eq(stub_mode(&stub, "{\"action\":\"reset\",\"count\":1}"), 0);
+    upload_start(&u, "/svc/kept", body, 50u << 10, false, "Idempotency-Key: k6");
+    http_async_finish(u.a, &r);
+    assert_sunk(&r, body, 50u << 10);
+    ck_assert_str_eq(http_header(&r, "X-Ahoyd-Attempts"), "2");
+    http_resp_free(&r);
+    ck_assert(!c.complete && !c.closed); /* the stream was open all along */
+    sc_drain(&c, 10000);
+    ck_assert(c.complete);
+    sc_close(&c);
     free(body);
 }
 END_TEST
@@ -823,6 +907,69 @@ START_TEST(uploads_to_a_silent_upstream_stay_small)
 }
 END_TEST
 
+/* A chunked upload to an upstream that answers at once (200, "hello") and then reads
+ * no more: the client is held back while the attempt runs, the daemon does not take the
+ * 64 MiB into memory; the attempt's timeout ends the call. */
+START_TEST(upload_after_an_early_answer_is_held)
+{
+    size_t n = (size_t)64 << 20;
+    unsigned char *body = pattern_body(n);
+    struct upload u;
+    struct http_resp r;
+    long worst = 0;
+    char head[8192];
+    size_t hl = 0;
+
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(lfd, 8), 0);
+    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "ahoyd:\n  listen: 127.0.0.1:0\n  admin-listen: off\n  max-request-body: 0\n"
+             "pyfly:\n  client:\n    services:\n      svc:\n"
+             "        base-url: http://127.0.0.1:%d/\n        timeout: 3s\n"
+             "        retry: false\n        circuit-breaker: false\n",
+             ntohs(sa.sin_port));
+    ck_assert_int_eq(ahoyd_start(&daemon_proc, yaml), 0);
+    long base = rss_kib(daemon_proc.pid);
+    upload_start(&u, "/svc/early", body, n, true, NULL);
+    struct pollfd pl = {.fd = lfd, .events = POLLIN};
+    ck_assert_int_eq(poll(&pl, 1, (int)(5000 * slow_factor())), 1);
+    int fd = accept(lfd, NULL, NULL);
+    ck_assert_int_ge(fd, 0);
+    /* the request head, then the answer; the body is never read */
+    double end = harness_now_ms() + 5000 * slow_factor();
+    while (!memmem(head, hl, "\r\n\r\n", 4) && hl < sizeof head &&
+           harness_now_ms() < end) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, 100) != 1)
+            continue;
+        ssize_t k = recv(fd, head + hl, sizeof head - hl < 256 ? sizeof head - hl : 256, 0);
+        ck_assert_int_gt(k, 0);
+        hl += (size_t)k;
+    }
+    ck_assert_ptr_nonnull(memmem(head, hl, "\r\n\r\n", 4));
+    static const char answer[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    ck_assert_int_eq(send(fd, answer, sizeof answer - 1, MSG_NOSIGNAL),
+                     (ssize_t)(sizeof answer - 1));
+    for (int i = 0; i < 60000 && !proc_log_wait(&daemon_proc, "path=\"/svc/early\"", 5); i++) {
+        long kib = rss_kib(daemon_proc.pid);
+        if (kib - base > worst)
+            worst = kib - base;
+    }
+    http_async_finish(u.a, &r);
+    http_resp_free(&r);
+    close(fd);
+    close(lfd);
+    free(body);
+    printf("stream: 64 MiB upload after an early answer, ahoyd RSS growth %ld KiB\n", worst);
+    ck_assert_msg(worst < 16 * 1024, "RSS grew by %ld KiB", worst);
+}
+END_TEST
+
 /* A stream still open at shutdown-timeout is cut (the client sees no end, flag RS) and
  * the daemon exits 0. */
 START_TEST(shutdown_timeout_cuts_a_stream)
@@ -845,6 +992,105 @@ START_TEST(shutdown_timeout_cuts_a_stream)
     sc_close(&c);
     ck_assert(proc_log_wait(&daemon_proc, "flags=RS", 3000));
     ck_assert_int_eq(proc_wait(&daemon_proc, 10000), 0);
+}
+END_TEST
+
+/* At shutdown-timeout a stream whose client does not read (the upstream held back, the
+ * connection not waiting for anything) is cut too: logged with its status and RS, and
+ * the daemon exits in time. */
+START_TEST(shutdown_timeout_cuts_a_stream_not_read)
+{
+    struct sclient c;
+    char hdrs[256];
+
+    start("shutdown-timeout: 1s", "timeout: 0");
+    snprintf(hdrs, sizeof hdrs, "X-Stub-Stream: download\r\nX-Stub-Bytes: %llu\r\n",
+             (unsigned long long)(UINT64_C(256) << 20));
+    sc_open(&c, daemon_proc.port, "/svc/unread", hdrs, 5000);
+    ck_assert_int_eq(c.status, 200);
+    double t0 = harness_now_ms();
+    ck_assert_int_eq(proc_signal(&daemon_proc, SIGTERM), 0);
+    ck_assert_int_eq(proc_wait(&daemon_proc, (int)(10000 * slow_factor())), 0);
+    double took = harness_now_ms() - t0;
+    ck_assert_msg(took < 3000 * slow_factor(), "exited after %.0f ms", took);
+    ck_assert(proc_log_wait(&daemon_proc, "path=\"/svc/unread\" status=200 ", 1000));
+    ck_assert(proc_log_wait(&daemon_proc, "flags=RS", 1000));
+    sc_drain(&c, 5000);
+    ck_assert(!c.complete);
+    sc_close(&c);
+}
+END_TEST
+
+/* Another GET on c's connection, its head read (the previous answer must have ended). */
+static void sc_again(struct sclient *c, const char *target, const char *extra, int timeout_ms)
+{
+    char req[2048];
+    int fd = c->fd;
+    memset(c, 0, sizeof *c);
+    c->fd = fd;
+    c->content_length = -1;
+    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: h\r\n%s\r\n", target, extra ? extra : "");
+    raw_send_text(c->fd, req);
+    sc_head(c, timeout_ms);
+}
+
+/* The connection is kept after a streamed answer, chunked or with a Content-Length. */
+START_TEST(keep_alive_after_a_stream)
+{
+    static const char *const kinds[] = {
+        "X-Stub-Stream: download\r\nX-Stub-Chunked: 1\r\nX-Stub-Bytes: 1048576\r\n",
+        "X-Stub-Stream: download\r\nX-Stub-Bytes: 1048576\r\n",
+    };
+    struct sclient c;
+
+    start(NULL, NULL);
+    for (size_t i = 0; i < 2; i++) {
+        sc_open(&c, daemon_proc.port, "/svc/first", kinds[i], 5000);
+        ck_assert_int_eq(c.status, 200);
+        sc_drain(&c, 5000);
+        ck_assert_msg(c.complete && !c.closed, "answer %zu: complete %d closed %d", i,
+                      c.complete, c.closed);
+        ck_assert_uint_eq(c.body_seen, 1048576);
+        sc_again(&c, "/svc/second", kinds[i], 5000);
+        ck_assert_int_eq(c.status, 200);
+        sc_drain(&c, 5000);
+        ck_assert(c.complete);
+        ck_assert_uint_eq(c.body_seen, 1048576);
+        sc_close(&c);
+    }
+}
+END_TEST
+
+/* A stream cut by the upstream (RS) is the endpoint's failure: the breaker opens; one
+ * cut by max-response-body is not. */
+START_TEST(stream_cuts_and_the_breaker)
+{
+    struct sclient c;
+    struct http_resp r;
+
+    start("max-response-body: 1MiB",
+          "retry: false\ncircuit-breaker: {failure-threshold: 1, recovery-timeout: 30s}");
+    sc_open(&c, daemon_proc.port, "/svc/long",
+            "X-Stub-Stream: download\r\nX-Stub-Chunked: 1\r\nX-Stub-Bytes: 4194304\r\n", 5000);
+    ck_assert_int_eq(c.status, 200);
+    sc_drain(&c, 5000);
+    ck_assert(!c.complete);
+    sc_close(&c);
+    ck_assert(proc_log_wait(&daemon_proc, "flags=RS", 3000));
+    http_get(daemon_proc.port, "/svc/after-limit", NULL, &r);
+    ck_assert_int_eq(r.status, 200); /* still closed */
+    http_resp_free(&r);
+
+    sc_open(&c, daemon_proc.port, "/svc/cut", "X-Stub-Stream: reset\r\nX-Stub-Bytes: 5000\r\n",
+            5000);
+    ck_assert_int_eq(c.status, 200);
+    sc_drain(&c, 5000);
+    ck_assert(!c.complete);
+    sc_close(&c);
+    ck_assert(proc_log_wait(&daemon_proc, "flags=RS,UR", 3000));
+    http_get(daemon_proc.port, "/svc/after-reset", NULL, &r);
+    assert_ahoyd_error(&r, 503, "circuit_open", "svc", 0);
+    http_resp_free(&r);
 }
 END_TEST
 
@@ -874,12 +1120,20 @@ int main(void)
     tcase_add_test(tc, client_leaving_mid_stream);
     tcase_add_test(tc, drain_lets_a_stream_finish);
     tcase_add_test(tc, shutdown_timeout_cuts_a_stream);
+    tc = harness_tcase(s, "unread");
+    tcase_add_test(tc, shutdown_timeout_cuts_a_stream_not_read);
+    tcase_add_test(tc, keep_alive_after_a_stream);
+    tcase_add_test(tc, stream_cuts_and_the_breaker);
     tc = harness_tcase(s, "uploads");
     tcase_add_test(tc, big_upload_streams_through);
     tcase_add_test(tc, chunked_upload);
     tcase_add_test(tc, kept_body_retried_unkept_not);
+    tcase_add_test(tc, unkept_body_not_retried_after_a_status);
     tcase_add_test(tc, retry_buffers_bound_kept_bodies);
     tcase_add_test(tc, deadline_starts_at_the_body_end);
     tcase_add_test(tc, uploads_to_a_silent_upstream_stay_small);
+    tc = harness_tcase(s, "held");
+    tcase_add_test(tc, upload_after_an_early_answer_is_held);
+    tcase_add_test(tc, a_stream_gives_back_its_retry_buffer);
     return harness_main(s);
 }
