@@ -282,6 +282,14 @@ static long rss_kib(pid_t pid)
     return kib;
 }
 
+/* Raise *worst to the daemon's RSS growth over base (KiB) when it is larger now. */
+static void rss_sample(long base, long *worst)
+{
+    long kib = rss_kib(daemon_proc.pid);
+    if (kib - base > *worst)
+        *worst = kib - base;
+}
+
 /* ---- set-up ---------------------------------------------------------------------------- */
 
 static void start(const char *ahoyd_extra, const char *service_extra)
@@ -399,9 +407,7 @@ static long download_slowly(struct sclient *c, uint64_t size, double rate, long 
                 ck_abort_msg("byte %llu differs", (unsigned long long)(pos + i));
         pos += n;
         if (pos >= next_sample) {
-            long kib = rss_kib(daemon_proc.pid);
-            if (kib - base_kib > worst)
-                worst = kib - base_kib;
+            rss_sample(base_kib, &worst);
             next_sample = pos + (4u << 20);
             /* the rate limit: wait until this many bytes are due */
             double due = (double)pos / rate * 1000.0, el = harness_now_ms() - t0;
@@ -690,9 +696,7 @@ START_TEST(big_upload_streams_through)
     upload_start(&u, "/svc/up", body, n, false, NULL);
     /* sample the daemon's memory until the answer is logged */
     for (int i = 0; i < 60000 && !proc_log_wait(&daemon_proc, "path=\"/svc/up\"", 5); i++) {
-        long kib = rss_kib(daemon_proc.pid);
-        if (kib - base > worst)
-            worst = kib - base;
+        rss_sample(base, &worst);
     }
     http_async_finish(u.a, &r);
     double took = harness_now_ms() - t0;
@@ -859,6 +863,28 @@ START_TEST(deadline_starts_at_the_body_end)
 }
 END_TEST
 
+/* A listening socket on 127.0.0.1 (port 0, backlog given) that nothing accepts by itself,
+ * and the daemon started with svc's base-url on it (timeout 3 s, no retry, no breaker),
+ * ahoyd_extra ("" or YAML lines) added to the ahoyd block. Returns the socket. */
+static int start_on_a_listener(int backlog, const char *ahoyd_extra)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(lfd, backlog), 0);
+    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "ahoyd:\n  listen: 127.0.0.1:0\n  admin-listen: off\n%s"
+             "pyfly:\n  client:\n    services:\n      svc:\n"
+             "        base-url: http://127.0.0.1:%d/\n        timeout: 3s\n"
+             "        retry: false\n        circuit-breaker: false\n",
+             ahoyd_extra, ntohs(sa.sin_port));
+    ck_assert_int_eq(ahoyd_start(&daemon_proc, yaml), 0);
+    return lfd;
+}
+
 /* 24 clients posting 8 MB each to an upstream that accepts and never reads: the daemon
  * holds little of each (the clients are held back), not 24 x 8 MB. */
 START_TEST(uploads_to_a_silent_upstream_stay_small)
@@ -872,27 +898,13 @@ START_TEST(uploads_to_a_silent_upstream_stay_small)
 
     /* a listening socket never accepted: the kernel takes the connections and a little
      * of each body, then nothing more */
-    int lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof sa;
-    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    ck_assert_int_eq(listen(lfd, 128), 0);
-    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
-    char yaml[1024];
-    snprintf(yaml, sizeof yaml,
-             "ahoyd:\n  listen: 127.0.0.1:0\n  admin-listen: off\npyfly:\n  client:\n"
-             "    services:\n      svc:\n        base-url: http://127.0.0.1:%d/\n"
-             "        timeout: 3s\n        retry: false\n        circuit-breaker: false\n",
-             ntohs(sa.sin_port));
-    ck_assert_int_eq(ahoyd_start(&daemon_proc, yaml), 0);
+    int lfd = start_on_a_listener(128, "");
     long base = rss_kib(daemon_proc.pid);
     for (int i = 0; i < N; i++)
         upload_start(&u[i], "/svc/silent", body, n, false, NULL);
     double end = harness_now_ms() + 2500;
     while (harness_now_ms() < end) {
-        long kib = rss_kib(daemon_proc.pid);
-        if (kib - base > worst)
-            worst = kib - base;
+        rss_sample(base, &worst);
         sleep_ms(20);
     }
     for (int i = 0; i < N; i++) {
@@ -920,20 +932,7 @@ START_TEST(upload_after_an_early_answer_is_held)
     char head[8192];
     size_t hl = 0;
 
-    int lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof sa;
-    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    ck_assert_int_eq(listen(lfd, 8), 0);
-    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
-    char yaml[1024];
-    snprintf(yaml, sizeof yaml,
-             "ahoyd:\n  listen: 127.0.0.1:0\n  admin-listen: off\n  max-request-body: 0\n"
-             "pyfly:\n  client:\n    services:\n      svc:\n"
-             "        base-url: http://127.0.0.1:%d/\n        timeout: 3s\n"
-             "        retry: false\n        circuit-breaker: false\n",
-             ntohs(sa.sin_port));
-    ck_assert_int_eq(ahoyd_start(&daemon_proc, yaml), 0);
+    int lfd = start_on_a_listener(8, "  max-request-body: 0\n");
     long base = rss_kib(daemon_proc.pid);
     upload_start(&u, "/svc/early", body, n, true, NULL);
     struct pollfd pl = {.fd = lfd, .events = POLLIN};
@@ -956,9 +955,7 @@ START_TEST(upload_after_an_early_answer_is_held)
     ck_assert_int_eq(send(fd, answer, sizeof answer - 1, MSG_NOSIGNAL),
                      (ssize_t)(sizeof answer - 1));
     for (int i = 0; i < 60000 && !proc_log_wait(&daemon_proc, "path=\"/svc/early\"", 5); i++) {
-        long kib = rss_kib(daemon_proc.pid);
-        if (kib - base > worst)
-            worst = kib - base;
+        rss_sample(base, &worst);
     }
     http_async_finish(u.a, &r);
     http_resp_free(&r);
