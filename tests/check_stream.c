@@ -679,6 +679,38 @@ static void assert_sunk(const struct http_resp *r, const unsigned char *body, si
     ck_assert_str_eq(http_header(r, "X-Stub-Sink-Sum"), want);
 }
 
+/* The stub resets the next call; the first n bytes of body go up to target with the
+ * header extra (an Idempotency-Key), the answer into r. */
+static void upload_after_a_reset(const char *target, const unsigned char *body, size_t n,
+                                 const char *extra, struct http_resp *r)
+{
+    struct upload u;
+    ck_assert_int_eq(stub_mode(&stub, "{\"action\":\"reset\",\"count\":1}"), 0);
+    upload_start(&u, target, body, n, false, extra);
+    http_async_finish(u.a, r);
+}
+
+/* ... and the body was kept: the second attempt took it whole. */
+static void assert_kept_and_retried(const char *target, const unsigned char *body, size_t n,
+                                    const char *extra)
+{
+    struct http_resp r;
+    upload_after_a_reset(target, body, n, extra, &r);
+    assert_sunk(&r, body, n);
+    ck_assert_str_eq(http_header(&r, "X-Ahoyd-Attempts"), "2");
+    http_resp_free(&r);
+}
+
+/* ... and the body was not kept: no second attempt, the reset comes back as a 502. */
+static void assert_unkept_not_retried(const char *target, const unsigned char *body, size_t n,
+                                      const char *extra)
+{
+    struct http_resp r;
+    upload_after_a_reset(target, body, n, extra, &r);
+    assert_ahoyd_error(&r, 502, "upstream_reset", "svc", 1);
+    http_resp_free(&r);
+}
+
 /* A 256 MiB upload (max-request-body raised) reaches the upstream byte for byte while
  * the daemon's RSS stays flat: the body is not kept (over request-buffer) and the client
  * is held back while the upstream is slower. */
@@ -732,24 +764,13 @@ START_TEST(kept_body_retried_unkept_not)
 {
     size_t big = 2u << 20, small = 200u << 10;
     unsigned char *body = pattern_body(big);
-    struct upload u;
-    struct http_resp r;
 
     start(NULL, "request-buffer: 1MiB\nretry: {max-attempts: 3, base-delay: 10ms}\n"
                 "circuit-breaker: false");
-    ck_assert_int_eq(stub_mode(&stub, "{\"action\":\"reset\",\"count\":1}"), 0);
-    upload_start(&u, "/svc/big", body, big, false, "Idempotency-Key: k1");
-    http_async_finish(u.a, &r);
-    assert_ahoyd_error(&r, 502, "upstream_reset", "svc", 1);
-    http_resp_free(&r);
+    assert_unkept_not_retried("/svc/big", body, big, "Idempotency-Key: k1");
     ck_assert_int_eq(stub_count(&stub), 1);
 
-    ck_assert_int_eq(stub_mode(&stub, "{\"action\":\"reset\",\"count\":1}"), 0);
-    upload_start(&u, "/svc/small", body, small, false, "Idempotency-Key: k2");
-    http_async_finish(u.a, &r);
-    assert_sunk(&r, body, small);
-    ck_assert_str_eq(http_header(&r, "X-Ahoyd-Attempts"), "2");
-    http_resp_free(&r);
+    assert_kept_and_retried("/svc/small", body, small, "Idempotency-Key: k2");
     ck_assert_int_eq(stub_count(&stub), 3);
     free(body);
 }
@@ -785,24 +806,13 @@ START_TEST(retry_buffers_bound_kept_bodies)
 {
     size_t n = 200u << 10;
     unsigned char *body = pattern_body(n);
-    struct upload u;
-    struct http_resp r;
 
     start("max-retry-buffers: 100KiB",
           "request-buffer: 1MiB\nretry: {max-attempts: 3, base-delay: 10ms}\n"
           "circuit-breaker: false");
-    ck_assert_int_eq(stub_mode(&stub, "{\"action\":\"reset\",\"count\":1}"), 0);
-    upload_start(&u, "/svc/over", body, n, false, "Idempotency-Key: k3");
-    http_async_finish(u.a, &r);
-    assert_ahoyd_error(&r, 502, "upstream_reset", "svc", 1);
-    http_resp_free(&r);
+    assert_unkept_not_retried("/svc/over", body, n, "Idempotency-Key: k3");
     /* within them (the first body's share given back), the same body is kept again */
-    ck_assert_int_eq(stub_mode(&stub, "{\"action\":\"reset\",\"count\":1}"), 0);
-    upload_start(&u, "/svc/under", body, 50u << 10, false, "Idempotency-Key: k4");
-    http_async_finish(u.a, &r);
-    assert_sunk(&r, body, 50u << 10);
-    ck_assert_str_eq(http_header(&r, "X-Ahoyd-Attempts"), "2");
-    http_resp_free(&r);
+    assert_kept_and_retried("/svc/under", body, 50u << 10, "Idempotency-Key: k4");
     free(body);
 }
 END_TEST
@@ -815,8 +825,6 @@ START_TEST(a_stream_gives_back_its_retry_buffer)
     unsigned char *body = pattern_body(n);
     struct sclient c;
     unsigned char buf[4096];
-    struct upload u;
-    struct http_resp r;
 
     start("max-retry-buffers: 100KiB",
           "request-buffer: 1MiB\ntimeout: 0\nretry: {max-attempts: 3, base-delay: 10ms}\n"
@@ -825,12 +833,7 @@ START_TEST(a_stream_gives_back_its_retry_buffer)
             "X-Stub-Events: 10\r\nX-Stub-Interval-Ms: 300\r\n", body, n, 5000);
     ck_assert_int_eq(c.status, 200);
     ck_assert_uint_gt(sc_read(&c, buf, sizeof buf, 5000), 0);
-    ck_assert_int_eq(stub_mode(&stub, "{\"action\":\"reset\",\"count\":1}"), 0);
-    upload_start(&u, "/svc/kept", body, 50u << 10, false, "Idempotency-Key: k6");
-    http_async_finish(u.a, &r);
-    assert_sunk(&r, body, 50u << 10);
-    ck_assert_str_eq(http_header(&r, "X-Ahoyd-Attempts"), "2");
-    http_resp_free(&r);
+    assert_kept_and_retried("/svc/kept", body, 50u << 10, "Idempotency-Key: k6");
     ck_assert(!c.complete && !c.closed); /* the stream was open all along */
     sc_drain(&c, 10000);
     ck_assert(c.complete);
