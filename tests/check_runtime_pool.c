@@ -60,9 +60,27 @@ static int slot_of(const struct service_rt *s, const char *url)
     return -1;
 }
 
+/* A runtime from cfg in place of old (its pool handed over), old's missing parts retired. */
+static struct runtime *reload(struct runtime *old, struct config *cfg, struct loop *l)
+{
+    char *err = NULL;
+    struct runtime *rt = runtime_new(cfg, old, l, &err);
+    ck_assert_ptr_nonnull(rt);
+    runtime_retire_missing(old, rt);
+    return rt;
+}
+
 #define A "http://10.0.0.1:80"
 #define B "http://10.0.0.2:80"
 #define STATIC "http://127.0.0.1:1/s"
+
+/* DNS finds A alone, weight 2: A joins s; returns its endpoint. */
+static struct endpoint_rt *dns_finds_a(struct service_rt *s, struct loop *l)
+{
+    struct pool_found set[] = {{A, 2}};
+    ck_assert_int_eq(runtime_pool_update(s, POOL_SOURCE_DNS, set, 1, l), 1);
+    return s->endpoints[slot_of(s, A)];
+}
 
 START_TEST(update_keeps_joins_and_retires)
 {
@@ -129,15 +147,11 @@ START_TEST(reload_hands_the_set_over)
     char *err = NULL;
     struct runtime *rt = runtime_new(load(true), NULL, l, &err);
     struct service_rt *s = &rt->services[0];
-    struct pool_found set[] = {{A, 2}};
-    ck_assert_int_eq(runtime_pool_update(s, POOL_SOURCE_DNS, set, 1, l), 1);
-    struct endpoint_rt *a = s->endpoints[slot_of(s, A)];
+    struct endpoint_rt *a = dns_finds_a(s, l);
     a->consecutive_failures = 3;
 
     /* the same block: the set and its objects carry over */
-    struct runtime *rt2 = runtime_new(load(true), rt, l, &err);
-    ck_assert_ptr_nonnull(rt2);
-    runtime_retire_missing(rt, rt2);
+    struct runtime *rt2 = reload(rt, load(true), l);
     struct service_rt *s2 = &rt2->services[0];
     ck_assert_uint_eq(s2->n_endpoints, 2);
     int i = slot_of(s2, A);
@@ -151,9 +165,7 @@ START_TEST(reload_hands_the_set_over)
     runtime_unref(rt);
 
     /* discovery removed: its endpoints leave with the reload */
-    struct runtime *rt3 = runtime_new(load(false), rt2, l, &err);
-    ck_assert_ptr_nonnull(rt3);
-    runtime_retire_missing(rt2, rt3);
+    struct runtime *rt3 = reload(rt2, load(false), l);
     ck_assert_uint_eq(rt3->services[0].n_endpoints, 1);
     ck_assert(a->retired);
     runtime_unref(rt2);
@@ -222,15 +234,10 @@ START_TEST(reload_changed_block_drops_its_part)
     char *err = NULL;
     struct runtime *rt = runtime_new(load(true), NULL, l, &err);
     struct service_rt *s = &rt->services[0];
-    struct pool_found set[] = {{A, 2}};
-    ck_assert_int_eq(runtime_pool_update(s, POOL_SOURCE_DNS, set, 1, l), 1);
-    struct endpoint_rt *a = s->endpoints[slot_of(s, A)];
+    struct endpoint_rt *a = dns_finds_a(s, l);
 
     struct runtime *rt2 =
-        runtime_new(load_with("        discovery: {dns: {name: other.test, port: 80}}\n"), rt,
-                    l, &err);
-    ck_assert_ptr_nonnull(rt2);
-    runtime_retire_missing(rt, rt2);
+        reload(rt, load_with("        discovery: {dns: {name: other.test, port: 80}}\n"), l);
     struct service_rt *s2 = &rt2->services[0];
     ck_assert_uint_eq(s2->n_endpoints, 1);
     ck_assert_int_eq(slot_of(s2, STATIC), 0);

@@ -282,6 +282,14 @@ static long rss_kib(pid_t pid)
     return kib;
 }
 
+/* Raise *worst to the daemon's RSS growth over base (KiB) when it is larger now. */
+static void rss_sample(long base, long *worst)
+{
+    long kib = rss_kib(daemon_proc.pid);
+    if (kib - base > *worst)
+        *worst = kib - base;
+}
+
 /* ---- set-up ---------------------------------------------------------------------------- */
 
 static void start(const char *ahoyd_extra, const char *service_extra)
@@ -399,9 +407,7 @@ static long download_slowly(struct sclient *c, uint64_t size, double rate, long 
                 ck_abort_msg("byte %llu differs", (unsigned long long)(pos + i));
         pos += n;
         if (pos >= next_sample) {
-            long kib = rss_kib(daemon_proc.pid);
-            if (kib - base_kib > worst)
-                worst = kib - base_kib;
+            rss_sample(base_kib, &worst);
             next_sample = pos + (4u << 20);
             /* the rate limit: wait until this many bytes are due */
             double due = (double)pos / rate * 1000.0, el = harness_now_ms() - t0;
@@ -673,6 +679,38 @@ static void assert_sunk(const struct http_resp *r, const unsigned char *body, si
     ck_assert_str_eq(http_header(r, "X-Stub-Sink-Sum"), want);
 }
 
+/* The stub resets the next call; the first n bytes of body go up to target with the
+ * header extra (an Idempotency-Key), the answer into r. */
+static void upload_after_a_reset(const char *target, const unsigned char *body, size_t n,
+                                 const char *extra, struct http_resp *r)
+{
+    struct upload u;
+    ck_assert_int_eq(stub_mode(&stub, "{\"action\":\"reset\",\"count\":1}"), 0);
+    upload_start(&u, target, body, n, false, extra);
+    http_async_finish(u.a, r);
+}
+
+/* ... and the body was kept: the second attempt took it whole. */
+static void assert_kept_and_retried(const char *target, const unsigned char *body, size_t n,
+                                    const char *extra)
+{
+    struct http_resp r;
+    upload_after_a_reset(target, body, n, extra, &r);
+    assert_sunk(&r, body, n);
+    ck_assert_str_eq(http_header(&r, "X-Ahoyd-Attempts"), "2");
+    http_resp_free(&r);
+}
+
+/* ... and the body was not kept: no second attempt, the reset comes back as a 502. */
+static void assert_unkept_not_retried(const char *target, const unsigned char *body, size_t n,
+                                      const char *extra)
+{
+    struct http_resp r;
+    upload_after_a_reset(target, body, n, extra, &r);
+    assert_ahoyd_error(&r, 502, "upstream_reset", "svc", 1);
+    http_resp_free(&r);
+}
+
 /* A 256 MiB upload (max-request-body raised) reaches the upstream byte for byte while
  * the daemon's RSS stays flat: the body is not kept (over request-buffer) and the client
  * is held back while the upstream is slower. */
@@ -690,9 +728,7 @@ START_TEST(big_upload_streams_through)
     upload_start(&u, "/svc/up", body, n, false, NULL);
     /* sample the daemon's memory until the answer is logged */
     for (int i = 0; i < 60000 && !proc_log_wait(&daemon_proc, "path=\"/svc/up\"", 5); i++) {
-        long kib = rss_kib(daemon_proc.pid);
-        if (kib - base > worst)
-            worst = kib - base;
+        rss_sample(base, &worst);
     }
     http_async_finish(u.a, &r);
     double took = harness_now_ms() - t0;
@@ -728,24 +764,13 @@ START_TEST(kept_body_retried_unkept_not)
 {
     size_t big = 2u << 20, small = 200u << 10;
     unsigned char *body = pattern_body(big);
-    struct upload u;
-    struct http_resp r;
 
     start(NULL, "request-buffer: 1MiB\nretry: {max-attempts: 3, base-delay: 10ms}\n"
                 "circuit-breaker: false");
-    ck_assert_int_eq(stub_mode(&stub, "{\"action\":\"reset\",\"count\":1}"), 0);
-    upload_start(&u, "/svc/big", body, big, false, "Idempotency-Key: k1");
-    http_async_finish(u.a, &r);
-    assert_ahoyd_error(&r, 502, "upstream_reset", "svc", 1);
-    http_resp_free(&r);
+    assert_unkept_not_retried("/svc/big", body, big, "Idempotency-Key: k1");
     ck_assert_int_eq(stub_count(&stub), 1);
 
-    ck_assert_int_eq(stub_mode(&stub, "{\"action\":\"reset\",\"count\":1}"), 0);
-    upload_start(&u, "/svc/small", body, small, false, "Idempotency-Key: k2");
-    http_async_finish(u.a, &r);
-    assert_sunk(&r, body, small);
-    ck_assert_str_eq(http_header(&r, "X-Ahoyd-Attempts"), "2");
-    http_resp_free(&r);
+    assert_kept_and_retried("/svc/small", body, small, "Idempotency-Key: k2");
     ck_assert_int_eq(stub_count(&stub), 3);
     free(body);
 }
@@ -781,24 +806,13 @@ START_TEST(retry_buffers_bound_kept_bodies)
 {
     size_t n = 200u << 10;
     unsigned char *body = pattern_body(n);
-    struct upload u;
-    struct http_resp r;
 
     start("max-retry-buffers: 100KiB",
           "request-buffer: 1MiB\nretry: {max-attempts: 3, base-delay: 10ms}\n"
           "circuit-breaker: false");
-    ck_assert_int_eq(stub_mode(&stub, "{\"action\":\"reset\",\"count\":1}"), 0);
-    upload_start(&u, "/svc/over", body, n, false, "Idempotency-Key: k3");
-    http_async_finish(u.a, &r);
-    assert_ahoyd_error(&r, 502, "upstream_reset", "svc", 1);
-    http_resp_free(&r);
+    assert_unkept_not_retried("/svc/over", body, n, "Idempotency-Key: k3");
     /* within them (the first body's share given back), the same body is kept again */
-    ck_assert_int_eq(stub_mode(&stub, "{\"action\":\"reset\",\"count\":1}"), 0);
-    upload_start(&u, "/svc/under", body, 50u << 10, false, "Idempotency-Key: k4");
-    http_async_finish(u.a, &r);
-    assert_sunk(&r, body, 50u << 10);
-    ck_assert_str_eq(http_header(&r, "X-Ahoyd-Attempts"), "2");
-    http_resp_free(&r);
+    assert_kept_and_retried("/svc/under", body, 50u << 10, "Idempotency-Key: k4");
     free(body);
 }
 END_TEST
@@ -811,8 +825,6 @@ START_TEST(a_stream_gives_back_its_retry_buffer)
     unsigned char *body = pattern_body(n);
     struct sclient c;
     unsigned char buf[4096];
-    struct upload u;
-    struct http_resp r;
 
     start("max-retry-buffers: 100KiB",
           "request-buffer: 1MiB\ntimeout: 0\nretry: {max-attempts: 3, base-delay: 10ms}\n"
@@ -821,12 +833,7 @@ START_TEST(a_stream_gives_back_its_retry_buffer)
             "X-Stub-Events: 10\r\nX-Stub-Interval-Ms: 300\r\n", body, n, 5000);
     ck_assert_int_eq(c.status, 200);
     ck_assert_uint_gt(sc_read(&c, buf, sizeof buf, 5000), 0);
-    ck_assert_int_eq(stub_mode(&stub, "{\"action\":\"reset\",\"count\":1}"), 0);
-    upload_start(&u, "/svc/kept", body, 50u << 10, false, "Idempotency-Key: k6");
-    http_async_finish(u.a, &r);
-    assert_sunk(&r, body, 50u << 10);
-    ck_assert_str_eq(http_header(&r, "X-Ahoyd-Attempts"), "2");
-    http_resp_free(&r);
+    assert_kept_and_retried("/svc/kept", body, 50u << 10, "Idempotency-Key: k6");
     ck_assert(!c.complete && !c.closed); /* the stream was open all along */
     sc_drain(&c, 10000);
     ck_assert(c.complete);
@@ -859,6 +866,28 @@ START_TEST(deadline_starts_at_the_body_end)
 }
 END_TEST
 
+/* A listening socket on 127.0.0.1 (port 0, backlog given) that nothing accepts by itself,
+ * and the daemon started with svc's base-url on it (timeout 3 s, no retry, no breaker),
+ * ahoyd_extra ("" or YAML lines) added to the ahoyd block. Returns the socket. */
+static int start_on_a_listener(int backlog, const char *ahoyd_extra)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(lfd, backlog), 0);
+    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "ahoyd:\n  listen: 127.0.0.1:0\n  admin-listen: off\n%s"
+             "pyfly:\n  client:\n    services:\n      svc:\n"
+             "        base-url: http://127.0.0.1:%d/\n        timeout: 3s\n"
+             "        retry: false\n        circuit-breaker: false\n",
+             ahoyd_extra, ntohs(sa.sin_port));
+    ck_assert_int_eq(ahoyd_start(&daemon_proc, yaml), 0);
+    return lfd;
+}
+
 /* 24 clients posting 8 MB each to an upstream that accepts and never reads: the daemon
  * holds little of each (the clients are held back), not 24 x 8 MB. */
 START_TEST(uploads_to_a_silent_upstream_stay_small)
@@ -872,27 +901,13 @@ START_TEST(uploads_to_a_silent_upstream_stay_small)
 
     /* a listening socket never accepted: the kernel takes the connections and a little
      * of each body, then nothing more */
-    int lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof sa;
-    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    ck_assert_int_eq(listen(lfd, 128), 0);
-    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
-    char yaml[1024];
-    snprintf(yaml, sizeof yaml,
-             "ahoyd:\n  listen: 127.0.0.1:0\n  admin-listen: off\npyfly:\n  client:\n"
-             "    services:\n      svc:\n        base-url: http://127.0.0.1:%d/\n"
-             "        timeout: 3s\n        retry: false\n        circuit-breaker: false\n",
-             ntohs(sa.sin_port));
-    ck_assert_int_eq(ahoyd_start(&daemon_proc, yaml), 0);
+    int lfd = start_on_a_listener(128, "");
     long base = rss_kib(daemon_proc.pid);
     for (int i = 0; i < N; i++)
         upload_start(&u[i], "/svc/silent", body, n, false, NULL);
     double end = harness_now_ms() + 2500;
     while (harness_now_ms() < end) {
-        long kib = rss_kib(daemon_proc.pid);
-        if (kib - base > worst)
-            worst = kib - base;
+        rss_sample(base, &worst);
         sleep_ms(20);
     }
     for (int i = 0; i < N; i++) {
@@ -920,20 +935,7 @@ START_TEST(upload_after_an_early_answer_is_held)
     char head[8192];
     size_t hl = 0;
 
-    int lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof sa;
-    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    ck_assert_int_eq(listen(lfd, 8), 0);
-    ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
-    char yaml[1024];
-    snprintf(yaml, sizeof yaml,
-             "ahoyd:\n  listen: 127.0.0.1:0\n  admin-listen: off\n  max-request-body: 0\n"
-             "pyfly:\n  client:\n    services:\n      svc:\n"
-             "        base-url: http://127.0.0.1:%d/\n        timeout: 3s\n"
-             "        retry: false\n        circuit-breaker: false\n",
-             ntohs(sa.sin_port));
-    ck_assert_int_eq(ahoyd_start(&daemon_proc, yaml), 0);
+    int lfd = start_on_a_listener(8, "  max-request-body: 0\n");
     long base = rss_kib(daemon_proc.pid);
     upload_start(&u, "/svc/early", body, n, true, NULL);
     struct pollfd pl = {.fd = lfd, .events = POLLIN};
@@ -956,9 +958,7 @@ START_TEST(upload_after_an_early_answer_is_held)
     ck_assert_int_eq(send(fd, answer, sizeof answer - 1, MSG_NOSIGNAL),
                      (ssize_t)(sizeof answer - 1));
     for (int i = 0; i < 60000 && !proc_log_wait(&daemon_proc, "path=\"/svc/early\"", 5); i++) {
-        long kib = rss_kib(daemon_proc.pid);
-        if (kib - base > worst)
-            worst = kib - base;
+        rss_sample(base, &worst);
     }
     http_async_finish(u.a, &r);
     http_resp_free(&r);
