@@ -1,5 +1,5 @@
 /*
- * check_forward.c - integration suite for forwarding (SPEC 3.1, 3.4, issue 3):
+ * check_forward.c - integration suite for forwarding (SPEC 3.1, 3.4):
  * the real ahoyd binary on port 0 in front of the stub upstream.
  *
  * What goes to the upstream is read back from the stub's JSON echo (method,

@@ -1,6 +1,6 @@
 /*
  * check_limits.c - integration suite for the limits and the hostile clients of
- * SPEC 3.3, 3.4 and 7 (issue 8): max-connections (503 at once, then the kernel
+ * SPEC 3.3, 3.4 and 7: max-connections (503 at once, then the kernel
  * backlog, never a silent close), header and body limits (Expect: 100-continue,
  * chunked bodies that grow past the limit, blocks far beyond what the HTTP
  * library keeps), request-timeout against slow-drip clients, idle-timeout,

@@ -1,5 +1,5 @@
 /*
- * check_resilience.c - integration suite for the resilience rules (SPEC 4, issue 4):
+ * check_resilience.c - integration suite for the resilience rules (SPEC 4):
  * the real ahoyd binary on port 0 in front of stub upstreams with fault modes.
  *
  * Circuit breaker (4.2), retries and their limits (4.1, 4.3, 4.4), backoff and

@@ -1,5 +1,5 @@
 /*
- * check_workers.c - integration suite for ahoyd.workers > 1 (issue 7): several
+ * check_workers.c - integration suite for ahoyd.workers > 1: several
  * event loops share one listening socket, and the state the SPEC defines
  * (breakers, max-connections, reload, drain, counters) stays exact across them.
  *

@@ -1,5 +1,5 @@
 /*
- * soak.c - the long-running mixed-fault test run by `make check` (issue 8).
+ * soak.c - the long-running mixed-fault test run by `make check`.
  *
  * Not a Check suite: one run of SOAK_SECONDS (default 60) and at least
  * SOAK_MIN_REQUESTS requests (default 50000; whichever ends later, hard cap at
