@@ -999,6 +999,17 @@ static struct http_async *slow_call(int port, const char *path, int delay_ms)
     return http_async_start(&req);
 }
 
+/* Stub a behind a daemon started with extra in its ahoyd block (NULL: none), and a call
+ * of delay_ms upstream already at the stub: what a drain test begins with. */
+static struct http_async *daemon_with_slow_call(const char *extra, int delay_ms)
+{
+    ck_assert_int_eq(stub_start(&stub_a, "a", NULL), 0);
+    start_daemon(ops_yaml("127.0.0.1:0", extra, stub_a.port, NULL));
+    struct http_async *slow = slow_call(daemon_proc.port, "/svc/slow", delay_ms);
+    ck_assert(stub_wait_count(&stub_a, 1, 5000));
+    return slow;
+}
+
 START_TEST(drain_finishes_calls_and_refuses_new_ones)
 {
     struct http_async *slow;
@@ -1088,11 +1099,8 @@ START_TEST(drain_answers_request_on_open_connection_with_503)
     char resp[8192], conn[64];
     int fd;
 
-    ck_assert_int_eq(stub_start(&stub_a, "a", NULL), 0);
-    start_daemon(ops_yaml("127.0.0.1:0", NULL, stub_a.port, NULL));
     /* keep the drain going with a 2 s call */
-    slow = slow_call(daemon_proc.port, "/svc/slow", 2000);
-    ck_assert(stub_wait_count(&stub_a, 1, 5000));
+    slow = daemon_with_slow_call(NULL, 2000);
 
     /* a connection whose request line has arrived, its headers not yet */
     fd = raw_connect(daemon_proc.port);
@@ -1126,10 +1134,7 @@ START_TEST(drain_shutdown_timeout_answers_503)
     double t_term, t_answer, t_exit;
     int status;
 
-    ck_assert_int_eq(stub_start(&stub_a, "a", NULL), 0);
-    start_daemon(ops_yaml("127.0.0.1:0", "shutdown-timeout: 500ms", stub_a.port, NULL));
-    slow = slow_call(daemon_proc.port, "/svc/slow", 5000);
-    ck_assert(stub_wait_count(&stub_a, 1, 5000));
+    slow = daemon_with_slow_call("shutdown-timeout: 500ms", 5000);
 
     t_term = harness_now_ms();
     ck_assert_int_eq(proc_signal(&daemon_proc, SIGTERM), 0);
@@ -1154,10 +1159,7 @@ START_TEST(drain_second_sigterm_exits_at_once)
     double t_second;
     int status;
 
-    ck_assert_int_eq(stub_start(&stub_a, "a", NULL), 0);
-    start_daemon(ops_yaml("127.0.0.1:0", NULL, stub_a.port, NULL));
-    slow = slow_call(daemon_proc.port, "/svc/slow", 5000);
-    ck_assert(stub_wait_count(&stub_a, 1, 5000));
+    slow = daemon_with_slow_call(NULL, 5000);
 
     ck_assert_int_eq(proc_signal(&daemon_proc, SIGTERM), 0);
     ck_assert(proc_log_wait(&daemon_proc, "draining", 5000));
@@ -1243,10 +1245,7 @@ START_TEST(drain_delay_second_sigterm_starts_drain)
     double t_term, t_second, t_exit;
     int status;
 
-    ck_assert_int_eq(stub_start(&stub_a, "a", NULL), 0);
-    start_daemon(ops_yaml("127.0.0.1:0", "drain-delay: 20s", stub_a.port, NULL));
-    slow = slow_call(daemon_proc.port, "/svc/slow", 1500);
-    ck_assert(stub_wait_count(&stub_a, 1, 5000));
+    slow = daemon_with_slow_call("drain-delay: 20s", 1500);
 
     t_term = harness_now_ms();
     ck_assert_int_eq(proc_signal(&daemon_proc, SIGTERM), 0);
